@@ -1,0 +1,262 @@
+/**
+ * The worker's configuration: every environment variable is read here, once, validated, and turned
+ * into a typed, frozen object. Nothing else in the code base reads process.env.
+ *
+ * A bad value stops the process with one line that names the variable, the (redacted) value and
+ * what is allowed: see ConfigError.
+ */
+import ms from 'ms';
+import cron from 'node-cron';
+import { z } from 'zod';
+
+export class ConfigError extends Error {
+  readonly variable: string;
+  constructor(variable: string, shownValue: string, allowed: string) {
+    super(`${variable}=${shownValue} is invalid: ${allowed}`);
+    this.name = 'ConfigError';
+    this.variable = variable;
+  }
+}
+
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+
+export interface QualifiedName {
+  readonly schema: string;
+  readonly name: string;
+}
+
+export interface Config {
+  /** undefined: the embedded development PostgreSQL under dataDir. */
+  readonly databaseUrl: string | undefined;
+  readonly dataDir: string;
+  readonly pgbossSchema: string;
+  readonly sessionTable: QualifiedName;
+  readonly purgeCron: string;
+  readonly reapCron: string;
+  readonly cronTz: string;
+  readonly expiredGraceSeconds: number;
+  /** null: reaping is off. */
+  readonly idleTimeoutSeconds: number | null;
+  readonly batchSize: number;
+  readonly batchMinSize: number;
+  readonly batchMaxSize: number;
+  readonly batchTargetMs: number;
+  readonly purgeConcurrency: number;
+  readonly maxRunSeconds: number;
+  /** null: no row budget. */
+  readonly maxRunRows: number | null;
+  readonly statementTimeoutMs: number;
+  readonly lockTimeoutMs: number;
+  readonly revokeConcurrency: number;
+  readonly metricsPort: number;
+  readonly metricsHost: string;
+  readonly gaugeRefreshCron: string;
+  readonly backlogCountCap: number;
+  readonly shutdownTimeoutMs: number;
+  readonly migrateOnStart: boolean;
+  readonly demoData: boolean;
+  readonly logLevel: LogLevel;
+}
+
+/** Seconds from a duration such as `90s`, `15m`, `12h`, `30d` (a unit is required). */
+export function parseDurationSeconds(text: string): number | undefined {
+  if (!/^\d+(\.\d+)?\s*(ms|s|m|h|d|w)$/.test(text.trim())) return undefined;
+  const millis = ms(text.trim() as ms.StringValue);
+  return typeof millis === 'number' && Number.isFinite(millis) ? millis / 1000 : undefined;
+}
+
+const IDENTIFIER = /^[a-z_][a-z0-9_]{0,62}$/;
+
+const identifier = z.string().regex(IDENTIFIER);
+
+const duration = (minSeconds: number, maxSeconds: number) =>
+  z
+    .string()
+    .transform((text, ctx) => {
+      const seconds = parseDurationSeconds(text);
+      if (seconds === undefined || seconds < minSeconds || seconds > maxSeconds) {
+        ctx.addIssue({ code: 'custom', message: 'out of range' });
+        return z.NEVER;
+      }
+      return seconds;
+    });
+
+const integer = (min: number, max: number) =>
+  z
+    .string()
+    .regex(/^\d+$/)
+    .transform(Number)
+    .pipe(z.number().int().min(min).max(max));
+
+const boolean = z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1');
+
+/**
+ * Five fields, minute granularity: pg-boss evaluates schedules once a minute and collapses a
+ * seconds field into one job a minute, so a six-field cron would promise what it cannot keep.
+ */
+const schedule = z.string().refine((text) => text.trim().split(/\s+/).length === 5 && cron.validate(text));
+
+const timeZone = z.string().refine((tz) => {
+  try {
+    new Intl.DateTimeFormat('en', { timeZone: tz });
+    return true;
+  } catch {
+    return false;
+  }
+});
+
+const databaseUrl = z.string().refine((text) => {
+  try {
+    const url = new URL(text);
+    return (url.protocol === 'postgres:' || url.protocol === 'postgresql:') && url.hostname !== '';
+  } catch {
+    return false;
+  }
+});
+
+const qualifiedName = z
+  .string()
+  .regex(/^[a-z_][a-z0-9_]{0,62}\.[a-z_][a-z0-9_]{0,62}$/)
+  .transform((text): QualifiedName => {
+    const [schema = '', name = ''] = text.split('.');
+    return { schema, name };
+  });
+
+/** The password of a connection string replaced, for error messages and logs. */
+export function redactDatabaseUrl(text: string): string {
+  try {
+    const url = new URL(text);
+    if (url.password !== '') url.password = '***';
+    return url.toString();
+  } catch {
+    return '<unparsable connection string>';
+  }
+}
+
+interface Variable<T> {
+  readonly schema: z.ZodType<T, string>;
+  readonly fallback: string | undefined;
+  readonly allowed: string;
+  readonly secret?: boolean;
+}
+
+const variable = <T>(schema: z.ZodType<T, string>, fallback: string | undefined, allowed: string, secret = false): Variable<T> => ({
+  schema,
+  fallback,
+  allowed,
+  secret,
+});
+
+/**
+ * Every variable, its default and what is allowed. The defaults of the batch settings come from the
+ * benchmark (`npm run bench`, see the README): batches of a few thousand rows hit the target
+ * duration on an in-memory table; the adaptive sizing moves from there.
+ */
+const VARIABLES = {
+  DATABASE_URL: variable(databaseUrl, undefined, 'a postgres:// or postgresql:// URL with a host', true),
+  JANITOR_DATA_DIR: variable(z.string().min(1), '.data', 'a directory for the embedded PostgreSQL'),
+  PGBOSS_SCHEMA: variable(identifier, 'pgboss', 'a lower-case SQL identifier ([a-z_][a-z0-9_]*, at most 63 characters)'),
+  JANITOR_SESSION_TABLE: variable(qualifiedName, 'auth.refresh_session', 'schema.table, both lower-case SQL identifiers'),
+  JANITOR_PURGE_CRON: variable(schedule, '*/5 * * * *', 'a five-field cron expression (minute hour day-of-month month day-of-week)'),
+  JANITOR_REAP_CRON: variable(schedule, '30 * * * *', 'a five-field cron expression (minute hour day-of-month month day-of-week)'),
+  JANITOR_CRON_TZ: variable(timeZone, 'UTC', 'an IANA time zone such as UTC or Europe/Berlin'),
+  JANITOR_EXPIRED_GRACE: variable(duration(0, 365 * 86400), '0s', 'a duration from 0s to 365d, such as 0s, 90s, 15m, 12h, 30d'),
+  JANITOR_IDLE_TIMEOUT: variable(
+    z.union([z.literal('off').transform(() => null), duration(3600, 3650 * 86400)]),
+    '30d',
+    '`off` or a duration of at least 1h, such as 12h, 30d',
+  ),
+  JANITOR_BATCH_SIZE: variable(integer(10, 100_000), '5000', 'an integer from 10 to 100000'),
+  JANITOR_BATCH_MIN_SIZE: variable(integer(10, 100_000), '100', 'an integer from 10 to 100000, not above JANITOR_BATCH_SIZE'),
+  JANITOR_BATCH_MAX_SIZE: variable(integer(10, 100_000), '20000', 'an integer from 10 to 100000, not below JANITOR_BATCH_SIZE'),
+  JANITOR_BATCH_TARGET_MS: variable(integer(1, 10_000), '25', 'an integer number of milliseconds from 1 to 10000'),
+  JANITOR_PURGE_CONCURRENCY: variable(integer(1, 16), '2', 'an integer from 1 to 16'),
+  JANITOR_MAX_RUN_SECONDS: variable(integer(1, 86_400), '240', 'an integer number of seconds from 1 to 86400'),
+  JANITOR_MAX_RUN_ROWS: variable(integer(0, 1_000_000_000), '0', 'an integer from 0 (no limit) to 1000000000'),
+  JANITOR_STATEMENT_TIMEOUT: variable(duration(0.1, 600), '10s', 'a duration from 100ms to 600s'),
+  JANITOR_LOCK_TIMEOUT: variable(duration(0.01, 60), '200ms', 'a duration from 10ms to 60s'),
+  JANITOR_REVOKE_CONCURRENCY: variable(integer(1, 64), '4', 'an integer from 1 to 64'),
+  JANITOR_METRICS_PORT: variable(integer(0, 65_535), '9464', 'a TCP port from 0 to 65535 (0: any free port)'),
+  JANITOR_METRICS_HOST: variable(z.string().min(1), '0.0.0.0', 'an address to listen on'),
+  JANITOR_GAUGE_REFRESH_CRON: variable(
+    z.string().refine((text) => cron.validate(text)),
+    '*/30 * * * * *',
+    'a node-cron expression (six fields allowed: seconds first)',
+  ),
+  JANITOR_BACKLOG_COUNT_CAP: variable(integer(1, 100_000_000), '100000', 'an integer from 1 to 100000000'),
+  JANITOR_SHUTDOWN_TIMEOUT: variable(duration(1, 300), '25s', 'a duration from 1s to 300s'),
+  JANITOR_MIGRATE: variable(boolean, 'true', 'true or false'),
+  JANITOR_DEMO_DATA: variable(boolean, 'true', 'true or false (only used with the embedded PostgreSQL)'),
+  LOG_LEVEL: variable(
+    z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
+    'info',
+    'one of fatal, error, warn, info, debug, trace, silent',
+  ),
+} as const;
+
+type Parsed = { [K in keyof typeof VARIABLES]: (typeof VARIABLES)[K] extends Variable<infer T> ? T : never };
+
+function read<K extends keyof typeof VARIABLES>(env: NodeJS.ProcessEnv, key: K): Parsed[K] | undefined {
+  const spec = VARIABLES[key] as Variable<Parsed[K]>;
+  const raw = env[key] === '' ? undefined : env[key];
+  const text = raw ?? spec.fallback;
+  if (text === undefined) return undefined;
+  const result = spec.schema.safeParse(text);
+  if (!result.success) {
+    const shown = spec.secret ? redactDatabaseUrl(text) : text;
+    throw new ConfigError(key, JSON.stringify(shown), spec.allowed);
+  }
+  return result.data;
+}
+
+function required<T>(value: T | undefined): T {
+  if (value === undefined) throw new Error('a variable with a default came back undefined');
+  return value;
+}
+
+/** Parses and validates the whole configuration. Throws ConfigError on the first bad value. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const get = <K extends keyof typeof VARIABLES>(key: K) => required(read(env, key));
+  const batchSize = get('JANITOR_BATCH_SIZE');
+  const batchMinSize = get('JANITOR_BATCH_MIN_SIZE');
+  const batchMaxSize = get('JANITOR_BATCH_MAX_SIZE');
+  if (batchMinSize > batchSize) {
+    throw new ConfigError('JANITOR_BATCH_MIN_SIZE', String(batchMinSize), `must not be above JANITOR_BATCH_SIZE (${batchSize})`);
+  }
+  if (batchMaxSize < batchSize) {
+    throw new ConfigError('JANITOR_BATCH_MAX_SIZE', String(batchMaxSize), `must not be below JANITOR_BATCH_SIZE (${batchSize})`);
+  }
+  const maxRunRows = get('JANITOR_MAX_RUN_ROWS');
+  return Object.freeze({
+    databaseUrl: read(env, 'DATABASE_URL'),
+    dataDir: get('JANITOR_DATA_DIR'),
+    pgbossSchema: get('PGBOSS_SCHEMA'),
+    sessionTable: get('JANITOR_SESSION_TABLE'),
+    purgeCron: get('JANITOR_PURGE_CRON'),
+    reapCron: get('JANITOR_REAP_CRON'),
+    cronTz: get('JANITOR_CRON_TZ'),
+    expiredGraceSeconds: get('JANITOR_EXPIRED_GRACE'),
+    idleTimeoutSeconds: read(env, 'JANITOR_IDLE_TIMEOUT') ?? null,
+    batchSize,
+    batchMinSize,
+    batchMaxSize,
+    batchTargetMs: get('JANITOR_BATCH_TARGET_MS'),
+    purgeConcurrency: get('JANITOR_PURGE_CONCURRENCY'),
+    maxRunSeconds: get('JANITOR_MAX_RUN_SECONDS'),
+    maxRunRows: maxRunRows === 0 ? null : maxRunRows,
+    statementTimeoutMs: Math.round(get('JANITOR_STATEMENT_TIMEOUT') * 1000),
+    lockTimeoutMs: Math.round(get('JANITOR_LOCK_TIMEOUT') * 1000),
+    revokeConcurrency: get('JANITOR_REVOKE_CONCURRENCY'),
+    metricsPort: get('JANITOR_METRICS_PORT'),
+    metricsHost: get('JANITOR_METRICS_HOST'),
+    gaugeRefreshCron: get('JANITOR_GAUGE_REFRESH_CRON'),
+    backlogCountCap: get('JANITOR_BACKLOG_COUNT_CAP'),
+    shutdownTimeoutMs: Math.round(get('JANITOR_SHUTDOWN_TIMEOUT') * 1000),
+    migrateOnStart: get('JANITOR_MIGRATE'),
+    demoData: get('JANITOR_DEMO_DATA'),
+    logLevel: get('LOG_LEVEL'),
+  });
+}
+
+/** The names of every variable loadConfig reads, for the README and the tests. */
+export const CONFIG_VARIABLES = Object.keys(VARIABLES) as ReadonlyArray<keyof typeof VARIABLES>;

@@ -1,0 +1,96 @@
+/**
+ * The worker's Prometheus metrics: one Registry of the app's own (so two workers in one process,
+ * as in the tests, never share counters), the metrics of ../shared/CONTRACT.md, and prom-client's
+ * default process and Node.js metrics.
+ *
+ * No label ever holds a user id, a jti, an IP address or free text: every label value below comes
+ * from a closed set named in this file.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export const TASKS = ['purge-expired', 'reap-idle', 'revoke'] as const;
+export type Task = (typeof TASKS)[number];
+
+export const DELETE_REASONS = ['expired', 'idle', 'revoked'] as const;
+export type DeleteReason = (typeof DELETE_REASONS)[number];
+
+export const JOB_OUTCOMES = ['completed', 'failed', 'rejected'] as const;
+export type JobOutcome = (typeof JOB_OUTCOMES)[number];
+
+/** What went wrong, for session_janitor_errors_total: a closed set, never an error message. */
+export const ERROR_KINDS = ['batch-timeout', 'lock-timeout', 'gauge-refresh', 'database', 'pg-boss'] as const;
+export type ErrorKind = (typeof ERROR_KINDS)[number];
+
+/**
+ * Batches aim at a few tens of milliseconds (JANITOR_BATCH_TARGET_MS); the buckets are dense there
+ * and reach the statement timeout so that a slow batch is visible rather than lumped into +Inf.
+ */
+const BATCH_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+/** Jobs run from milliseconds (a single-user revocation) to the run budget (240 s by default). */
+const JOB_BUCKETS = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600];
+
+export function createMetrics() {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const registers = [registry];
+  return {
+    registry,
+    sessionsDeleted: new Counter({
+      name: 'session_janitor_sessions_deleted_total',
+      help: 'Sessions deleted from auth.refresh_session, by reason (expired, idle, revoked). Rate it for rows per second; a flat line while the expired backlog grows means the purge is stuck.',
+      labelNames: ['reason'] as const,
+      registers,
+    }),
+    batchDuration: new Histogram({
+      name: 'session_janitor_batch_duration_seconds',
+      help: 'Seconds one batch (one short transaction) took, by task. The p99 should stay near JANITOR_BATCH_TARGET_MS; a long tail means lock waits or an overloaded database.',
+      labelNames: ['task'] as const,
+      buckets: BATCH_BUCKETS,
+      registers,
+    }),
+    jobs: new Counter({
+      name: 'session_janitor_jobs_total',
+      help: 'pg-boss jobs this pod finished, by queue and outcome: completed, failed (will be retried or dead-lettered when retries run out), rejected (invalid payload, dead-lettered at once). Alert on the failed ratio.',
+      labelNames: ['queue', 'outcome'] as const,
+      registers,
+    }),
+    jobDuration: new Histogram({
+      name: 'session_janitor_job_duration_seconds',
+      help: 'Seconds a job took in this pod, by queue. A purge or reap near JANITOR_MAX_RUN_SECONDS means the backlog is larger than one run can drain.',
+      labelNames: ['queue'] as const,
+      buckets: JOB_BUCKETS,
+      registers,
+    }),
+    lastSuccess: new Gauge({
+      name: 'session_janitor_last_success_timestamp_seconds',
+      help: 'Unix time in seconds of the last completed run of a scheduled task, read from the pg-boss job history (the same in every pod). Alert when now() minus it exceeds a few periods.',
+      labelNames: ['task'] as const,
+      registers,
+    }),
+    expiredBacklogOldest: new Gauge({
+      name: 'session_janitor_expired_backlog_oldest_seconds',
+      help: 'Seconds the oldest purgeable session has waited past its expiry plus JANITOR_EXPIRED_GRACE (0 when none). Growing steadily means purges are not keeping up.',
+      registers,
+    }),
+    expiredBacklogSessions: new Gauge({
+      name: 'session_janitor_expired_backlog_sessions',
+      help: 'Purgeable sessions not yet purged, counted up to JANITOR_BACKLOG_COUNT_CAP (a value at the cap means at least that many).',
+      registers,
+    }),
+    queueJobs: new Gauge({
+      name: 'session_janitor_queue_jobs',
+      help: 'Jobs in each pg-boss queue of the worker by state (queued, active, deferred, failed), from pg-boss queue counts (refreshed about once a minute). A non-empty dead-letter queue needs a human.',
+      labelNames: ['queue', 'state'] as const,
+      registers,
+    }),
+    errors: new Counter({
+      name: 'session_janitor_errors_total',
+      help: 'Errors the worker handled without crashing, by kind (batch-timeout, lock-timeout, gauge-refresh, database, pg-boss). A steady rate means the database is struggling; read the logs.',
+      labelNames: ['kind'] as const,
+      registers,
+    }),
+  };
+}
+
+export type Metrics = ReturnType<typeof createMetrics>;
