@@ -1,0 +1,65 @@
+/**
+ * pg-boss: construction, the queues of the contract and the schedules. pg-boss keeps each
+ * schedule single across replicas (one job per cron occurrence, claimed through the database),
+ * which node-cron cannot: node-cron only runs per-process timers here.
+ */
+import { PgBoss } from 'pg-boss';
+import type { Config } from './config.ts';
+import { safeErrorMessage } from './db/errors.ts';
+import type { Logger } from './logger.ts';
+import type { Metrics } from './metrics.ts';
+import { QUEUES, queueDefinitions } from './queues.ts';
+
+export type BossRole =
+  /** The worker: consumes, schedules, runs maintenance. */
+  | 'worker'
+  /** `migrate` and one-shot commands: no background activity. */
+  | 'tool';
+
+export interface BossOptions {
+  readonly role: BossRole;
+  /** Install or upgrade pg-boss's schema on start (needs CREATE on the database). */
+  readonly migrate: boolean;
+}
+
+export function createBoss(config: Config, connectionString: string, options: BossOptions, log: Logger, metrics?: Metrics): PgBoss {
+  const background = options.role === 'worker';
+  const boss = new PgBoss({
+    connectionString,
+    schema: config.pgbossSchema,
+    application_name: 'session-janitor-pgboss',
+    // Polling, maintenance and the LISTEN connection; the tasks have a pool of their own.
+    max: background ? 4 : 2,
+    migrate: options.migrate,
+    schedule: background,
+    supervise: background,
+    useListenNotify: background,
+    instanceName: 'session-janitor',
+  });
+  // Unhandled, an 'error' event would kill the process; pg-boss retries its loops by itself.
+  boss.on('error', (error) => {
+    metrics?.errors.inc({ kind: 'pg-boss' });
+    log.error({ err: { message: safeErrorMessage(error), name: error.name } }, 'pg-boss error');
+  });
+  boss.on('warning', (warning) => log.warn({ warning: warning.message }, 'pg-boss warning'));
+  return boss;
+}
+
+/** Creates the queues, or brings their settings up to date (createQueue never updates). */
+export async function ensureQueues(boss: PgBoss, config: Config): Promise<void> {
+  for (const { name, policy, partition, ...settings } of queueDefinitions(config)) {
+    if (await boss.getQueue(name)) {
+      await boss.updateQueue(name, settings);
+    } else {
+      await boss.createQueue(name, { policy, ...(partition === undefined ? {} : { partition }), ...settings });
+    }
+  }
+}
+
+/**
+ * Registers the schedules (an upsert: safe on every start). `missed: 'once'`: after an outage one
+ * catch-up run, not one per missed tick.
+ */
+export async function ensureSchedules(boss: PgBoss, config: Config): Promise<void> {
+  await boss.schedule(QUEUES.purgeExpired, config.purgeCron, {}, { tz: config.cronTz, missed: 'once' });
+}

@@ -1,0 +1,50 @@
+/**
+ * The pg-boss consumers: each queue's handler, wrapped with the job metrics and one structured log
+ * line per run. A handler stops between batches when the worker shuts down, and reports how it
+ * stopped in the job output, so the job completes rather than being failed by pg-boss's stop.
+ */
+import type { PgBoss } from 'pg-boss';
+import type { Logger } from './logger.ts';
+import type { Metrics } from './metrics.ts';
+import { QUEUES, type QueueName } from './queues.ts';
+import type { RunOutput } from './tasks/batching.ts';
+import type { TaskContext } from './tasks/context.ts';
+import { purgeExpired } from './tasks/purge-expired.ts';
+
+/** Runs fn as the job of queue, counting its outcome and duration. */
+export async function instrumented<T>(metrics: Metrics, queue: QueueName, fn: () => Promise<T>): Promise<T> {
+  const stopTimer = metrics.jobDuration.startTimer({ queue });
+  try {
+    const result = await fn();
+    metrics.jobs.inc({ queue, outcome: 'completed' });
+    return result;
+  } catch (error) {
+    metrics.jobs.inc({ queue, outcome: 'failed' });
+    throw error;
+  } finally {
+    stopTimer();
+  }
+}
+
+export interface ScheduledTask {
+  readonly queue: QueueName;
+  readonly run: (ctx: TaskContext, signal: AbortSignal) => Promise<RunOutput>;
+}
+
+export const SCHEDULED_TASKS: readonly ScheduledTask[] = [
+  { queue: QUEUES.purgeExpired, run: (ctx, signal) => purgeExpired(ctx, { signal }) },
+];
+
+export async function registerConsumers(boss: PgBoss, ctx: TaskContext, shutdown: AbortSignal, log: Logger): Promise<void> {
+  for (const task of SCHEDULED_TASKS) {
+    await boss.work<object, RunOutput>(task.queue, { pollingIntervalSeconds: 2 }, async ([job]) => {
+      if (!job) throw new Error(`pg-boss handed ${task.queue} an empty batch`);
+      const started = performance.now();
+      const output = await instrumented(ctx.metrics, task.queue, () => task.run(ctx, AbortSignal.any([job.signal, shutdown])));
+      log.info({ queue: task.queue, jobId: job.id, ...output, seconds: round((performance.now() - started) / 1000) }, `${task.queue} run finished`);
+      return output;
+    });
+  }
+}
+
+const round = (seconds: number) => Math.round(seconds * 1000) / 1000;

@@ -1,0 +1,54 @@
+/**
+ * Installs or upgrades the worker's own schema (see db/sql/migrations.ts). pg-boss installs its own.
+ */
+import type pg from 'pg';
+import type { Config } from '../config.ts';
+import { LATEST_VERSION, MIGRATION_LOCK_KEY, MIGRATIONS, currentVersion, recordVersion, versionTableExists } from './sql/migrations.ts';
+
+/** Applies the missing migrations; returns the versions applied. */
+export async function migrateOwnSchema(pool: pg.Pool, config: Config): Promise<number[]> {
+  const client = await pool.connect();
+  const applied: number[] = [];
+  try {
+    // DDL on a busy database may wait for locks: no statement or lock timeout for migrations.
+    await client.query('SET statement_timeout = 0; SET lock_timeout = 0');
+    await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_KEY]);
+    try {
+      const version = await readVersion(client);
+      for (const migration of MIGRATIONS.filter((m) => m.version > version)) {
+        await client.query('BEGIN');
+        try {
+          await client.query(migration.sql(config));
+          await client.query({ ...recordVersion, values: [migration.version] });
+          await client.query('COMMIT');
+        } catch (error) {
+          await client.query('ROLLBACK');
+          throw error;
+        }
+        applied.push(migration.version);
+      }
+    } finally {
+      await client.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK_KEY]);
+    }
+  } finally {
+    client.release();
+  }
+  return applied;
+}
+
+export async function readVersion(db: pg.Pool | pg.PoolClient): Promise<number> {
+  const exists = await db.query<{ present: boolean }>(versionTableExists);
+  if (!exists.rows[0]?.present) return 0;
+  const { rows } = await db.query<{ version: number }>(currentVersion);
+  return rows[0]?.version ?? 0;
+}
+
+/** For JANITOR_MIGRATE=false: refuse to run against a schema that `migrate` has not brought up to date. */
+export async function assertOwnSchemaCurrent(pool: pg.Pool): Promise<void> {
+  const version = await readVersion(pool);
+  if (version !== LATEST_VERSION) {
+    throw new Error(
+      `the session_janitor schema is at version ${version}, this worker needs ${LATEST_VERSION}: run \`session-janitor migrate\` (JANITOR_MIGRATE=false forbids the worker to do it)`,
+    );
+  }
+}

@@ -1,0 +1,129 @@
+/**
+ * The worker: opens the database, starts pg-boss, installs what is missing, registers the consumers
+ * and serves /metrics, /healthz and /readyz. Every resource it acquires pushes a releaser; stop()
+ * runs them last-in first-out, so pg-boss drains its running jobs before the HTTP server, the pool
+ * and the database go away.
+ */
+import cron from 'node-cron';
+import { createBoss } from './boss.ts';
+import type { Config } from './config.ts';
+import { registerConsumers } from './consumers.ts';
+import { openDatabase } from './db/database.ts';
+import { safeErrorMessage } from './db/errors.ts';
+import { createPool } from './db/pool.ts';
+import { close, createHttpServer, listen } from './http.ts';
+import { install } from './install.ts';
+import type { Logger } from './logger.ts';
+import { createMetrics, type Metrics } from './metrics.ts';
+import { QUEUES } from './queues.ts';
+import type { TaskContext } from './tasks/context.ts';
+
+export interface Worker {
+  readonly metrics: Metrics;
+  readonly metricsPort: number;
+  readonly connectionString: string;
+  /** Graceful: stops taking jobs, lets the running batch finish, releases everything. */
+  stop(): Promise<void>;
+}
+
+/** How often the readiness ping runs, and how old its last success may be for /readyz to say 200. */
+const PING_CRON = '*/5 * * * * *';
+const PING_FRESH_MS = 15_000;
+
+type Releaser = { readonly name: string; readonly release: () => Promise<void> };
+
+export async function startWorker(config: Config, log: Logger): Promise<Worker> {
+  const releasers: Releaser[] = [];
+  const metrics = createMetrics();
+  const shutdown = new AbortController();
+  let bossStarted = false;
+  let lastPingOk = 0;
+
+  const releaseAll = async () => {
+    for (let r = releasers.pop(); r !== undefined; r = releasers.pop()) {
+      try {
+        await r.release();
+      } catch (error) {
+        log.error({ err: { message: safeErrorMessage(error) }, releaser: r.name }, 'error while shutting down');
+      }
+    }
+  };
+
+  try {
+    const database = await openDatabase(config, log);
+    releasers.push({ name: 'database', release: () => database.close() });
+
+    // One connection per purge lane and per concurrent revocation, plus one for gauges and pings.
+    const pool = createPool({
+      connectionString: database.connectionString,
+      max: config.purgeConcurrency + config.revokeConcurrency + 2,
+      statementTimeoutMs: config.statementTimeoutMs,
+      lockTimeoutMs: config.lockTimeoutMs,
+      onError: (error) => {
+        metrics.errors.inc({ kind: 'database' });
+        log.warn({ err: { message: safeErrorMessage(error) } }, 'idle database connection lost');
+      },
+    });
+    releasers.push({ name: 'pool', release: () => pool.end() });
+
+    const server = createHttpServer(metrics.registry, {
+      ready: () => bossStarted && !shutdown.signal.aborted && Date.now() - lastPingOk < PING_FRESH_MS,
+    });
+    const metricsPort = await listen(server, config.metricsPort, config.metricsHost);
+    releasers.push({ name: 'http', release: () => close(server) });
+    log.info({ port: metricsPort }, `metrics at http://localhost:${metricsPort}/metrics (also /healthz, /readyz)`);
+
+    const ping = async () => {
+      try {
+        await pool.query('SELECT 1');
+        lastPingOk = Date.now();
+      } catch (error) {
+        metrics.errors.inc({ kind: 'database' });
+        log.warn({ err: { message: safeErrorMessage(error) } }, 'database ping failed');
+      }
+    };
+    await ping();
+    if (lastPingOk === 0) throw new Error('the database does not answer (see the ping error above)');
+    const pinger = cron.schedule(PING_CRON, ping, { name: 'readiness-ping', noOverlap: true });
+    releasers.push({ name: 'ping', release: async () => void (await pinger.destroy()) });
+
+    const boss = createBoss(config, database.connectionString, { role: 'worker', migrate: config.migrateOnStart }, log, metrics);
+    await boss.start();
+    releasers.push({
+      name: 'pg-boss',
+      // stop() waits for running handlers, which see the shutdown signal and end after their batch.
+      release: () => boss.stop({ graceful: true, timeout: config.shutdownTimeoutMs }),
+    });
+    await install(boss, pool, config, log, config.migrateOnStart);
+
+    const ctx: TaskContext = { pool, config, metrics, log };
+    await registerConsumers(boss, ctx, shutdown.signal, log);
+    bossStarted = true;
+
+    if (database.demo !== null) {
+      await boss.send(QUEUES.purgeExpired, {});
+      log.info(`demo: sent one ${QUEUES.purgeExpired} job now; the schedule (${config.purgeCron}) sends the next ones`);
+    }
+    log.info({ purgeCron: config.purgeCron, tz: config.cronTz, pgbossSchema: config.pgbossSchema }, 'session-janitor worker started');
+
+    let stopping: Promise<void> | null = null;
+    return {
+      metrics,
+      metricsPort,
+      connectionString: database.connectionString,
+      stop: () => {
+        stopping ??= (async () => {
+          log.info('shutting down: finishing the batch in flight');
+          shutdown.abort();
+          await releaseAll();
+          log.info('stopped');
+        })();
+        return stopping;
+      },
+    };
+  } catch (error) {
+    shutdown.abort();
+    await releaseAll();
+    throw error;
+  }
+}

@@ -1,0 +1,12 @@
+import type pg from 'pg';
+import type { Config } from '../config.ts';
+import type { Logger } from '../logger.ts';
+import type { Metrics } from '../metrics.ts';
+
+/** What a task needs from the running worker (or the CLI, or a test). */
+export interface TaskContext {
+  readonly pool: pg.Pool;
+  readonly config: Config;
+  readonly metrics: Metrics;
+  readonly log: Logger;
+}

@@ -1,0 +1,133 @@
+/**
+ * Each test gets a database of its own, cloned from the template that test/setup/global.ts built.
+ */
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import { loadConfig, type Config } from '../../src/config.ts';
+import { createPool } from '../../src/db/pool.ts';
+import { createLogger, type Logger } from '../../src/logger.ts';
+import { createMetrics } from '../../src/metrics.ts';
+import type { TaskContext } from '../../src/tasks/context.ts';
+
+export const TEMPLATE_DATABASE = 'session_janitor_template';
+
+export function databaseUrl(adminUrl: string, database: string): string {
+  const url = new URL(adminUrl);
+  url.pathname = `/${database}`;
+  return url.toString();
+}
+
+function adminUrl(): string {
+  const url = process.env.SJ_TEST_ADMIN_URL;
+  if (!url) throw new Error('SJ_TEST_ADMIN_URL is unset: run the tests with `npm test` (it sets up the database server)');
+  return url;
+}
+
+export interface TestDatabase {
+  readonly url: string;
+  /** A pool without statement or lock timeouts, for arranging and checking rows. */
+  readonly pool: pg.Pool;
+  drop(): Promise<void>;
+}
+
+export async function createTestDatabase(): Promise<TestDatabase> {
+  const name = `sj_test_${randomBytes(6).toString('hex')}`;
+  const admin = new pg.Client({ connectionString: adminUrl() });
+  await admin.connect();
+  try {
+    await admin.query(`CREATE DATABASE ${name} TEMPLATE ${TEMPLATE_DATABASE}`);
+  } finally {
+    await admin.end();
+  }
+  const url = databaseUrl(adminUrl(), name);
+  const pool = new pg.Pool({ connectionString: url, max: 4 });
+  return {
+    url,
+    pool,
+    drop: async () => {
+      await pool.end();
+      const client = new pg.Client({ connectionString: adminUrl() });
+      await client.connect();
+      await client.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      await client.end();
+    },
+  };
+}
+
+/** The worker's configuration for a test database: defaults, no HTTP port clash, quiet logs. */
+export function testConfig(url: string, env: Record<string, string> = {}): Config {
+  return loadConfig({ DATABASE_URL: url, JANITOR_METRICS_PORT: '0', JANITOR_METRICS_HOST: '127.0.0.1', LOG_LEVEL: 'silent', ...env });
+}
+
+export const silentLogger = (): Logger => createLogger('silent');
+
+/** A task context on its own pool (with the worker's timeouts); close it with ctx.pool.end(). */
+export function taskContext(config: Config): TaskContext {
+  const url = config.databaseUrl;
+  if (url === undefined) throw new Error('a test config always has a DATABASE_URL');
+  const pool = createPool({
+    connectionString: url,
+    max: config.purgeConcurrency + 2,
+    statementTimeoutMs: config.statementTimeoutMs,
+    lockTimeoutMs: config.lockTimeoutMs,
+  });
+  return { pool, config, metrics: createMetrics(), log: silentLogger() };
+}
+
+export interface SessionSpec {
+  /** expires_at = now() + this many seconds (negative: already expired). */
+  readonly expiresIn: number;
+  /** last_used_at = now() - this many seconds. Default 0. */
+  readonly idleFor?: number;
+  /** created_at = now() - this many seconds. Default 1 day. */
+  readonly age?: number;
+  /** Index into the users created for this insert. Default: one user per session. */
+  readonly user?: number;
+}
+
+export interface InsertedSession {
+  readonly id: number;
+  readonly jti: string;
+  readonly userId: number;
+}
+
+/** Inserts users (as many as the specs reference) and the sessions, relative to the database clock. */
+export async function insertSessions(pool: pg.Pool, specs: readonly SessionSpec[]): Promise<InsertedSession[]> {
+  const userCount = Math.max(0, ...specs.map((s, i) => (s.user ?? i) + 1));
+  const users = await pool.query<{ id: number }>(
+    `INSERT INTO auth."user" (email) SELECT 'u-' || gen_random_uuid() || '@example.invalid' FROM generate_series(1, $1::int) RETURNING id`,
+    [userCount],
+  );
+  const userIds = users.rows.map((r) => r.id);
+  const { rows } = await pool.query<{ id: number; jti: string; user_id: number }>(
+    `INSERT INTO auth.refresh_session (user_id, expires_at, last_used_at, created_at)
+     SELECT u, now() + make_interval(secs => e), now() - make_interval(secs => i), now() - make_interval(secs => a)
+       FROM unnest($1::int[], $2::float8[], $3::float8[], $4::float8[]) WITH ORDINALITY AS t(u, e, i, a, n)
+      ORDER BY n
+     RETURNING id, jti, user_id`,
+    [
+      specs.map((s, i) => userIds[s.user ?? i]),
+      specs.map((s) => s.expiresIn),
+      specs.map((s) => s.idleFor ?? 0),
+      specs.map((s) => s.age ?? 86_400),
+    ],
+  );
+  return rows.map((r) => ({ id: r.id, jti: r.jti, userId: r.user_id }));
+}
+
+/** Inserts n sessions fast (generate_series), expired `expiredShare` of them; returns nothing. */
+export async function insertBulkSessions(pool: pg.Pool, n: number, expiredShare: number): Promise<void> {
+  await pool.query(`INSERT INTO auth."user" (email) SELECT 'bulk-' || g || '-' || gen_random_uuid() || '@example.invalid' FROM generate_series(1, 100) g`);
+  await pool.query(
+    `INSERT INTO auth.refresh_session (user_id, expires_at)
+     SELECT (SELECT min(id) FROM auth."user") + (g % 100),
+            CASE WHEN g <= $2::int THEN now() - make_interval(secs => 60 + g) ELSE now() + interval '30 days' END
+       FROM generate_series(1, $1::int) g`,
+    [n, Math.round(n * expiredShare)],
+  );
+}
+
+export async function remainingIds(pool: pg.Pool): Promise<number[]> {
+  const { rows } = await pool.query<{ id: number }>('SELECT id FROM auth.refresh_session ORDER BY id');
+  return rows.map((r) => r.id);
+}

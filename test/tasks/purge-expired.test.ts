@@ -1,0 +1,176 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import pg from 'pg';
+import { purgeBatch, purgeBatchSkipLocked } from '../../src/db/sql/purge-expired.ts';
+import { purgeExpired } from '../../src/tasks/purge-expired.ts';
+import { createTestDatabase, insertBulkSessions, insertSessions, remainingIds, taskContext, testConfig, type TestDatabase } from '../helpers/database.ts';
+
+describe('purge-expired', () => {
+  let db: TestDatabase;
+  before(async () => {
+    db = await createTestDatabase();
+  });
+  after(async () => {
+    await db.drop();
+  });
+  const reset = () => db.pool.query('TRUNCATE auth.refresh_session, auth."user" CASCADE');
+
+  async function purge(env: Record<string, string> = {}, signal?: AbortSignal, onBatch?: (batches: number) => void) {
+    const ctx = taskContext(testConfig(db.url, env));
+    try {
+      const output = await purgeExpired(ctx, { ...(signal ? { signal } : {}), onProgress: (p) => onBatch?.(p.batches) });
+      const metric = await ctx.metrics.sessionsDeleted.get();
+      return { output, counted: metric.values.find((v) => v.labels.reason === 'expired')?.value ?? 0 };
+    } finally {
+      await ctx.pool.end();
+    }
+  }
+
+  test('deletes exactly the expired rows, without a grace period', async () => {
+    await reset();
+    const rows = await insertSessions(db.pool, [
+      { expiresIn: -30 * 86_400 },
+      { expiresIn: -60 },
+      { expiresIn: -2 }, // just before the cutoff
+      { expiresIn: 5 }, // just after it
+      { expiresIn: 3600 },
+      { expiresIn: 30 * 86_400 },
+    ]);
+    const { output, counted } = await purge({ JANITOR_PURGE_CONCURRENCY: '1' });
+    assert.deepEqual(await remainingIds(db.pool), rows.slice(3).map((r) => r.id));
+    assert.deepEqual(output, { deleted: 3, batches: 1, stoppedBy: 'drained' });
+    assert.equal(counted, 3);
+  });
+
+  test('keeps sessions within JANITOR_EXPIRED_GRACE of their expiry', async () => {
+    await reset();
+    const rows = await insertSessions(db.pool, [
+      { expiresIn: -7200 }, // past the 1h grace
+      { expiresIn: -3605 }, // just past it
+      { expiresIn: -3590 }, // just within it
+      { expiresIn: -60 },
+      { expiresIn: 60 },
+    ]);
+    const { output } = await purge({ JANITOR_EXPIRED_GRACE: '1h' });
+    assert.deepEqual(await remainingIds(db.pool), rows.slice(2).map((r) => r.id));
+    assert.equal(output.deleted, 2);
+  });
+
+  test('drains a backlog of many batches on several lanes, ties at batch edges included', async () => {
+    await reset();
+    await insertBulkSessions(db.pool, 5000, 0.8);
+    // 300 rows sharing one expires_at straddle several batch boundaries.
+    await db.pool.query(`UPDATE auth.refresh_session SET expires_at = now() - interval '1 day' WHERE id IN (SELECT id FROM auth.refresh_session WHERE expires_at < now() ORDER BY id LIMIT 300)`);
+    const { output, counted } = await purge({ JANITOR_BATCH_SIZE: '100', JANITOR_BATCH_MIN_SIZE: '100', JANITOR_BATCH_MAX_SIZE: '100', JANITOR_PURGE_CONCURRENCY: '3' });
+    assert.equal(output.deleted, 4000);
+    assert.equal(counted, 4000);
+    assert.equal(output.stoppedBy, 'drained');
+    assert.ok(output.batches >= 40, `expected at least 40 batches, got ${output.batches}`);
+    const left = await db.pool.query<{ expired: number; live: number }>(
+      `SELECT count(*) FILTER (WHERE expires_at < now())::int AS expired, count(*) FILTER (WHERE expires_at >= now())::int AS live FROM auth.refresh_session`,
+    );
+    assert.deepEqual(left.rows[0], { expired: 0, live: 1000 });
+  });
+
+  test('the row budget stops a run early and the next run carries on', async () => {
+    await reset();
+    await insertBulkSessions(db.pool, 2000, 0.5);
+    const env = { JANITOR_BATCH_SIZE: '100', JANITOR_BATCH_MIN_SIZE: '100', JANITOR_BATCH_MAX_SIZE: '100', JANITOR_PURGE_CONCURRENCY: '1', JANITOR_MAX_RUN_ROWS: '300' };
+    const first = await purge(env);
+    assert.deepEqual(first.output, { deleted: 300, batches: 3, stoppedBy: 'row-budget' });
+    const second = await purge({ ...env, JANITOR_MAX_RUN_ROWS: '0' });
+    assert.equal(second.output.deleted, 700);
+    assert.equal(second.output.stoppedBy, 'drained');
+  });
+
+  test('the time budget stops a run early and the next run carries on', async () => {
+    await reset();
+    await insertBulkSessions(db.pool, 100_000, 1);
+    const env = { JANITOR_BATCH_SIZE: '10', JANITOR_BATCH_MIN_SIZE: '10', JANITOR_BATCH_MAX_SIZE: '10', JANITOR_PURGE_CONCURRENCY: '1', JANITOR_MAX_RUN_SECONDS: '1' };
+    const first = await purge(env);
+    assert.equal(first.output.stoppedBy, 'time-budget');
+    assert.ok(first.output.deleted > 0 && first.output.deleted < 100_000, `deleted ${first.output.deleted}`);
+    const left = (await remainingIds(db.pool)).length;
+    assert.equal(left, 100_000 - first.output.deleted);
+    const second = await purge({ ...env, JANITOR_MAX_RUN_SECONDS: '240', JANITOR_BATCH_SIZE: '5000', JANITOR_BATCH_MAX_SIZE: '5000' });
+    assert.equal(second.output.deleted, left);
+    assert.equal((await remainingIds(db.pool)).length, 0);
+  });
+
+  test('shutdown stops between batches: no partial batch, every deleted row accounted for', async () => {
+    await reset();
+    await insertBulkSessions(db.pool, 3000, 1);
+    const controller = new AbortController();
+    const { output } = await purge(
+      { JANITOR_BATCH_SIZE: '100', JANITOR_BATCH_MIN_SIZE: '100', JANITOR_BATCH_MAX_SIZE: '100', JANITOR_PURGE_CONCURRENCY: '1' },
+      controller.signal,
+      (batches) => batches === 5 && controller.abort(),
+    );
+    assert.deepEqual(output, { deleted: 500, batches: 5, stoppedBy: 'shutdown' });
+    assert.equal((await remainingIds(db.pool)).length, 2500);
+  });
+
+  test('a row locked by another transaction does not stall the run; the next run purges it', async () => {
+    await reset();
+    const rows = await insertSessions(db.pool, [{ expiresIn: -300 }, { expiresIn: -200 }, { expiresIn: -100 }, { expiresIn: 600 }]);
+    const locked = rows[1];
+    assert.ok(locked);
+    const holder = new pg.Client({ connectionString: db.url });
+    await holder.connect();
+    try {
+      await holder.query('BEGIN');
+      // A refresh in flight: the auth service updates last_used_at and has not committed yet.
+      await holder.query('UPDATE auth.refresh_session SET last_used_at = now() WHERE id = $1', [locked.id]);
+      const started = performance.now();
+      const first = await purge({ JANITOR_LOCK_TIMEOUT: '100ms' });
+      assert.ok(performance.now() - started < 5000, 'the purge waited for the lock');
+      assert.equal(first.output.deleted, 2);
+      assert.equal(first.output.stoppedBy, 'drained');
+      assert.deepEqual(await remainingIds(db.pool), [locked.id, rows[3]?.id]);
+      await holder.query('COMMIT');
+    } finally {
+      await holder.end();
+    }
+    const second = await purge();
+    assert.equal(second.output.deleted, 1);
+    assert.deepEqual(await remainingIds(db.pool), [rows[3]?.id]);
+  });
+
+  test('--dry-run counts and deletes nothing', async () => {
+    await reset();
+    await insertSessions(db.pool, [{ expiresIn: -10 }, { expiresIn: -20 }, { expiresIn: 20 }]);
+    const ctx = taskContext(testConfig(db.url));
+    try {
+      const output = await purgeExpired(ctx, { dryRun: true });
+      assert.equal(output.wouldDelete, 2);
+      assert.equal(output.deleted, 0);
+    } finally {
+      await ctx.pool.end();
+    }
+    assert.equal((await remainingIds(db.pool)).length, 3);
+  });
+
+  test('batch statements walk the expires_at index: no sequential scan, no sort', async () => {
+    await reset();
+    await insertBulkSessions(db.pool, 50_000, 0.4);
+    await db.pool.query('ANALYZE auth.refresh_session');
+    const table = { schema: 'auth', name: 'refresh_session' };
+    for (const statement of [purgeBatch(table, true), purgeBatch(table, false), purgeBatchSkipLocked(table, true)]) {
+      const client = await db.pool.connect();
+      try {
+        await client.query('BEGIN');
+        // A generic plan is what a prepared statement settles on after five executions.
+        await client.query("SET LOCAL plan_cache_mode = 'force_generic_plan'");
+        await client.query({ name: `explain_${statement.name}`, text: `EXPLAIN (FORMAT JSON) ${statement.text}`, values: ['-infinity', 'infinity', 0, 5000] });
+        const { rows } = await client.query<{ 'QUERY PLAN': unknown }>({ name: `explain_${statement.name}`, text: `EXPLAIN (FORMAT JSON) ${statement.text}`, values: ['-infinity', 'infinity', 0, 5000] });
+        const plan = JSON.stringify(rows[0]?.['QUERY PLAN']);
+        assert.doesNotMatch(plan, /"Seq Scan"/, `${statement.name} scans the table`);
+        assert.doesNotMatch(plan, /"Node Type":"Sort"/, `${statement.name} sorts`);
+        assert.match(plan, /refresh_session_expires_at_idx/, `${statement.name} does not use the expires_at index`);
+        await client.query('ROLLBACK');
+      } finally {
+        client.release();
+      }
+    }
+  });
+});
