@@ -1,0 +1,40 @@
+# session-janitor: the worker image.
+#
+#   docker build -t session-janitor:0.1.0 .
+#
+# Three stages on one pinned Node 24 image (the version CI tests with):
+#   deps    - production dependencies only (npm ci --omit=dev), copied into the runtime
+#   build   - every dependency (TypeScript) and `npm run build`, which emits dist/
+#   runtime - node_modules from deps, dist/ from build, package.json and sql/; nothing else
+# The runtime runs as the numeric user 1000:1000 (the image's `node` user), so Kubernetes can
+# verify runAsNonRoot, and its files belong to root: the process cannot rewrite its own code.
+
+FROM node:24.21.0-bookworm-slim AS deps
+WORKDIR /app
+COPY package.json package-lock.json ./
+# --ignore-scripts: no install script of a dependency runs at build time (none is needed).
+RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
+ && npm cache clean --force
+
+FROM node:24.21.0-bookworm-slim AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --ignore-scripts --no-audit --no-fund
+COPY tsconfig.json tsconfig.build.json ./
+COPY src ./src
+RUN npm run build
+
+FROM node:24.21.0-bookworm-slim AS runtime
+ENV NODE_ENV=production
+WORKDIR /app
+COPY --from=deps /app/node_modules ./node_modules
+COPY --from=build /app/dist ./dist
+COPY package.json ./
+COPY sql ./sql
+USER 1000:1000
+# /metrics, /healthz and /readyz (JANITOR_METRICS_PORT).
+EXPOSE 9464
+# Exec form, node itself as PID 1 (no npm, no shell): SIGTERM reaches the worker, which drains
+# within JANITOR_SHUTDOWN_TIMEOUT. `docker run IMAGE migrate` runs another command.
+ENTRYPOINT ["node", "dist/cli.js"]
+CMD ["start"]

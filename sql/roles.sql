@@ -1,0 +1,116 @@
+-- The database roles of session-janitor, least privilege (docs/deployment.md, "Database roles").
+--
+--   session_janitor_migrator  runs `session-janitor migrate` (the Kubernetes migrate Job): owns the
+--                             schemas pgboss and session_janitor and everything in them.
+--   session_janitor_worker    runs the workers (`session-janitor start`, JANITOR_MIGRATE=false):
+--                             DML on pg-boss's tables and session_janitor's tables; on auth, only
+--                             SELECT and DELETE on auth.refresh_session.
+--   session_janitor_producer  for other services that enqueue revocations in SQL: EXECUTE on
+--                             session_janitor.enqueue_revocation only (SECURITY DEFINER, owned by
+--                             the migrator), no right on pgboss.
+--
+-- Run it as a superuser, or as a role with CREATEROLE that owns schema auth (or may grant on it) and
+-- is a member of session_janitor_migrator, in the application's database:
+--
+--   psql "$ADMIN_DATABASE_URL" -v ON_ERROR_STOP=1 -f sql/roles.sql
+--
+-- It is idempotent: run it again after every `session-janitor migrate` that adds objects (it also
+-- grants on what exists, and revokes PUBLIC's EXECUTE on enqueue_revocation). It sets no password:
+-- the roles can log in only once the operator sets one, e.g. in psql `\password session_janitor_worker`.
+-- Plain SQL (no psql meta-command), so any client can run it in one simple query.
+--
+-- It names the pg-boss schema `pgboss` (PGBOSS_SCHEMA's default) and the table auth.refresh_session
+-- (JANITOR_SESSION_TABLE's default): replace them throughout if those variables differ.
+
+-- Roles ------------------------------------------------------------------------------------------
+
+DO $roles$
+DECLARE
+  role_name text;
+BEGIN
+  FOREACH role_name IN ARRAY ARRAY['session_janitor_migrator', 'session_janitor_worker', 'session_janitor_producer'] LOOP
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = role_name) THEN
+      EXECUTE format('CREATE ROLE %I LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE', role_name);
+    END IF;
+  END LOOP;
+END
+$roles$;
+
+-- The database -----------------------------------------------------------------------------------
+
+DO $database$
+BEGIN
+  EXECUTE format('GRANT CONNECT ON DATABASE %I TO session_janitor_migrator, session_janitor_worker, session_janitor_producer', current_database());
+  -- CREATE SCHEMA checks this right even for a schema that exists (IF NOT EXISTS).
+  EXECUTE format('GRANT CREATE ON DATABASE %I TO session_janitor_migrator', current_database());
+END
+$database$;
+
+-- The schemas the migrator owns: created here, so the grants below can name them before the first
+-- migration (`migrate` then finds them and installs into them).
+CREATE SCHEMA IF NOT EXISTS pgboss AUTHORIZATION session_janitor_migrator;
+CREATE SCHEMA IF NOT EXISTS session_janitor AUTHORIZATION session_janitor_migrator;
+
+-- Functions are executable by PUBLIC by default; not those the migrator creates from now on (the
+-- SECURITY DEFINER enqueue_revocation above all). This default is global: PostgreSQL cannot revoke
+-- PUBLIC's EXECUTE per schema.
+ALTER DEFAULT PRIVILEGES FOR ROLE session_janitor_migrator REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;
+
+-- The worker: pg-boss -----------------------------------------------------------------------------
+
+GRANT USAGE ON SCHEMA pgboss TO session_janitor_worker;
+GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA pgboss TO session_janitor_worker;
+GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA pgboss TO session_janitor_worker;
+GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA pgboss TO session_janitor_worker;
+ALTER DEFAULT PRIVILEGES FOR ROLE session_janitor_migrator IN SCHEMA pgboss
+  GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO session_janitor_worker;
+ALTER DEFAULT PRIVILEGES FOR ROLE session_janitor_migrator IN SCHEMA pgboss
+  GRANT USAGE, SELECT ON SEQUENCES TO session_janitor_worker;
+ALTER DEFAULT PRIVILEGES FOR ROLE session_janitor_migrator IN SCHEMA pgboss
+  GRANT EXECUTE ON FUNCTIONS TO session_janitor_worker;
+
+-- The worker: session_janitor (the idle reaper's position, and whatever state the worker keeps) ---
+
+GRANT USAGE ON SCHEMA session_janitor TO session_janitor_worker;
+GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA session_janitor TO session_janitor_worker;
+GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA session_janitor TO session_janitor_worker;
+ALTER DEFAULT PRIVILEGES FOR ROLE session_janitor_migrator IN SCHEMA session_janitor
+  GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO session_janitor_worker;
+ALTER DEFAULT PRIVILEGES FOR ROLE session_janitor_migrator IN SCHEMA session_janitor
+  GRANT USAGE, SELECT ON SEQUENCES TO session_janitor_worker;
+
+-- The worker: auth, the sessions table and nothing else -------------------------------------------
+
+GRANT USAGE ON SCHEMA auth TO session_janitor_worker;
+REVOKE ALL ON ALL TABLES IN SCHEMA auth FROM session_janitor_worker;
+GRANT SELECT, DELETE ON TABLE auth.refresh_session TO session_janitor_worker;
+
+-- The migrator may look names up in auth (say, to check that the sessions table exists) but has no
+-- right on any of its tables.
+GRANT USAGE ON SCHEMA auth TO session_janitor_migrator;
+REVOKE ALL ON ALL TABLES IN SCHEMA auth FROM session_janitor_migrator;
+
+-- The producer: enqueue_revocation only -----------------------------------------------------------
+
+GRANT USAGE ON SCHEMA session_janitor TO session_janitor_producer;
+REVOKE ALL ON SCHEMA pgboss FROM session_janitor_producer;
+REVOKE ALL ON ALL TABLES IN SCHEMA session_janitor FROM session_janitor_producer;
+
+-- The function exists once `migrate` has run: grant on every overload (the contract's signature is
+-- enqueue_revocation(jsonb, text)), and take PUBLIC's EXECUTE off one created before the defaults
+-- above. Before the first migration this does nothing: run the script again after it.
+DO $producer$
+DECLARE
+  fn regprocedure;
+BEGIN
+  FOR fn IN
+    SELECT p.oid::regprocedure
+    FROM pg_catalog.pg_proc p
+    JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+    WHERE n.nspname = 'session_janitor' AND p.proname = 'enqueue_revocation'
+  LOOP
+    EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', fn);
+    EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO session_janitor_producer', fn);
+  END LOOP;
+END
+$producer$;

@@ -1,0 +1,257 @@
+/**
+ * The Grafana dashboard: it parses, uses a Prometheus datasource variable, queries only metrics the
+ * worker really exports (read from a scrape of the app's own registry, plus `up`), has a panel per
+ * topic, and aggregates correctly over pods (max of the cluster-wide gauges, rate/increase of counters).
+ */
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { createMetrics } from '../../src/metrics.ts';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const dashboardFile = join(root, 'monitoring', 'grafana', 'session-janitor.json');
+
+interface Target {
+  expr?: string;
+  refId?: string;
+  datasource?: { type?: string; uid?: string };
+}
+
+interface Panel {
+  id?: number;
+  type: string;
+  title?: string;
+  datasource?: { type?: string; uid?: string };
+  targets?: Target[];
+  panels?: Panel[];
+}
+
+interface TemplateVariable {
+  name: string;
+  type: string;
+  query?: unknown;
+}
+
+interface Dashboard {
+  title: string;
+  uid: string;
+  schemaVersion: number;
+  panels: Panel[];
+  templating: { list: TemplateVariable[] };
+}
+
+function loadDashboard(): Dashboard {
+  return JSON.parse(readFileSync(dashboardFile, 'utf8')) as Dashboard;
+}
+
+/** Every panel, rows' nested panels included, rows themselves excluded. */
+function allPanels(dashboard: Dashboard): Panel[] {
+  const out: Panel[] = [];
+  const visit = (panels: readonly Panel[]) => {
+    for (const panel of panels) {
+      if (panel.type !== 'row') out.push(panel);
+      if (panel.panels) visit(panel.panels);
+    }
+  };
+  visit(dashboard.panels);
+  return out;
+}
+
+function exprsOf(panel: Panel): string[] {
+  return (panel.targets ?? []).map((t) => t.expr ?? '').filter((e) => e !== '');
+}
+
+const STRINGS = /"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|`[^`]*`/g;
+
+const KEYWORDS = new Set([
+  'by',
+  'without',
+  'on',
+  'ignoring',
+  'group_left',
+  'group_right',
+  'bool',
+  'and',
+  'or',
+  'unless',
+  'offset',
+  'atan2',
+  'inf',
+  'nan',
+]);
+
+/**
+ * The metric names a PromQL expression reads: string literals, label matchers, ranges, grouping
+ * clauses, functions (an identifier followed by a parenthesis), keywords, numbers and Grafana
+ * variables are dropped; what is left are metric names.
+ */
+function metricNames(expr: string): string[] {
+  const stripped = expr
+    .replace(STRINGS, '""')
+    .replace(/\{[^}]*\}/g, ' ')
+    .replace(/\[[^\]]*\]/g, ' ')
+    .replace(/\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)/g, ' ');
+  const names = new Set<string>();
+  for (const match of stripped.matchAll(/[A-Za-z_:][A-Za-z0-9_:]*/g)) {
+    const name = match[0];
+    const start = match.index;
+    const before = start > 0 ? stripped.charAt(start - 1) : '';
+    if (/[0-9.$]/.test(before)) continue; // 1e9, 5m, $variable
+    if (/^\s*\(/.test(stripped.slice(start + name.length))) continue; // a function or an aggregation
+    if (KEYWORDS.has(name.toLowerCase())) continue;
+    names.add(name);
+  }
+  return [...names].sort();
+}
+
+/** The families of a real scrape of the app's registry: name -> type, from the # TYPE lines. */
+async function scrapedFamilies(): Promise<Map<string, string>> {
+  const metrics = createMetrics();
+  const text = await metrics.registry.metrics();
+  const families = new Map<string, string>();
+  for (const line of text.split('\n')) {
+    const match = /^# TYPE (\S+) (\S+)$/.exec(line);
+    if (match?.[1] && match[2]) families.set(match[1], match[2]);
+  }
+  families.set('up', 'gauge'); // written by Prometheus for every target
+  return families;
+}
+
+/** The family a sample name belongs to: histograms and summaries expose _bucket, _sum and _count. */
+function familyOf(name: string, families: ReadonlyMap<string, string>): string | undefined {
+  if (families.has(name)) return name;
+  const match = /^(.+)_(bucket|sum|count)$/.exec(name);
+  if (match?.[1]) {
+    const type = families.get(match[1]);
+    if (type === 'histogram' || (type === 'summary' && match[2] !== 'bucket')) return match[1];
+  }
+  return undefined;
+}
+
+/** Gauges every pod reports with the same cluster-wide value (read from the database). */
+const CLUSTER_GAUGES = [
+  'session_janitor_last_success_timestamp_seconds',
+  'session_janitor_expired_backlog_oldest_seconds',
+  'session_janitor_expired_backlog_sessions',
+  'session_janitor_queue_jobs',
+];
+
+/** The text before each occurrence of a metric name in an expression (string literals blanked). */
+function contextsOf(expr: string, name: string): string[] {
+  const blanked = expr.replace(STRINGS, '""');
+  const contexts: string[] = [];
+  for (const match of blanked.matchAll(new RegExp(`(?<![A-Za-z0-9_:])${name}(?![A-Za-z0-9_:])`, 'g'))) {
+    contexts.push(blanked.slice(0, match.index));
+  }
+  return contexts;
+}
+
+const normalise = (expr: string) => expr.replace(/\s+/g, ' ');
+
+describe('Grafana dashboard', () => {
+  test('metricNames extracts metric names only', () => {
+    assert.deepEqual(
+      metricNames('histogram_quantile(0.99, sum by (le, task) (rate(a_bucket{job="x", pod=~"$pod"}[$__rate_interval])))'),
+      ['a_bucket'],
+    );
+    assert.deepEqual(metricNames('time() - max by (task) (b{job="by"}) > 1e9 and on() c offset 5m'), ['b', 'c']);
+    assert.deepEqual(metricNames('sum(rate(d_total[5m])) / sum without (pod) (rate(e_total[5m]))'), ['d_total', 'e_total']);
+  });
+
+  test('parses as a dashboard with a Prometheus datasource variable used by every panel', () => {
+    const dashboard = loadDashboard();
+    assert.equal(typeof dashboard.title, 'string');
+    assert.equal(typeof dashboard.uid, 'string');
+    assert.ok(dashboard.schemaVersion >= 36 && dashboard.schemaVersion <= 41, `schemaVersion ${dashboard.schemaVersion}`);
+    const datasource = dashboard.templating.list.find((v) => v.name === 'datasource');
+    assert.ok(datasource, 'no `datasource` template variable');
+    assert.equal(datasource.type, 'datasource');
+    assert.equal(datasource.query, 'prometheus');
+    assert.ok(
+      dashboard.templating.list.some((v) => v.name === 'namespace' || v.name === 'pod'),
+      'no namespace or pod variable',
+    );
+    const ids = new Set<number>();
+    for (const panel of allPanels(dashboard)) {
+      assert.equal(panel.datasource?.uid, '${datasource}', `panel "${panel.title}" does not use $datasource`);
+      assert.ok(typeof panel.id === 'number' && !ids.has(panel.id), `panel "${panel.title}": missing or duplicate id`);
+      ids.add(panel.id);
+      assert.ok(exprsOf(panel).length > 0, `panel "${panel.title}" has no query`);
+      for (const target of panel.targets ?? []) {
+        assert.equal(target.datasource?.uid, '${datasource}', `panel "${panel.title}": a target does not use $datasource`);
+      }
+    }
+  });
+
+  test('queries only metrics that a scrape of the worker exposes (plus up)', async () => {
+    const families = await scrapedFamilies();
+    const unknown: string[] = [];
+    for (const panel of allPanels(loadDashboard())) {
+      for (const expr of exprsOf(panel)) {
+        for (const name of metricNames(expr)) {
+          if (familyOf(name, families) === undefined) unknown.push(`${panel.title}: ${name}`);
+        }
+      }
+    }
+    assert.deepEqual(unknown, [], `metrics the worker does not export:\n${unknown.join('\n')}`);
+  });
+
+  test('has a panel for each topic', () => {
+    const panels = allPanels(loadDashboard()).map((panel) => ({
+      title: panel.title ?? '',
+      query: normalise(exprsOf(panel).join('\n')),
+    }));
+    const topics: Array<[string, (q: string) => boolean]> = [
+      ['deletion rate by reason', (q) => /sum by \(reason\) \(rate\(session_janitor_sessions_deleted_total\b/.test(q)],
+      ['sessions deleted (increase)', (q) => /increase\(session_janitor_sessions_deleted_total\b/.test(q)],
+      [
+        'batch duration p50 and p99 by task',
+        (q) =>
+          /histogram_quantile\(0\.5, sum by \(le, task\) \(rate\(session_janitor_batch_duration_seconds_bucket\b/.test(q) &&
+          /histogram_quantile\(0\.99, sum by \(le, task\) \(rate\(session_janitor_batch_duration_seconds_bucket\b/.test(q),
+      ],
+      ['job outcomes by queue and outcome', (q) => /sum by \(queue, outcome\) \(rate\(session_janitor_jobs_total\b/.test(q)],
+      [
+        'job duration p50 and p99 by queue',
+        (q) =>
+          /histogram_quantile\(0\.5, sum by \(le, queue\) \(rate\(session_janitor_job_duration_seconds_bucket\b/.test(q) &&
+          /histogram_quantile\(0\.99, sum by \(le, queue\) \(rate\(session_janitor_job_duration_seconds_bucket\b/.test(q),
+      ],
+      ['queue depths by queue and state', (q) => /max by \(queue, state\) \(session_janitor_queue_jobs\b/.test(q)],
+      ['dead-letter queue', (q) => /session_janitor_queue_jobs\{[^}]*queue="refresh-session\.dead-letter"/.test(q)],
+      ['expired backlog', (q) => /max\(session_janitor_expired_backlog_sessions\b/.test(q)],
+      ['oldest expired session', (q) => /max\(session_janitor_expired_backlog_oldest_seconds\b/.test(q)],
+      ['last success age by task', (q) => /time\(\) - max by \(task\) \(session_janitor_last_success_timestamp_seconds\b/.test(q)],
+      ['resident memory by pod', (q) => /by \(pod\) \(process_resident_memory_bytes\b/.test(q)],
+      ['event-loop lag p99 by pod', (q) => /by \(pod\) \(nodejs_eventloop_lag_p99_seconds\b/.test(q)],
+      ['errors by kind', (q) => /sum by \(kind\) \(rate\(session_janitor_errors_total\b/.test(q)],
+    ];
+    const missing = topics.filter(([, matches]) => !panels.some((p) => matches(p.query))).map(([topic]) => topic);
+    assert.deepEqual(missing, [], `no panel for: ${missing.join(', ')}`);
+  });
+
+  test('cluster-wide gauges are combined with max, counters are wrapped in rate or increase', async () => {
+    const families = await scrapedFamilies();
+    const problems: string[] = [];
+    for (const panel of allPanels(loadDashboard())) {
+      for (const expr of exprsOf(panel)) {
+        for (const name of metricNames(expr)) {
+          const family = familyOf(name, families);
+          const type = family === undefined ? undefined : families.get(family);
+          const counterLike = type === 'counter' || (family !== name && (type === 'histogram' || type === 'summary'));
+          for (const before of contextsOf(expr, name)) {
+            if (family !== undefined && CLUSTER_GAUGES.includes(family) && !/\bmax\s*(?:by\s*\([^)]*\)\s*)?\(\s*$/.test(before)) {
+              problems.push(`${panel.title}: ${name} is not inside max(...) or max by (...) (...)`);
+            }
+            if (counterLike && !/\b(?:rate|irate|increase)\s*\(\s*$/.test(before)) {
+              problems.push(`${panel.title}: counter ${name} is not inside rate(...) or increase(...)`);
+            }
+          }
+        }
+      }
+    }
+    assert.deepEqual(problems, [], problems.join('\n'));
+  });
+});

@@ -1,0 +1,190 @@
+/**
+ * The alert rules: promtool validates and unit-tests them, the PrometheusRule carries exactly the
+ * same groups, and every alert is labelled, annotated and documented in docs/runbook.md.
+ *
+ * promtool must be on PATH (CI's .ci/run installs Debian's prometheus package): without it these
+ * tests fail, they never skip.
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { accessSync, constants, readFileSync } from 'node:fs';
+import { delimiter, dirname, join } from 'node:path';
+import { describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { PrometheusRule } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/PrometheusRule';
+import { parse } from 'yaml';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const rulesDir = join(root, 'monitoring', 'prometheus');
+const rulesFile = join(rulesDir, 'session-janitor.rules.yml');
+const rulesTestFile = join(rulesDir, 'session-janitor.rules.test.yml');
+const prometheusRuleFile = join(root, 'k8s', 'base', 'prometheusrule.yaml');
+const runbookFile = join(root, 'docs', 'runbook.md');
+
+const RUNBOOK_URL = 'https://github.com/example/session-janitor/blob/main/docs/runbook.md';
+
+/** The path of the promtool executable on PATH; fails the test with instructions when absent. */
+function promtool(): string {
+  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
+    if (dir === '') continue;
+    const candidate = join(dir, 'promtool');
+    try {
+      accessSync(candidate, constants.X_OK);
+      return candidate;
+    } catch {
+      // not in this directory
+    }
+  }
+  assert.fail(
+    'promtool is not on PATH: it validates the alert rules and metrics. Install it (Debian: `apt-get install prometheus`, ' +
+      'or `apt-get download prometheus && dpkg-deb -x prometheus_*.deb DIR` and add DIR/usr/bin to PATH; .ci/run does this).',
+  );
+}
+
+function run(args: readonly string[], cwd: string): { status: number | null; output: string } {
+  const result = spawnSync(promtool(), args, { cwd, encoding: 'utf8', timeout: 60_000 });
+  if (result.error) throw result.error;
+  return { status: result.status, output: `${result.stdout}${result.stderr}` };
+}
+
+interface AlertRule {
+  alert: string;
+  expr: string;
+  for?: string;
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+}
+
+interface RuleGroup {
+  name: string;
+  rules: AlertRule[];
+}
+
+interface AlertRuleTest {
+  alertname: string;
+  exp_alerts?: unknown[] | null;
+}
+
+interface RulesTestFile {
+  tests: Array<{ name?: string; alert_rule_test?: AlertRuleTest[] }>;
+}
+
+function readYaml(file: string): unknown {
+  return parse(readFileSync(file, 'utf8'));
+}
+
+function plainGroups(): RuleGroup[] {
+  const doc = readYaml(rulesFile) as { groups: RuleGroup[] };
+  return doc.groups;
+}
+
+function alerts(): AlertRule[] {
+  return plainGroups().flatMap((group) => group.rules);
+}
+
+/** GitHub's anchor of a Markdown heading: lower case, punctuation dropped, spaces to hyphens. */
+function githubAnchor(heading: string): string {
+  return heading
+    .trim()
+    .toLowerCase()
+    .replace(/[^\p{L}\p{N}\s_-]/gu, '')
+    .replace(/\s/g, '-');
+}
+
+describe('alert rules', () => {
+  test('promtool check rules accepts the rules file', () => {
+    const { status, output } = run(['check', 'rules', rulesFile], rulesDir);
+    assert.equal(status, 0, output);
+    assert.match(output, /SUCCESS/, output);
+  });
+
+  test('promtool test rules passes every unit test', () => {
+    const { status, output } = run(['test', 'rules', rulesTestFile], rulesDir);
+    assert.equal(status, 0, output);
+    assert.match(output, /SUCCESS/, output);
+  });
+
+  test('every alert has a firing and a silent unit test', () => {
+    const doc = readYaml(rulesTestFile) as RulesTestFile;
+    const cases = doc.tests.flatMap((t) => t.alert_rule_test ?? []);
+    for (const { alert } of alerts()) {
+      const mine = cases.filter((c) => c.alertname === alert);
+      assert.ok(
+        mine.some((c) => (c.exp_alerts ?? []).length > 0),
+        `${alert}: no promtool case where it fires`,
+      );
+      assert.ok(
+        mine.some((c) => (c.exp_alerts ?? []).length === 0),
+        `${alert}: no promtool case where it stays silent (exp_alerts: [])`,
+      );
+    }
+  });
+
+  test('the PrometheusRule carries exactly the groups of the rules file', () => {
+    const doc = readYaml(prometheusRuleFile) as {
+      apiVersion: string;
+      kind: string;
+      metadata: { name: string; labels: Record<string, string> };
+      spec: { groups: RuleGroup[] };
+    };
+    assert.equal(doc.apiVersion, 'monitoring.coreos.com/v1');
+    assert.equal(doc.kind, 'PrometheusRule');
+    assert.equal(doc.metadata.name, 'session-janitor');
+    assert.equal(doc.metadata.labels['app.kubernetes.io/name'], 'session-janitor');
+    assert.deepEqual(doc.spec.groups, plainGroups());
+    // Types, enums, required fields and patterns (e.g. of `for`) of the operator's CRD.
+    assert.doesNotThrow(() => new PrometheusRule(doc as ConstructorParameters<typeof PrometheusRule>[0]).validate());
+  });
+
+  test('every alert selects job="session-janitor" and is named SessionJanitor*', () => {
+    const names = new Set<string>();
+    for (const rule of alerts()) {
+      assert.match(rule.alert, /^SessionJanitor[A-Z][A-Za-z]+$/);
+      assert.ok(!names.has(rule.alert), `duplicate alert ${rule.alert}`);
+      names.add(rule.alert);
+      assert.match(rule.expr, /job="session-janitor"/, `${rule.alert} does not select job="session-janitor"`);
+      assert.ok(rule.for !== undefined, `${rule.alert} has no \`for\``);
+    }
+    assert.ok(names.size >= 6, `expected at least 6 alerts, got ${[...names].join(', ')}`);
+  });
+
+  test('every alert has a severity, a summary, a description with its value and a runbook link', () => {
+    for (const rule of alerts()) {
+      const severity = rule.labels?.severity;
+      assert.ok(severity === 'critical' || severity === 'warning', `${rule.alert}: severity ${String(severity)}`);
+      const summary = rule.annotations?.summary ?? '';
+      const description = rule.annotations?.description ?? '';
+      assert.ok(summary.length >= 15, `${rule.alert}: summary missing or too short`);
+      assert.ok(description.length >= 40, `${rule.alert}: description missing or too short`);
+      assert.equal(rule.annotations?.runbook_url, `${RUNBOOK_URL}#${rule.alert.toLowerCase()}`, `${rule.alert}: runbook_url`);
+    }
+    // Numbers in the descriptions wherever the value is a number worth reading.
+    for (const rule of alerts().filter((r) => r.alert !== 'SessionJanitorNoWorkerUp')) {
+      assert.match(rule.annotations?.description ?? '', /\{\{ \$value/, `${rule.alert}: the description does not show $value`);
+    }
+  });
+
+  test('the paging alerts are the no-worker and purge-stalled ones', () => {
+    const critical = alerts()
+      .filter((r) => r.labels?.severity === 'critical')
+      .map((r) => r.alert)
+      .sort();
+    assert.deepEqual(critical, ['SessionJanitorNoWorkerUp', 'SessionJanitorPurgeStalled']);
+  });
+
+  test('docs/runbook.md has a section for each alert, at the anchor its runbook_url names', () => {
+    const runbook = readFileSync(runbookFile, 'utf8');
+    const anchors = new Set(
+      runbook
+        .split('\n')
+        .filter((line) => /^#{2,3} /.test(line))
+        .map((line) => githubAnchor(line.replace(/^#+ /, ''))),
+    );
+    for (const rule of alerts()) {
+      const heading = new RegExp(`^#{2,3} ${rule.alert}\\s*$`, 'm');
+      assert.match(runbook, heading, `docs/runbook.md has no heading "## ${rule.alert}"`);
+      const anchor = (rule.annotations?.runbook_url ?? '').split('#')[1] ?? '';
+      assert.ok(anchors.has(anchor), `${rule.alert}: anchor #${anchor} is not a heading of docs/runbook.md`);
+    }
+  });
+});
