@@ -1,0 +1,83 @@
+/**
+ * What every command of the CLI shares: reading the configuration (a bad value: one line and exit
+ * 78), a task context on the database for one-shot commands, and signal handling.
+ */
+import { ConfigError, loadConfig, type Config } from '../config.ts';
+import { openDatabase } from '../db/database.ts';
+import { safeErrorMessage, sqlState } from '../db/errors.ts';
+import { createPool } from '../db/pool.ts';
+import { createLogger, type Logger } from '../logger.ts';
+import { createMetrics } from '../metrics.ts';
+import type { TaskContext } from '../tasks/context.ts';
+
+export const EXIT_CONFIG = 78;
+
+export function fail(message: string, code: number): never {
+  process.stderr.write(`session-janitor: ${message}\n`);
+  process.exit(code);
+}
+
+export function setup(): { config: Config; log: Logger } {
+  try {
+    const config = loadConfig(process.env);
+    return { config, log: createLogger(config.logLevel) };
+  } catch (error) {
+    if (error instanceof ConfigError) fail(`configuration error: ${error.message}`, EXIT_CONFIG);
+    throw error;
+  }
+}
+
+/** Opens the database and a task context for a one-shot command, and closes both after fn. */
+export async function withTaskContext<T>(config: Config, log: Logger, fn: (ctx: TaskContext) => Promise<T>): Promise<T> {
+  const database = await openDatabase(config, log);
+  const pool = createPool({
+    connectionString: database.connectionString,
+    max: config.purgeConcurrency + 1,
+    statementTimeoutMs: config.statementTimeoutMs,
+    lockTimeoutMs: config.lockTimeoutMs,
+  });
+  try {
+    return await fn({ pool, config, metrics: createMetrics(), log });
+  } finally {
+    await pool.end();
+    await database.close();
+  }
+}
+
+function isConnectionLoss(error: unknown): boolean {
+  const code = sqlState(error);
+  return code === '57P01' || code === '57P02' || code === '57P03' || code === 'ECONNRESET' || code === 'EPIPE';
+}
+
+/** SIGTERM/SIGINT: the first is graceful (then exit 0), a second one forceful (exit 1). */
+export function onSignals(graceful: () => Promise<void>, log: Logger, exitAfter = true): void {
+  let received = false;
+  const handler = (signal: NodeJS.Signals) => {
+    if (received) {
+      log.warn({ signal }, 'second signal: exiting now');
+      process.exit(1);
+    }
+    received = true;
+    log.info({ signal }, 'signal received: shutting down gracefully (send it again to force)');
+    // pg-boss 12.38 closes its LISTEN client after removing that client's 'error' listener, so a
+    // database that goes away during our shutdown (Ctrl-C also stops the embedded PostgreSQL, which
+    // shares the terminal's process group) raises an unhandled 'error' event. While shutting down,
+    // a lost connection is expected: log it and finish the shutdown.
+    process.on('uncaughtException', (error) => {
+      if (!isConnectionLoss(error)) {
+        log.fatal({ err: { message: safeErrorMessage(error) } }, 'uncaught exception during shutdown');
+        process.exit(1);
+      }
+      log.warn({ err: { message: safeErrorMessage(error) } }, 'database connection lost during shutdown');
+    });
+    graceful().then(
+      () => exitAfter && process.exit(0),
+      (error: unknown) => {
+        log.error({ err: { message: safeErrorMessage(error) } }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', handler);
+  process.on('SIGINT', handler);
+}
