@@ -1,0 +1,88 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { freePort } from '../src/db/embedded.ts';
+import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
+import { runCli } from './helpers/process.ts';
+
+describe('the command line refuses bad configuration with one clear line and exit 78', () => {
+  const cases: Array<[string, string, string]> = [
+    ['JANITOR_BATCH_SIZE', '-5', 'an integer from 10 to 100000'],
+    ['JANITOR_PURGE_CRON', '61 * * * *', 'five-field cron expression'],
+    ['JANITOR_EXPIRED_GRACE', 'soon', 'a duration from 0s to 365d'],
+    ['JANITOR_IDLE_TIMEOUT', '10m', '`off` or a duration of at least 1h'],
+    ['JANITOR_CRON_TZ', 'Nowhere/Special', 'an IANA time zone'],
+    ['JANITOR_METRICS_PORT', '-1', 'a TCP port'],
+    ['PGBOSS_SCHEMA', 'x"; DROP SCHEMA auth CASCADE; --', 'a lower-case SQL identifier'],
+  ];
+  for (const [variable, value, allowed] of cases) {
+    for (const command of ['start', 'migrate']) {
+      test(`${command}: ${variable}=${value}`, async () => {
+        const result = await runCli([command], { [variable]: value, DATABASE_URL: 'postgres://janitor:pw@127.0.0.1:1/auth' }).finished;
+        assert.equal(result.code, 78, result.stderr);
+        assert.equal(result.stdout, '');
+        assert.ok(result.stderr.startsWith(`session-janitor: configuration error: ${variable}=${JSON.stringify(value)} is invalid: `), result.stderr);
+        assert.ok(result.stderr.includes(allowed), result.stderr);
+        assert.equal(result.stderr.trim().split('\n').length, 1, 'one line');
+      });
+    }
+  }
+});
+
+describe('database trouble is reported without the password, with a non-zero exit', () => {
+  let db: TestDatabase;
+  before(async () => {
+    db = await createTestDatabase();
+  });
+  after(async () => {
+    await db.drop();
+  });
+
+  test('an unreachable database', async () => {
+    const port = await freePort();
+    const result = await runCli(['start'], { DATABASE_URL: `postgres://janitor:Sup3r-Secret-pw@127.0.0.1:${port}/auth`, JANITOR_METRICS_PORT: '0' }).finished;
+    assert.equal(result.code, 1);
+    const output = result.stdout + result.stderr;
+    assert.doesNotMatch(output, /Sup3r-Secret-pw/);
+    assert.match(result.stderr, /^session-janitor: .*does not answer/m);
+    assert.match(output, /ECONNREFUSED/);
+    assert.match(output, new RegExp(`127\\.0\\.0\\.1:${port}/auth as janitor`), 'the log names the database it tried');
+  });
+
+  test('a wrong password', async () => {
+    const url = new URL(db.url);
+    url.password = 'Wr0ng-Passw0rd-xyz';
+    const result = await runCli(['migrate'], { DATABASE_URL: url.toString(), JANITOR_METRICS_PORT: '0' }).finished;
+    assert.equal(result.code, 1);
+    const output = result.stdout + result.stderr;
+    assert.doesNotMatch(output, /Wr0ng-Passw0rd-xyz/);
+    assert.match(result.stderr, /password authentication failed/);
+  });
+
+  test('migrate is idempotent and exits 0', async () => {
+    for (let run = 0; run < 2; run++) {
+      const result = await runCli(['migrate'], { DATABASE_URL: db.url, JANITOR_METRICS_PORT: '0' }).finished;
+      assert.equal(result.code, 0, result.stdout + result.stderr);
+      assert.match(result.stdout, /queues and schedules are installed/);
+    }
+    const queues = await db.pool.query<{ name: string }>('SELECT name FROM pgboss.queue ORDER BY name');
+    assert.deepEqual(
+      queues.rows.map((r) => r.name),
+      ['refresh-session.dead-letter', 'refresh-session.purge-expired', 'refresh-session.reap-idle', 'refresh-session.revoke'],
+    );
+  });
+
+  test('the foreground purge prints a summary', async () => {
+    await db.pool.query(`INSERT INTO auth."user" (email) VALUES ('cli@example.invalid')`);
+    await db.pool.query(
+      `INSERT INTO auth.refresh_session (user_id, expires_at) SELECT (SELECT max(id) FROM auth."user"), now() - g * interval '1 minute' FROM generate_series(1, 250) g`,
+    );
+    const dry = await runCli(['purge-expired', '--dry-run'], { DATABASE_URL: db.url }).finished;
+    assert.equal(dry.code, 0, dry.stderr);
+    assert.match(dry.stdout, /dry run: 250 sessions would be purged/);
+    const real = await runCli(['purge-expired'], { DATABASE_URL: db.url, LOG_LEVEL: 'warn' }).finished;
+    assert.equal(real.code, 0, real.stderr);
+    assert.match(real.stdout, /^purged 250 sessions in \d+ batches, .* stopped by: drained$/m);
+    const left = await db.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM auth.refresh_session WHERE expires_at < now()');
+    assert.equal(left.rows[0]?.n, 0);
+  });
+});
