@@ -6,6 +6,7 @@
  */
 import cron from 'node-cron';
 import { createBoss } from './boss.ts';
+import { startGaugeRefresh } from './gauges.ts';
 import type { Config } from './config.ts';
 import { registerConsumers } from './consumers.ts';
 import { openDatabase } from './db/database.ts';
@@ -99,6 +100,8 @@ export async function startWorker(config: Config, log: Logger): Promise<Worker> 
     const ctx: TaskContext = { pool, config, metrics, log };
     await registerConsumers(boss, ctx, shutdown.signal, log);
     bossStarted = true;
+    const stopGauges = await startGaugeRefresh({ pool, boss, config, metrics }, log);
+    releasers.push({ name: 'gauges', release: stopGauges });
 
     if (database.demo !== null) {
       await boss.send(QUEUES.purgeExpired, {});

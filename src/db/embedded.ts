@@ -23,6 +23,8 @@ export interface EmbeddedOptions {
   /** false: the data is removed on stop (tests). */
   readonly persistent?: boolean;
   readonly onLog?: (message: string) => void;
+  /** A fixed port (a restart on the same address); default: a free one. */
+  readonly port?: number;
 }
 
 export async function freePort(): Promise<number> {
@@ -61,7 +63,7 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedS
   const password = existsSync(passwordFile) ? (await readFile(passwordFile, 'utf8')).trim() : randomBytes(12).toString('hex');
   if (!existsSync(passwordFile)) await writeFile(passwordFile, password, { mode: 0o600 });
   const created = !existsSync(path.join(databaseDir, 'PG_VERSION'));
-  const port = await freePort();
+  const port = options.port ?? (await freePort());
   const log = options.onLog ?? (() => {});
   const server = new EmbeddedPostgres({
     databaseDir,

@@ -1,0 +1,32 @@
+/**
+ * The statements behind the cluster-wide gauges. Each is cheap on a table of tens of millions of
+ * rows: the backlog reads the expires_at index (a min() is one index probe; the count stops at the
+ * cap), the last success reads pg-boss's job table for two queues.
+ */
+import type { QualifiedName } from '../../config.ts';
+import { qualified, quote, statementName, type Statement } from './identifiers.ts';
+
+/**
+ * $1 grace in seconds, $2 cap. `oldest`: how long the oldest purgeable session has waited since it
+ * became purgeable (expiry plus grace), 0 when there is none.
+ */
+export function expiredBacklog(table: QualifiedName): Statement {
+  const t = qualified(table);
+  const cutoff = 'now() - make_interval(secs => $1::float8)';
+  return {
+    name: statementName('gauge_backlog', table),
+    text: `SELECT (SELECT count(*) FROM (SELECT 1 FROM ${t} WHERE expires_at < ${cutoff} LIMIT $2::bigint) AS capped)::bigint AS sessions,
+       coalesce(extract(epoch FROM ${cutoff} - (SELECT min(expires_at) FROM ${t} WHERE expires_at < ${cutoff})), 0)::float8 AS oldest_seconds`,
+  };
+}
+
+/** Unix time of the last completed job of each queue in $1 (text[]), from pg-boss's job history. */
+export function lastCompleted(pgbossSchema: string): Statement {
+  return {
+    name: `sj_gauge_last_completed_${pgbossSchema}`.slice(0, 63),
+    text: `SELECT name, extract(epoch FROM max(completed_on))::float8 AS completed_at
+  FROM ${quote(pgbossSchema)}.job
+ WHERE name = ANY($1::text[]) AND state = 'completed'
+ GROUP BY name`,
+  };
+}
