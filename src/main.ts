@@ -27,7 +27,10 @@ export interface Worker {
   stop(): Promise<void>;
 }
 
-/** How often the readiness ping runs, and how old its last success may be for /readyz to say 200. */
+/**
+ * How often the readiness ping runs, and how old its last success may be for /readyz to say 200
+ * (a ping that hangs counts as failed once it is that old). The last ping failing is 503 at once.
+ */
 const PING_CRON = '*/5 * * * * *';
 const PING_FRESH_MS = 15_000;
 
@@ -39,6 +42,7 @@ export async function startWorker(config: Config, log: Logger): Promise<Worker> 
   const shutdown = new AbortController();
   let bossStarted = false;
   let lastPingOk = 0;
+  let lastPingFailed = false;
 
   const releaseAll = async () => {
     for (let r = releasers.pop(); r !== undefined; r = releasers.pop()) {
@@ -68,7 +72,7 @@ export async function startWorker(config: Config, log: Logger): Promise<Worker> 
     releasers.push({ name: 'pool', release: () => pool.end() });
 
     const server = createHttpServer(metrics.registry, {
-      ready: () => bossStarted && !shutdown.signal.aborted && Date.now() - lastPingOk < PING_FRESH_MS,
+      ready: () => bossStarted && !shutdown.signal.aborted && !lastPingFailed && Date.now() - lastPingOk < PING_FRESH_MS,
     });
     const metricsPort = await listen(server, config.metricsPort, config.metricsHost);
     releasers.push({ name: 'http', release: () => close(server) });
@@ -78,7 +82,9 @@ export async function startWorker(config: Config, log: Logger): Promise<Worker> 
       try {
         await pool.query('SELECT 1');
         lastPingOk = Date.now();
+        lastPingFailed = false;
       } catch (error) {
+        lastPingFailed = true;
         metrics.errors.inc({ kind: 'database' });
         log.warn({ err: { message: safeErrorMessage(error) } }, 'database ping failed');
       }

@@ -3,13 +3,32 @@
  */
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
+import { createBoss } from '../../src/boss.ts';
 import { loadConfig, type Config } from '../../src/config.ts';
+import { createAuthTables } from '../../src/db/dev-bootstrap.ts';
+import { install } from '../../src/install.ts';
 import { createPool } from '../../src/db/pool.ts';
 import { createLogger, type Logger } from '../../src/logger.ts';
 import { createMetrics } from '../../src/metrics.ts';
 import type { TaskContext } from '../../src/tasks/context.ts';
 
 export const TEMPLATE_DATABASE = 'session_janitor_template';
+
+/** What a production database holds before the worker starts: the auth tables, then `migrate`. */
+export async function installSchema(url: string): Promise<void> {
+  const config = loadConfig({ DATABASE_URL: url, LOG_LEVEL: 'silent' });
+  const log = createLogger('silent');
+  const pool = createPool({ connectionString: url, max: 2, statementTimeoutMs: 0, lockTimeoutMs: 0 });
+  try {
+    await createAuthTables(pool);
+    const boss = createBoss(config, url, { role: 'tool', migrate: true }, log);
+    await boss.start();
+    await install(boss, pool, config, log, true);
+    await boss.stop({ graceful: false });
+  } finally {
+    await pool.end();
+  }
+}
 
 export function databaseUrl(adminUrl: string, database: string): string {
   const url = new URL(adminUrl);

@@ -10,14 +10,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { chmod, mkdtemp } from 'node:fs/promises';
 import pg from 'pg';
-import { createBoss } from '../../src/boss.ts';
-import { loadConfig } from '../../src/config.ts';
-import { createAuthTables } from '../../src/db/dev-bootstrap.ts';
 import { startEmbedded, type EmbeddedServer } from '../../src/db/embedded.ts';
-import { createPool } from '../../src/db/pool.ts';
-import { install } from '../../src/install.ts';
-import { createLogger } from '../../src/logger.ts';
-import { TEMPLATE_DATABASE, databaseUrl } from '../helpers/database.ts';
+import { TEMPLATE_DATABASE, databaseUrl, installSchema } from '../helpers/database.ts';
 
 let server: EmbeddedServer | undefined;
 
@@ -39,16 +33,7 @@ export async function globalSetup(): Promise<void> {
   await admin.query(`CREATE DATABASE ${TEMPLATE_DATABASE}`);
   await admin.end();
 
-  const url = databaseUrl(adminUrl, TEMPLATE_DATABASE);
-  const config = loadConfig({ DATABASE_URL: url, LOG_LEVEL: 'silent' });
-  const log = createLogger('silent');
-  const pool = createPool({ connectionString: url, max: 2, statementTimeoutMs: 0, lockTimeoutMs: 0 });
-  await createAuthTables(pool);
-  const boss = createBoss(config, url, { role: 'tool', migrate: true }, log);
-  await boss.start();
-  await install(boss, pool, config, log, true);
-  await boss.stop({ graceful: false });
-  await pool.end();
+  await installSchema(databaseUrl(adminUrl, TEMPLATE_DATABASE));
 }
 
 export async function globalTeardown(): Promise<void> {
