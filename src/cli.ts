@@ -11,6 +11,7 @@ import { fail } from './commands/common.ts';
 import { migrateCommand } from './commands/migrate.ts';
 import { purgeExpiredCommand } from './commands/purge-expired.ts';
 import { startCommand } from './commands/start.ts';
+import { statusCommand } from './commands/status.ts';
 import { safeErrorMessage } from './db/errors.ts';
 
 const program = new Command('session-janitor')
@@ -27,5 +28,11 @@ program
   .description('purge expired sessions now, in the foreground, with progress')
   .option('--dry-run', 'count what would be purged; delete nothing')
   .action(purgeExpiredCommand);
+
+program
+  .command('status')
+  .description('queues and their depths, the dead-letter queue, schedules and last runs, the expired backlog')
+  .option('--json', 'machine-readable output')
+  .action(statusCommand);
 
 program.parseAsync(process.argv).catch((error: unknown) => fail(safeErrorMessage(error), 1));

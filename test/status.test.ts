@@ -1,0 +1,42 @@
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { PgBoss } from 'pg-boss';
+import { QUEUES } from '../src/queues.ts';
+import type { Status } from '../src/status.ts';
+import { createTestDatabase, insertSessions, type TestDatabase } from './helpers/database.ts';
+import { runCli } from './helpers/process.ts';
+
+let db: TestDatabase;
+before(async () => {
+  db = await createTestDatabase();
+});
+after(async () => {
+  await db.drop();
+});
+
+test('status shows queue depths, the dead-letter queue, schedules and the expired backlog', async () => {
+  await insertSessions(db.pool, [{ expiresIn: -7200 }, { expiresIn: -60 }, { expiresIn: 600 }]);
+  const boss = new PgBoss(db.url);
+  await boss.start();
+  await boss.send(QUEUES.deadLetter, { sourceName: QUEUES.revoke });
+  await boss.send(QUEUES.revoke, { userId: 1, reason: 'test' }, { startAfter: 3600 });
+  await boss.stop({ graceful: false });
+
+  const json = await runCli(['status', '--json'], { DATABASE_URL: db.url, LOG_LEVEL: 'warn' }).finished;
+  assert.equal(json.code, 0, json.stderr);
+  const status = JSON.parse(json.stdout) as Status;
+  const queue = (name: string) => status.queues.find((q) => q.queue === name);
+  assert.equal(queue(QUEUES.deadLetter)?.queued, 1);
+  assert.equal(queue(QUEUES.revoke)?.deferred, 1);
+  assert.equal(queue(QUEUES.revoke)?.queued, 0);
+  assert.equal(status.expiredBacklog.sessions, 2);
+  assert.ok(status.expiredBacklog.oldestWaitingSeconds >= 7200 && status.expiredBacklog.oldestWaitingSeconds < 7300);
+  const purge = status.schedules.find((s) => s.queue === QUEUES.purgeExpired);
+  assert.equal(purge?.cron, '*/5 * * * *');
+  assert.ok(purge?.nextRun && Date.parse(purge.nextRun) > Date.now());
+
+  const text = await runCli(['status'], { DATABASE_URL: db.url, LOG_LEVEL: 'warn' }).finished;
+  assert.equal(text.code, 0, text.stderr);
+  assert.match(text.stdout, /^refresh-session\.dead-letter\s+1\s+0\s+0\s+0$/m);
+  assert.match(text.stdout, /expired backlog: 2 sessions, the oldest waiting 2h0[01]m/);
+});
