@@ -9,10 +9,24 @@
  * range is cut into slices of equal time, four per lane, and each lane takes the next slice when
  * it finishes one, so a slice dense with rows does not leave the other lanes idle.
  */
+import type pg from 'pg';
 import { SQLSTATE, sqlState } from '../db/errors.ts';
-import { countPurgeable, purgeBatch, purgeBatchSkipLocked, purgeSliceBoundaries } from '../db/sql/purge-expired.ts';
+import { qualified } from '../db/sql/identifiers.ts';
+import {
+  ASYNC_COMMIT,
+  countPurgeable,
+  purgeBatch,
+  purgeBatchSkipLocked,
+  purgeBound,
+  purgeSliceBoundaries,
+  purgeWalPosition,
+  RESET_COMMIT,
+  type BoundRow,
+} from '../db/sql/purge-expired.ts';
+import { throttleProbe, type ProbeRow } from '../db/sql/throttle.ts';
 import { AdaptiveBatchSize, RunBudget, type RunOptions, type RunOutput, type StoppedBy } from './batching.ts';
 import type { TaskContext } from './context.ts';
+import { isOff, Throttle, type DatabaseState, type ThrottleEvent, type ThrottleSettings } from './throttle.ts';
 
 const SLICES_PER_LANE = 4;
 
@@ -25,49 +39,85 @@ interface BatchResult {
   readonly deleted: number;
   /** null: fewer rows than the batch size were left in the slice, so the slice is done. */
   readonly bound: string | null;
+  /** WAL positions around the delete (bytes since 0/0); NaN when not read. */
+  readonly walStart: number;
+  readonly walEnd: number;
 }
 
-export async function purgeExpired(ctx: TaskContext, options: RunOptions = {}): Promise<RunOutput & { wouldDelete?: number }> {
+/** For tests: the throttle's view of the database instead of the real probe. */
+export interface PurgeDeps {
+  readonly probe?: (lane: number) => Promise<DatabaseState>;
+}
+
+export async function purgeExpired(ctx: TaskContext, options: RunOptions = {}, deps: PurgeDeps = {}): Promise<RunOutput & { wouldDelete?: number }> {
   const { pool, config, metrics } = ctx;
   const grace = config.expiredGraceSeconds;
+  const table = config.sessionTable;
   if (options.dryRun) return { deleted: 0, batches: 0, stoppedBy: 'drained', wouldDelete: await countPurgeableSessions(ctx) };
 
   const budget = new RunBudget(config.maxRunSeconds, config.maxRunRows, options.signal);
   const slices = await planSlices(ctx, config.purgeConcurrency === 1 ? 1 : config.purgeConcurrency * SLICES_PER_LANE);
   // A failing lane stops the others at their next batch, then the run rethrows its error.
   const failed = new AbortController();
+  // Each lane works on a connection of its own for the whole run: its session settings (asynchronous
+  // commit) and its prepared statements, and the throttle's probe, run on it.
+  const clients: Array<pg.PoolClient | undefined> = [];
+  const throttle = createThrottle(
+    ctx,
+    deps.probe ??
+      ((lane) => {
+        const client = clients[lane];
+        return client === undefined ? Promise.resolve(UNKNOWN) : probeDatabase(client, ctx);
+      }),
+  );
+  const measureWal = config.purgeMaxWalBytesPerSecond !== null;
+  // Ends a throttle's sleep or pause early: shutdown, a failed lane, or the end of the time budget.
+  const wake = AbortSignal.any([
+    failed.signal,
+    ...(throttle === null ? [] : [AbortSignal.timeout(Math.max(1, Math.ceil(config.maxRunSeconds * 1000 - budget.elapsedMs)))]),
+    ...(options.signal ? [options.signal] : []),
+  ]);
   let deleted = 0;
   let batches = 0;
   let stoppedBy: StoppedBy | null = null;
 
-  const runBatch = async (slice: Slice, lower: string, lowerInclusive: boolean, size: number): Promise<BatchResult> => {
-    const values = [lower, slice.to, grace, size];
+  const runBatch = async (client: pg.PoolClient, slice: Slice, lower: string, lowerInclusive: boolean, size: number): Promise<BatchResult> => {
     const started = performance.now();
     try {
-      const { rows } = await pool.query<{ deleted: number; bound: string | null }>({ ...purgeBatch(config.sessionTable, lowerInclusive), values });
-      return { deleted: rows[0]?.deleted ?? 0, bound: rows[0]?.bound ?? null };
-    } catch (error) {
-      if (sqlState(error) !== SQLSTATE.lockNotAvailable) throw error;
-      // A concurrent transaction holds a row of this range: take the rest, leave that row for later.
-      metrics.errors.inc({ kind: 'lock-timeout' });
-      const { rows } = await pool.query<{ deleted: number; bound: string | null }>({
-        ...purgeBatchSkipLocked(config.sessionTable, lowerInclusive),
-        values,
-      });
-      return { deleted: rows[0]?.deleted ?? 0, bound: rows[0]?.bound ?? null };
+      const { rows } = await client.query<BoundRow>({ ...purgeBound(table, lowerInclusive), values: [lower, slice.to, grace, size] });
+      const bound = rows[0]?.bound ?? null;
+      const values = [lower, slice.to, grace, bound ?? 'infinity'];
+      let deletedRows: number;
+      try {
+        deletedRows = (await client.query({ ...purgeBatch(table, lowerInclusive), values })).rowCount ?? 0;
+      } catch (error) {
+        if (sqlState(error) !== SQLSTATE.lockNotAvailable) throw error;
+        // A concurrent transaction holds a row of this range: take the rest, leave that row for later.
+        metrics.errors.inc({ kind: 'lock-timeout' });
+        deletedRows = (await client.query({ ...purgeBatchSkipLocked(table, lowerInclusive), values })).rowCount ?? 0;
+      }
+      const walEnd = measureWal ? ((await client.query<{ wal: number }>(purgeWalPosition)).rows[0]?.wal ?? Number.NaN) : Number.NaN;
+      return { deleted: deletedRows, bound, walStart: rows[0]?.wal ?? Number.NaN, walEnd };
     } finally {
       metrics.batchDuration.observe({ task: 'purge-expired' }, (performance.now() - started) / 1000);
     }
   };
 
-  const lane = async () => {
+  /** Why this lane must stop before its next batch, or null. */
+  const stopReason = (): StoppedBy | null => stoppedBy ?? (failed.signal.aborted ? 'shutdown' : budget.stopReason(deleted));
+
+  const drain = async (laneId: number, client: pg.PoolClient) => {
     const size = new AdaptiveBatchSize(config.batchSize, config.batchMinSize, config.batchMaxSize, config.batchTargetMs);
     for (let slice = slices.shift(); slice !== undefined; slice = slices.shift()) {
       let lower = slice.from;
       let lowerInclusive = true;
       for (;;) {
-        const stop = failed.signal.aborted ? 'shutdown' : budget.stopReason(deleted);
-        if (stop !== null || stoppedBy !== null) {
+        let stop = stopReason();
+        if (stop === null && throttle !== null && !(await throttle.beforeBatch(laneId, wake))) {
+          // Woken early: the reason is one of the budget's, or a failed lane.
+          stop = stopReason() ?? 'time-budget';
+        }
+        if (stop !== null) {
           stoppedBy ??= stop;
           return;
         }
@@ -75,7 +125,7 @@ export async function purgeExpired(ctx: TaskContext, options: RunOptions = {}): 
         const started = performance.now();
         let result: BatchResult;
         try {
-          result = await runBatch(slice, lower, lowerInclusive, limit);
+          result = await runBatch(client, slice, lower, lowerInclusive, limit);
         } catch (error) {
           if (sqlState(error) === SQLSTATE.queryCanceled && !size.atMinimum) {
             metrics.errors.inc({ kind: 'batch-timeout' });
@@ -84,10 +134,13 @@ export async function purgeExpired(ctx: TaskContext, options: RunOptions = {}): 
           }
           throw error;
         }
-        size.record(result.deleted, performance.now() - started);
+        const durationMs = performance.now() - started;
+        size.record(result.deleted, durationMs);
+        throttle?.afterBatch(laneId, durationMs, result.walStart, result.walEnd);
         deleted += result.deleted;
         batches += 1;
         metrics.sessionsDeleted.inc({ reason: 'expired' }, result.deleted);
+        options.onBatch?.({ rows: result.deleted, durationMs });
         options.onProgress?.({ deleted, batches, elapsedMs: budget.elapsedMs });
         if (result.bound === null) break;
         lower = result.bound;
@@ -96,17 +149,78 @@ export async function purgeExpired(ctx: TaskContext, options: RunOptions = {}): 
     }
   };
 
+  const lane = async (laneId: number) => {
+    const client = await pool.connect();
+    clients[laneId] = client;
+    let broken: unknown;
+    try {
+      if (config.purgeAsyncCommit) await client.query(ASYNC_COMMIT);
+      await drain(laneId, client);
+    } catch (error) {
+      broken = error;
+      throw error;
+    } finally {
+      clients[laneId] = undefined;
+      // A connection whose run failed is closed rather than returned with the purge's settings.
+      if (broken === undefined && config.purgeAsyncCommit) await client.query(RESET_COMMIT).catch((error: unknown) => (broken = error));
+      client.release(broken === undefined ? undefined : broken instanceof Error ? broken : true);
+    }
+  };
+
   const results = await Promise.allSettled(
-    Array.from({ length: config.purgeConcurrency }, () =>
-      lane().catch((error: unknown) => {
+    Array.from({ length: config.purgeConcurrency }, (_, laneId) =>
+      lane(laneId).catch((error: unknown) => {
         failed.abort();
         throw error;
       }),
     ),
   );
+  throttle?.finish();
+  if (throttle !== null) ctx.log.debug({ ...throttle.stats }, 'purge throttle');
   const failure = results.find((r) => r.status === 'rejected');
   if (failure) throw failure.reason;
   return { deleted, batches, stoppedBy: stoppedBy ?? 'drained' };
+}
+
+const UNKNOWN: DatabaseState = { replicaLagSeconds: null, vacuumRunning: null };
+
+export function throttleSettings(config: TaskContext['config']): ThrottleSettings {
+  return {
+    dutyCyclePercent: config.purgeDutyCyclePercent,
+    maxWalBytesPerSecond: config.purgeMaxWalBytesPerSecond,
+    maxReplicaLagSeconds: config.purgeMaxReplicaLagSeconds,
+    pauseOnVacuum: config.purgePauseOnVacuum,
+  };
+}
+
+/** The run's throttle, or null when every brake is off. */
+export function createThrottle(ctx: TaskContext, probe: (lane: number) => Promise<DatabaseState>): Throttle | null {
+  const settings = throttleSettings(ctx.config);
+  if (isOff(settings)) return null;
+  return new Throttle(settings, { probe, onEvent: (event) => logThrottleEvent(ctx, event) });
+}
+
+function logThrottleEvent({ log }: TaskContext, event: ThrottleEvent): void {
+  if (event.kind === 'unknown') {
+    log.warn(
+      { what: event.what },
+      event.what === 'replica-lag'
+        ? 'replica lag is unknown (the role lacks pg_monitor / pg_read_all_stats): the purge does not pause for replica lag'
+        : 'vacuum progress is unknown (the role lacks pg_monitor / pg_read_all_stats): the purge does not pause for vacuum',
+    );
+  } else if (event.kind === 'pause') {
+    log.info({ reason: event.reason }, 'purge paused by its throttle');
+  } else {
+    log.info({ reason: event.reason, pausedSeconds: Math.round(event.pausedMs) / 1000 }, 'purge resumed');
+  }
+}
+
+/** Replica lag and a vacuum of the table; null where the role cannot see them. */
+export async function probeDatabase(client: pg.ClientBase, { config }: TaskContext): Promise<DatabaseState> {
+  const { rows } = await client.query<ProbeRow>({ ...throttleProbe, values: [qualified(config.sessionTable)] });
+  const row = rows[0];
+  if (row === undefined || !row.privileged) return UNKNOWN;
+  return { replicaLagSeconds: row.lag_seconds, vacuumRunning: row.vacuum_running };
 }
 
 async function planSlices({ pool, config }: TaskContext, count: number): Promise<Slice[]> {

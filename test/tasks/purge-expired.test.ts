@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
-import { purgeBatch, purgeBatchSkipLocked } from '../../src/db/sql/purge-expired.ts';
+import { purgeBatch, purgeBatchSkipLocked, purgeBound } from '../../src/db/sql/purge-expired.ts';
 import { purgeExpired } from '../../src/tasks/purge-expired.ts';
 import { createTestDatabase, insertBulkSessions, insertSessions, remainingIds, taskContext, testConfig, type TestDatabase } from '../helpers/database.ts';
 
@@ -155,14 +155,23 @@ describe('purge-expired', () => {
     await insertBulkSessions(db.pool, 50_000, 0.4);
     await db.pool.query('ANALYZE auth.refresh_session');
     const table = { schema: 'auth', name: 'refresh_session' };
-    for (const statement of [purgeBatch(table, true), purgeBatch(table, false), purgeBatchSkipLocked(table, true)]) {
+    // The bound statement takes the batch size as $4, the deletes the bound it read.
+    const bound = (await db.pool.query<{ b: string }>('SELECT (now() - interval \'1 hour\')::text AS b')).rows[0]?.b;
+    const cases = [
+      { statement: purgeBound(table, true), values: ['-infinity', 'infinity', 0, 5000] },
+      { statement: purgeBound(table, false), values: ['-infinity', 'infinity', 0, 5000] },
+      { statement: purgeBatch(table, true), values: ['-infinity', 'infinity', 0, bound] },
+      { statement: purgeBatch(table, false), values: ['-infinity', 'infinity', 0, bound] },
+      { statement: purgeBatchSkipLocked(table, true), values: ['-infinity', 'infinity', 0, bound] },
+    ];
+    for (const { statement, values } of cases) {
       const client = await db.pool.connect();
       try {
         await client.query('BEGIN');
         // A generic plan is what a prepared statement settles on after five executions.
         await client.query("SET LOCAL plan_cache_mode = 'force_generic_plan'");
-        await client.query({ name: `explain_${statement.name}`, text: `EXPLAIN (FORMAT JSON) ${statement.text}`, values: ['-infinity', 'infinity', 0, 5000] });
-        const { rows } = await client.query<{ 'QUERY PLAN': unknown }>({ name: `explain_${statement.name}`, text: `EXPLAIN (FORMAT JSON) ${statement.text}`, values: ['-infinity', 'infinity', 0, 5000] });
+        await client.query({ name: `explain_${statement.name}`, text: `EXPLAIN (FORMAT JSON) ${statement.text}`, values });
+        const { rows } = await client.query<{ 'QUERY PLAN': unknown }>({ name: `explain_${statement.name}`, text: `EXPLAIN (FORMAT JSON) ${statement.text}`, values });
         const plan = JSON.stringify(rows[0]?.['QUERY PLAN']);
         assert.doesNotMatch(plan, /"Seq Scan"/, `${statement.name} scans the table`);
         assert.doesNotMatch(plan, /"Node Type":"Sort"/, `${statement.name} sorts`);
