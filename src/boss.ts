@@ -33,6 +33,10 @@ export function createBoss(config: Config, connectionString: string, options: Bo
     migrate: options.migrate,
     schedule: background,
     supervise: background,
+    // Heartbeat and expiry failures are found by the monitor pass, claimed per queue every
+    // monitorIntervalSeconds and run every superviseIntervalSeconds: one setting for both.
+    superviseIntervalSeconds: config.superviseIntervalSeconds,
+    monitorIntervalSeconds: config.superviseIntervalSeconds,
     useListenNotify: background,
     instanceName: 'session-janitor',
   });
@@ -62,4 +66,11 @@ export async function ensureQueues(boss: PgBoss, config: Config): Promise<void> 
  */
 export async function ensureSchedules(boss: PgBoss, config: Config): Promise<void> {
   await boss.schedule(QUEUES.purgeExpired, config.purgeCron, {}, { tz: config.cronTz, missed: 'once' });
+  if (config.idleTimeoutSeconds === null) {
+    // Reaping turned off: remove the schedule an earlier start left, which would keep queuing a job
+    // that no worker consumes (and trip the reap-stalled alert for the wrong reason).
+    await boss.unschedule(QUEUES.reapIdle);
+  } else {
+    await boss.schedule(QUEUES.reapIdle, config.reapCron, {}, { tz: config.cronTz, missed: 'once' });
+  }
 }

@@ -18,19 +18,20 @@ export const ALL_QUEUES: readonly QueueName[] = [QUEUES.purgeExpired, QUEUES.rea
 
 /**
  * Retries: a transient failure (the database restarted, a failover) usually heals within a minute,
- * so three retries with exponential backoff from 15 s (about 15 s, 30 s, 60 s, capped at 5 min)
- * ride it out without a retry storm; a job that still fails is worth a human's look in the
- * dead-letter queue.
+ * so three retries with exponential backoff from JANITOR_RETRY_DELAY (15 s: about 15 s, 30 s,
+ * 60 s, capped at 5 min) ride it out without a retry storm; a job that still fails is worth a
+ * human's look in the dead-letter queue.
  */
-const RETRIES = { retryLimit: 3, retryDelay: 15, retryBackoff: true, retryDelayMax: 300 } as const;
+const retries = (config: Config) => ({ retryLimit: 3, retryDelay: config.retryDelaySeconds, retryBackoff: true, retryDelayMax: 300 }) as const;
 
 /**
- * Heartbeats: a scheduled run that lost its process (kill -9, an evicted node) is seen by pg-boss's
- * monitor after heartbeatSeconds without a heartbeat and retried, instead of blocking the exclusive
- * queue until expireInSeconds. pg-boss refreshes the heartbeat every heartbeatSeconds / 2 while the
- * handler runs; 30 s keeps the database traffic negligible and the takeover under a minute or two.
+ * Heartbeats (JANITOR_HEARTBEAT, 30 s by default): a job that lost its process (kill -9, an evicted
+ * node) is failed by pg-boss's supervisor (every JANITOR_SUPERVISE_INTERVAL, 60 s by default) once
+ * its heartbeat is that old, and retried after the retry delay, instead of blocking the exclusive
+ * queue until expireInSeconds. pg-boss refreshes the heartbeat every heartbeat / 2 while the
+ * handler runs; 30 s keeps the database traffic negligible and the takeover within about two
+ * minutes (heartbeat + supervise interval + retry delay).
  */
-const HEARTBEAT_SECONDS = 30;
 
 /** Settings of each queue, derived from the configuration where the run budget matters. */
 export function queueDefinitions(config: Config): Array<Queue & { name: QueueName }> {
@@ -44,11 +45,11 @@ export function queueDefinitions(config: Config): Array<Queue & { name: QueueNam
     // never pile up behind a long run (a tick that finds a run in progress is dropped by pg-boss).
     policy: 'exclusive',
     expireInSeconds: scheduledExpiry,
-    heartbeatSeconds: HEARTBEAT_SECONDS,
+    heartbeatSeconds: config.heartbeatSeconds,
     deadLetter: QUEUES.deadLetter,
     // Completed runs stay a week: the status command and last-success gauge read them.
     deleteAfterSeconds: 7 * 86400,
-    ...RETRIES,
+    ...retries(config),
   } as const;
   return [
     // The dead-letter queue must exist before the queues that name it. Its jobs are for humans:
@@ -61,12 +62,12 @@ export function queueDefinitions(config: Config): Array<Queue & { name: QueueNam
       policy: 'standard',
       // A revocation is chunked into short statements; 15 minutes is far above 100000 users.
       expireInSeconds: 900,
-      heartbeatSeconds: HEARTBEAT_SECONDS,
+      heartbeatSeconds: config.heartbeatSeconds,
       deadLetter: QUEUES.deadLetter,
       deleteAfterSeconds: 7 * 86400,
       // Revocations are urgent: wake workers through LISTEN/NOTIFY rather than the next poll.
       notify: true,
-      ...RETRIES,
+      ...retries(config),
     },
   ];
 }

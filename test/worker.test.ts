@@ -125,12 +125,13 @@ describe('the worker', () => {
       JANITOR_BATCH_MAX_SIZE: '10',
       JANITOR_PURGE_CONCURRENCY: '1',
       JANITOR_SHUTDOWN_TIMEOUT: '25s',
+      // No scheduled tick during the test: the job under test is the only one.
+      JANITOR_PURGE_CRON: '0 0 1 1 *',
     });
     try {
       await child.waitFor('session-janitor worker started');
       const boss = new PgBoss(db.url);
       await boss.start();
-      await boss.deleteAllJobs(QUEUES.purgeExpired);
       const jobId = await boss.send(QUEUES.purgeExpired, {});
       assert.ok(jobId);
       await until('the purge to be under way', async () => (await count(db)) < 199_000, 30_000, 100);

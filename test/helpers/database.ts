@@ -7,6 +7,7 @@ import { createBoss } from '../../src/boss.ts';
 import { loadConfig, type Config } from '../../src/config.ts';
 import { createAuthTables } from '../../src/db/dev-bootstrap.ts';
 import { install } from '../../src/install.ts';
+import { QUEUES } from '../../src/queues.ts';
 import { createPool } from '../../src/db/pool.ts';
 import { createLogger, type Logger } from '../../src/logger.ts';
 import { createMetrics } from '../../src/metrics.ts';
@@ -24,6 +25,10 @@ export async function installSchema(url: string): Promise<void> {
     const boss = createBoss(config, url, { role: 'tool', migrate: true }, log);
     await boss.start();
     await install(boss, pool, config, log, true);
+    // Databases cloned from a template with schedules would see every tick since the template was
+    // made as missed, and each worker would start with a catch-up run nobody asked for. Tests
+    // register the schedules they want by starting a worker.
+    for (const queue of [QUEUES.purgeExpired, QUEUES.reapIdle]) await boss.unschedule(queue);
     await boss.stop({ graceful: false });
   } finally {
     await pool.end();
