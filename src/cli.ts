@@ -4,12 +4,14 @@
  * ../shared/CONTRACT.md. Each command lives in commands/.
  *
  * Exit codes: 0 done, 1 a runtime failure (the database is unreachable, a query failed),
- * 78 (EX_CONFIG) a bad configuration value.
+ * 64 (EX_USAGE) an invalid revocation request (`revoke`), 78 (EX_CONFIG) a bad configuration value.
  */
 import { Command } from 'commander';
 import { fail } from './commands/common.ts';
 import { migrateCommand } from './commands/migrate.ts';
 import { purgeExpiredCommand } from './commands/purge-expired.ts';
+import { reapIdleCommand } from './commands/reap-idle.ts';
+import { registerRevokeCommand } from './commands/revoke.ts';
 import { startCommand } from './commands/start.ts';
 import { statusCommand } from './commands/status.ts';
 import { safeErrorMessage } from './db/errors.ts';
@@ -28,11 +30,18 @@ program
   .description('purge expired sessions now, in the foreground, with progress')
   .option('--dry-run', 'count what would be purged; delete nothing')
   .action(purgeExpiredCommand);
+program
+  .command('reap-idle')
+  .description('reap idle sessions now (unused for JANITOR_IDLE_TIMEOUT), in the foreground, with progress')
+  .option('--dry-run', 'count what would be reaped; delete nothing')
+  .action(reapIdleCommand);
 
 program
   .command('status')
   .description('queues and their depths, the dead-letter queue, schedules and last runs, the expired backlog')
   .option('--json', 'machine-readable output')
   .action(statusCommand);
+
+registerRevokeCommand(program);
 
 program.parseAsync(process.argv).catch((error: unknown) => fail(safeErrorMessage(error), 1));

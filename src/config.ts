@@ -42,6 +42,15 @@ export interface Config {
   readonly batchMaxSize: number;
   readonly batchTargetMs: number;
   readonly purgeConcurrency: number;
+  /** The purge commits asynchronously (synchronous_commit off for its batches only). */
+  readonly purgeAsyncCommit: boolean;
+  /** Throttle (tasks/throttle.ts): percent of each lane's wall time spent in batches; 100: off. */
+  readonly purgeDutyCyclePercent: number;
+  /** Throttle: null is off. */
+  readonly purgeMaxWalBytesPerSecond: number | null;
+  /** Throttle: null is off. */
+  readonly purgeMaxReplicaLagSeconds: number | null;
+  readonly purgePauseOnVacuum: boolean;
   readonly maxRunSeconds: number;
   /** null: no row budget. */
   readonly maxRunRows: number | null;
@@ -53,6 +62,9 @@ export interface Config {
   readonly gaugeRefreshCron: string;
   readonly backlogCountCap: number;
   readonly shutdownTimeoutMs: number;
+  readonly heartbeatSeconds: number;
+  readonly retryDelaySeconds: number;
+  readonly superviseIntervalSeconds: number;
   readonly migrateOnStart: boolean;
   readonly demoData: boolean;
   readonly logLevel: LogLevel;
@@ -89,6 +101,23 @@ const integer = (min: number, max: number) =>
     .pipe(z.number().int().min(min).max(max));
 
 const boolean = z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1');
+
+const SIZE_UNITS: Readonly<Record<string, number>> = { B: 1, kB: 1024, MB: 1024 ** 2, GB: 1024 ** 3 };
+
+/** `off`, or an amount of bytes per second with a PostgreSQL-style unit: 512kB, 16MB, 1GB. */
+const rateOrOff = (minBytes: number, maxBytes: number) =>
+  z.union([
+    z.literal('off').transform(() => null),
+    z.string().transform((text, ctx) => {
+      const match = /^(\d+(?:\.\d+)?)\s*(B|kB|MB|GB)$/.exec(text.trim());
+      const bytes = match ? Number(match[1]) * (SIZE_UNITS[match[2] ?? ''] ?? Number.NaN) : Number.NaN;
+      if (!(bytes >= minBytes && bytes <= maxBytes)) {
+        ctx.addIssue({ code: 'custom', message: 'out of range' });
+        return z.NEVER;
+      }
+      return Math.round(bytes);
+    }),
+  ]);
 
 /**
  * Five fields, minute granularity: pg-boss evaluates schedules once a minute and collapses a
@@ -171,6 +200,15 @@ const VARIABLES = {
   JANITOR_BATCH_MAX_SIZE: variable(integer(10, 100_000), '20000', 'an integer from 10 to 100000, not below JANITOR_BATCH_SIZE'),
   JANITOR_BATCH_TARGET_MS: variable(integer(1, 10_000), '25', 'an integer number of milliseconds from 1 to 10000'),
   JANITOR_PURGE_CONCURRENCY: variable(integer(1, 16), '2', 'an integer from 1 to 16'),
+  JANITOR_PURGE_ASYNC_COMMIT: variable(boolean, 'true', 'true or false'),
+  JANITOR_PURGE_DUTY_CYCLE: variable(integer(1, 100), '100', 'an integer percentage from 1 to 100 (100: no duty-cycle sleep)'),
+  JANITOR_PURGE_MAX_WAL_RATE: variable(rateOrOff(64 * 1024, 1024 ** 4), 'off', '`off` or bytes per second from 64kB to 1024GB, such as 512kB, 16MB, 1GB'),
+  JANITOR_PURGE_MAX_REPLICA_LAG: variable(
+    z.union([z.literal('off').transform(() => null), duration(1, 86_400)]),
+    '60s',
+    '`off` or a duration from 1s to 1d, such as 30s, 5m',
+  ),
+  JANITOR_PURGE_PAUSE_ON_VACUUM: variable(boolean, 'false', 'true or false'),
   JANITOR_MAX_RUN_SECONDS: variable(integer(1, 86_400), '240', 'an integer number of seconds from 1 to 86400'),
   JANITOR_MAX_RUN_ROWS: variable(integer(0, 1_000_000_000), '0', 'an integer from 0 (no limit) to 1000000000'),
   JANITOR_STATEMENT_TIMEOUT: variable(duration(0.1, 600), '10s', 'a duration from 100ms to 600s'),
@@ -185,6 +223,9 @@ const VARIABLES = {
   ),
   JANITOR_BACKLOG_COUNT_CAP: variable(integer(1, 100_000_000), '100000', 'an integer from 1 to 100000000'),
   JANITOR_SHUTDOWN_TIMEOUT: variable(duration(1, 300), '25s', 'a duration from 1s to 300s'),
+  JANITOR_HEARTBEAT: variable(duration(10, 3600), '30s', 'a duration from 10s (pg-boss minimum) to 1h'),
+  JANITOR_SUPERVISE_INTERVAL: variable(duration(1, 3600), '60s', 'a duration from 1s to 1h'),
+  JANITOR_RETRY_DELAY: variable(duration(1, 3600), '15s', 'a duration from 1s to 1h'),
   JANITOR_MIGRATE: variable(boolean, 'true', 'true or false'),
   JANITOR_DEMO_DATA: variable(boolean, 'true', 'true or false (only used with the embedded PostgreSQL)'),
   LOG_LEVEL: variable(
@@ -242,6 +283,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     batchMaxSize,
     batchTargetMs: get('JANITOR_BATCH_TARGET_MS'),
     purgeConcurrency: get('JANITOR_PURGE_CONCURRENCY'),
+    purgeAsyncCommit: get('JANITOR_PURGE_ASYNC_COMMIT'),
+    purgeDutyCyclePercent: get('JANITOR_PURGE_DUTY_CYCLE'),
+    purgeMaxWalBytesPerSecond: read(env, 'JANITOR_PURGE_MAX_WAL_RATE') ?? null,
+    purgeMaxReplicaLagSeconds: read(env, 'JANITOR_PURGE_MAX_REPLICA_LAG') ?? null,
+    purgePauseOnVacuum: get('JANITOR_PURGE_PAUSE_ON_VACUUM'),
     maxRunSeconds: get('JANITOR_MAX_RUN_SECONDS'),
     maxRunRows: maxRunRows === 0 ? null : maxRunRows,
     statementTimeoutMs: Math.round(get('JANITOR_STATEMENT_TIMEOUT') * 1000),
@@ -252,6 +298,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     gaugeRefreshCron: get('JANITOR_GAUGE_REFRESH_CRON'),
     backlogCountCap: get('JANITOR_BACKLOG_COUNT_CAP'),
     shutdownTimeoutMs: Math.round(get('JANITOR_SHUTDOWN_TIMEOUT') * 1000),
+    heartbeatSeconds: Math.round(get('JANITOR_HEARTBEAT')),
+    retryDelaySeconds: Math.round(get('JANITOR_RETRY_DELAY')),
+    superviseIntervalSeconds: Math.round(get('JANITOR_SUPERVISE_INTERVAL')),
     migrateOnStart: get('JANITOR_MIGRATE'),
     demoData: get('JANITOR_DEMO_DATA'),
     logLevel: get('LOG_LEVEL'),

@@ -4,12 +4,15 @@
  * stopped in the job output, so the job completes rather than being failed by pg-boss's stop.
  */
 import type { PgBoss } from 'pg-boss';
+import type { Config } from './config.ts';
 import type { Logger } from './logger.ts';
 import type { Metrics } from './metrics.ts';
 import { QUEUES, type QueueName } from './queues.ts';
+import { registerRevokeConsumer } from './revoke-consumer.ts';
 import type { RunOutput } from './tasks/batching.ts';
 import type { TaskContext } from './tasks/context.ts';
 import { purgeExpired } from './tasks/purge-expired.ts';
+import { reapIdle } from './tasks/reap-idle.ts';
 
 /** Runs fn as the job of queue, counting its outcome and duration. */
 export async function instrumented<T>(metrics: Metrics, queue: QueueName, fn: () => Promise<T>): Promise<T> {
@@ -28,15 +31,20 @@ export async function instrumented<T>(metrics: Metrics, queue: QueueName, fn: ()
 
 export interface ScheduledTask {
   readonly queue: QueueName;
+  /** Whether this worker consumes the queue at all under config; absent: always. */
+  readonly enabled?: (config: Config) => boolean;
   readonly run: (ctx: TaskContext, signal: AbortSignal) => Promise<RunOutput>;
 }
 
 export const SCHEDULED_TASKS: readonly ScheduledTask[] = [
   { queue: QUEUES.purgeExpired, run: (ctx, signal) => purgeExpired(ctx, { signal }) },
+  // JANITOR_IDLE_TIMEOUT=off: no consumer (and ensureSchedules removes the schedule).
+  { queue: QUEUES.reapIdle, enabled: (config) => config.idleTimeoutSeconds !== null, run: (ctx, signal) => reapIdle(ctx, { signal }) },
 ];
 
 export async function registerConsumers(boss: PgBoss, ctx: TaskContext, shutdown: AbortSignal, log: Logger): Promise<void> {
   for (const task of SCHEDULED_TASKS) {
+    if (task.enabled?.(ctx.config) === false) continue;
     await boss.work<object, RunOutput>(task.queue, { pollingIntervalSeconds: 2 }, async ([job]) => {
       if (!job) throw new Error(`pg-boss handed ${task.queue} an empty batch`);
       const started = performance.now();
@@ -45,6 +53,7 @@ export async function registerConsumers(boss: PgBoss, ctx: TaskContext, shutdown
       return output;
     });
   }
+  await registerRevokeConsumer(boss, ctx, shutdown, log);
 }
 
 const round = (seconds: number) => Math.round(seconds * 1000) / 1000;

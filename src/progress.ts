@@ -15,7 +15,8 @@ export function describeProgress(p: Progress, total: number | null, unit: string
   const fraction = p.fraction ?? (total !== null && total > 0 ? Math.min(1, p.deleted / total) : null);
   if (fraction !== null) {
     parts.push(`${(fraction * 100).toFixed(1)}%`);
-    if (fraction > 0 && fraction < 1) parts.push(`ETA ${formatSeconds((seconds / fraction) * (1 - fraction))}`);
+    const done = fraction - (p.fractionAtStart ?? 0);
+    if (done > 0 && fraction < 1) parts.push(`ETA ${formatSeconds((seconds / done) * (1 - fraction))}`);
   }
   return parts.join(', ');
 }

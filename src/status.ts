@@ -3,12 +3,13 @@
  * including the dead-letter queue, the schedules with their last and next runs, the expired
  * backlog. Everything is read fresh from the database.
  */
-import type pg from 'pg';
 import type { PgBoss } from 'pg-boss';
 import type { Config } from './config.ts';
 import { expiredBacklog } from './db/sql/gauges.ts';
 import { latestJob } from './db/sql/status.ts';
 import { ALL_QUEUES } from './queues.ts';
+import type { TaskContext } from './tasks/context.ts';
+import { readReapPosition, type ReapPosition } from './tasks/reap-idle.ts';
 
 export interface QueueStatus {
   readonly queue: string;
@@ -30,9 +31,12 @@ export interface Status {
   readonly queues: QueueStatus[];
   readonly schedules: ScheduleStatus[];
   readonly expiredBacklog: { sessions: number; cap: number; capped: boolean; oldestWaitingSeconds: number };
+  /** null: reaping is off, or no pass has started yet. */
+  readonly idleReaper: { enabled: boolean; position: ReapPosition | null };
 }
 
-export async function readStatus(boss: PgBoss, pool: pg.Pool, config: Config): Promise<Status> {
+export async function readStatus(boss: PgBoss, ctx: TaskContext): Promise<Status> {
+  const { pool, config } = ctx;
   const queues: QueueStatus[] = [];
   for (const name of ALL_QUEUES) {
     const [stats] = await boss.getQueueStats(name, { force: true });
@@ -72,6 +76,7 @@ export async function readStatus(boss: PgBoss, pool: pg.Pool, config: Config): P
   return {
     queues,
     schedules,
+    idleReaper: { enabled: config.idleTimeoutSeconds !== null, position: await readReapPosition(ctx) },
     expiredBacklog: { sessions, cap: config.backlogCountCap, capped: sessions >= config.backlogCountCap, oldestWaitingSeconds: Math.round(rows[0]?.oldest_seconds ?? 0) },
   };
 }
@@ -81,6 +86,13 @@ export function table(header: readonly string[], rows: ReadonlyArray<readonly st
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const line = (cells: readonly string[]) => cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd();
   return [line(header), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n');
+}
+
+function describeReaper({ enabled, position: p }: Status['idleReaper']): string {
+  if (!enabled) return 'idle reaper: off (JANITOR_IDLE_TIMEOUT=off)';
+  if (p === null) return 'idle reaper: no pass yet';
+  const state = p.passFinishedAt === null ? `${(p.fraction * 100).toFixed(1)}% done (id ${p.lastId} of ${p.endId})` : 'finished';
+  return `idle reaper: pass ${p.pass} ${state}, ${p.passDeleted} sessions reaped in this pass, started ${p.passStartedAt.toISOString()}`;
 }
 
 export function renderStatus(status: Status, formatSeconds: (s: number) => string): string {
@@ -103,6 +115,7 @@ export function renderStatus(status: Status, formatSeconds: (s: number) => strin
     ),
     `expired backlog: ${status.expiredBacklog.capped ? 'at least ' : ''}${status.expiredBacklog.sessions} sessions, ` +
       `the oldest waiting ${formatSeconds(status.expiredBacklog.oldestWaitingSeconds)}`,
+    describeReaper(status.idleReaper),
   ];
   return `${sections.join('\n\n')}\n`;
 }

@@ -38,6 +38,8 @@ describe('loadConfig', () => {
     assert.equal(config.idleTimeoutSeconds, 12 * 3600);
     assert.equal(config.lockTimeoutMs, 250);
     assert.equal(loadConfig({ JANITOR_IDLE_TIMEOUT: 'off' }).idleTimeoutSeconds, null);
+    assert.equal(loadConfig({ JANITOR_IDLE_TIMEOUT: '1h' }).idleTimeoutSeconds, 3600, 'the smallest timeout allowed');
+    assert.equal(loadConfig({}).idleTimeoutSeconds, 30 * 86_400, 'the default: 30d');
     assert.equal(parseDurationSeconds('15m'), 900);
     assert.equal(parseDurationSeconds('30d'), 30 * 86_400);
     assert.equal(parseDurationSeconds('15'), undefined, 'a unit is required');
@@ -56,6 +58,7 @@ describe('loadConfig', () => {
     ['JANITOR_EXPIRED_GRACE', '10', /duration/],
     ['JANITOR_IDLE_TIMEOUT', '30m', /at least 1h/],
     ['JANITOR_IDLE_TIMEOUT', 'forever', /at least 1h/],
+    ['JANITOR_IDLE_TIMEOUT', '3599s', /at least 1h/],
     ['JANITOR_BATCH_SIZE', '-100', /integer from 10/],
     ['JANITOR_BATCH_SIZE', '1e9', /integer from 10/],
     ['JANITOR_BATCH_SIZE', '5000.5', /integer from 10/],

@@ -16,6 +16,8 @@ after(async () => {
 
 test('status shows queue depths, the dead-letter queue, schedules and the expired backlog', async () => {
   await insertSessions(db.pool, [{ expiresIn: -7200 }, { expiresIn: -60 }, { expiresIn: 600 }]);
+  const migrate = await runCli(['migrate'], { DATABASE_URL: db.url, LOG_LEVEL: 'warn' }).finished;
+  assert.equal(migrate.code, 0, migrate.stderr);
   const boss = new PgBoss(db.url);
   await boss.start();
   await boss.send(QUEUES.deadLetter, { sourceName: QUEUES.revoke });
@@ -39,4 +41,11 @@ test('status shows queue depths, the dead-letter queue, schedules and the expire
   assert.equal(text.code, 0, text.stderr);
   assert.match(text.stdout, /^refresh-session\.dead-letter\s+1\s+0\s+0\s+0$/m);
   assert.match(text.stdout, /expired backlog: 2 sessions, the oldest waiting 2h0[01]m/);
+  assert.match(text.stdout, /^idle reaper: no pass yet$/m);
+  assert.equal(status.idleReaper.enabled, true);
+
+  const reap = await runCli(['reap-idle'], { DATABASE_URL: db.url, LOG_LEVEL: 'warn' }).finished;
+  assert.equal(reap.code, 0, reap.stderr);
+  const after = await runCli(['status'], { DATABASE_URL: db.url, LOG_LEVEL: 'warn' }).finished;
+  assert.match(after.stdout, /^idle reaper: pass 1 finished, 0 sessions reaped in this pass/m);
 });

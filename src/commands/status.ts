@@ -2,6 +2,7 @@
 import { createBoss } from '../boss.ts';
 import { openDatabase } from '../db/database.ts';
 import { createPool } from '../db/pool.ts';
+import { createMetrics } from '../metrics.ts';
 import { formatSeconds } from '../progress.ts';
 import { readStatus, renderStatus } from '../status.ts';
 import { setup } from './common.ts';
@@ -16,7 +17,7 @@ export async function statusCommand(options: { json?: boolean }): Promise<void> 
     await boss.start().catch((error: unknown) => {
       throw new Error(`${error instanceof Error ? error.message : String(error)}: run \`session-janitor migrate\` first`);
     });
-    const status = await readStatus(boss, pool, config);
+    const status = await readStatus(boss, { pool, config, metrics: createMetrics(), log });
     process.stdout.write(options.json ? `${JSON.stringify(status, null, 2)}\n` : renderStatus(status, formatSeconds));
   } finally {
     await boss.stop({ graceful: false });

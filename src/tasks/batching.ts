@@ -18,6 +18,8 @@ export interface Progress {
   readonly elapsedMs: number;
   /** 0..1 of the work known at the start, when the task can tell (the reaper's pass). */
   readonly fraction?: number;
+  /** fraction when this run started (a reap resumes a pass part-way): the ETA counts from there. */
+  readonly fractionAtStart?: number;
 }
 
 export interface RunOptions {
@@ -26,6 +28,14 @@ export interface RunOptions {
   /** Count what would go; delete nothing. */
   readonly dryRun?: boolean;
   readonly onProgress?: (progress: Progress) => void;
+  /** Called after every batch with its own figures (the benchmark's exact batch timings). */
+  readonly onBatch?: (batch: BatchReport) => void;
+}
+
+export interface BatchReport {
+  readonly rows: number;
+  /** The batch statement's round trip, lock-timeout retry included, throttle sleeps excluded. */
+  readonly durationMs: number;
 }
 
 export class RunBudget {

@@ -8,6 +8,7 @@
  */
 import type { Config } from '../../config.ts';
 import { quote, type Statement } from './identifiers.ts';
+import { revocationFunctionsSql } from './enqueue-revocation.ts';
 
 export const OWN_SCHEMA = 'session_janitor';
 
@@ -33,6 +34,32 @@ export const MIGRATIONS: readonly Migration[] = [
         version    integer     PRIMARY KEY,
         applied_at timestamptz NOT NULL DEFAULT now()
       );`,
+  },
+  {
+    version: 2,
+    description: 'the idle reaper position (db/sql/reap-idle.ts)',
+    // One row per reaped table: the pass walks (first_id, end_id] of the primary key and every id up
+    // to last_id is done. Updated once per range in the statement that deletes the range, so a
+    // restart (or a kill -9) resumes exactly there.
+    sql: () => `
+      CREATE TABLE IF NOT EXISTS ${quote(OWN_SCHEMA)}.reap_position (
+        table_name       text        PRIMARY KEY,
+        pass             integer     NOT NULL,
+        first_id         bigint      NOT NULL,
+        last_id          bigint      NOT NULL,
+        end_id           bigint      NOT NULL,
+        pass_started_at  timestamptz NOT NULL,
+        pass_finished_at timestamptz,
+        pass_deleted     bigint      NOT NULL DEFAULT 0,
+        updated_at       timestamptz NOT NULL DEFAULT now()
+      );
+      COMMENT ON TABLE ${quote(OWN_SCHEMA)}.reap_position IS
+        'session-janitor idle reaper: where the walk of each table''s primary key stands (ids up to last_id are done in this pass)';`,
+  },
+  {
+    version: 3,
+    description: 'session_janitor.enqueue_revocation and revocation_status (db/sql/enqueue-revocation.ts)',
+    sql: revocationFunctionsSql,
   },
 ];
 

@@ -1,0 +1,51 @@
+/**
+ * `session-janitor reap-idle [--dry-run]`: one reap now, in the foreground, with progress (the pass's
+ * percentage from the stored position, rows reaped, ETA), then a summary. Like a scheduled run it
+ * stops at JANITOR_MAX_RUN_SECONDS and resumes the pass where the last run, scheduled or not, left it.
+ */
+import { formatSeconds, progressReporter } from '../progress.ts';
+import { countIdleSessions, detectStrategy, readReapPosition, reapIdle } from '../tasks/reap-idle.ts';
+import { onSignals, setup, withTaskContext } from './common.ts';
+
+export async function reapIdleCommand(options: { dryRun?: boolean }): Promise<void> {
+  const { config, log } = setup();
+  const idleSeconds = config.idleTimeoutSeconds;
+  if (idleSeconds === null) {
+    process.stdout.write('idle reaping is off (JANITOR_IDLE_TIMEOUT=off): nothing to do\n');
+    return;
+  }
+  await withTaskContext(config, log, async (ctx) => {
+    if (options.dryRun) {
+      const output = await reapIdle(ctx, { dryRun: true });
+      process.stdout.write(`dry run: ${output.wouldDelete ?? 0} sessions would be reaped (unused since before now() - ${idleSeconds}s)\n`);
+      return;
+    }
+    const strategy = await detectStrategy(ctx);
+    // Through an index the idle rows are one index range, cheap to count; walking the primary key,
+    // the position in the pass says how far it is.
+    const total = strategy.kind === 'index' ? await countIdleSessions(ctx) : null;
+    const progress = progressReporter(log, total, 'reaped');
+    const controller = new AbortController();
+    // Ctrl-C: finish the range in flight (its position is saved with it), then print the summary.
+    onSignals(async () => controller.abort(), log, false);
+    const started = performance.now();
+    const output = await reapIdle(ctx, { signal: controller.signal, onProgress: (p) => progress.update(p) });
+    progress.done();
+    const seconds = (performance.now() - started) / 1000;
+    process.stdout.write(
+      `reaped ${output.deleted} idle sessions in ${output.batches} batches, ${formatSeconds(seconds)} (${Math.round(output.deleted / Math.max(seconds, 0.001))} rows/s), stopped by: ${output.stoppedBy}\n`,
+    );
+    if (strategy.kind === 'index') {
+      process.stdout.write(`through the index ${strategy.index} on last_used_at\n`);
+      return;
+    }
+    const position = await readReapPosition(ctx);
+    if (position !== null) {
+      const state =
+        position.passFinishedAt === null
+          ? `${(position.fraction * 100).toFixed(1)}% done (ids up to ${position.lastId} of ${position.endId}); the next run carries on`
+          : `finished; the next run starts pass ${position.pass + 1}`;
+      process.stdout.write(`pass ${position.pass} (started ${position.passStartedAt.toISOString()}, ${position.passDeleted} reaped in it): ${state}\n`);
+    }
+  });
+}

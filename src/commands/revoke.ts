@@ -1,0 +1,135 @@
+/**
+ * `session-janitor revoke`: enqueue a RevokeRequest on `refresh-session.revoke`, through
+ * session_janitor.enqueue_revocation (so `migrate` must have run), and with --wait wait for the
+ * worker to carry it out.
+ *
+ *   session-janitor revoke --user 42 [--except JTI] --reason password-changed
+ *   session-janitor revoke --users-file ids.txt --reason compromised --requested-by alice --wait
+ *   session-janitor revoke --jti UUID [UUID...] --reason admin
+ *   session-janitor revoke --issued-before 2026-11-28T12:00:00Z [--user 42] --reason key-rotated
+ *
+ * The request is validated as the worker validates it; an invalid one is refused here (exit 64,
+ * EX_USAGE) with every issue listed. Exit 1 when the job fails or --wait times out.
+ */
+import { readFile } from 'node:fs/promises';
+import type { Command } from 'commander';
+import { InvalidRevokeRequestError, RevocationFailedError, enqueueRevocation, waitForRevocation } from '../client.ts';
+import { openDatabase } from '../db/database.ts';
+import { SQLSTATE, sqlState } from '../db/errors.ts';
+import { validateRevokeRequest } from '../revoke-request.ts';
+import { fail, setup } from './common.ts';
+
+export const EXIT_USAGE = 64;
+
+export interface RevokeCommandOptions {
+  readonly user?: string;
+  readonly except?: string;
+  readonly usersFile?: string;
+  readonly jti?: string[];
+  readonly issuedBefore?: string;
+  readonly reason: string;
+  readonly requestedBy?: string;
+  readonly dedupeKey?: string;
+  readonly wait?: boolean;
+  readonly waitTimeout?: string;
+}
+
+export function registerRevokeCommand(program: Command): void {
+  program
+    .command('revoke')
+    .description('enqueue a revocation (a RevokeRequest) for the workers; exactly one of --user, --users-file, --jti, --issued-before (--user may go with --except or --issued-before)')
+    .option('--user <id>', 'every session of this user id')
+    .option('--except <jti>', 'with --user: keep this one session ("sign out my other devices")')
+    .option('--users-file <file>', 'every session of each user id in FILE (one per line, # comments; or a JSON array)')
+    .option('--jti <uuid...>', 'exactly these sessions')
+    .option('--issued-before <instant>', 'every session created before this ISO-8601 instant with offset, e.g. 2026-11-28T12:00:00Z')
+    .requiredOption('--reason <text>', 'why, for the audit log (1 to 200 characters), e.g. password-changed, admin, compromised')
+    .option('--requested-by <text>', 'who asks, for the audit log (up to 200 characters)')
+    .option('--dedupe-key <key>', 'drop this request if one with the same key was enqueued already')
+    .option('--wait', 'wait until the worker has carried it out, then print how many sessions went')
+    .option('--wait-timeout <seconds>', 'with --wait: give up after this many seconds', '300')
+    .action(revokeCommand);
+}
+
+export async function revokeCommand(options: RevokeCommandOptions): Promise<void> {
+  const { config, log } = setup();
+  const waitTimeoutSeconds = Number(options.waitTimeout ?? 300);
+  if (!Number.isFinite(waitTimeoutSeconds) || waitTimeoutSeconds <= 0) fail(`--wait-timeout must be a positive number of seconds, not ${JSON.stringify(options.waitTimeout)}`, EXIT_USAGE);
+  const request = await buildRequest(options);
+  const validation = validateRevokeRequest(request);
+  if (!validation.ok) {
+    fail(`invalid revocation request:\n${validation.issues.map((i) => `  - ${i.message}`).join('\n')}`, EXIT_USAGE);
+  }
+  const database = await openDatabase(config, log);
+  try {
+    const singletonKey = options.dedupeKey;
+    let id: string | null;
+    try {
+      id = await enqueueRevocation(database.connectionString, validation.request, singletonKey === undefined ? {} : { singletonKey });
+    } catch (error) {
+      if (error instanceof InvalidRevokeRequestError) fail(error.message, EXIT_USAGE);
+      const code = sqlState(error);
+      if (code === '42883' || code === '3F000' || code === SQLSTATE.undefinedTable) {
+        fail('session_janitor.enqueue_revocation is missing: run `session-janitor migrate` first', 1);
+      }
+      throw error;
+    }
+    if (id === null) {
+      process.stdout.write(`nothing enqueued: a revocation with dedupe key ${JSON.stringify(singletonKey)} was enqueued already\n`);
+      return;
+    }
+    process.stdout.write(`enqueued revocation job ${id}\n`);
+    if (!options.wait) return;
+    try {
+      const output = await waitForRevocation(database.connectionString, id, { timeoutMs: waitTimeoutSeconds * 1000 });
+      process.stdout.write(`revoked ${output.revoked} sessions\n`);
+    } catch (error) {
+      if (error instanceof RevocationFailedError) fail(error.message, 1);
+      throw error;
+    }
+  } finally {
+    await database.close();
+  }
+}
+
+/** The request as the options give it; validation comes after (numbers stay strings if not numbers). */
+async function buildRequest(options: RevokeCommandOptions): Promise<Record<string, unknown>> {
+  const request: Record<string, unknown> = { reason: options.reason };
+  if (options.requestedBy !== undefined) request.requestedBy = options.requestedBy;
+  if (options.user !== undefined) request.userId = toNumber(options.user);
+  if (options.except !== undefined) request.exceptJti = options.except;
+  if (options.usersFile !== undefined) request.userIds = await readUserIds(options.usersFile);
+  if (options.jti !== undefined) request.jtis = options.jti;
+  if (options.issuedBefore !== undefined) request.issuedBefore = options.issuedBefore;
+  return request;
+}
+
+const toNumber = (text: string): number | string => (/^\s*-?\d+\s*$/.test(text) ? Number(text) : text);
+
+/** One user id per line (blank lines and # comments ignored, commas allowed), or a JSON array. */
+async function readUserIds(file: string): Promise<unknown[]> {
+  let content: string;
+  try {
+    content = await readFile(file, 'utf8');
+  } catch (error) {
+    fail(`cannot read --users-file ${file}: ${error instanceof Error ? error.message : String(error)}`, EXIT_USAGE);
+  }
+  if (content.trimStart().startsWith('[')) {
+    try {
+      const parsed: unknown = JSON.parse(content);
+      if (Array.isArray(parsed)) return parsed;
+    } catch {
+      // reported below
+    }
+    fail(`--users-file ${file} starts with [ but is not a JSON array`, EXIT_USAGE);
+  }
+  const ids: unknown[] = [];
+  content.split('\n').forEach((line, index) => {
+    for (const token of line.replace(/#.*/, '').split(/[\s,]+/)) {
+      if (token === '') continue;
+      if (!/^-?\d+$/.test(token)) fail(`--users-file ${file}:${index + 1}: ${JSON.stringify(token.slice(0, 40))} is not a user id`, EXIT_USAGE);
+      ids.push(Number(token));
+    }
+  });
+  return ids;
+}

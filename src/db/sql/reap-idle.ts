@@ -1,0 +1,207 @@
+/**
+ * The idle reaper's SQL. last_used_at has no index (one would cost the auth service its HOT
+ * refresh updates: ../shared/notes/postgres-deletes.md, "Idle reaping"), so "which rows are idle"
+ * cannot be asked through an index, and `DELETE ... WHERE last_used_at < cutoff LIMIT n` would
+ * rescan the table from block 0 for every batch. Instead one pass walks the primary key in ranges,
+ * `id > $from AND id <= $to`, and deletes the idle rows of each range: every row is read once per
+ * pass, in index order, and each range is one short statement in autocommit.
+ *
+ * The walk's position lives in session_janitor.reap_position (migration 2), one row per table, and
+ * moves in the same statement as the delete of its range (a data-modifying CTE), so the two commit
+ * or roll back together: a kill -9 loses no range and never skips one.
+ *
+ * The cutoff is the database's, `now() - make_interval(secs => idle seconds)`, evaluated per
+ * statement (now() is the statement's transaction start), so once per batch.
+ *
+ * Concurrent refreshes (`UPDATE ... SET last_used_at = now()`), under READ COMMITTED:
+ *   - the range delete only ever locks rows that are idle in its snapshot. If such a row is locked
+ *     by a refresh in flight, the delete waits (at most lock_timeout); when the refresh commits,
+ *     PostgreSQL re-reads the new row version and re-evaluates the WHERE clause on it (EvalPlanQual):
+ *     last_used_at is now fresh, so the row is skipped. The refresh wins, by construction.
+ *   - when lock_timeout fires instead (a transaction holds the row for long), the caller retries the
+ *     range with reapRangeSkipLocked: locked rows stay, the next pass looks at them again.
+ * Waiting first, skipping only after a timeout, is the purge's pattern too: the fast statement takes
+ * no row locks of its own and makes no second pass through the primary key, and it only waits in the
+ * actual race (a row idle for the whole timeout refreshed at the very moment its range is reaped).
+ *
+ * When a DBA created an index whose first column is last_used_at, the reaper uses it instead
+ * (reapThroughIndex): the idle rows are then a range of that index.
+ */
+import type { QualifiedName } from '../../config.ts';
+import { qualified, quote, statementName, type Statement } from './identifiers.ts';
+import { OWN_SCHEMA } from './migrations.ts';
+
+/** The position table (created by migration 2 in db/sql/migrations.ts). */
+export const REAP_POSITION_TABLE = `${quote(OWN_SCHEMA)}.reap_position`;
+
+/** The key of a table's row in reap_position: `schema.table`. */
+export const positionKey = (table: QualifiedName): string => `${table.schema}.${table.name}`;
+
+const IDLE = (seconds: string) => `last_used_at < now() - make_interval(secs => ${seconds}::float8)`;
+
+const POSITION_COLUMNS = `pass, first_id::text, last_id::text, end_id::text, pass_started_at, pass_finished_at, pass_deleted::text`;
+
+/**
+ * Starts a pass when the table has no position yet or its last pass is finished; leaves a pass in
+ * progress alone (then returns no row). $1 position key.
+ *
+ * A pass covers (min(id) - 1, max(id)] as they are now: both ends are read from the primary key
+ * (two index probes). Sessions created later are fresh by definition and belong to the next pass.
+ * Starting from min(id) rather than 0 spares a walk over the millions of ids the purge has emptied.
+ */
+export function startPass(table: QualifiedName): Statement {
+  const t = qualified(table);
+  return {
+    name: statementName('reap_start_pass', table),
+    text: `WITH bounds AS MATERIALIZED (
+    SELECT coalesce((SELECT min(id) FROM ${t}), 1)::bigint - 1 AS first_id,
+           coalesce((SELECT max(id) FROM ${t}), 0)::bigint AS end_id
+  )
+INSERT INTO ${REAP_POSITION_TABLE} AS p
+       (table_name, pass, first_id, last_id, end_id, pass_started_at, pass_finished_at, pass_deleted, updated_at)
+SELECT $1::text, 1, first_id, first_id, end_id, now(), CASE WHEN first_id >= end_id THEN now() END, 0, now()
+  FROM bounds
+    ON CONFLICT (table_name) DO UPDATE
+   SET pass = p.pass + 1, first_id = excluded.first_id, last_id = excluded.last_id, end_id = excluded.end_id,
+       pass_started_at = now(), pass_finished_at = excluded.pass_finished_at, pass_deleted = 0, updated_at = now()
+ WHERE p.last_id >= p.end_id
+RETURNING ${POSITION_COLUMNS}`,
+  };
+}
+
+/** The table's position ($1 position key), or no row. */
+export function readPosition(table: QualifiedName): Statement {
+  return {
+    name: statementName('reap_read_position', table),
+    text: `SELECT ${POSITION_COLUMNS} FROM ${REAP_POSITION_TABLE} WHERE table_name = $1::text`,
+  };
+}
+
+/**
+ * Moves the position past the range, in the statement that deleted it, and only if it still is
+ * where this walker read it ($2 pass, $3 from): a second walker (an operator's `reap-idle` while the
+ * worker runs) makes the update match nothing, and the caller re-reads the position rather than
+ * overwrite it. The delete itself is right either way: it re-checks idleness on every row.
+ */
+const movePosition = `moved AS (
+    UPDATE ${REAP_POSITION_TABLE} AS p
+       SET last_id = $4::bigint,
+           pass_deleted = p.pass_deleted + (SELECT n FROM counted),
+           pass_finished_at = CASE WHEN $4::bigint >= p.end_id THEN now() END,
+           updated_at = now()
+     WHERE p.table_name = $1::text AND p.pass = $2::int AND p.last_id = $3::bigint
+    RETURNING 1
+  )
+SELECT (SELECT n FROM counted) AS deleted, EXISTS (SELECT FROM moved) AS moved`;
+
+const inRange = `id > $3::bigint AND id <= $4::bigint`;
+
+/**
+ * The fast range delete: an index range scan of the primary key, the idle condition as a filter.
+ * Parameters of both range statements: $1 position key, $2 pass, $3 from (exclusive), $4 to
+ * (inclusive), $5 idle timeout in seconds. Returns deleted (int) and moved (boolean).
+ *
+ * Waits for a row lock held by a concurrent transaction, at most lock_timeout (see the top of this
+ * file); the caller then retries the range with reapRangeSkipLocked.
+ */
+export function reapRange(table: QualifiedName): Statement {
+  const t = qualified(table);
+  return {
+    name: statementName('reap_range', table),
+    text: `WITH gone AS (
+    DELETE FROM ${t}
+     WHERE ${inRange} AND ${IDLE('$5')}
+    RETURNING 1
+  ),
+  counted AS (SELECT count(*)::int AS n FROM gone),
+  ${movePosition}`,
+  };
+}
+
+/**
+ * The same range, skipping rows locked by other transactions: they stay, and the next pass looks at
+ * them again. FOR UPDATE re-checks each row it locks against the newest committed version (a
+ * refresh committed since the snapshot drops the row), and the DELETE re-checks idleness once more.
+ * `= ANY(ARRAY(...))` rather than `IN (SELECT ...)`: the planner can turn the IN form into a hash
+ * semi join over a sequential scan of the whole table.
+ */
+export function reapRangeSkipLocked(table: QualifiedName): Statement {
+  const t = qualified(table);
+  return {
+    name: statementName('reap_range_skip', table),
+    text: `WITH victims AS (
+    SELECT id FROM ${t}
+     WHERE ${inRange} AND ${IDLE('$5')}
+       FOR UPDATE SKIP LOCKED
+  ),
+  gone AS (
+    DELETE FROM ${t}
+     WHERE id = ANY(ARRAY(SELECT id FROM victims)) AND ${inRange} AND ${IDLE('$5')}
+    RETURNING 1
+  ),
+  counted AS (SELECT count(*)::int AS n FROM gone),
+  ${movePosition}`,
+  };
+}
+
+/**
+ * With an index on last_used_at: the oldest $2 idle rows at or after the cursor $3 (a timestamptz,
+ * '-infinity' at first), read in index order and locked with SKIP LOCKED (a refresh in flight keeps
+ * its row; one committed since the snapshot drops it from the lock's re-check), then deleted through
+ * the primary key with the condition re-checked. $1 idle timeout in seconds.
+ *
+ * Returns deleted and cursor, the newest last_used_at deleted: the next batch starts there (`>=`,
+ * so rows tied with it are looked at again), and never re-reads the dead index entries of the
+ * batches before it, which a loop without a cursor does under an old snapshot.
+ */
+export function reapThroughIndex(table: QualifiedName): Statement {
+  const t = qualified(table);
+  return {
+    name: statementName('reap_index', table),
+    text: `WITH victims AS (
+    SELECT id FROM ${t}
+     WHERE last_used_at >= $3::timestamptz AND ${IDLE('$1')}
+     ORDER BY last_used_at
+     LIMIT $2::int
+       FOR UPDATE SKIP LOCKED
+  ),
+  gone AS (
+    DELETE FROM ${t}
+     WHERE id = ANY(ARRAY(SELECT id FROM victims)) AND ${IDLE('$1')}
+    RETURNING last_used_at
+  )
+SELECT count(*)::int AS deleted, max(last_used_at)::text AS cursor FROM gone`,
+  };
+}
+
+/**
+ * A valid btree index of the table ($1 schema, $2 table) whose first column is last_used_at, or no
+ * row. Partial indexes do not count: the planner can use one only when it can prove the query's
+ * condition implies the index predicate, which it cannot for a cutoff computed from now(). Indexes
+ * still being built (CREATE INDEX CONCURRENTLY) or left invalid by a failed build do not count either.
+ */
+export const findIdleIndex: Statement = {
+  name: 'sj_reap_find_index',
+  text: `SELECT ic.relname AS index_name
+  FROM pg_catalog.pg_index i
+  JOIN pg_catalog.pg_class tc ON tc.oid = i.indrelid
+  JOIN pg_catalog.pg_namespace n ON n.oid = tc.relnamespace
+  JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
+  JOIN pg_catalog.pg_am am ON am.oid = ic.relam
+  JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+ WHERE n.nspname = $1::text AND tc.relname = $2::text
+   AND a.attname = 'last_used_at'
+   AND am.amname = 'btree'
+   AND i.indisvalid AND i.indisready AND i.indislive
+   AND i.indpred IS NULL
+ ORDER BY i.indnatts, ic.relname
+ LIMIT 1`,
+};
+
+/** Idle rows now ($1 idle timeout in seconds): a full scan without the index, for --dry-run. */
+export function countIdle(table: QualifiedName): Statement {
+  return {
+    name: statementName('reap_count', table),
+    text: `SELECT count(*)::bigint AS n FROM ${qualified(table)} WHERE ${IDLE('$1')}`,
+  };
+}

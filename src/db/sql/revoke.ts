@@ -1,0 +1,82 @@
+/**
+ * The revocation's SQL. Every statement runs in autocommit, so one statement is one short
+ * transaction, with the pool's lock_timeout and statement_timeout.
+ *
+ * The shape of every delete:
+ *
+ *   DELETE ... WHERE id = ANY(ARRAY(SELECT id ... WHERE <selector> ORDER BY id FOR UPDATE))
+ *
+ * - FOR UPDATE without SKIP LOCKED: a revocation never skips a row. A session being refreshed at
+ *   that moment (its row locked by the auth service's UPDATE) is waited for, up to lock_timeout;
+ *   the caller retries the statement after a lock timeout (55P03) or a deadlock (40P01).
+ * - ORDER BY id below the lock: every revocation locks its rows in ascending primary-key order,
+ *   so any number of concurrent revocations over overlapping users never wait on each other in a
+ *   cycle (no deadlock among them).
+ * - `= ANY(ARRAY(SELECT ...))`, never `IN (SELECT ...)`: from ~15k ids the planner turns the IN
+ *   form into a hash semi join over a sequential scan of the whole table
+ *   (../shared/notes/postgres-deletes.md); the array keeps the primary-key index scan.
+ * - The inner SELECT goes through the index of its selector: user_id (refresh_session_user_id_idx),
+ *   jti (refresh_session_jti_key), or a primary-key range for issuedBefore alone (created_at has no
+ *   index, so the table is walked in primary-key ranges, never deleted in one statement).
+ *
+ * Each statement returns `revoked`, the rows it deleted. A row that another transaction deleted
+ * while we waited for its lock is not counted (and not an error): revoking is idempotent.
+ */
+import type { QualifiedName } from '../../config.ts';
+import { qualified, statementName, type Statement } from './identifiers.ts';
+
+const deleteLocked = (table: string, victims: string) => `WITH gone AS (
+    DELETE FROM ${table}
+     WHERE id = ANY(ARRAY(
+       SELECT id FROM ${table}
+        WHERE ${victims}
+        ORDER BY id
+          FOR UPDATE))
+    RETURNING 1
+  )
+SELECT count(*)::int AS revoked FROM gone`;
+
+/**
+ * Sessions of the users $1 (int[], a chunk of at most a thousand ids), but the session whose jti
+ * is $2 (uuid, null: none), created before $3 (timestamptz, null: any time). Covers the selectors
+ * userId, userId + exceptJti, userId + issuedBefore and userIds.
+ */
+export function revokeByUsers(table: QualifiedName): Statement {
+  return {
+    name: statementName('revoke_users', table),
+    text: deleteLocked(
+      qualified(table),
+      `user_id = ANY($1::int[])
+          AND ($2::uuid IS NULL OR jti <> $2::uuid)
+          AND ($3::timestamptz IS NULL OR created_at < $3::timestamptz)`,
+    ),
+  };
+}
+
+/** The sessions whose jti is in $1 (uuid[], a chunk of at most a thousand). */
+export function revokeByJtis(table: QualifiedName): Statement {
+  return {
+    name: statementName('revoke_jtis', table),
+    text: deleteLocked(qualified(table), 'jti = ANY($1::uuid[])'),
+  };
+}
+
+/**
+ * The sessions created before $3 (timestamptz) among ids $1 (inclusive) to $2 (exclusive), both
+ * bigint so that the end of the last range may pass the largest integer id.
+ */
+export function revokeIdRange(table: QualifiedName): Statement {
+  return {
+    name: statementName('revoke_range', table),
+    text: deleteLocked(qualified(table), 'id >= $1::bigint AND id < $2::bigint AND created_at < $3::timestamptz'),
+  };
+}
+
+/** The smallest and largest session id (both null on an empty table): the walk of issuedBefore. */
+export function sessionIdBounds(table: QualifiedName): Statement {
+  const t = qualified(table);
+  return {
+    name: statementName('revoke_bounds', table),
+    text: `SELECT (SELECT min(id) FROM ${t}) AS lo, (SELECT max(id) FROM ${t}) AS hi`,
+  };
+}

@@ -1,0 +1,107 @@
+/**
+ * The consumer of `refresh-session.revoke`: other services' revocations (../shared/CONTRACT.md).
+ *
+ * - perJobResults, so that each job gets its own disposition:
+ *   - an invalid payload: `deadletter` with `{ error: 'invalid_payload', issues }`, at once and
+ *     without retry (retrying cannot fix it), nothing deleted, outcome `rejected`;
+ *   - done: `completed` with `{ revoked }`;
+ *   - any other error (the database went away, a lock held for seconds): `failed`, which pg-boss
+ *     treats like a throw (manager.js #settlePerJob -> #failWithOutputs without forceTerminal): the
+ *     job is retried with the queue's backoff (retryLimit 3, doubling from JANITOR_RETRY_DELAY, 15 s
+ *     by default: queues.ts) and goes to the dead-letter queue only once the retries are used up.
+ *     The work already done stays done.
+ * - batchSize 1 and localConcurrency JANITOR_REVOKE_CONCURRENCY: that many revocations at once per
+ *   pod, each on its own connection of the worker's pool.
+ * - Latency: the queue has `notify: true` and the worker listens (useListenNotify), so a job sent
+ *   by boss.send or session_janitor.enqueue_revocation wakes a worker at once; the 0.5 s poll is the
+ *   fallback when the LISTEN connection is down (pg-boss then polls at pollingIntervalSeconds).
+ * - Shutdown: a revocation is short and bounded (100000 ids are 100 statements), so a running one
+ *   is not interrupted by the worker's shutdown: pg-boss's graceful stop waits for it. Only
+ *   job.signal stops it between statements (pg-boss gave up on the job: stop timeout, lost claim),
+ *   and pg-boss then retries the job.
+ *
+ * One audit line per job at info: job id, selector kind, how many ids, reason, requestedBy, revoked,
+ * seconds. Never the user ids or jtis themselves.
+ */
+import type { Job, JobResult, PgBoss } from 'pg-boss';
+import { instrumented } from './consumers.ts';
+import { safeErrorMessage } from './db/errors.ts';
+import type { Logger } from './logger.ts';
+import { QUEUES } from './queues.ts';
+import { idCount, selectorKind, validateRevokeRequest, type RevokeIssue } from './revoke-request.ts';
+import type { TaskContext } from './tasks/context.ts';
+import { revoke } from './tasks/revoke.ts';
+
+const QUEUE = QUEUES.revoke;
+
+/** The dead-letter output of an invalid payload (contract). */
+export interface InvalidPayloadOutput {
+  readonly error: 'invalid_payload';
+  readonly issues: readonly RevokeIssue[];
+}
+
+/** The output stored on a job that failed for another reason (retried by pg-boss). */
+export interface RevokeFailedOutput {
+  readonly error: 'revoke_failed';
+  readonly message: string;
+}
+
+export async function registerRevokeConsumer(boss: PgBoss, ctx: TaskContext, shutdown: AbortSignal, log: Logger): Promise<string> {
+  const options = {
+    perJobResults: true,
+    batchSize: 1,
+    localConcurrency: ctx.config.revokeConcurrency,
+    pollingIntervalSeconds: 0.5,
+  } as const;
+  return boss.work(QUEUE, options, async (jobs: Job<unknown>[]): Promise<JobResult[]> => {
+    if (shutdown.aborted) log.debug({ queue: QUEUE, jobs: jobs.length }, 'revocation fetched while shutting down: carried out all the same');
+    return Promise.all(jobs.map((job) => handleRevokeJob(ctx, job, log)));
+  });
+}
+
+/** One job: never throws; its outcome is the returned disposition. */
+export async function handleRevokeJob(ctx: TaskContext, job: Job<unknown>, log: Logger): Promise<JobResult> {
+  const { metrics } = ctx;
+  const started = performance.now();
+  const seconds = () => Math.round(performance.now() - started) / 1000;
+
+  const validation = validateRevokeRequest(job.data);
+  if (!validation.ok) {
+    metrics.jobs.inc({ queue: QUEUE, outcome: 'rejected' });
+    metrics.jobDuration.observe({ queue: QUEUE }, seconds());
+    log.warn(
+      { queue: QUEUE, jobId: job.id, issues: validation.issues, outcome: 'rejected' },
+      'revocation rejected: invalid payload, dead-lettered without retry, nothing deleted',
+    );
+    const output: InvalidPayloadOutput = { error: 'invalid_payload', issues: validation.issues };
+    return { id: job.id, status: 'deadletter', output };
+  }
+
+  const request = validation.request;
+  const audit = {
+    queue: QUEUE,
+    jobId: job.id,
+    attempt: job.retryCount + 1,
+    selector: selectorKind(request),
+    ids: idCount(request),
+    ...(request.issuedBefore === undefined ? {} : { issuedBefore: request.issuedBefore }),
+    reason: request.reason,
+    requestedBy: request.requestedBy ?? null,
+  };
+  let progress = { revoked: 0, batches: 0 };
+  try {
+    const { revoked } = await instrumented(metrics, QUEUE, () =>
+      revoke(ctx, request, { signal: job.signal, onProgress: (p) => (progress = p) }),
+    );
+    log.info({ ...audit, revoked, batches: progress.batches, seconds: seconds(), outcome: 'completed' }, 'revocation done');
+    return { id: job.id, status: 'completed', output: { revoked } };
+  } catch (error) {
+    const message = safeErrorMessage(error);
+    log.error(
+      { ...audit, revokedSoFar: progress.revoked, batches: progress.batches, seconds: seconds(), outcome: 'failed', err: { message } },
+      'revocation failed: pg-boss retries it with backoff, then dead-letters it',
+    );
+    const output: RevokeFailedOutput = { error: 'revoke_failed', message };
+    return { id: job.id, status: 'failed', output };
+  }
+}

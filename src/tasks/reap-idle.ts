@@ -1,0 +1,276 @@
+/**
+ * Reap idle sessions: every row whose last_used_at is older than JANITOR_IDLE_TIMEOUT, whatever its
+ * expires_at. See db/sql/reap-idle.ts for the statements and why they have that shape.
+ *
+ * Without an index on last_used_at (the normal case), a run walks the primary key in ranges from
+ * the position stored in session_janitor.reap_position, deleting the idle rows of each range in one
+ * short statement that also moves the position. One pass reads the table about once; a pass longer
+ * than a run's budget is carried on by the next runs, and a run that reaches the end of the pass
+ * stops there ('drained'): the next run starts a new pass. A run therefore never reads a row twice.
+ *
+ * The range width (ids, not rows) adapts towards JANITOR_BATCH_TARGET_MS, within the batch size
+ * bounds: a range can delete no more rows than it has ids, so JANITOR_BATCH_MAX_SIZE still caps the
+ * rows of one transaction.
+ *
+ * With an index whose first column is last_used_at (a DBA's choice), the run deletes the idle rows
+ * in batches through that index instead and keeps no position: the idle rows are one index range.
+ */
+import type pg from 'pg';
+import type { QualifiedName } from '../config.ts';
+import { SQLSTATE, sqlState } from '../db/errors.ts';
+import {
+  countIdle,
+  findIdleIndex,
+  positionKey,
+  readPosition,
+  REAP_POSITION_TABLE,
+  reapRange,
+  reapRangeSkipLocked,
+  reapThroughIndex,
+  startPass,
+} from '../db/sql/reap-idle.ts';
+import { AdaptiveBatchSize, RunBudget, type RunOptions, type RunOutput, type StoppedBy } from './batching.ts';
+import type { TaskContext } from './context.ts';
+
+/** Where the walk of the table stands. Ids are numbers: the primary key is an integer column. */
+export interface ReapPosition {
+  readonly pass: number;
+  /** The pass covers (firstId, endId]. */
+  readonly firstId: number;
+  /** Every id up to lastId is done in this pass. */
+  readonly lastId: number;
+  readonly endId: number;
+  readonly passStartedAt: Date;
+  /** null while the pass is in progress. */
+  readonly passFinishedAt: Date | null;
+  /** Rows this pass deleted so far. */
+  readonly passDeleted: number;
+  /** lastId's share of the pass, 0..1. */
+  readonly fraction: number;
+}
+
+export type ReapStrategy = { readonly kind: 'range' } | { readonly kind: 'index'; readonly index: string };
+
+export type ReapOutput = RunOutput & { wouldDelete?: number };
+
+export async function reapIdle(ctx: TaskContext, options: RunOptions = {}): Promise<ReapOutput> {
+  const idleSeconds = idleTimeout(ctx);
+  if (options.dryRun) return { deleted: 0, batches: 0, stoppedBy: 'drained', wouldDelete: await countIdleSessions(ctx) };
+  const budget = new RunBudget(ctx.config.maxRunSeconds, ctx.config.maxRunRows, options.signal);
+  const strategy = await detectStrategy(ctx);
+  logStrategyOnce(ctx, strategy);
+  return strategy.kind === 'index'
+    ? reapWithIndex(ctx, idleSeconds, budget, options)
+    : walkRanges(ctx, idleSeconds, budget, options);
+}
+
+interface RangeResult {
+  readonly deleted: number;
+  readonly moved: boolean;
+}
+
+async function walkRanges(ctx: TaskContext, idleSeconds: number, budget: RunBudget, options: RunOptions): Promise<RunOutput> {
+  const { pool, config, metrics } = ctx;
+  const table = config.sessionTable;
+  const key = positionKey(table);
+  const size = new AdaptiveBatchSize(config.batchSize, config.batchMinSize, config.batchMaxSize, config.batchTargetMs);
+  let position = await beginPass(ctx);
+  const fractionAtStart = position.fraction;
+  let deleted = 0;
+  let batches = 0;
+
+  const runRange = async (from: number, to: number): Promise<RangeResult> => {
+    const values = [key, position.pass, from, to, idleSeconds];
+    const started = performance.now();
+    try {
+      const { rows } = await pool.query<RangeResult>({ ...reapRange(table), values });
+      return rows[0] ?? { deleted: 0, moved: false };
+    } catch (error) {
+      if (sqlState(error) !== SQLSTATE.lockNotAvailable) throw error;
+      // A transaction holds an idle row of this range for longer than lock_timeout: take the rest of
+      // the range, leave that row to the next pass.
+      metrics.errors.inc({ kind: 'lock-timeout' });
+      const { rows } = await pool.query<RangeResult>({ ...reapRangeSkipLocked(table), values });
+      return rows[0] ?? { deleted: 0, moved: false };
+    } finally {
+      metrics.batchDuration.observe({ task: 'reap-idle' }, (performance.now() - started) / 1000);
+    }
+  };
+
+  for (;;) {
+    if (position.lastId >= position.endId) return { deleted, batches, stoppedBy: 'drained' };
+    const stop: StoppedBy | null = budget.stopReason(deleted);
+    if (stop !== null) return { deleted, batches, stoppedBy: stop };
+    // A range holds at most as many rows as ids: capping the width keeps the row budget exact.
+    const width = Math.max(1, Math.min(size.size, budget.rowsLeft(deleted)));
+    const from = position.lastId;
+    const to = Math.min(from + width, position.endId);
+    const started = performance.now();
+    let result: RangeResult;
+    try {
+      result = await runRange(from, to);
+    } catch (error) {
+      if (sqlState(error) === SQLSTATE.queryCanceled && !size.atMinimum) {
+        metrics.errors.inc({ kind: 'batch-timeout' });
+        size.timedOut();
+        continue;
+      }
+      throw error;
+    }
+    const durationMs = performance.now() - started;
+    size.record(to - from, durationMs);
+    options.onBatch?.({ rows: result.deleted, durationMs });
+    deleted += result.deleted;
+    batches += 1;
+    metrics.sessionsDeleted.inc({ reason: 'idle' }, result.deleted);
+    if (result.moved) {
+      position = withFraction({ ...position, lastId: to, passDeleted: position.passDeleted + result.deleted });
+    } else {
+      // Another walker moved the position: go on from where it stands now.
+      position = (await loadPosition(pool, key, table)) ?? (await beginPass(ctx));
+    }
+    options.onProgress?.({ deleted, batches, elapsedMs: budget.elapsedMs, fraction: position.fraction, fractionAtStart });
+  }
+}
+
+async function reapWithIndex(ctx: TaskContext, idleSeconds: number, budget: RunBudget, options: RunOptions): Promise<RunOutput> {
+  const { pool, config, metrics } = ctx;
+  const statement = reapThroughIndex(config.sessionTable);
+  const size = new AdaptiveBatchSize(config.batchSize, config.batchMinSize, config.batchMaxSize, config.batchTargetMs);
+  let cursor = '-infinity';
+  let deleted = 0;
+  let batches = 0;
+  for (;;) {
+    const stop = budget.stopReason(deleted);
+    if (stop !== null) return { deleted, batches, stoppedBy: stop };
+    const limit = Math.max(1, Math.min(size.size, budget.rowsLeft(deleted)));
+    const started = performance.now();
+    let result: { deleted: number; cursor: string | null };
+    try {
+      const { rows } = await pool.query<{ deleted: number; cursor: string | null }>({ ...statement, values: [idleSeconds, limit, cursor] });
+      result = rows[0] ?? { deleted: 0, cursor: null };
+    } catch (error) {
+      if (sqlState(error) === SQLSTATE.queryCanceled && !size.atMinimum) {
+        metrics.errors.inc({ kind: 'batch-timeout' });
+        size.timedOut();
+        continue;
+      }
+      throw error;
+    } finally {
+      metrics.batchDuration.observe({ task: 'reap-idle' }, (performance.now() - started) / 1000);
+    }
+    const durationMs = performance.now() - started;
+    size.record(result.deleted, durationMs);
+    options.onBatch?.({ rows: result.deleted, durationMs });
+    deleted += result.deleted;
+    batches += 1;
+    metrics.sessionsDeleted.inc({ reason: 'idle' }, result.deleted);
+    options.onProgress?.({ deleted, batches, elapsedMs: budget.elapsedMs });
+    // Fewer rows than asked for: no unlocked idle row is left after the cursor.
+    if (result.deleted < limit || result.cursor === null) return { deleted, batches, stoppedBy: 'drained' };
+    cursor = result.cursor;
+  }
+}
+
+/** The index the reaper would use now, or the primary-key walk. */
+export async function detectStrategy({ pool, config }: TaskContext): Promise<ReapStrategy> {
+  const { rows } = await pool.query<{ index_name: string }>({ ...findIdleIndex, values: [config.sessionTable.schema, config.sessionTable.name] });
+  const index = rows[0]?.index_name;
+  return index === undefined ? { kind: 'range' } : { kind: 'index', index };
+}
+
+/** Per pool (one per worker): the strategy last logged, so the log says it once, and again if it changes. */
+const loggedStrategy = new WeakMap<pg.Pool, string>();
+
+function logStrategyOnce({ pool, config, log }: TaskContext, strategy: ReapStrategy): void {
+  const description = strategy.kind === 'index' ? `index:${strategy.index}` : 'range';
+  if (loggedStrategy.get(pool) === description) return;
+  loggedStrategy.set(pool, description);
+  const table = positionKey(config.sessionTable);
+  if (strategy.kind === 'index') {
+    log.info({ table, index: strategy.index }, `reap-idle: ${table} has an index on last_used_at (${strategy.index}): reaping idle sessions through it`);
+  } else {
+    log.info({ table }, `reap-idle: no index on last_used_at: reaping idle sessions by walking the primary key of ${table} in ranges`);
+  }
+}
+
+/** The table's position, starting a new pass first when there is none or the last one is finished. */
+async function beginPass({ pool, config }: TaskContext): Promise<ReapPosition> {
+  const key = positionKey(config.sessionTable);
+  const { rows } = await pool.query<PositionRow>({ ...startPass(config.sessionTable), values: [key] }).catch((error: unknown) => {
+    // The position table is missing (not the session table): the schema predates migration 2.
+    if (sqlState(error) !== SQLSTATE.undefinedTable || !(error instanceof Error && error.message.includes('reap_position'))) throw error;
+    throw new Error(`${REAP_POSITION_TABLE} does not exist: run \`session-janitor migrate\` (schema version 2 or later)`, { cause: error });
+  });
+  const started = rows[0];
+  if (started !== undefined) return toPosition(started);
+  const position = await loadPosition(pool, key, config.sessionTable);
+  if (position === null) throw new Error(`the reap position of ${key} vanished while starting a pass`);
+  return position;
+}
+
+/** Where the walk stands, without changing it (null: never reaped). For the command and status. */
+export async function readReapPosition({ pool, config }: TaskContext): Promise<ReapPosition | null> {
+  return loadPosition(pool, positionKey(config.sessionTable), config.sessionTable);
+}
+
+async function loadPosition(pool: pg.Pool, key: string, table: QualifiedName): Promise<ReapPosition | null> {
+  const { rows } = await pool.query<PositionRow>({ ...readPosition(table), values: [key] });
+  const row = rows[0];
+  return row === undefined ? null : toPosition(row);
+}
+
+interface PositionRow {
+  pass: number;
+  first_id: string;
+  last_id: string;
+  end_id: string;
+  pass_started_at: Date;
+  pass_finished_at: Date | null;
+  pass_deleted: string;
+}
+
+function toPosition(row: PositionRow): ReapPosition {
+  return withFraction({
+    pass: row.pass,
+    firstId: Number(row.first_id),
+    lastId: Number(row.last_id),
+    endId: Number(row.end_id),
+    passStartedAt: row.pass_started_at,
+    passFinishedAt: row.pass_finished_at,
+    passDeleted: Number(row.pass_deleted),
+  });
+}
+
+function withFraction(position: Omit<ReapPosition, 'fraction'>): ReapPosition {
+  const span = position.endId - position.firstId;
+  const fraction = span <= 0 ? 1 : Math.min(1, Math.max(0, (position.lastId - position.firstId) / span));
+  return { ...position, fraction };
+}
+
+function idleTimeout({ config }: TaskContext): number {
+  if (config.idleTimeoutSeconds === null) throw new Error('idle reaping is off (JANITOR_IDLE_TIMEOUT=off)');
+  return config.idleTimeoutSeconds;
+}
+
+/**
+ * Idle rows now, for --dry-run and the progress of the index path. Without an index this is a full
+ * scan, which may outlast the pool's statement_timeout on a large table: it gets the run's time
+ * budget instead, in a read-only transaction of its own.
+ */
+export async function countIdleSessions(ctx: TaskContext): Promise<number> {
+  const idleSeconds = idleTimeout(ctx);
+  const client = await ctx.pool.connect();
+  try {
+    await client.query('BEGIN READ ONLY');
+    await client.query("SELECT set_config('statement_timeout', $1, true)", [`${ctx.config.maxRunSeconds * 1000}`]);
+    const { rows } = await client.query<{ n: string }>({ ...countIdle(ctx.config.sessionTable), values: [idleSeconds] });
+    await client.query('COMMIT');
+    return Number(rows[0]?.n ?? 0);
+  } catch (error) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw error;
+  } finally {
+    client.release();
+  }
+}

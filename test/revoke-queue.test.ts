@@ -1,0 +1,360 @@
+/**
+ * The revoke queue end to end: a real worker (startWorker) consuming `refresh-session.revoke` on a
+ * test database, jobs enqueued by session_janitor.enqueue_revocation, by the Node client (through a
+ * PgBoss and through a connection string) and by a producer role with only the documented grants.
+ */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { after, before, describe, test } from 'node:test';
+import pg from 'pg';
+import type { PgBoss } from 'pg-boss';
+import { createBoss } from '../src/boss.ts';
+import { InvalidRevokeRequestError, RevocationFailedError, enqueueRevocation, waitForRevocation } from '../src/client.ts';
+import { startWorker, type Worker } from '../src/main.ts';
+import { QUEUES } from '../src/queues.ts';
+import type { RevokeRequest } from '../src/revoke-request.ts';
+import { createTestDatabase, insertSessions, remainingIds, silentLogger, testConfig, type InsertedSession, type TestDatabase } from './helpers/database.ts';
+
+interface JobRow {
+  state: string;
+  retry_count: number;
+  output: { error?: string; issues?: Array<{ path: string; message: string }>; revoked?: number; message?: string } | null;
+  start_after_in: number;
+}
+
+describe('the revoke queue', () => {
+  let db: TestDatabase;
+  let worker: Worker;
+  let producer: PgBoss;
+  const roles: string[] = [];
+
+  before(async () => {
+    db = await createTestDatabase();
+    const config = testConfig(db.url, { JANITOR_REVOKE_CONCURRENCY: '4' });
+    worker = await startWorker(config, silentLogger());
+    // Another service's pg-boss on the same database: sends only.
+    producer = createBoss(config, db.url, { role: 'tool', migrate: false }, silentLogger());
+    await producer.start();
+  });
+
+  after(async () => {
+    await producer?.stop({ graceful: false });
+    await worker?.stop();
+    await db?.drop();
+    if (roles.length > 0) {
+      const admin = new pg.Client({ connectionString: process.env.SJ_TEST_ADMIN_URL });
+      await admin.connect();
+      for (const role of roles) await admin.query(`DROP ROLE IF EXISTS ${pg.escapeIdentifier(role)}`);
+      await admin.end();
+    }
+  });
+
+  const enqueueSql = async (payload: string, dedupeKey: string | null = null): Promise<string | null> => {
+    const { rows } = await db.pool.query<{ id: string | null }>('SELECT session_janitor.enqueue_revocation($1::jsonb, $2) AS id', [payload, dedupeKey]);
+    return rows[0]?.id ?? null;
+  };
+
+  const readJob = async (id: string, queue: string = QUEUES.revoke): Promise<JobRow | undefined> => {
+    const { rows } = await db.pool.query<JobRow>(
+      `SELECT state::text, retry_count, output, extract(epoch FROM start_after - now())::float8 AS start_after_in FROM pgboss.job WHERE name = $1 AND id = $2`,
+      [queue, id],
+    );
+    return rows[0];
+  };
+
+  /** Waits until the job is in one of states (it may pass through others). */
+  async function settled(id: string, states: readonly string[], timeoutMs = 10_000): Promise<JobRow> {
+    const deadline = performance.now() + timeoutMs;
+    for (;;) {
+      const job = await readJob(id);
+      if (job && states.includes(job.state)) return job;
+      if (performance.now() > deadline) assert.fail(`job ${id} is ${job?.state ?? 'missing'}, not ${states.join('/')}, after ${timeoutMs} ms`);
+      await sleep(50);
+    }
+  }
+
+  const deadLetterOf = async (id: string) => {
+    const { rows } = await db.pool.query<{ data: unknown; source_output: JobRow['output']; source_name: string; state: string }>(
+      `SELECT data, source_output, source_name, state::text FROM pgboss.job WHERE name = $1 AND source_id = $2`,
+      [QUEUES.deadLetter, id],
+    );
+    return rows;
+  };
+
+  const jobCount = async (queue: string, outcome: string) =>
+    (await worker.metrics.jobs.get()).values.find((v) => v.labels.queue === queue && v.labels.outcome === outcome)?.value ?? 0;
+
+  const usersOf = (sessions: readonly InsertedSession[]) => [...new Set(sessions.map((s) => s.userId))];
+
+  test('invalid payloads of every kind fail at once, without retry, into the dead-letter queue, deleting nothing', async () => {
+    const sessions = await insertSessions(db.pool, Array.from({ length: 6 }, (_, i) => ({ expiresIn: 86_400, user: i % 3 })));
+    const [u1, u2] = usersOf(sessions);
+    const before = await remainingIds(db.pool);
+    const cases: Array<{ name: string; payload: string; path: string; names: string[] }> = [
+      { name: 'missing reason', payload: JSON.stringify({ userId: u1 }), path: 'reason', names: ['reason'] },
+      { name: 'two selectors', payload: JSON.stringify({ userId: u1, userIds: [u2], reason: 'r' }), path: '', names: ['userId', 'userIds'] },
+      { name: 'a string user id', payload: JSON.stringify({ userId: String(u1), reason: 'r' }), path: 'userId', names: ['userId'] },
+      { name: 'a negative id', payload: JSON.stringify({ userIds: [u1, -5], reason: 'r' }), path: 'userIds[1]', names: ['userIds[1]'] },
+      {
+        name: '100001 ids',
+        payload: JSON.stringify({ userIds: Array.from({ length: 100_001 }, (_, i) => (i === 0 ? u1 : i + 1_000_000)), reason: 'r' }),
+        path: 'userIds',
+        names: ['userIds', '100000'],
+      },
+      { name: 'a bad uuid', payload: JSON.stringify({ jtis: ['not-a-uuid', sessions[0]?.jti], reason: 'r' }), path: 'jtis[0]', names: ['jtis[0]'] },
+      { name: 'an unknown field', payload: JSON.stringify({ userId: u1, reason: 'r', force: true }), path: 'force', names: ['force'] },
+      { name: 'a JSON array', payload: JSON.stringify([{ userId: u1, reason: 'r' }]), path: '', names: ['JSON object'] },
+      { name: 'a JSON string', payload: JSON.stringify('revoke user 1'), path: '', names: ['JSON object'] },
+      { name: 'an issuedBefore without offset', payload: JSON.stringify({ issuedBefore: '2099-01-01T00:00:00', reason: 'r' }), path: 'issuedBefore', names: ['issuedBefore'] },
+    ];
+    const ids = await Promise.all(cases.map((c) => enqueueSql(c.payload)));
+    for (const [i, c] of cases.entries()) {
+      const id = ids[i];
+      assert.ok(id, `${c.name}: not enqueued`);
+      const job = await settled(id, ['failed', 'completed']);
+      assert.equal(job.state, 'failed', `${c.name}: ${job.state}`);
+      assert.equal(job.retry_count, 0, `${c.name}: retried`);
+      assert.equal(job.output?.error, 'invalid_payload', `${c.name}: ${JSON.stringify(job.output)}`);
+      const dead = await deadLetterOf(id);
+      assert.equal(dead.length, 1, `${c.name}: no dead-letter copy`);
+      const copy = dead[0];
+      assert.ok(copy);
+      assert.equal(copy.source_name, QUEUES.revoke);
+      assert.deepEqual(copy.data, JSON.parse(c.payload), `${c.name}: the dead letter does not carry the payload`);
+      assert.equal(copy.source_output?.error, 'invalid_payload');
+      const issue = copy.source_output?.issues?.find((x) => x.path === c.path);
+      assert.ok(issue, `${c.name}: no issue at ${JSON.stringify(c.path)}: ${JSON.stringify(copy.source_output?.issues)?.slice(0, 300)}`);
+      for (const name of c.names) assert.ok(issue.message.includes(name), `${c.name}: ${JSON.stringify(issue.message)} does not name ${name}`);
+    }
+    assert.deepEqual(await remainingIds(db.pool), before, 'an invalid request deleted sessions');
+    assert.ok((await jobCount(QUEUES.revoke, 'rejected')) >= cases.length);
+  });
+
+  test('the SQL function enqueues a valid job with the queue\'s settings; the worker carries it out at once (NOTIFY)', async () => {
+    const sessions = await insertSessions(db.pool, Array.from({ length: 4 }, (_, i) => ({ expiresIn: 86_400, user: i % 2 })));
+    const [u1, u2] = usersOf(sessions);
+    const started = performance.now();
+    const id = await enqueueSql(JSON.stringify({ userId: u1, reason: 'password-changed', requestedBy: 'test' }));
+    assert.ok(id);
+    assert.deepEqual(await waitForRevocation(db.url, id, { timeoutMs: 10_000, intervalMs: 50 }), { revoked: 2 });
+    // With notify on, the worker's poll is a 30 s backstop: a pick-up within seconds is the NOTIFY.
+    assert.ok(performance.now() - started < 5_000, `took ${Math.round(performance.now() - started)} ms`);
+    assert.deepEqual(
+      (await db.pool.query<{ user_id: number }>('SELECT user_id FROM auth.refresh_session WHERE id = ANY($1)', [sessions.map((s) => s.id)])).rows.map((r) => r.user_id),
+      [u2, u2],
+    );
+  });
+
+  test('the SQL function\'s job matches boss.send\'s: retry, expiry, retention, dead letter, dedupe slot', async () => {
+    const request = { userId: 2_000_000_000, reason: 'settings' };
+    const viaSql = await enqueueSql(JSON.stringify(request), `settings-sql-${randomUUID()}`);
+    const viaClient = await enqueueRevocation(producer, request, { singletonKey: `settings-client-${randomUUID()}` });
+    assert.ok(viaSql && viaClient);
+    const { rows } = await db.pool.query(
+      `SELECT id, priority, retry_limit, retry_delay, retry_backoff, retry_delay_max, expire_seconds, deletion_seconds,
+              extract(epoch FROM keep_until - start_after)::int AS retention_seconds, policy, dead_letter, heartbeat_seconds,
+              singleton_on, singleton_key IS NOT NULL AS keyed, blocked, blocking, pending_dependencies
+         FROM pgboss.job WHERE name = $1 AND id = ANY($2::uuid[])`,
+      [QUEUES.revoke, [viaSql, viaClient]],
+    );
+    const strip = (row: Record<string, unknown> | undefined) => {
+      assert.ok(row);
+      const { id: _id, ...rest } = row;
+      return rest;
+    };
+    const sqlJob = strip(rows.find((r) => r.id === viaSql));
+    assert.deepEqual(sqlJob, strip(rows.find((r) => r.id === viaClient)));
+    const { rows: queue } = await db.pool.query(
+      `SELECT retry_limit, retry_delay, retry_backoff, retry_delay_max, expire_seconds, deletion_seconds, retention_seconds, policy, dead_letter, heartbeat_seconds FROM pgboss.queue WHERE name = $1`,
+      [QUEUES.revoke],
+    );
+    for (const [column, value] of Object.entries(queue[0] ?? {})) assert.deepEqual(sqlJob[column], value, column);
+    assert.equal(sqlJob.dead_letter, QUEUES.deadLetter);
+    await settled(viaSql, ['completed']);
+    await settled(viaClient, ['completed']);
+  });
+
+  test('the SQL function notifies on pg-boss\'s channel, in the same transaction', async () => {
+    const channel = `pgboss_${createHash('sha224').update('pgboss').digest('hex').slice(0, 24)}`;
+    const listener = new pg.Client({ connectionString: db.url });
+    await listener.connect();
+    try {
+      const heard: string[] = [];
+      listener.on('notification', (n) => heard.push(`${n.channel}:${n.payload ?? ''}`));
+      await listener.query(`LISTEN ${pg.escapeIdentifier(channel)}`);
+      const client = await db.pool.connect();
+      try {
+        await client.query('BEGIN');
+        await client.query('SELECT session_janitor.enqueue_revocation($1::jsonb)', [JSON.stringify({ userId: 2_000_000_001, reason: 'notify' })]);
+        await sleep(200);
+        assert.deepEqual(heard, [], 'notified before commit');
+        await client.query('COMMIT');
+      } finally {
+        client.release();
+      }
+      const deadline = performance.now() + 3000;
+      while (heard.length === 0 && performance.now() < deadline) await sleep(20);
+      assert.deepEqual(heard, [`${channel}:${QUEUES.revoke}`]);
+    } finally {
+      await listener.end();
+    }
+  });
+
+  test('the Node client: validates, enqueues through a PgBoss or a connection string, waits for the output', async () => {
+    const sessions = await insertSessions(db.pool, Array.from({ length: 6 }, (_, i) => ({ expiresIn: 86_400, user: i % 3 })));
+    const [u1, u2, u3] = usersOf(sessions);
+    assert.ok(u1 !== undefined && u2 !== undefined && u3 !== undefined);
+    const viaBoss = await enqueueRevocation(producer, { userIds: [u1, u2], reason: 'admin', requestedBy: 'test' });
+    assert.ok(viaBoss);
+    assert.deepEqual(await waitForRevocation(producer, viaBoss, { intervalMs: 50 }), { revoked: 4 });
+    const kept = sessions.find((s) => s.userId === u3);
+    assert.ok(kept);
+    const viaUrl = await enqueueRevocation(db.url, { userId: u3, exceptJti: kept.jti, reason: 'sign-out-other-devices' });
+    assert.ok(viaUrl);
+    assert.deepEqual(await waitForRevocation(db.url, viaUrl, { intervalMs: 50 }), { revoked: 1 });
+    const left = new Set(await remainingIds(db.pool));
+    assert.deepEqual(sessions.filter((s) => left.has(s.id)).map((s) => s.id), [kept.id]);
+
+    // Invalid: refused before anything is sent.
+    const { rows: countBefore } = await db.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM pgboss.job WHERE name = $1', [QUEUES.revoke]);
+    const bad = { userId: -1, reason: '' } as unknown as RevokeRequest;
+    await assert.rejects(enqueueRevocation(producer, bad), (e: unknown) => e instanceof InvalidRevokeRequestError && e.issues.some((i) => i.path === 'userId'));
+    await assert.rejects(enqueueRevocation(db.url, bad), InvalidRevokeRequestError);
+    const { rows: countAfter } = await db.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM pgboss.job WHERE name = $1', [QUEUES.revoke]);
+    assert.deepEqual(countAfter, countBefore);
+
+    // waitForRevocation throws with the job's output when the job failed.
+    const invalid = await enqueueSql(JSON.stringify({ userId: u1, reason: 'r', extra: 1 }));
+    assert.ok(invalid);
+    await assert.rejects(
+      waitForRevocation(db.url, invalid, { intervalMs: 50 }),
+      (e: unknown) => e instanceof RevocationFailedError && e.state === 'failed' && /extra/.test(e.message),
+    );
+  });
+
+  test('dedupe: a repeated singletonKey / dedupe_key returns null and is enqueued once, across both paths', async () => {
+    const sessions = await insertSessions(db.pool, [{ expiresIn: 86_400 }, { expiresIn: 86_400 }]);
+    const [u1, u2] = usersOf(sessions);
+    assert.ok(u1 !== undefined && u2 !== undefined);
+    const k1 = `dedupe-${randomUUID()}`;
+    const k2 = `dedupe-${randomUUID()}`;
+    const first = await enqueueRevocation(producer, { userId: u1, reason: 'password-changed' }, { singletonKey: k1 });
+    assert.ok(first);
+    assert.equal(await enqueueRevocation(producer, { userId: u1, reason: 'password-changed' }, { singletonKey: k1 }), null);
+    assert.equal(await enqueueSql(JSON.stringify({ userId: u1, reason: 'password-changed' }), k1), null);
+    const second = await enqueueSql(JSON.stringify({ userId: u2, reason: 'password-changed' }), k2);
+    assert.ok(second);
+    assert.equal(await enqueueSql(JSON.stringify({ userId: u2, reason: 'password-changed' }), k2), null);
+    assert.equal(await enqueueRevocation(db.url, { userId: u2, reason: 'password-changed' }, { singletonKey: k2 }), null);
+    assert.deepEqual(await waitForRevocation(producer, first, { intervalMs: 50 }), { revoked: 1 });
+    assert.deepEqual(await waitForRevocation(db.url, second, { intervalMs: 50 }), { revoked: 1 });
+    // Still a duplicate once the first job is done: a late duplicate must not revoke a new login.
+    assert.equal(await enqueueSql(JSON.stringify({ userId: u1, reason: 'password-changed' }), k1), null);
+    const { rows } = await db.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM pgboss.job WHERE name = $1 AND singleton_key = ANY($2)', [QUEUES.revoke, [k1, k2]]);
+    assert.equal(rows[0]?.n, 2);
+    await assert.rejects(db.pool.query("SELECT session_janitor.enqueue_revocation('{}'::jsonb, '')"), /dedupe_key/);
+  });
+
+  test('a transient failure is retried by pg-boss with backoff, and dead-lettered only when no retry is left', async () => {
+    const sessions = await insertSessions(db.pool, [{ expiresIn: 86_400 }]);
+    const [u1] = usersOf(sessions);
+    assert.ok(u1 !== undefined);
+    const failedBefore = await jobCount(QUEUES.revoke, 'failed');
+    await db.pool.query('ALTER TABLE auth.refresh_session RENAME TO refresh_session_away');
+    try {
+      const retried = await enqueueSql(JSON.stringify({ userId: u1, reason: 'transient' }));
+      // The same failure on a job with no retry left (retryLimit 0) goes to the dead-letter queue.
+      const last = await producer.send(QUEUES.revoke, { userId: u1, reason: 'transient' }, { retryLimit: 0 });
+      assert.ok(retried && last);
+      const job = await settled(retried, ['retry', 'failed', 'completed']);
+      assert.equal(job.state, 'retry');
+      assert.equal(job.retry_count, 0);
+      assert.equal(job.output?.error, 'revoke_failed');
+      assert.match(job.output?.message ?? '', /refresh_session/);
+      assert.ok(job.start_after_in > 10, `retried after ${job.start_after_in} s, not with the queue's backoff (15 s and more)`);
+      assert.deepEqual(await deadLetterOf(retried), []);
+      const exhausted = await settled(last, ['failed', 'completed']);
+      assert.equal(exhausted.state, 'failed');
+      const [dead] = await deadLetterOf(last);
+      assert.equal(dead?.source_output?.error, 'revoke_failed');
+      assert.ok((await jobCount(QUEUES.revoke, 'failed')) >= failedBefore + 2);
+    } finally {
+      await db.pool.query('ALTER TABLE auth.refresh_session_away RENAME TO refresh_session');
+    }
+  });
+
+  test('the revoke command: --users-file with --wait; an invalid request exits 64 and enqueues nothing', async () => {
+    const sessions = await insertSessions(db.pool, Array.from({ length: 6 }, (_, i) => ({ expiresIn: 86_400, user: i % 3 })));
+    const [u1, u2, u3] = usersOf(sessions);
+    const dir = await mkdtemp(path.join(tmpdir(), 'sj-revoke-'));
+    const cli = (args: string[]) =>
+      new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+        execFile(
+          process.execPath,
+          [path.join(import.meta.dirname, '..', 'src', 'cli.ts'), 'revoke', ...args],
+          { env: { ...process.env, DATABASE_URL: db.url, LOG_LEVEL: 'silent' }, timeout: 30_000 },
+          (error, stdout, stderr) => resolve({ code: error ? Number(error.code ?? 1) : 0, stdout, stderr }),
+        );
+      });
+    try {
+      const file = path.join(dir, 'ids.txt');
+      await writeFile(file, `# incident 42\n${u1}\n\n${u2}, 2000000000\n`);
+      const done = await cli(['--users-file', file, '--reason', 'compromised', '--requested-by', 'test', '--wait']);
+      assert.equal(done.code, 0, done.stderr);
+      assert.match(done.stdout, /enqueued revocation job [0-9a-f-]{36}\nrevoked 4 sessions\n/);
+      assert.deepEqual(
+        sessions.filter((s) => s.userId === u3).map((s) => s.id),
+        (await remainingIds(db.pool)).filter((id) => sessions.some((s) => s.id === id)),
+      );
+      const { rows: before } = await db.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM pgboss.job WHERE name = $1', [QUEUES.revoke]);
+      const refused = await cli(['--user', String(u3), '--jti', 'nope', '--reason', 'r']);
+      assert.equal(refused.code, 64);
+      assert.match(refused.stderr, /userId and jtis cannot be combined/);
+      assert.match(refused.stderr, /jtis\[0\] must be a UUID/);
+      const { rows: after } = await db.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM pgboss.job WHERE name = $1', [QUEUES.revoke]);
+      assert.deepEqual(after, before);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('a producer role with only USAGE and EXECUTE enqueues from plain SQL, and can do nothing else', async () => {
+    const role = `sj_producer_${randomBytes(5).toString('hex')}`;
+    const password = randomBytes(12).toString('hex');
+    await db.pool.query(`CREATE ROLE ${role} LOGIN PASSWORD '${password}'`);
+    roles.push(role);
+    const url = new URL(db.url);
+    url.username = role;
+    url.password = password;
+    const client = new pg.Client({ connectionString: url.toString() });
+    await client.connect();
+    const sessions = await insertSessions(db.pool, [{ expiresIn: 86_400, user: 0 }, { expiresIn: 86_400, user: 0 }, { expiresIn: 86_400, user: 1 }]);
+    const [u1] = usersOf(sessions);
+    const call = `SELECT session_janitor.enqueue_revocation('${JSON.stringify({ userId: u1, reason: 'password-changed', requestedBy: 'auth-service' })}'::jsonb) AS id`;
+    const denied = (error: unknown) => typeof error === 'object' && error !== null && 'code' in error && error.code === '42501';
+    try {
+      await assert.rejects(client.query(call), denied, 'callable without USAGE on the schema');
+      await db.pool.query(`GRANT USAGE ON SCHEMA session_janitor TO ${role}`);
+      await assert.rejects(client.query(call), denied, 'PUBLIC may execute the function');
+      await db.pool.query(`GRANT EXECUTE ON FUNCTION session_janitor.enqueue_revocation(jsonb, text), session_janitor.revocation_status(uuid) TO ${role}`);
+
+      const { rows } = await client.query<{ id: string }>(call);
+      const id = rows[0]?.id;
+      assert.ok(id);
+      assert.deepEqual(await waitForRevocation(client, id, { intervalMs: 50 }), { revoked: 2 });
+
+      await assert.rejects(client.query('SELECT count(*) FROM auth.refresh_session'), denied);
+      await assert.rejects(client.query('DELETE FROM auth.refresh_session'), denied);
+      await assert.rejects(client.query(`INSERT INTO pgboss.job (name, data) VALUES ('${QUEUES.revoke}', '{}')`), denied);
+      await assert.rejects(client.query('SELECT count(*) FROM pgboss.job'), denied);
+    } finally {
+      await client.end();
+    }
+    assert.deepEqual(await remainingIds(db.pool).then((ids) => ids.filter((i) => sessions.some((s) => s.id === i))), [sessions[2]?.id]);
+  });
+});

@@ -1,0 +1,317 @@
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { after, before, describe, test } from 'node:test';
+import pg from 'pg';
+import { createPool } from '../../src/db/pool.ts';
+import { revokeByJtis, revokeByUsers, revokeIdRange } from '../../src/db/sql/revoke.ts';
+import { createMetrics } from '../../src/metrics.ts';
+import { validateRevokeRequest } from '../../src/revoke-request.ts';
+import type { TaskContext } from '../../src/tasks/context.ts';
+import { revoke, type RetryCause, type RevokeOptions } from '../../src/tasks/revoke.ts';
+import {
+  createTestDatabase,
+  insertSessions,
+  remainingIds,
+  silentLogger,
+  taskContext,
+  testConfig,
+  type InsertedSession,
+  type SessionSpec,
+  type TestDatabase,
+} from '../helpers/database.ts';
+
+describe('revoke', () => {
+  let db: TestDatabase;
+  before(async () => {
+    db = await createTestDatabase();
+  });
+  after(async () => {
+    await db.drop();
+  });
+  const reset = () => db.pool.query('TRUNCATE auth.refresh_session, auth."user" CASCADE');
+
+  /** Validates like the worker, then revokes; returns the output, the metric and the retries. */
+  async function run(data: unknown, env: Record<string, string> = {}, options: RevokeOptions = {}) {
+    const validation = validateRevokeRequest(data);
+    assert.ok(validation.ok, JSON.stringify(validation));
+    const ctx = taskContext(testConfig(db.url, env));
+    const retries: RetryCause[] = [];
+    let batches = 0;
+    try {
+      const output = await revoke(ctx, validation.request, {
+        ...options,
+        onRetry: (r) => {
+          retries.push(r.cause);
+          options.onRetry?.(r);
+        },
+        onProgress: (p) => (batches = p.batches),
+      });
+      const counted = (await ctx.metrics.sessionsDeleted.get()).values.find((v) => v.labels.reason === 'revoked')?.value ?? 0;
+      const timed = (await ctx.metrics.batchDuration.get()).values.find((v) => v.labels.task === 'revoke' && v.metricName?.endsWith('_count'))?.value ?? 0;
+      return { output, counted, timed, retries, batches };
+    } finally {
+      await ctx.pool.end();
+    }
+  }
+
+  /** The database's clock minus seconds, as an ISO-8601 instant. */
+  async function instantAgo(seconds: number): Promise<string> {
+    const { rows } = await db.pool.query<{ t: Date }>('SELECT now() - make_interval(secs => $1) AS t', [seconds]);
+    const t = rows[0]?.t;
+    assert.ok(t);
+    return t.toISOString();
+  }
+
+  /** 5 users with 3 sessions each, created 2 days, 2 hours and 1 minute ago, interleaved in id order. */
+  async function fixture(): Promise<InsertedSession[]> {
+    await reset();
+    const specs: SessionSpec[] = [];
+    for (const age of [2 * 86_400, 7200, 60]) for (let user = 0; user < 5; user += 1) specs.push({ expiresIn: 86_400, age, user });
+    return insertSessions(db.pool, specs);
+  }
+
+  const idsOf = (sessions: readonly InsertedSession[]) => sessions.map((s) => s.id).sort((a, b) => a - b);
+  const usersOf = (sessions: readonly InsertedSession[]) => [...new Set(sessions.map((s) => s.userId))];
+
+  async function assertRemaining(expected: readonly InsertedSession[]) {
+    assert.deepEqual(await remainingIds(db.pool), idsOf(expected));
+  }
+
+  test('userId deletes every session of that user and nothing else', async () => {
+    const sessions = await fixture();
+    const [a] = usersOf(sessions);
+    const { output, counted, timed } = await run({ userId: a, reason: 'password-changed' });
+    assert.deepEqual(output, { revoked: 3 });
+    assert.equal(counted, 3);
+    assert.ok(timed >= 1, 'no batch duration observed');
+    await assertRemaining(sessions.filter((s) => s.userId !== a));
+  });
+
+  test('userId + exceptJti keeps that one session; a jti of another user keeps nothing extra', async () => {
+    const sessions = await fixture();
+    const [a, b, c] = usersOf(sessions);
+    const kept = sessions.find((s) => s.userId === a);
+    const othersJti = sessions.find((s) => s.userId === c);
+    assert.ok(kept && othersJti);
+    const first = await run({ userId: a, exceptJti: kept.jti.toUpperCase(), reason: 'sign-out-other-devices' });
+    assert.deepEqual(first.output, { revoked: 2 });
+    await assertRemaining(sessions.filter((s) => s.userId !== a || s.id === kept.id));
+    const second = await run({ userId: b, exceptJti: othersJti.jti, reason: 'sign-out-other-devices' });
+    assert.deepEqual(second.output, { revoked: 3 });
+    await assertRemaining(sessions.filter((s) => (s.userId !== a || s.id === kept.id) && s.userId !== b));
+  });
+
+  test('userIds deletes the sessions of each user; unknown and repeated ids are harmless', async () => {
+    const sessions = await fixture();
+    const [a, , c, d] = usersOf(sessions);
+    assert.ok(a !== undefined && c !== undefined && d !== undefined);
+    const { output } = await run({ userIds: [d, a, 2_147_483_647, a, c], reason: 'admin' });
+    assert.deepEqual(output, { revoked: 9 });
+    await assertRemaining(sessions.filter((s) => ![a, c, d].includes(s.userId)));
+  });
+
+  test('jtis deletes exactly those sessions', async () => {
+    const sessions = await fixture();
+    const chosen = [sessions[0], sessions[4], sessions[13]].filter((s) => s !== undefined);
+    const { output } = await run({ jtis: [...chosen.map((s) => s.jti), randomUUID()], reason: 'compromised' });
+    assert.deepEqual(output, { revoked: 3 });
+    await assertRemaining(sessions.filter((s) => !chosen.includes(s)));
+  });
+
+  test('userId + issuedBefore deletes that user\'s sessions created before the instant', async () => {
+    const sessions = await fixture();
+    const [, b] = usersOf(sessions);
+    const ages = new Map(sessions.map((s, i) => [s.id, [2 * 86_400, 7200, 60][Math.floor(i / 5)]]));
+    const { output } = await run({ userId: b, issuedBefore: await instantAgo(3600), reason: 'key-rotated' });
+    assert.deepEqual(output, { revoked: 2 });
+    await assertRemaining(sessions.filter((s) => s.userId !== b || ages.get(s.id) === 60));
+  });
+
+  test('issuedBefore deletes every session created before the instant, walking id ranges in many batches', async () => {
+    await reset();
+    // 1000 sessions, old and new interleaved in id order.
+    const specs: SessionSpec[] = Array.from({ length: 1000 }, (_, i) => ({ expiresIn: 86_400, age: i % 3 === 0 ? 60 : 2 * 86_400, user: i % 50 }));
+    const sessions = await insertSessions(db.pool, specs);
+    const fresh = sessions.filter((_, i) => i % 3 === 0);
+    const env = { JANITOR_BATCH_SIZE: '100', JANITOR_BATCH_MIN_SIZE: '100', JANITOR_BATCH_MAX_SIZE: '100' };
+    const { output, batches, counted } = await run({ issuedBefore: await instantAgo(86_400), reason: 'signing-key-rotated' }, env);
+    assert.equal(output.revoked, 1000 - fresh.length);
+    assert.equal(counted, output.revoked);
+    assert.equal(batches, 10, 'one statement per range of 100 ids');
+    await assertRemaining(fresh);
+  });
+
+  test('more than 1000 users or jtis are chunked into several statements', async () => {
+    await reset();
+    const sessions = await insertSessions(db.pool, Array.from({ length: 2500 }, () => ({ expiresIn: 86_400 })));
+    const byUsers = await run({ userIds: usersOf(sessions.slice(0, 2100)), reason: 'admin' });
+    assert.deepEqual(byUsers.output, { revoked: 2100 });
+    assert.equal(byUsers.batches, 3);
+    const byJtis = await run({ jtis: sessions.slice(2100).map((s) => s.jti), reason: 'admin' });
+    assert.deepEqual(byJtis.output, { revoked: 400 });
+    assert.equal(byJtis.batches, 1);
+    assert.deepEqual(await remainingIds(db.pool), []);
+  });
+
+  test('idempotent: the same request again leaves the same table and revokes 0', async () => {
+    const sessions = await fixture();
+    const [a, b] = usersOf(sessions);
+    for (const request of [
+      { userIds: [a, b], reason: 'admin' },
+      { jtis: sessions.slice(12, 14).map((s) => s.jti), reason: 'admin' }, // users c and d
+      { issuedBefore: await instantAgo(86_400), reason: 'admin' },
+    ]) {
+      const first = await run(request);
+      const after = await remainingIds(db.pool);
+      assert.ok(first.output.revoked > 0);
+      const second = await run(request);
+      assert.deepEqual(second.output, { revoked: 0 });
+      assert.deepEqual(await remainingIds(db.pool), after);
+    }
+  });
+
+  test('a session locked by a refresh in flight is waited for and revoked, never skipped', async () => {
+    const sessions = await fixture();
+    const [a] = usersOf(sessions);
+    const locked = sessions.find((s) => s.userId === a);
+    assert.ok(locked);
+    const holder = new pg.Client({ connectionString: db.url });
+    await holder.connect();
+    try {
+      await holder.query('BEGIN');
+      await holder.query('UPDATE auth.refresh_session SET last_used_at = now() WHERE id = $1', [locked.id]);
+      const started = performance.now();
+      const release = setTimeout(() => void holder.query('COMMIT'), 400);
+      const result = await run({ userId: a, reason: 'password-changed' }, { JANITOR_LOCK_TIMEOUT: '100ms' }).finally(() => clearTimeout(release));
+      assert.ok(performance.now() - started >= 350, 'the revocation did not wait for the lock');
+      assert.deepEqual(result.output, { revoked: 3 });
+      assert.ok(result.retries.includes('lock-timeout'), 'no lock timeout was retried');
+      await assertRemaining(sessions.filter((s) => s.userId !== a));
+    } finally {
+      await holder.end();
+    }
+  });
+
+  test('a lock held beyond the retries fails the revocation (for pg-boss to retry) rather than skipping the row', async () => {
+    const sessions = await fixture();
+    const [a] = usersOf(sessions);
+    const locked = sessions.find((s) => s.userId === a);
+    assert.ok(locked);
+    const holder = new pg.Client({ connectionString: db.url });
+    await holder.connect();
+    try {
+      await holder.query('BEGIN');
+      await holder.query('UPDATE auth.refresh_session SET last_used_at = now() WHERE id = $1', [locked.id]);
+      await assert.rejects(
+        run({ userId: a, reason: 'r' }, { JANITOR_LOCK_TIMEOUT: '50ms' }, { lockRetry: { attempts: 3, baseDelayMs: 10, maxDelayMs: 20 } }),
+        (error: unknown) => typeof error === 'object' && error !== null && 'code' in error && error.code === '55P03',
+      );
+      await assertRemaining(sessions); // the statement rolled back whole: nothing of user a went
+      await holder.query('COMMIT');
+    } finally {
+      await holder.end();
+    }
+    assert.deepEqual((await run({ userId: a, reason: 'r' })).output, { revoked: 3 });
+  });
+
+  test('100 concurrent revocations over overlapping users, 8 at a time: no deadlock, the expected table', async () => {
+    await reset();
+    // 100 users, 10 sessions each, users interleaved in id order.
+    const sessions = await insertSessions(
+      db.pool,
+      Array.from({ length: 1000 }, (_, i) => ({ expiresIn: 86_400, user: (i * 37) % 100 })),
+    );
+    const users = usersOf(sessions);
+    let seed = 7;
+    const random = () => ((seed = (seed * 1_103_515_245 + 12_345) % 2_147_483_648) / 2_147_483_648);
+    const pick = <T>(items: readonly T[], n: number): T[] => [...items].sort(() => random() - 0.5).slice(0, n);
+    const requests = Array.from({ length: 100 }, (_, i) => {
+      switch (i % 4) {
+        case 0:
+          return { userIds: pick(users.slice(0, 80), 12), reason: 'admin' };
+        case 1:
+          return { jtis: pick(sessions, 60).map((s) => s.jti), reason: 'compromised' };
+        case 2: {
+          const [user] = pick(users.slice(60), 1);
+          const except = pick(sessions.filter((s) => s.userId === user), 1)[0];
+          return { userId: user, exceptJti: except?.jti, reason: 'sign-out-other-devices' };
+        }
+        default:
+          return { userId: pick(users.slice(0, 80), 1)[0], reason: 'password-changed' };
+      }
+    });
+    const selected = (s: InsertedSession, r: (typeof requests)[number]) =>
+      ('userIds' in r && r.userIds !== undefined && r.userIds.includes(s.userId)) ||
+      ('jtis' in r && r.jtis !== undefined && r.jtis.includes(s.jti)) ||
+      ('userId' in r && r.userId === s.userId && (!('exceptJti' in r) || r.exceptJti !== s.jti));
+    const expected = sessions.filter((s) => !requests.some((r) => selected(s, r)));
+    assert.ok(expected.length > 0 && expected.length < sessions.length / 2, `a meaningful mix: ${expected.length} sessions to keep`);
+
+    // lock_timeout above deadlock_timeout (1 s), so that a deadlock would show as one (40P01)
+    // rather than as lock timeouts.
+    const config = testConfig(db.url, { JANITOR_LOCK_TIMEOUT: '5s' });
+    const ctx: TaskContext = {
+      pool: createPool({ connectionString: db.url, max: 8, statementTimeoutMs: config.statementTimeoutMs, lockTimeoutMs: config.lockTimeoutMs }),
+      config,
+      metrics: createMetrics(),
+      log: silentLogger(),
+    };
+    const retries: RetryCause[] = [];
+    let revoked = 0;
+    try {
+      const queue = [...requests];
+      await Promise.all(
+        Array.from({ length: 8 }, async () => {
+          for (let r = queue.shift(); r !== undefined; r = queue.shift()) {
+            const validation = validateRevokeRequest(r);
+            assert.ok(validation.ok);
+            const output = await revoke(ctx, validation.request, { onRetry: (x) => retries.push(x.cause) });
+            revoked += output.revoked;
+          }
+        }),
+      );
+    } finally {
+      await ctx.pool.end();
+    }
+    assert.deepEqual(retries, [], 'a deadlock (or a lock wait of seconds) was retried');
+    assert.equal(revoked, sessions.length - expected.length, 'every deleted row counted exactly once');
+    await assertRemaining(expected);
+  });
+
+  test('plans: the user_id index, the jti index, primary-key ranges; no sequential scan', async () => {
+    await reset();
+    await db.pool.query(`INSERT INTO auth."user" (email) SELECT 'plan-' || g || '@example.invalid' FROM generate_series(1, 5000) g`);
+    await db.pool.query(
+      `INSERT INTO auth.refresh_session (user_id, expires_at, created_at)
+       SELECT (SELECT min(id) FROM auth."user") + (g % 5000), now() + interval '1 day', now() - make_interval(secs => g)
+         FROM generate_series(1, 50000) g`,
+    );
+    await db.pool.query('ANALYZE auth.refresh_session');
+    const { rows: some } = await db.pool.query<{ user_id: number; jti: string; id: number }>('SELECT user_id, jti, id FROM auth.refresh_session ORDER BY id LIMIT 1000');
+    const table = { schema: 'auth', name: 'refresh_session' };
+    const cases = [
+      { statement: revokeByUsers(table), values: [some.map((r) => r.user_id), null, null], index: 'refresh_session_user_id_idx' },
+      { statement: revokeByUsers(table), values: [[some[0]?.user_id], some[0]?.jti, new Date().toISOString()], index: 'refresh_session_user_id_idx' },
+      { statement: revokeByJtis(table), values: [some.map((r) => r.jti)], index: 'refresh_session_jti_key' },
+      { statement: revokeIdRange(table), values: [some[0]?.id, (some[0]?.id ?? 0) + 5000, new Date().toISOString()], index: 'refresh_session_pkey' },
+    ];
+    for (const mode of ['force_generic_plan', 'force_custom_plan']) {
+      for (const { statement, values, index } of cases) {
+        const client = await db.pool.connect();
+        try {
+          await client.query('BEGIN');
+          await client.query(`SET LOCAL plan_cache_mode = '${mode}'`);
+          const { rows } = await client.query<{ 'QUERY PLAN': unknown }>({ text: `EXPLAIN (FORMAT JSON) ${statement.text}`, values });
+          const plan = JSON.stringify(rows[0]?.['QUERY PLAN']);
+          assert.doesNotMatch(plan, /"Seq Scan"/, `${statement.name} (${mode}) scans the table: ${plan}`);
+          assert.match(plan, new RegExp(index), `${statement.name} (${mode}) does not use ${index}: ${plan}`);
+          // The outer DELETE finds the locked ids through the primary key.
+          assert.match(plan, /refresh_session_pkey/, `${statement.name} (${mode}) does not delete through the primary key`);
+          await client.query('ROLLBACK');
+        } finally {
+          client.release();
+        }
+      }
+    }
+  });
+});
