@@ -10,22 +10,11 @@ import { startWorker, type Worker } from '../src/main.ts';
 import { QUEUES } from '../src/queues.ts';
 import { createTestDatabase, insertBulkSessions, silentLogger, testConfig, type TestDatabase } from './helpers/database.ts';
 import { runCli } from './helpers/process.ts';
+import { sample } from './helpers/scrape.ts';
 
 async function get(port: number, path: string): Promise<{ status: number; body: string }> {
   const response = await fetch(`http://127.0.0.1:${port}${path}`);
   return { status: response.status, body: await response.text() };
-}
-
-/** The value of one sample of a Prometheus text scrape, or undefined. */
-export function sample(scrape: string, name: string, labels: Record<string, string> = {}): number | undefined {
-  const wanted = Object.entries(labels).map(([k, v]) => `${k}="${v}"`);
-  for (const line of scrape.split('\n')) {
-    const match = /^([a-z_:][a-z0-9_:]*)(?:\{([^}]*)\})? (\S+)$/i.exec(line);
-    if (!match || match[1] !== name) continue;
-    const have = (match[2] ?? '').split(',').filter(Boolean);
-    if (wanted.every((w) => have.includes(w)) && have.length === wanted.length) return Number(match[3]);
-  }
-  return undefined;
 }
 
 async function until<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 30_000, everyMs = 200): Promise<T> {

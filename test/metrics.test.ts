@@ -1,0 +1,109 @@
+/**
+ * What an SRE sees on /metrics after a purge, a reap and a revocation: the deletion counters moved
+ * by exactly the rows each deleted, and every metric the dashboard and the alert rules query is in
+ * a real scrape of a running worker.
+ */
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { after, before, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { PgBoss } from 'pg-boss';
+import { parse } from 'yaml';
+import { enqueueRevocation, waitForRevocation } from '../src/client.ts';
+import { startWorker } from '../src/main.ts';
+import { QUEUES } from '../src/queues.ts';
+import { createTestDatabase, insertSessions, silentLogger, testConfig, type TestDatabase } from './helpers/database.ts';
+import { sample } from './helpers/scrape.ts';
+
+let db: TestDatabase;
+before(async () => {
+  db = await createTestDatabase();
+});
+after(async () => {
+  await db.drop();
+});
+
+async function completed(boss: PgBoss, queue: string, id: string): Promise<object> {
+  for (let i = 0; i < 150; i++) {
+    const [job] = await boss.findJobs<object>(queue, { id });
+    if (job?.state === 'completed') return job.output;
+    if (job?.state === 'failed') throw new Error(`${queue} job failed: ${JSON.stringify(job.output)}`);
+    await sleep(200);
+  }
+  throw new Error(`${queue} job did not complete`);
+}
+
+/** Metric names a PromQL expression refers to (histogram series mapped to their family). */
+function metricNames(expr: string): string[] {
+  return [...expr.matchAll(/\b((?:session_janitor|process|nodejs)_[a-z0-9_]+)/g)].map((m) => (m[1] ?? '').replace(/_(bucket|sum|count)$/, ''));
+}
+
+test('after a purge, a reap and a revocation the counters moved by exactly the rows deleted, per reason', async () => {
+  const sessions = await insertSessions(db.pool, [
+    // 3 expired (fresh), 2 idle (not expired), 4 of one user to revoke, 2 live.
+    { expiresIn: -600 },
+    { expiresIn: -60 },
+    { expiresIn: -5 },
+    { expiresIn: 86_400, idleFor: 7200 },
+    { expiresIn: 86_400, idleFor: 10_800 },
+    { expiresIn: 86_400, user: 5 },
+    { expiresIn: 86_400, user: 5 },
+    { expiresIn: 86_400, user: 5 },
+    { expiresIn: 86_400, user: 5 },
+    { expiresIn: 86_400 },
+    { expiresIn: 86_400, idleFor: 60 },
+  ]);
+  const revokedUser = sessions[5]?.userId;
+  assert.ok(revokedUser);
+  const worker = await startWorker(
+    testConfig(db.url, { JANITOR_IDLE_TIMEOUT: '1h', JANITOR_PURGE_CRON: '0 0 1 1 *', JANITOR_REAP_CRON: '0 0 1 1 *' }),
+    silentLogger(),
+  );
+  const boss = new PgBoss(db.url);
+  await boss.start();
+  try {
+    const purge = await boss.send(QUEUES.purgeExpired, {});
+    const reap = await boss.send(QUEUES.reapIdle, {});
+    assert.ok(purge && reap);
+    const purged = (await completed(boss, QUEUES.purgeExpired, purge)) as { deleted: number; stoppedBy: string };
+    assert.equal(purged.deleted, 3);
+    assert.equal(purged.stoppedBy, 'drained');
+    const reaped = (await completed(boss, QUEUES.reapIdle, reap)) as { deleted: number; stoppedBy: string };
+    assert.equal(reaped.deleted, 2);
+    assert.equal(reaped.stoppedBy, 'drained');
+    const revocation = await enqueueRevocation(boss, { userId: revokedUser, reason: 'password-changed' });
+    assert.ok(revocation);
+    assert.deepEqual(await waitForRevocation(boss, revocation), { revoked: 4 });
+
+    const scrape = await (await fetch(`http://127.0.0.1:${worker.metricsPort}/metrics`)).text();
+    assert.equal(sample(scrape, 'session_janitor_sessions_deleted_total', { reason: 'expired' }), 3);
+    assert.equal(sample(scrape, 'session_janitor_sessions_deleted_total', { reason: 'idle' }), 2);
+    assert.equal(sample(scrape, 'session_janitor_sessions_deleted_total', { reason: 'revoked' }), 4);
+    for (const queue of [QUEUES.purgeExpired, QUEUES.reapIdle, QUEUES.revoke]) {
+      assert.equal(sample(scrape, 'session_janitor_jobs_total', { queue, outcome: 'completed' }), 1, queue);
+      assert.equal(sample(scrape, 'session_janitor_job_duration_seconds_count', { queue }), 1, queue);
+    }
+    for (const task of ['purge-expired', 'reap-idle', 'revoke']) {
+      assert.ok((sample(scrape, 'session_janitor_batch_duration_seconds_count', { task }) ?? 0) >= 1, task);
+    }
+    const left = await db.pool.query<{ id: number }>('SELECT id FROM auth.refresh_session ORDER BY id');
+    assert.deepEqual(
+      left.rows.map((r) => r.id),
+      [sessions[9]?.id, sessions[10]?.id],
+    );
+
+    // Every metric the dashboard and the alert rules query is in this real scrape.
+    const exported = new Set([...scrape.matchAll(/^# TYPE (\S+) /gm)].map((m) => m[1]));
+    const dashboard = JSON.parse(readFileSync('monitoring/grafana/session-janitor.json', 'utf8')) as { panels: Array<{ targets?: Array<{ expr?: string }> }> };
+    const rules = parse(readFileSync('monitoring/prometheus/session-janitor.rules.yml', 'utf8')) as { groups: Array<{ rules: Array<{ expr: string }> }> };
+    const queried = [
+      ...dashboard.panels.flatMap((p) => (p.targets ?? []).flatMap((t) => metricNames(t.expr ?? ''))),
+      ...rules.groups.flatMap((g) => g.rules.flatMap((r) => metricNames(r.expr))),
+    ];
+    assert.ok(queried.length > 20);
+    for (const name of queried) assert.ok(exported.has(name), `${name} is queried but not exported`);
+  } finally {
+    await boss.stop({ graceful: false });
+    await worker.stop();
+  }
+});
