@@ -138,6 +138,10 @@ async function reapWithIndex(ctx: TaskContext, idleSeconds: number, budget: RunB
   const statement = reapThroughIndex(config.sessionTable);
   const size = new AdaptiveBatchSize(config.batchSize, config.batchMinSize, config.batchMaxSize, config.batchTargetMs);
   let cursor = '-infinity';
+  const reapBatchThroughIndex = async (limit: number, skipHeld: boolean) => {
+    const { rows } = await pool.query<{ deleted: number; cursor: string | null }>({ ...statement, values: [idleSeconds, limit, cursor, skipHeld] });
+    return rows[0] ?? { deleted: 0, cursor: null };
+  };
   let deleted = 0;
   let batches = 0;
   for (;;) {
@@ -147,8 +151,12 @@ async function reapWithIndex(ctx: TaskContext, idleSeconds: number, budget: RunB
     const started = performance.now();
     let result: { deleted: number; cursor: string | null };
     try {
-      const { rows } = await pool.query<{ deleted: number; cursor: string | null }>({ ...statement, values: [idleSeconds, limit, cursor] });
-      result = rows[0] ?? { deleted: 0, cursor: null };
+      result = await reapBatchThroughIndex(limit, false).catch((error: unknown) => {
+        if (sqlState(error) !== SQLSTATE.lockNotAvailable) throw error;
+        // A transaction holds one of these rows for longer than lock_timeout: leave it to a later run.
+        metrics.errors.inc({ kind: 'lock-timeout' });
+        return reapBatchThroughIndex(limit, true);
+      });
     } catch (error) {
       if (sqlState(error) === SQLSTATE.queryCanceled && !size.atMinimum) {
         metrics.errors.inc({ kind: 'batch-timeout' });

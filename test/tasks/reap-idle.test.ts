@@ -350,7 +350,7 @@ describe('reap-idle', () => {
       await db.pool.query(`UPDATE auth.refresh_session SET last_used_at = now() - interval '2 hours' WHERE id % 5 = 0`);
       await db.pool.query('ANALYZE auth.refresh_session');
       for (const generic of [false, true]) {
-        const plan = await explain(reapThroughIndex(TABLE), [HOUR, 500, '-infinity'], generic);
+        const plan = await explain(reapThroughIndex(TABLE), [HOUR, 500, '-infinity', false], generic);
         assert.ok(sessionScans(plan).every((s) => s['Node Type'] !== 'Seq Scan'), `generic ${generic}: ${JSON.stringify(plan)}`);
         assert.deepEqual(sessionIndexes(plan), ['refresh_session_last_used_at_idx', 'refresh_session_pkey'], `generic ${generic}: ${JSON.stringify(plan)}`);
       }

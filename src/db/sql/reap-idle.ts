@@ -28,6 +28,7 @@
  * (reapThroughIndex): the idle rows are then a range of that index.
  */
 import type { QualifiedName } from '../../config.ts';
+import { NOT_HELD } from './held-rows.ts';
 import { qualified, quote, statementName, type Statement } from './identifiers.ts';
 import { OWN_SCHEMA } from './migrations.ts';
 
@@ -119,24 +120,17 @@ export function reapRange(table: QualifiedName): Statement {
 }
 
 /**
- * The same range, skipping rows locked by other transactions: they stay, and the next pass looks at
- * them again. FOR UPDATE re-checks each row it locks against the newest committed version (a
- * refresh committed since the snapshot drops the row), and the DELETE re-checks idleness once more.
- * `= ANY(ARRAY(...))` rather than `IN (SELECT ...)`: the planner can turn the IN form into a hash
- * semi join over a sequential scan of the whole table.
+ * The same range, leaving out the rows another transaction holds (see held-rows.ts): they stay,
+ * and the next pass looks at them again. The caller runs it after the plain range delete hit
+ * lock_timeout.
  */
 export function reapRangeSkipLocked(table: QualifiedName): Statement {
   const t = qualified(table);
   return {
     name: statementName('reap_range_skip', table),
-    text: `WITH victims AS (
-    SELECT id FROM ${t}
-     WHERE ${inRange} AND ${IDLE('$5')}
-       FOR UPDATE SKIP LOCKED
-  ),
-  gone AS (
+    text: `WITH gone AS (
     DELETE FROM ${t}
-     WHERE id = ANY(ARRAY(SELECT id FROM victims)) AND ${inRange} AND ${IDLE('$5')}
+     WHERE ${inRange} AND ${IDLE('$5')} AND ${NOT_HELD}
     RETURNING 1
   ),
   counted AS (SELECT count(*)::int AS n FROM gone),
@@ -146,9 +140,10 @@ export function reapRangeSkipLocked(table: QualifiedName): Statement {
 
 /**
  * With an index on last_used_at: the oldest $2 idle rows at or after the cursor $3 (a timestamptz,
- * '-infinity' at first), read in index order and locked with SKIP LOCKED (a refresh in flight keeps
- * its row; one committed since the snapshot drops it from the lock's re-check), then deleted through
- * the primary key with the condition re-checked. $1 idle timeout in seconds.
+ * '-infinity' at first), read in index order, then deleted through the primary key with the
+ * condition re-checked: a refresh in flight is waited for (at most lock_timeout) and, once it
+ * commits, its row no longer matches. $4 true leaves out the rows another transaction holds
+ * (held-rows.ts): the retry after a lock timeout. $1 idle timeout in seconds.
  *
  * Returns deleted and cursor, the newest last_used_at deleted: the next batch starts there (`>=`,
  * so rows tied with it are looked at again), and never re-reads the dead index entries of the
@@ -160,10 +155,9 @@ export function reapThroughIndex(table: QualifiedName): Statement {
     name: statementName('reap_index', table),
     text: `WITH victims AS (
     SELECT id FROM ${t}
-     WHERE last_used_at >= $3::timestamptz AND ${IDLE('$1')}
+     WHERE last_used_at >= $3::timestamptz AND ${IDLE('$1')} AND (NOT $4::boolean OR ${NOT_HELD})
      ORDER BY last_used_at
      LIMIT $2::int
-       FOR UPDATE SKIP LOCKED
   ),
   gone AS (
     DELETE FROM ${t}

@@ -4,14 +4,16 @@
  *
  * The shape of every delete:
  *
- *   DELETE ... WHERE id = ANY(ARRAY(SELECT id ... WHERE <selector> ORDER BY id FOR UPDATE))
+ *   DELETE ... WHERE id = ANY(ARRAY(SELECT id ... WHERE <selector> ORDER BY id))
  *
- * - FOR UPDATE without SKIP LOCKED: a revocation never skips a row. A session being refreshed at
- *   that moment (its row locked by the auth service's UPDATE) is waited for, up to lock_timeout;
- *   the caller retries the statement after a lock timeout (55P03) or a deadlock (40P01).
- * - ORDER BY id below the lock: every revocation locks its rows in ascending primary-key order,
- *   so any number of concurrent revocations over overlapping users never wait on each other in a
- *   cycle (no deadlock among them).
+ * - No SKIP LOCKED: a revocation never skips a row. A session being refreshed at that moment (its
+ *   row locked by the auth service's UPDATE) is waited for, up to lock_timeout; the caller retries
+ *   the statement after a lock timeout (55P03) or a deadlock (40P01).
+ * - The DELETE locks the rows it deletes as it reaches them through the primary key, and a btree
+ *   scan for `id = ANY(array)` takes the array's values in ascending order: every revocation locks
+ *   its rows in primary-key order, so concurrent revocations over overlapping users never wait on
+ *   each other in a cycle. (No FOR UPDATE: every row-locking clause needs UPDATE privilege, and the
+ *   worker's role has only SELECT and DELETE on the sessions table, sql/roles.sql.)
  * - `= ANY(ARRAY(SELECT ...))`, never `IN (SELECT ...)`: from ~15k ids the planner turns the IN
  *   form into a hash semi join over a sequential scan of the whole table
  *   (../shared/notes/postgres-deletes.md); the array keeps the primary-key index scan.
@@ -30,8 +32,7 @@ const deleteLocked = (table: string, victims: string) => `WITH gone AS (
      WHERE id = ANY(ARRAY(
        SELECT id FROM ${table}
         WHERE ${victims}
-        ORDER BY id
-          FOR UPDATE))
+        ORDER BY id))
     RETURNING 1
   )
 SELECT count(*)::int AS revoked FROM gone`;
