@@ -4,18 +4,20 @@
 --                             schemas pgboss and session_janitor and everything in them.
 --   session_janitor_worker    runs the workers (`session-janitor start`, JANITOR_MIGRATE=false):
 --                             DML on pg-boss's tables and session_janitor's tables; on auth, only
---                             SELECT and DELETE on auth.refresh_session.
+--                             SELECT and DELETE on auth.refresh_session, nothing else (see below).
 --   session_janitor_producer  for other services that enqueue revocations in SQL: EXECUTE on
---                             session_janitor.enqueue_revocation only (SECURITY DEFINER, owned by
---                             the migrator), no right on pgboss.
+--                             session_janitor.enqueue_revocation and session_janitor.revocation_status
+--                             only (both SECURITY DEFINER, owned by the migrator), no right on pgboss.
 --
 -- Run it as a superuser, or as a role with CREATEROLE that owns schema auth (or may grant on it) and
 -- is a member of session_janitor_migrator, in the application's database:
 --
---   psql "$ADMIN_DATABASE_URL" -v ON_ERROR_STOP=1 -f sql/roles.sql
+--   psql "$ADMIN_DATABASE_URL" -1 -v ON_ERROR_STOP=1 -f sql/roles.sql
 --
--- It is idempotent: run it again after every `session-janitor migrate` that adds objects (it also
--- grants on what exists, and revokes PUBLIC's EXECUTE on enqueue_revocation). It sets no password:
+-- It is idempotent: run it again after the first `session-janitor migrate` and after every one that
+-- adds a producer function (it grants the producer EXECUTE on the functions that exist, and revokes
+-- PUBLIC's EXECUTE on them); tables, sequences and pg-boss functions the migrator creates later reach
+-- the worker through default privileges, without a re-run. It sets no password:
 -- the roles can log in only once the operator sets one, e.g. in psql `\password session_janitor_worker`.
 -- Plain SQL (no psql meta-command), so any client can run it in one simple query.
 --
@@ -81,6 +83,11 @@ ALTER DEFAULT PRIVILEGES FOR ROLE session_janitor_migrator IN SCHEMA session_jan
 
 -- The worker: auth, the sessions table and nothing else -------------------------------------------
 
+-- SELECT and DELETE only. The worker's statements take no row locks of their own (FOR UPDATE, even
+-- FOR SHARE, would need UPDATE on a column): deletes lock the rows they delete, and the purge's and
+-- the reaper's retry after a lock timeout tell a held row from its xmax (src/db/sql/held-rows.ts).
+-- test/deploy/roles.test.ts runs the worker under this role and tries every write it must not do.
+-- REVOKE ALL on a table also revokes column grants an earlier version of this script made.
 GRANT USAGE ON SCHEMA auth TO session_janitor_worker;
 REVOKE ALL ON ALL TABLES IN SCHEMA auth FROM session_janitor_worker;
 GRANT SELECT, DELETE ON TABLE auth.refresh_session TO session_janitor_worker;
@@ -90,15 +97,17 @@ GRANT SELECT, DELETE ON TABLE auth.refresh_session TO session_janitor_worker;
 GRANT USAGE ON SCHEMA auth TO session_janitor_migrator;
 REVOKE ALL ON ALL TABLES IN SCHEMA auth FROM session_janitor_migrator;
 
--- The producer: enqueue_revocation only -----------------------------------------------------------
+-- The producer: enqueue_revocation and revocation_status only ----------------------------------------
 
 GRANT USAGE ON SCHEMA session_janitor TO session_janitor_producer;
 REVOKE ALL ON SCHEMA pgboss FROM session_janitor_producer;
 REVOKE ALL ON ALL TABLES IN SCHEMA session_janitor FROM session_janitor_producer;
 
--- The function exists once `migrate` has run: grant on every overload (the contract's signature is
--- enqueue_revocation(jsonb, text)), and take PUBLIC's EXECUTE off one created before the defaults
--- above. Before the first migration this does nothing: run the script again after it.
+-- The functions exist once `migrate` has run: grant on every overload of the two (the contract's
+-- signatures are enqueue_revocation(jsonb, text) and revocation_status(uuid)), and take PUBLIC's
+-- EXECUTE off one created before the defaults above. Named one by one, not by a default privilege on
+-- the schema, so a function added to session_janitor later is not the producer's until it is listed
+-- here. Before the first migration this does nothing: run the script again after it.
 DO $producer$
 DECLARE
   fn regprocedure;
@@ -107,7 +116,7 @@ BEGIN
     SELECT p.oid::regprocedure
     FROM pg_catalog.pg_proc p
     JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
-    WHERE n.nspname = 'session_janitor' AND p.proname = 'enqueue_revocation'
+    WHERE n.nspname = 'session_janitor' AND p.proname IN ('enqueue_revocation', 'revocation_status')
   LOOP
     EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', fn);
     EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO session_janitor_producer', fn);
