@@ -52,6 +52,9 @@ export async function registerRevokeConsumer(boss: PgBoss, ctx: TaskContext, shu
     batchSize: 1,
     localConcurrency: ctx.config.revokeConcurrency,
     pollingIntervalSeconds: 0.5,
+    // With NOTIFY up, pg-boss otherwise polls a notify queue every 30 s, and a retry (a job whose
+    // start_after is in the future) is found only by a poll: keep retries near their backoff.
+    notifyPollingIntervalSeconds: 2,
   } as const;
   return boss.work(QUEUE, options, async (jobs: Job<unknown>[]): Promise<JobResult[]> => {
     if (shutdown.aborted) log.debug({ queue: QUEUE, jobs: jobs.length }, 'revocation fetched while shutting down: carried out all the same');

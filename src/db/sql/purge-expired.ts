@@ -31,6 +31,7 @@
  * slice).
  */
 import type { QualifiedName } from '../../config.ts';
+import { NOT_HELD } from './held-rows.ts';
 import { qualified, statementName, type Statement } from './identifiers.ts';
 
 const purgeable = (lower: '>=' | '>') =>
@@ -75,22 +76,16 @@ export function purgeBatch(table: QualifiedName, lowerInclusive: boolean): State
 }
 
 /**
- * The same range, skipping rows locked by other transactions (a refresh in flight): they stay, and
- * a later run purges them. Rarely used, so the row locks and the primary-key pass cost little.
- * `= ANY(ARRAY(...))` rather than `IN (SELECT ...)`: from ~15k ids the planner turns the IN form
- * into a hash semi join over a sequential scan of the whole table.
+ * The same range, leaving out the rows another transaction holds (a refresh in flight: see
+ * held-rows.ts, which says why this is not FOR UPDATE SKIP LOCKED): they stay, and a later run
+ * purges them. The caller runs it after purgeBatch hit lock_timeout.
  */
 export function purgeBatchSkipLocked(table: QualifiedName, lowerInclusive: boolean): Statement {
   const t = qualified(table);
   const lower = lowerInclusive ? '>=' : '>';
   return {
     name: statementName(lowerInclusive ? 'purge_skip_from' : 'purge_skip_after', table),
-    text: `WITH victims AS (
-    SELECT id FROM ${t}
-     WHERE ${purgeable(lower)} AND expires_at <= $4::timestamptz
-       FOR UPDATE SKIP LOCKED
-  )
-DELETE FROM ${t} WHERE id = ANY(ARRAY(SELECT id FROM victims))`,
+    text: `DELETE FROM ${t} WHERE ${purgeable(lower)} AND expires_at <= $4::timestamptz AND ${NOT_HELD}`,
   };
 }
 
