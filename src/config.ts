@@ -7,6 +7,7 @@
  */
 import ms from 'ms';
 import cron from 'node-cron';
+import { PgBoss } from 'pg-boss';
 import { z } from 'zod';
 
 export class ConfigError extends Error {
@@ -123,7 +124,45 @@ const rateOrOff = (minBytes: number, maxBytes: number) =>
  * Five fields, minute granularity: pg-boss evaluates schedules once a minute and collapses a
  * seconds field into one job a minute, so a six-field cron would promise what it cannot keep.
  */
-const schedule = z.string().refine((text) => text.trim().split(/\s+/).length === 5 && cron.validate(text));
+const schedule = z.string().refine((text) => text.trim().split(/\s+/).length === 5 && cron.validate(text) && pgBossAccepts(text) && stepsFit(text));
+
+/**
+ * node-cron's validate lets through expressions that pg-boss's parser (cron-parser) refuses when
+ * the worker registers the schedule, after it has connected, with exit 1 and a message that names
+ * no variable: a descending range (`5-1`), a value twice (`1,1`, `0-5,3`), `15W`. So the
+ * configuration asks pg-boss itself, without a connection (the instance is never started).
+ */
+let scheduleParser: PgBoss | undefined;
+function pgBossAccepts(text: string): boolean {
+  scheduleParser ??= new PgBoss({ connectionString: 'postgres://schedule-check.invalid/unused' });
+  try {
+    scheduleParser.previewSchedule(text, { tz: 'UTC', count: 1 });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Span of the five fields: minute, hour, day of month, month, day of week (0-7, both Sunday). */
+const CRON_SPANS = [60, 24, 31, 12, 8] as const;
+
+/**
+ * A step longer than its field is read otherwise than written: `*\/61` runs hourly, not every 61
+ * minutes, and both parsers accept it.
+ */
+function stepsFit(text: string): boolean {
+  return text
+    .trim()
+    .split(/\s+/)
+    .every((field, i) =>
+      field.split(',').every((part) => {
+        const step = part.split('/')[1];
+        return step === undefined || (/^\d+$/.test(step) && Number(step) >= 1 && Number(step) <= (CRON_SPANS[i] ?? 0));
+      }),
+    );
+}
+
+const CRON_ALLOWED = 'a five-field cron expression (minute hour day-of-month month day-of-week) that pg-boss can schedule, steps no longer than their field';
 
 const timeZone = z.string().refine((tz) => {
   try {
@@ -177,17 +216,32 @@ const variable = <T>(schema: z.ZodType<T, string>, fallback: string | undefined,
 });
 
 /**
- * Every variable, its default and what is allowed. The defaults of the batch settings come from the
- * benchmark (`npm run bench`, see the README): batches of a few thousand rows hit the target
- * duration on an in-memory table; the adaptive sizing moves from there.
+ * Every variable, its default and what is allowed. The defaults of the batch and purge settings
+ * come from the benchmark (`npm run bench`, docs/performance.md; 2M sessions, 800k expired, 2 cores):
+ * - JANITOR_BATCH_SIZE 5000: where the adaptive sizing starts; it at most doubles per batch, so it
+ *   reaches its size within two batches and the start matters little. 5000 rows took 3-4 ms in the
+ *   benchmark: a safe first step on a slower production server.
+ * - JANITOR_BATCH_MAX_SIZE 20000: the purge's batches sat at this cap (p50 11-14 ms), so the cap,
+ *   not the target, bounds the rows of one transaction; the purge already matched the single
+ *   statement there (1.01-1.10 of its rows/s), and batch p99 stayed at 19-20 ms, well within 50.
+ * - JANITOR_BATCH_TARGET_MS 25: half the 50 ms the issue allows a batch, so a batch twice as slow
+ *   as the last one (a checkpoint, CPU contention) still stays within it.
+ * - JANITOR_PURGE_CONCURRENCY 1: one lane, one core like the single statement it replaces, already
+ *   reached 1.01-1.10 of it; two lanes reached 1.31-1.45 but took both cores of the benchmark
+ *   machine: the auth service's refreshes went from p50 1.1 to 3-4 ms during the purge (one lane:
+ *   1.4-2.9 ms) and their p99 up two- to six-fold. Raise it to drain a large backlog on a server
+ *   with idle cores.
+ * - JANITOR_PURGE_ASYNC_COMMIT true: 1.01-1.10 against 0.84-0.86 with synchronous commits; a crash
+ *   loses only batches that the next run deletes again (db/sql/purge-expired.ts).
+ * - The throttle (tasks/throttle.ts) is off, but for a pause while a replica lags more than 60 s.
  */
 const VARIABLES = {
   DATABASE_URL: variable(databaseUrl, undefined, 'a postgres:// or postgresql:// URL with a host', true),
   JANITOR_DATA_DIR: variable(z.string().min(1), '.data', 'a directory for the embedded PostgreSQL'),
   PGBOSS_SCHEMA: variable(identifier, 'pgboss', 'a lower-case SQL identifier ([a-z_][a-z0-9_]*, at most 63 characters)'),
   JANITOR_SESSION_TABLE: variable(qualifiedName, 'auth.refresh_session', 'schema.table, both lower-case SQL identifiers'),
-  JANITOR_PURGE_CRON: variable(schedule, '*/5 * * * *', 'a five-field cron expression (minute hour day-of-month month day-of-week)'),
-  JANITOR_REAP_CRON: variable(schedule, '30 * * * *', 'a five-field cron expression (minute hour day-of-month month day-of-week)'),
+  JANITOR_PURGE_CRON: variable(schedule, '*/5 * * * *', CRON_ALLOWED),
+  JANITOR_REAP_CRON: variable(schedule, '30 * * * *', CRON_ALLOWED),
   JANITOR_CRON_TZ: variable(timeZone, 'UTC', 'an IANA time zone such as UTC or Europe/Berlin'),
   JANITOR_EXPIRED_GRACE: variable(duration(0, 365 * 86400), '0s', 'a duration from 0s to 365d, such as 0s, 90s, 15m, 12h, 30d'),
   JANITOR_IDLE_TIMEOUT: variable(
@@ -199,7 +253,7 @@ const VARIABLES = {
   JANITOR_BATCH_MIN_SIZE: variable(integer(10, 100_000), '100', 'an integer from 10 to 100000, not above JANITOR_BATCH_SIZE'),
   JANITOR_BATCH_MAX_SIZE: variable(integer(10, 100_000), '20000', 'an integer from 10 to 100000, not below JANITOR_BATCH_SIZE'),
   JANITOR_BATCH_TARGET_MS: variable(integer(1, 10_000), '25', 'an integer number of milliseconds from 1 to 10000'),
-  JANITOR_PURGE_CONCURRENCY: variable(integer(1, 16), '2', 'an integer from 1 to 16'),
+  JANITOR_PURGE_CONCURRENCY: variable(integer(1, 16), '1', 'an integer from 1 to 16'),
   JANITOR_PURGE_ASYNC_COMMIT: variable(boolean, 'true', 'true or false'),
   JANITOR_PURGE_DUTY_CYCLE: variable(integer(1, 100), '100', 'an integer percentage from 1 to 100 (100: no duty-cycle sleep)'),
   JANITOR_PURGE_MAX_WAL_RATE: variable(rateOrOff(64 * 1024, 1024 ** 4), 'off', '`off` or bytes per second from 64kB to 1024GB, such as 512kB, 16MB, 1GB'),

@@ -5,6 +5,7 @@
  */
 import type { PgBoss } from 'pg-boss';
 import type { Config } from './config.ts';
+import { safeErrorMessage } from './db/errors.ts';
 import type { Logger } from './logger.ts';
 import type { Metrics } from './metrics.ts';
 import { QUEUES, type QueueName } from './queues.ts';
@@ -48,7 +49,18 @@ export async function registerConsumers(boss: PgBoss, ctx: TaskContext, shutdown
     await boss.work<object, RunOutput>(task.queue, { pollingIntervalSeconds: 2 }, async ([job]) => {
       if (!job) throw new Error(`pg-boss handed ${task.queue} an empty batch`);
       const started = performance.now();
-      const output = await instrumented(ctx.metrics, task.queue, () => task.run(ctx, AbortSignal.any([job.signal, shutdown])));
+      let output: RunOutput;
+      try {
+        output = await instrumented(ctx.metrics, task.queue, () => task.run(ctx, AbortSignal.any([job.signal, shutdown])));
+      } catch (error) {
+        // Without this line a failing purge or reap (a missing table, a revoked grant) left no trace
+        // in the log: only the metrics and the job's stored output told.
+        log.error(
+          { queue: task.queue, jobId: job.id, attempt: job.retryCount + 1, seconds: round((performance.now() - started) / 1000), err: { message: safeErrorMessage(error) } },
+          `${task.queue} run failed: pg-boss retries it with backoff, then dead-letters it`,
+        );
+        throw error;
+      }
       log.info({ queue: task.queue, jobId: job.id, ...output, seconds: round((performance.now() - started) / 1000) }, `${task.queue} run finished`);
       return output;
     });

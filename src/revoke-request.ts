@@ -60,7 +60,11 @@ const NEEDS = {
   jtis: `must be an array of 1 to ${MAX_IDS} UUIDs`,
   reason: `must be a string of 1 to ${MAX_TEXT} characters`,
   requestedBy: `must be a string of at most ${MAX_TEXT} characters`,
+  storable: 'must not contain NUL characters (\\u0000) or unpaired UTF-16 surrogates, which PostgreSQL cannot store',
 } as const;
+
+/** Longest issuedBefore: far beyond any real instant, far below what PostgreSQL refuses (about 150). */
+const MAX_INSTANT = 64;
 
 const requirement = (need: string, requiredField = false) => (issue: { input?: unknown }) =>
   requiredField && issue.input === undefined ? `is required and ${need}` : need;
@@ -73,16 +77,23 @@ const userId = z
 
 const uuid = z.guid({ error: requirement(NEEDS.uuid) });
 
-/** Year 1 or later: PostgreSQL has no year 0, which JavaScript's Date and ISO-8601 would accept. */
+/**
+ * Year 1 or later: PostgreSQL has no year 0, which JavaScript's Date and ISO-8601 would accept. At
+ * most MAX_INSTANT characters: the format allows a fraction of any length, PostgreSQL refuses one
+ * of about 124 digits (22007), which failed the job in the worker as if the failure were transient.
+ */
 const instant = z
   .iso.datetime({ offset: true, error: requirement(NEEDS.instant) })
-  .refine((text) => !text.startsWith('0000') && Number.isFinite(Date.parse(text)), { error: NEEDS.instant });
+  .refine((text) => text.length <= MAX_INSTANT && !text.startsWith('0000') && Number.isFinite(Date.parse(text)), { error: NEEDS.instant });
 
 const text = (min: number, need: string, requiredField: boolean) =>
   z
     .string({ error: requirement(need, requiredField) })
     .min(min, { error: need })
-    .max(MAX_TEXT, { error: need });
+    .max(MAX_TEXT, { error: need })
+    // jsonb refuses both: such a request could never be enqueued (the SQL call fails), so the
+    // client says so with the field's name rather than with a database error after a round trip.
+    .refine((value) => !value.includes('\u0000') && value.isWellFormed(), { error: NEEDS.storable });
 
 const fields = z.strictObject({
   userId: userId.optional(),
