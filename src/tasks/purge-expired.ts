@@ -1,13 +1,18 @@
 /**
  * Purge expired sessions: every row with expires_at < now() - JANITOR_EXPIRED_GRACE, in batches of
- * one short statement each, walking the expires_at index with a cursor (see db/sql/purge-expired.ts
- * for the statement and why it has that shape).
+ * one short transaction each, walking the expires_at index with a cursor (see db/sql/purge-expired.ts
+ * for the statements and why they have that shape), the batch size adapting towards
+ * JANITOR_BATCH_TARGET_MS.
  *
- * Several lanes (JANITOR_PURGE_CONCURRENCY connections) work at once: the single statement that is
- * the speed limit of a purge runs on one core, and a batched purge spends much of each batch on round
- * trips and commits, so two connections on disjoint ranges close most of the gap. The purgeable
- * range is cut into slices of equal time, four per lane, and each lane takes the next slice when
- * it finishes one, so a slice dense with rows does not leave the other lanes idle.
+ * Lanes (JANITOR_PURGE_CONCURRENCY connections, default 1) can work at once on disjoint ranges: the
+ * purgeable range is cut into slices of equal time, four per lane, and each lane takes the next
+ * slice when it finishes one, so a slice dense with rows does not leave the other lanes idle. One
+ * lane already matches the single statement (docs/performance.md); more lanes go faster on a
+ * server with idle cores, at the auth service's expense on a small one.
+ *
+ * Each lane holds one pooled connection for the run: its prepared statements, its asynchronous
+ * commit (JANITOR_PURGE_ASYNC_COMMIT, reset before the connection goes back to the pool) and the
+ * throttle's probe run on it. The throttle (tasks/throttle.ts) sleeps or pauses between batches.
  */
 import type pg from 'pg';
 import { SQLSTATE, sqlState } from '../db/errors.ts';
@@ -200,9 +205,14 @@ export function createThrottle(ctx: TaskContext, probe: (lane: number) => Promis
   return new Throttle(settings, { probe, onEvent: (event) => logThrottleEvent(ctx, event) });
 }
 
+/** What this process has already warned about: a purge runs every few minutes, the role stays the same. */
+const warnedUnknown = new Set<string>();
+
 function logThrottleEvent({ log }: TaskContext, event: ThrottleEvent): void {
   if (event.kind === 'unknown') {
-    log.warn(
+    const first = !warnedUnknown.has(event.what);
+    warnedUnknown.add(event.what);
+    (first ? log.warn.bind(log) : log.debug.bind(log))(
       { what: event.what },
       event.what === 'replica-lag'
         ? 'replica lag is unknown (the role lacks pg_monitor / pg_read_all_stats): the purge does not pause for replica lag'

@@ -1,0 +1,100 @@
+/**
+ * Runs a task of the worker through its real code path, purgeExpired() of src/tasks/purge-expired.ts
+ * (or, with SJ_BENCH_TASK=reap-idle, reapIdle() of src/tasks/reap-idle.ts; with SJ_BENCH_TASK=revoke,
+ * revoke() of src/tasks/revoke.ts on the request sent with `run`), in a process of its own, so
+ * that its peak RSS is the worker's and not the benchmark's, and so that the refresh workload's
+ * timings (another process) do not share an event loop with it.
+ *
+ * Protocol (IPC, forked by runner.ts): the child opens its pool and warms one connection per lane
+ * (a long-lived worker's pool is warm), sends `ready`, runs on `run`, sends `result` and exits.
+ * Configuration: SJ_BENCH_URL and the worker's own JANITOR_* variables in the environment.
+ */
+import { loadConfig } from '../src/config.ts';
+import { createPool } from '../src/db/pool.ts';
+import { createLogger } from '../src/logger.ts';
+import { createMetrics } from '../src/metrics.ts';
+import type { RunOptions, RunOutput } from '../src/tasks/batching.ts';
+import type { TaskContext } from '../src/tasks/context.ts';
+import { purgeExpired } from '../src/tasks/purge-expired.ts';
+import type { ChildResult, ParentMessage } from './protocol.ts';
+
+const url = process.env.SJ_BENCH_URL;
+if (url === undefined || process.send === undefined) throw new Error('purge-child.ts is forked by the benchmark with SJ_BENCH_URL');
+
+const config = loadConfig({ ...process.env, DATABASE_URL: url, LOG_LEVEL: 'silent', JANITOR_METRICS_PORT: '0' });
+const pool = createPool({
+  connectionString: url,
+  max: config.purgeConcurrency + 2,
+  statementTimeoutMs: config.statementTimeoutMs,
+  lockTimeoutMs: config.lockTimeoutMs,
+  applicationName: 'sj-bench-purge',
+});
+const ctx: TaskContext = { pool, config, metrics: createMetrics(), log: createLogger('silent') };
+
+type Task = (ctx: TaskContext, options: RunOptions, request: unknown) => Promise<RunOutput>;
+async function loadTask(name: string): Promise<Task> {
+  if (name === 'purge-expired') return (c, options) => purgeExpired(c, options);
+  if (name === 'reap-idle') {
+    // A computed specifier: the benchmark must build and run while that module is being written.
+    const module: Record<string, unknown> = await import(new URL('../src/tasks/reap-idle.ts', import.meta.url).href);
+    const reapIdle = module.reapIdle;
+    if (typeof reapIdle !== 'function') throw new Error('src/tasks/reap-idle.ts exports no reapIdle()');
+    return reapIdle as Task;
+  }
+  if (name === 'revoke') {
+    const module: Record<string, unknown> = await import(new URL('../src/tasks/revoke.ts', import.meta.url).href);
+    const revoke = module.revoke;
+    if (typeof revoke !== 'function') throw new Error('src/tasks/revoke.ts exports no revoke()');
+    return async (c, _options, request) => {
+      const output = (await revoke(c, request)) as { revoked: number };
+      return { deleted: output.revoked, batches: 0, stoppedBy: 'drained' };
+    };
+  }
+  throw new Error(`unknown SJ_BENCH_TASK ${name}`);
+}
+const task = await loadTask(process.env.SJ_BENCH_TASK ?? 'purge-expired');
+
+const warm = await Promise.all(Array.from({ length: config.purgeConcurrency }, () => pool.connect()));
+for (const client of warm) client.release();
+
+process.once('message', async (message: ParentMessage) => {
+  if (message.type !== 'run') return;
+  const batches: Array<[number, number]> = [];
+  let rssMax = process.memoryUsage.rss();
+  const sampler = setInterval(() => (rssMax = Math.max(rssMax, process.memoryUsage.rss())), 10);
+  const startedAt = Date.now();
+  const started = performance.now();
+  let result: ChildResult;
+  try {
+    const output = await task(ctx, { onBatch: (b) => batches.push([b.rows, b.durationMs]) }, message.request);
+    const elapsedMs = performance.now() - started;
+    const endedAt = Date.now();
+    clearInterval(sampler);
+    rssMax = Math.max(rssMax, process.memoryUsage.rss());
+    const histogram = await ctx.metrics.batchDuration.get();
+    result = {
+      type: 'result',
+      output,
+      elapsedMs,
+      startedAt,
+      endedAt,
+      batches,
+      rssSampledMaxBytes: rssMax,
+      maxRssBytes: process.resourceUsage().maxRSS * 1024,
+      histogram: histogram.values
+        .filter((v) => v.metricName === 'session_janitor_batch_duration_seconds_bucket')
+        .map((v) => {
+          const le = (v.labels as Record<string, string | number>).le;
+          return [le === '+Inf' ? Number.POSITIVE_INFINITY : Number(le), v.value] as const;
+        }),
+    };
+  } catch (error) {
+    result = { type: 'error', message: error instanceof Error ? `${error.message}\n${error.stack}` : String(error) };
+  } finally {
+    clearInterval(sampler);
+    await pool.end();
+  }
+  // Disconnect only once the (large) message is out.
+  process.send?.(result, undefined, {}, () => process.disconnect());
+});
+process.send?.({ type: 'ready' });

@@ -1,0 +1,269 @@
+/**
+ * `npm run bench`: the purge benchmark of docs/performance.md. A benchmark, not a test: it prints
+ * figures and asserts nothing about speed.
+ *
+ * Environment:
+ *   SJ_BENCH_SESSIONS        rows of the data set (default 2000000); develop with 100000
+ *   SJ_BENCH_CASES           comma list of: single, shapes, purge, workload, idle, revoke (default all)
+ *   SJ_BENCH_PURGE_VARIANTS  JSON array of extra JANITOR_* settings to run the purge with (default:
+ *                            two lanes; synchronous commit), e.g.
+ *                            '[{"JANITOR_PURGE_CONCURRENCY":"1"},{"JANITOR_BATCH_TARGET_MS":"10"}]'
+ *   SJ_BENCH_REPEAT          runs of each of cases 1, 2, 3 and 5, interleaved; the median is reported (default 3)
+ *   SJ_BENCH_THROTTLE_ENV    JSON object: the throttled purge of case 4 (default below)
+ *   SJ_BENCH_WORKLOAD_EXTRA  JSON array of further purge settings to run beside the workload
+ *                            (default: two lanes)
+ *   SJ_BENCH_WORKLOAD_RATE   refresh transactions a second (default 500)
+ *   SJ_BENCH_WORKLOAD_SECONDS  seconds of workload alone before each purge (default 10)
+ *   SJ_BENCH_REVOKE_RATE     single-user revocations a second in case 6b (default 10), for
+ *   SJ_BENCH_REVOKE_SECONDS  seconds (default 30)
+ *   DATABASE_URL             a server to use instead of the embedded one (needs CREATE DATABASE)
+ */
+import { cpus, totalmem } from 'node:os';
+import { createBoss } from '../src/boss.ts';
+import { loadConfig } from '../src/config.ts';
+import { createPool } from '../src/db/pool.ts';
+import { install } from '../src/install.ts';
+import { createLogger } from '../src/logger.ts';
+import { QUEUES } from '../src/queues.ts';
+import {
+  aggregate,
+  describeEnv,
+  median,
+  hydraShape,
+  idleStatement,
+  singleStatement,
+  STUDY_SHAPES,
+  supabaseShape,
+  workerTask,
+  workloadBesidePurge,
+  type BenchContext,
+  type CaseResult,
+  type CaseSpec,
+  type Run,
+  type WorkloadFigures,
+} from './cases.ts';
+import { buildTemplate, TEMPLATE } from './dataset.ts';
+import { revocationMissing, revocationSpecs, singleUserRevocations } from './revoke.ts';
+import { markdown, writeResults, type Results, type Target } from './report.ts';
+import { serverSettings, startServer } from './server.ts';
+import { formatBytes } from './stats.ts';
+
+/**
+ * The throttle shown in case 4 unless SJ_BENCH_THROTTLE_ENV says otherwise: batches a quarter of
+ * the time, and of 1000 rows (about 0.3 MB of WAL with full-page images) each, since the refreshes'
+ * commits during and after a batch have to flush its WAL (docs/performance.md, "Throttle").
+ */
+const DEFAULT_THROTTLE: Readonly<Record<string, string>> = {
+  JANITOR_PURGE_DUTY_CYCLE: '25',
+  JANITOR_BATCH_SIZE: '1000',
+  JANITOR_BATCH_MAX_SIZE: '1000',
+};
+/** Also beside the workload by default: two lanes, the reason the default is one. */
+const DEFAULT_WORKLOAD_EXTRA = [{ JANITOR_PURGE_CONCURRENCY: '2' }];
+
+const env = process.env;
+const sessions = Number(env.SJ_BENCH_SESSIONS ?? 2_000_000);
+const selected = new Set((env.SJ_BENCH_CASES ?? 'single,shapes,purge,workload,idle,revoke').split(',').map((s) => s.trim()));
+/** The worker with one change each, to show what each default is worth (docs/performance.md). */
+const DEFAULT_VARIANTS = [{ JANITOR_PURGE_CONCURRENCY: '2' }, { JANITOR_PURGE_ASYNC_COMMIT: 'false' }];
+const variants = JSON.parse(env.SJ_BENCH_PURGE_VARIANTS ?? JSON.stringify(DEFAULT_VARIANTS)) as Array<Record<string, string>>;
+const workloadExtra = JSON.parse(env.SJ_BENCH_WORKLOAD_EXTRA ?? JSON.stringify(DEFAULT_WORKLOAD_EXTRA)) as Array<Record<string, string>>;
+const throttleEnv = JSON.parse(env.SJ_BENCH_THROTTLE_ENV ?? JSON.stringify(DEFAULT_THROTTLE)) as Record<string, string>;
+const repeat = Number(env.SJ_BENCH_REPEAT ?? 3);
+const revokeRate = Number(env.SJ_BENCH_REVOKE_RATE ?? 10);
+const revokeSeconds = Number(env.SJ_BENCH_REVOKE_SECONDS ?? 30);
+const workloadOptions = {
+  rate: Number(env.SJ_BENCH_WORKLOAD_RATE ?? 500),
+  clients: 8,
+  aloneSeconds: Number(env.SJ_BENCH_WORKLOAD_SECONDS ?? 10),
+  repeat,
+};
+if (!Number.isInteger(sessions) || sessions < 1000) throw new Error(`SJ_BENCH_SESSIONS=${env.SJ_BENCH_SESSIONS} must be an integer of at least 1000`);
+
+const began = performance.now();
+const startedAt = new Date().toISOString();
+const log = (message: string) => process.stderr.write(`[bench ${((performance.now() - began) / 1000).toFixed(1).padStart(6)}s] ${message}\n`);
+const command = [
+  ...Object.entries(env)
+    .filter(([k]) => k.startsWith('SJ_BENCH_'))
+    .map(([k, v]) => `${k}=${v?.includes(' ') || v?.includes('{') ? `'${v}'` : v}`),
+  'npm run bench',
+].join(' ');
+
+const server = await startServer(log);
+let stopping = false;
+const stop = async () => {
+  if (stopping) return;
+  stopping = true;
+  await server.stop().catch((error: unknown) => log(`stopping the server failed: ${String(error)}`));
+};
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    log(`${signal}: stopping`);
+    void stop().then(() => process.exit(130));
+  });
+}
+
+try {
+  const settings = await serverSettings(server.adminUrl);
+  log(`server: ${settings.version}`);
+  log(`settings: ${Object.entries(settings).filter(([k]) => k !== 'version').map(([k, v]) => `${k}=${v}`).join(' ')}`);
+  log(`building the template: ${sessions.toLocaleString('en')} sessions`);
+  const notes: string[] = [];
+  const dataSet = await buildTemplate(server.adminUrl, sessions, async (url) => {
+    // pg-boss's schema, the worker's schema and the queues: the revocation and reaper cases need them.
+    try {
+      const config = loadConfig({ DATABASE_URL: url, LOG_LEVEL: 'silent' });
+      const quiet = createLogger('silent');
+      const pool = createPool({ connectionString: url, max: 2, statementTimeoutMs: 0, lockTimeoutMs: 0 });
+      const boss = createBoss(config, url, { role: 'tool', migrate: true }, quiet);
+      try {
+        await boss.start();
+        await install(boss, pool, config, quiet, true);
+        // Copies of a template with schedules would run a catch-up purge when a worker starts (6b).
+        for (const queue of [QUEUES.purgeExpired, QUEUES.reapIdle]) await boss.unschedule(queue);
+      } finally {
+        await boss.stop({ graceful: false }).catch(() => undefined);
+        await pool.end();
+      }
+    } catch (error) {
+      notes.push(`installing pg-boss and the worker's schema into the template failed: ${error instanceof Error ? error.message : String(error)}`);
+      log(`install failed: ${String(error)}`);
+    }
+  });
+  log(
+    `template: ${dataSet.expired} expired, ${dataSet.idle} idle, heap ${formatBytes(dataSet.tableBytes)}, indexes ${formatBytes(dataSet.indexBytes)}, ${dataSet.buildSeconds.toFixed(1)} s`,
+  );
+  const ctx: BenchContext = { adminUrl: server.adminUrl, template: TEMPLATE, log };
+  const cases: CaseResult[] = [];
+  const workload: WorkloadFigures[] = [];
+  let purgeRss: Results['purgeRss'] = null;
+  const notRun: CaseResult[] = [];
+
+  // Cases 1, 2, 3 and 5 in interleaved rounds (1, 2a, 2b, 3, ..., then again), each run on a fresh
+  // copy: a slow minute on the machine touches every case alike, and each line is the median run.
+  const specs: CaseSpec[] = [];
+  if (selected.has('single')) specs.push(singleStatement);
+  if (selected.has('shapes')) specs.push(hydraShape, supabaseShape, ...STUDY_SHAPES);
+  if (selected.has('purge')) {
+    specs.push(workerTask('3', 'the worker: purgeExpired()', {}, '1'));
+    for (const [i, variant] of variants.entries()) specs.push(workerTask(`3.${i + 1}`, 'the worker: purgeExpired()', variant, '1'));
+  }
+  if (selected.has('idle')) {
+    const reaper = await import(new URL('../src/tasks/reap-idle.ts', import.meta.url).href).then(
+      (m: Record<string, unknown>) => typeof m.reapIdle === 'function',
+      () => false,
+    );
+    if (reaper) {
+      specs.push(
+        idleStatement,
+        workerTask('5', 'the worker: reapIdle(), one full pass', { SJ_BENCH_TASK: 'reap-idle', JANITOR_IDLE_TIMEOUT: '14d', JANITOR_MAX_RUN_SECONDS: '86400' }, '5-ref'),
+      );
+    } else {
+      log('case 5: not run, reaper not available');
+      notRun.push({ id: '5', name: 'idle reaper, full pass', notRun: 'reaper not available (src/tasks/reap-idle.ts exports no reapIdle())' });
+    }
+  }
+  const revocation = selected.has('revoke') ? revocationMissing() : 'not selected';
+  if (selected.has('revoke')) {
+    if (revocation === null) {
+      specs.push(...revocationSpecs(dataSet.users));
+    } else {
+      log(`case 6: not run, ${revocation}`);
+      notRun.push(
+        { id: '6a', name: 'revoke 10,000 random users in one job', notRun: revocation },
+        { id: '6b', name: 'single-user revocations through pg-boss, enqueue to rows gone', notRun: revocation },
+      );
+    }
+  }
+  const runs = new Map<string, Run[]>(specs.map((s) => [s.id, []]));
+  for (let round = 1; round <= repeat; round += 1) {
+    for (const spec of specs) {
+      log(`case ${spec.id}, run ${round}/${repeat}: ${spec.name}`);
+      const run = await spec.run(ctx);
+      log(`  ${run.rows} rows in ${(run.ms / 1000).toFixed(3)} s, ${Math.round(run.rows / (run.ms / 1000))} rows/s, WAL ${formatBytes(run.walBytes)}`);
+      runs.get(spec.id)?.push(run);
+    }
+  }
+  for (const spec of specs) cases.push(aggregate(spec, runs.get(spec.id) ?? []));
+  cases.push(...notRun);
+  const purgeRuns = (runs.get('3') ?? []).flatMap((r) => (r.task ? [r.task] : []));
+  if (purgeRuns.length > 0) {
+    purgeRss = {
+      maxRssBytes: Math.max(...purgeRuns.map((t) => t.maxRssBytes)),
+      rssSampledMaxBytes: Math.max(...purgeRuns.map((t) => t.rssSampledMaxBytes)),
+    };
+  }
+  if (revocation === null) cases.push(await singleUserRevocations(ctx, dataSet.users, revokeRate, revokeSeconds));
+  if (selected.has('workload')) {
+    workload.push(...(await workloadBesidePurge(ctx, 'the single statement', 'single-statement', workloadOptions)));
+    workload.push(...(await workloadBesidePurge(ctx, 'the purge at full speed (worker defaults)', {}, workloadOptions)));
+    workload.push(...(await workloadBesidePurge(ctx, `the throttled purge (${describeEnv(throttleEnv)})`, throttleEnv, workloadOptions)));
+    for (const extra of workloadExtra) workload.push(...(await workloadBesidePurge(ctx, `the purge with ${describeEnv(extra)}`, extra, workloadOptions)));
+  }
+
+  for (const c of cases) {
+    const reference = cases.find((r) => r.id === c.reference);
+    if (c.rowsPerSecond !== undefined && reference?.rowsPerSecond !== undefined) c.ratio = c.rowsPerSecond / reference.rowsPerSecond;
+  }
+  const targets = evaluate(cases, workload, purgeRss);
+  const results: Results = {
+    command,
+    startedAt,
+    seconds: (performance.now() - began) / 1000,
+    machine: `${cpus().length} cores (${cpus()[0]?.model ?? '?'}), ${Math.round(totalmem() / 1024 ** 3)} GB; node ${process.version}; ${server.embedded ? 'embedded PostgreSQL on the same machine' : 'DATABASE_URL'}`,
+    settings,
+    dataSet,
+    cases,
+    workload,
+    purgeRss,
+    targets,
+    notes,
+  };
+  const files = await writeResults(results);
+  process.stdout.write(markdown(results));
+  log(`results: ${files.md} and ${files.json}`);
+} finally {
+  await stop();
+}
+
+function evaluate(cases: readonly CaseResult[], workload: readonly WorkloadFigures[], rss: Results['purgeRss']): Target[] {
+  const byId = (id: string) => cases.find((c) => c.id === id && c.notRun === undefined);
+  const purge = byId('3');
+  const ratio = (c: CaseResult | undefined, min: number, what: string): Target =>
+    c?.ratio === undefined
+      ? { target: what, figure: 'not run', met: null }
+      : { target: what, figure: `${c.ratio.toFixed(2)}`, met: c.ratio >= min };
+  const alone = workload.find((w) => w.scenario.startsWith('alone (around the purge at full speed'));
+  const full = workload.find((w) => w.scenario.startsWith('during the purge at full speed'));
+  const throttledAlone = workload.find((w) => w.scenario.startsWith('alone (around the throttled'));
+  const throttled = workload.find((w) => w.scenario.startsWith('during the throttled'));
+  const p99Ratio = (a: WorkloadFigures | undefined, b: WorkloadFigures | undefined, max: number, what: string): Target => {
+    if (a === undefined || b === undefined) return { target: what, figure: 'not run', met: null };
+    const ratio = median(b.p99Ratios ?? [b.latency.p99 / a.latency.p99]);
+    return {
+      target: what,
+      figure:
+        `${ratio.toFixed(2)}x (median of the runs' ratios ${(b.p99Ratios ?? []).map((x) => x.toFixed(2)).join(', ')}; ` +
+        `all runs pooled: ${b.latency.p99.toFixed(2)} ms against ${a.latency.p99.toFixed(2)} ms alone)`,
+      met: ratio <= max,
+    };
+  };
+  const single = cases.find((c) => c.id === '6b' && c.notRun === undefined);
+  return [
+    ratio(purge, 0.8, 'purge rows/s vs single statement >= 0.8'),
+    purge?.batches
+      ? { target: 'purge batch p99 <= 50 ms', figure: `${purge.batches.p99.toFixed(1)} ms`, met: purge.batches.p99 <= 50 }
+      : { target: 'purge batch p99 <= 50 ms', figure: 'not run', met: null },
+    p99Ratio(alone, full, 2, 'refresh p99 during the full-speed purge <= 2x alone'),
+    p99Ratio(throttledAlone, throttled, 1.3, 'refresh p99 during the throttled purge <= 1.3x alone'),
+    ratio(byId('5'), 0.9, 'idle full pass vs one statement >= 0.9'),
+    ratio(byId('6a'), 0.7, 'revoking 10,000 users vs one statement >= 0.7'),
+    single?.batches
+      ? { target: 'single-user revocation p99 <= 1 s (enqueue to rows gone)', figure: `${single.batches.p99.toFixed(0)} ms`, met: single.batches.p99 <= 1000 }
+      : { target: 'single-user revocation p99 <= 1 s (enqueue to rows gone)', figure: 'not run', met: null },
+    rss
+      ? { target: 'worker peak RSS <= 150 MB', figure: formatBytes(rss.maxRssBytes), met: rss.maxRssBytes <= 150 * 1024 ** 2 }
+      : { target: 'worker peak RSS <= 150 MB', figure: 'not run', met: null },
+  ];
+}

@@ -1,0 +1,142 @@
+/**
+ * Case 6, revocation, when the worker's revocation exists (src/tasks/revoke.ts, src/client.ts):
+ *   6a   revoke() of src/tasks/revoke.ts (what the revoke job's handler calls) on 10,000 random users
+ *        in one request, against 6a-ref, one `DELETE ... WHERE user_id = ANY($1)` of the same users;
+ *   6b   single-user revocations at a steady rate through pg-boss, end to end: a real worker process
+ *        (`session-janitor start`) on the case's database, each revocation enqueued with
+ *        enqueueRevocation() of src/client.ts (the SQL function session_janitor.enqueue_revocation),
+ *        timed from the enqueue call until the user's rows are gone (polled every 10 ms).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import pg from 'pg';
+import { measured, oneStatement, withCopy, workerTask, type BenchContext, type CaseResult, type CaseSpec } from './cases.ts';
+import { sleep, summarize } from './stats.ts';
+
+const MODULES = ['../src/tasks/revoke.ts', '../src/client.ts'];
+
+/** null when revocation is there, else why not. */
+export function revocationMissing(): string | null {
+  const missing = MODULES.filter((p) => !existsSync(new URL(p, import.meta.url)));
+  return missing.length === 0 ? null : `revocation not available (${missing.map((m) => m.slice(3)).join(', ')} missing)`;
+}
+
+/** n distinct user ids from 1..users, the same for a given seed (a small LCG). */
+export function sampleUsers(users: number, n: number, seed: number): number[] {
+  let state = seed >>> 0;
+  const next = () => {
+    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
+    return state / 2 ** 32;
+  };
+  const picked = new Set<number>();
+  while (picked.size < Math.min(n, users)) picked.add(1 + Math.floor(next() * users));
+  return [...picked];
+}
+
+/** 6a-ref and 6a: run in the benchmark's rounds like cases 1, 2, 3 and 5. */
+export function revocationSpecs(users: number): CaseSpec[] {
+  const count = Math.min(10_000, Math.floor(users / 20));
+  const userIds = sampleUsers(users, count, 7);
+  const statement = 'DELETE FROM auth.refresh_session WHERE user_id = ANY($1::int[])';
+  return [
+    {
+      id: '6a-ref',
+      name: `revoke ${count.toLocaleString('en')} random users, one statement: \`${statement}\``,
+      run: (ctx) => measured(ctx, (db) => oneStatement(db, statement, [userIds])),
+    },
+    workerTask('6a', `the worker: revoke() of ${count.toLocaleString('en')} random users in one request`, { SJ_BENCH_TASK: 'revoke' }, '6a-ref', {
+      userIds,
+      reason: 'benchmark',
+    }),
+  ];
+}
+
+function startWorker(url: string): { child: ChildProcess; started: Promise<void> } {
+  const base = Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith('JANITOR_') && key !== 'DATABASE_URL'));
+  const child = spawn(process.execPath, [new URL('../src/cli.ts', import.meta.url).pathname, 'start'], {
+    env: {
+      ...base,
+      DATABASE_URL: url,
+      JANITOR_METRICS_PORT: '0',
+      JANITOR_METRICS_HOST: '127.0.0.1',
+      JANITOR_MIGRATE: 'false',
+      // No scheduled purge or reap may run during the measurement.
+      JANITOR_PURGE_CRON: '0 0 1 1 *',
+      JANITOR_REAP_CRON: '0 0 1 1 *',
+      LOG_LEVEL: 'info',
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const started = new Promise<void>((resolve, reject) => {
+    let out = '';
+    child.stdout?.on('data', (chunk: Buffer) => {
+      out += chunk.toString();
+      if (out.includes('session-janitor worker started')) resolve();
+      if (out.length > 100_000) out = out.slice(-10_000);
+    });
+    child.stderr?.on('data', (chunk: Buffer) => (out += chunk.toString()));
+    child.once('exit', (code) => reject(new Error(`the worker exited (code ${code}) before it started: ${out.slice(-2000)}`)));
+  });
+  return { child, started };
+}
+
+async function stopWorker(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+  await exited;
+  clearTimeout(timer);
+}
+
+/** 6b: single-user revocations at `rate` a second for `seconds`, enqueue to rows gone. */
+export async function singleUserRevocations(ctx: BenchContext, users: number, rate: number, seconds: number): Promise<CaseResult> {
+  const name = `single-user revocations at ${rate}/s for ${seconds} s through pg-boss and a worker process, enqueue to rows gone`;
+  ctx.log(`case 6b: ${name}`);
+  const client: Record<string, unknown> = await import(new URL('../src/client.ts', import.meta.url).href);
+  const enqueue = client.enqueueRevocation as (target: pg.Pool, request: unknown) => Promise<string | null>;
+  return withCopy(ctx, async (db) => {
+    const worker = startWorker(db.url);
+    const pool = new pg.Pool({ connectionString: db.url, max: 16, application_name: 'sj-bench-producer' });
+    try {
+      await worker.started;
+      const count = Math.round(rate * seconds);
+      const { rows } = await pool.query<{ user_id: number; n: number }>(
+        'SELECT user_id, count(*)::int AS n FROM auth.refresh_session WHERE user_id = ANY($1::int[]) GROUP BY user_id',
+        [sampleUsers(users, count * 2, 11)],
+      );
+      const targets = rows.slice(0, count);
+      const latencies: number[] = [];
+      let revoked = 0;
+      const origin = performance.now();
+      await Promise.all(
+        targets.map(async ({ user_id: userId, n }, i) => {
+          const due = origin + (i * 1000) / rate;
+          await sleep(Math.max(0, due - performance.now()));
+          const started = performance.now();
+          await enqueue(pool, { userId, reason: 'benchmark' });
+          for (;;) {
+            const { rows: left } = await pool.query<{ n: number }>('SELECT count(*)::int AS n FROM auth.refresh_session WHERE user_id = $1', [userId]);
+            if ((left[0]?.n ?? 0) === 0) break;
+            if (performance.now() - started > 60_000) throw new Error(`user ${userId}: rows still there after 60 s`);
+            await sleep(10);
+          }
+          latencies.push(performance.now() - started);
+          revoked += n;
+        }),
+      );
+      const summary = summarize(latencies);
+      ctx.log(`  ${summary.n} revocations: p50 ${summary.p50.toFixed(0)} ms, p99 ${summary.p99.toFixed(0)} ms, max ${summary.max.toFixed(0)} ms`);
+      return {
+        id: '6b',
+        name,
+        rows: revoked,
+        batches: summary,
+        notes: `${summary.n} revocations of one user each (${revoked} sessions); the batch column is enqueue-to-rows-gone latency`,
+      };
+    } finally {
+      await pool.end();
+      await stopWorker(worker.child);
+    }
+  });
+}
