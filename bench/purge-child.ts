@@ -1,7 +1,8 @@
 /**
  * Runs a task of the worker through its real code path, purgeExpired() of src/tasks/purge-expired.ts
  * (or, with SJ_BENCH_TASK=reap-idle, reapIdle() of src/tasks/reap-idle.ts; with SJ_BENCH_TASK=revoke,
- * revoke() of src/tasks/revoke.ts on the request sent with `run`), in a process of its own, so
+ * revoke() of src/tasks/revoke.ts on the request sent with `run`, with SJ_BENCH_REVOKE_IDS and
+ * SJ_BENCH_REVOKE_LANES as its idsPerStatement and lanes when set), in a process of its own, so
  * that its peak RSS is the worker's and not the benchmark's, and so that the refresh workload's
  * timings (another process) do not share an event loop with it.
  *
@@ -45,8 +46,13 @@ async function loadTask(name: string): Promise<Task> {
     const module: Record<string, unknown> = await import(new URL('../src/tasks/revoke.ts', import.meta.url).href);
     const revoke = module.revoke;
     if (typeof revoke !== 'function') throw new Error('src/tasks/revoke.ts exports no revoke()');
+    // The benchmark's knobs of revoke() (RevokeOptions): users or jtis a statement, connections.
+    const knobs = {
+      ...(process.env.SJ_BENCH_REVOKE_IDS ? { idsPerStatement: Number(process.env.SJ_BENCH_REVOKE_IDS) } : {}),
+      ...(process.env.SJ_BENCH_REVOKE_LANES ? { lanes: Number(process.env.SJ_BENCH_REVOKE_LANES) } : {}),
+    };
     return async (c, _options, request) => {
-      const output = (await revoke(c, request)) as { revoked: number };
+      const output = (await revoke(c, request, knobs)) as { revoked: number };
       return { deleted: output.revoked, batches: 0, stoppedBy: 'drained' };
     };
   }
@@ -54,7 +60,9 @@ async function loadTask(name: string): Promise<Task> {
 }
 const task = await loadTask(process.env.SJ_BENCH_TASK ?? 'purge-expired');
 
-const warm = await Promise.all(Array.from({ length: config.purgeConcurrency }, () => pool.connect()));
+// A revocation may work on two connections (src/tasks/revoke.ts): a long-lived worker's pool has them.
+const warmConnections = process.env.SJ_BENCH_TASK === 'revoke' ? 2 : config.purgeConcurrency;
+const warm = await Promise.all(Array.from({ length: warmConnections }, () => pool.connect()));
 for (const client of warm) client.release();
 
 process.once('message', async (message: ParentMessage) => {

@@ -8,6 +8,11 @@
  *   SJ_BENCH_PURGE_VARIANTS  JSON array of extra JANITOR_* settings to run the purge with (default:
  *                            two lanes; synchronous commit), e.g.
  *                            '[{"JANITOR_PURGE_CONCURRENCY":"1"},{"JANITOR_BATCH_TARGET_MS":"10"}]'
+ *   SJ_BENCH_IDLE_VARIANTS   JSON array of extra settings to run the reaper (case 5) with (default
+ *                            none), e.g. '[{"JANITOR_BATCH_MAX_SIZE":"50000"}]'
+ *   SJ_BENCH_REVOKE_VARIANTS JSON array of extra settings to run revoke() (case 6a) with (default:
+ *                            one connection), e.g. '[{"SJ_BENCH_REVOKE_IDS":"500"},{"SJ_BENCH_REVOKE_LANES":"1"}]'
+ *                            (SJ_BENCH_REVOKE_IDS: users a statement; SJ_BENCH_REVOKE_LANES: connections at most)
  *   SJ_BENCH_REPEAT          runs of each of cases 1, 2, 3 and 5, interleaved; the median is reported (default 3)
  *   SJ_BENCH_THROTTLE_ENV    JSON object: the throttled purge of case 4 (default below)
  *   SJ_BENCH_WORKLOAD_EXTRA  JSON array of further purge settings to run beside the workload
@@ -69,6 +74,10 @@ const DEFAULT_VARIANTS = [{ JANITOR_PURGE_CONCURRENCY: '2' }, { JANITOR_PURGE_AS
 const variants = JSON.parse(env.SJ_BENCH_PURGE_VARIANTS ?? JSON.stringify(DEFAULT_VARIANTS)) as Array<Record<string, string>>;
 const workloadExtra = JSON.parse(env.SJ_BENCH_WORKLOAD_EXTRA ?? JSON.stringify(DEFAULT_WORKLOAD_EXTRA)) as Array<Record<string, string>>;
 const throttleEnv = JSON.parse(env.SJ_BENCH_THROTTLE_ENV ?? JSON.stringify(DEFAULT_THROTTLE)) as Record<string, string>;
+const idleVariants = JSON.parse(env.SJ_BENCH_IDLE_VARIANTS ?? '[]') as Array<Record<string, string>>;
+/** revoke() on one connection: what the second one is worth (docs/performance.md). */
+const DEFAULT_REVOKE_VARIANTS = [{ SJ_BENCH_REVOKE_LANES: '1' }];
+const revokeVariants = JSON.parse(env.SJ_BENCH_REVOKE_VARIANTS ?? JSON.stringify(DEFAULT_REVOKE_VARIANTS)) as Array<Record<string, string>>;
 const repeat = Number(env.SJ_BENCH_REPEAT ?? 3);
 const revokeRate = Number(env.SJ_BENCH_REVOKE_RATE ?? 10);
 const revokeSeconds = Number(env.SJ_BENCH_REVOKE_SECONDS ?? 30);
@@ -155,9 +164,11 @@ try {
       () => false,
     );
     if (reaper) {
+      const reap = { SJ_BENCH_TASK: 'reap-idle', JANITOR_IDLE_TIMEOUT: '14d', JANITOR_MAX_RUN_SECONDS: '86400' };
       specs.push(
         idleStatement,
-        workerTask('5', 'the worker: reapIdle(), one full pass', { SJ_BENCH_TASK: 'reap-idle', JANITOR_IDLE_TIMEOUT: '14d', JANITOR_MAX_RUN_SECONDS: '86400' }, '5-ref'),
+        workerTask('5', 'the worker: reapIdle(), one full pass', reap, '5-ref'),
+        ...idleVariants.map((variant, i) => workerTask(`5.${i + 1}`, 'the worker: reapIdle(), one full pass', { ...reap, ...variant }, '5-ref')),
       );
     } else {
       log('case 5: not run, reaper not available');
@@ -167,7 +178,7 @@ try {
   const revocation = selected.has('revoke') ? revocationMissing() : 'not selected';
   if (selected.has('revoke')) {
     if (revocation === null) {
-      specs.push(...revocationSpecs(dataSet.users));
+      specs.push(...revocationSpecs(dataSet.users, revokeVariants));
     } else {
       log(`case 6: not run, ${revocation}`);
       notRun.push(

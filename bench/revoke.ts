@@ -33,8 +33,11 @@ export function sampleUsers(users: number, n: number, seed: number): number[] {
   return [...picked];
 }
 
-/** 6a-ref and 6a: run in the benchmark's rounds like cases 1, 2, 3 and 5. */
-export function revocationSpecs(users: number): CaseSpec[] {
+/**
+ * 6a-ref and 6a, then 6a.1, 6a.2, ... with each variant's settings (SJ_BENCH_REVOKE_IDS,
+ * SJ_BENCH_REVOKE_LANES, JANITOR_*): run in the benchmark's rounds like cases 1, 2, 3 and 5.
+ */
+export function revocationSpecs(users: number, variants: ReadonlyArray<Readonly<Record<string, string>>> = []): CaseSpec[] {
   const count = Math.min(10_000, Math.floor(users / 20));
   const userIds = sampleUsers(users, count, 7);
   const statement = 'DELETE FROM auth.refresh_session WHERE user_id = ANY($1::int[])';
@@ -44,10 +47,12 @@ export function revocationSpecs(users: number): CaseSpec[] {
       name: `revoke ${count.toLocaleString('en')} random users, one statement: \`${statement}\``,
       run: (ctx) => measured(ctx, (db) => oneStatement(db, statement, [userIds])),
     },
-    workerTask('6a', `the worker: revoke() of ${count.toLocaleString('en')} random users in one request`, { SJ_BENCH_TASK: 'revoke' }, '6a-ref', {
-      userIds,
-      reason: 'benchmark',
-    }),
+    ...[{}, ...variants].map((variant, i) =>
+      workerTask(i === 0 ? '6a' : `6a.${i}`, `the worker: revoke() of ${count.toLocaleString('en')} random users in one request`, { SJ_BENCH_TASK: 'revoke', ...variant }, '6a-ref', {
+        userIds,
+        reason: 'benchmark',
+      }),
+    ),
   ];
 }
 

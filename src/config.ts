@@ -43,7 +43,10 @@ export interface Config {
   readonly batchMaxSize: number;
   readonly batchTargetMs: number;
   readonly purgeConcurrency: number;
-  /** The purge commits asynchronously (synchronous_commit off for its batches only). */
+  /**
+   * The purge, the idle reaper and revocations commit asynchronously (synchronous_commit off on
+   * their own connections, for their own transactions only).
+   */
   readonly purgeAsyncCommit: boolean;
   /** Throttle (tasks/throttle.ts): percent of each lane's wall time spent in batches; 100: off. */
   readonly purgeDutyCyclePercent: number;
@@ -232,7 +235,9 @@ const variable = <T>(schema: z.ZodType<T, string>, fallback: string | undefined,
  *   1.4-2.9 ms) and their p99 up two- to six-fold. Raise it to drain a large backlog on a server
  *   with idle cores.
  * - JANITOR_PURGE_ASYNC_COMMIT true: 1.01-1.10 against 0.84-0.86 with synchronous commits; a crash
- *   loses only batches that the next run deletes again (db/sql/purge-expired.ts).
+ *   loses only batches that the next run deletes again (db/sql/purge-expired.ts). It also covers the
+ *   idle reaper's ranges and revocations' statements (db/sql/reap-idle.ts, db/sql/revoke.ts: why
+ *   nothing is skipped or reported done before it is durable), where it measured within the noise.
  * - The throttle (tasks/throttle.ts) is off, but for a pause while a replica lags more than 60 s.
  */
 const VARIABLES = {

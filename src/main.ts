@@ -58,7 +58,8 @@ export async function startWorker(config: Config, log: Logger): Promise<Worker> 
     const database = await openDatabase(config, log);
     releasers.push({ name: 'database', release: () => database.close() });
 
-    // One connection per purge lane and per concurrent revocation, plus one for gauges and pings.
+    // One connection per purge lane and per concurrent revocation, plus two for gauges, pings and the
+    // reaper. A large revocation borrows a second connection only when one is free at that moment.
     const pool = createPool({
       connectionString: database.connectionString,
       max: config.purgeConcurrency + config.revokeConcurrency + 2,

@@ -15,7 +15,7 @@
  * - Latency: the queue has `notify: true` and the worker listens (useListenNotify), so a job sent
  *   by boss.send or session_janitor.enqueue_revocation wakes a worker at once; the 0.5 s poll is the
  *   fallback when the LISTEN connection is down (pg-boss then polls at pollingIntervalSeconds).
- * - Shutdown: a revocation is short and bounded (100000 ids are 100 statements), so a running one
+ * - Shutdown: a revocation is short and bounded (100000 ids are 40 statements), so a running one
  *   is not interrupted by the worker's shutdown: pg-boss's graceful stop waits for it. Only
  *   job.signal stops it between statements (pg-boss gave up on the job: stop timeout, lost claim),
  *   and pg-boss then retries the job.

@@ -14,11 +14,18 @@
  *
  * With an index whose first column is last_used_at (a DBA's choice), the run deletes the idle rows
  * in batches through that index instead and keeps no position: the idle rows are one index range.
+ *
+ * A run works on one pooled connection of its own: its prepared statements and, with
+ * JANITOR_PURGE_ASYNC_COMMIT (the default), asynchronous commit, reset before the connection goes
+ * back to the pool (what a crash can lose then, and why nothing is skipped: db/sql/reap-idle.ts,
+ * ASYNC_COMMIT).
  */
 import type pg from 'pg';
 import type { QualifiedName } from '../config.ts';
 import { SQLSTATE, sqlState } from '../db/errors.ts';
 import {
+  addPassDeleted,
+  ASYNC_COMMIT,
   countIdle,
   findIdleIndex,
   positionKey,
@@ -27,6 +34,7 @@ import {
   reapRange,
   reapRangeSkipLocked,
   reapThroughIndex,
+  RESET_COMMIT,
   startPass,
 } from '../db/sql/reap-idle.ts';
 import { AdaptiveBatchSize, RunBudget, type RunOptions, type RunOutput, type StoppedBy } from './batching.ts';
@@ -59,56 +67,79 @@ export async function reapIdle(ctx: TaskContext, options: RunOptions = {}): Prom
   const budget = new RunBudget(ctx.config.maxRunSeconds, ctx.config.maxRunRows, options.signal);
   const strategy = await detectStrategy(ctx);
   logStrategyOnce(ctx, strategy);
-  return strategy.kind === 'index'
-    ? reapWithIndex(ctx, idleSeconds, budget, options)
-    : walkRanges(ctx, idleSeconds, budget, options);
+  const asyncCommit = ctx.config.purgeAsyncCommit;
+  const client = await ctx.pool.connect();
+  let broken: unknown;
+  try {
+    if (asyncCommit) await client.query(ASYNC_COMMIT);
+    return strategy.kind === 'index'
+      ? await reapWithIndex(ctx, client, idleSeconds, budget, options)
+      : await walkRanges(ctx, client, idleSeconds, budget, options);
+  } catch (error) {
+    broken = error;
+    throw error;
+  } finally {
+    // A connection whose run failed is closed rather than returned with the reaper's settings.
+    if (broken === undefined && asyncCommit) await client.query(RESET_COMMIT).catch((error: unknown) => (broken = error));
+    client.release(broken === undefined ? undefined : broken instanceof Error ? broken : true);
+  }
 }
 
-interface RangeResult {
-  readonly deleted: number;
-  readonly moved: boolean;
-}
-
-async function walkRanges(ctx: TaskContext, idleSeconds: number, budget: RunBudget, options: RunOptions): Promise<RunOutput> {
-  const { pool, config, metrics } = ctx;
+async function walkRanges(ctx: TaskContext, client: pg.PoolClient, idleSeconds: number, budget: RunBudget, options: RunOptions): Promise<RunOutput> {
+  const { config, metrics } = ctx;
   const table = config.sessionTable;
   const key = positionKey(table);
   const size = new AdaptiveBatchSize(config.batchSize, config.batchMinSize, config.batchMaxSize, config.batchTargetMs);
-  let position = await beginPass(ctx);
+  let position = await beginPass(ctx, client);
   const fractionAtStart = position.fraction;
   let deleted = 0;
   let batches = 0;
+  // Rows of this walker's last range that moved the position, not yet in pass_deleted: the next
+  // range's statement adds them, or addPassDeleted at the end (db/sql/reap-idle.ts).
+  let uncounted = 0;
 
-  const runRange = async (from: number, to: number): Promise<RangeResult> => {
-    const values = [key, position.pass, from, to, idleSeconds];
+  const runRange = async (from: number, to: number): Promise<number> => {
+    const values = [key, position.pass, from, to, idleSeconds, uncounted];
     const started = performance.now();
     try {
-      const { rows } = await pool.query<RangeResult>({ ...reapRange(table), values });
-      return rows[0] ?? { deleted: 0, moved: false };
+      return (await client.query({ ...reapRange(table), values })).rowCount ?? 0;
     } catch (error) {
       if (sqlState(error) !== SQLSTATE.lockNotAvailable) throw error;
       // A transaction holds an idle row of this range for longer than lock_timeout: take the rest of
       // the range, leave that row to the next pass.
       metrics.errors.inc({ kind: 'lock-timeout' });
-      const { rows } = await pool.query<RangeResult>({ ...reapRangeSkipLocked(table), values });
-      return rows[0] ?? { deleted: 0, moved: false };
+      return (await client.query({ ...reapRangeSkipLocked(table), values })).rowCount ?? 0;
     } finally {
       metrics.batchDuration.observe({ task: 'reap-idle' }, (performance.now() - started) / 1000);
     }
   };
 
+  /** Adds the uncounted rows to the pass they were deleted in. */
+  const settleCount = async () => {
+    if (uncounted === 0) return;
+    await client.query({ ...addPassDeleted(table), values: [key, position.pass, uncounted] });
+    uncounted = 0;
+  };
+
+  let stoppedBy: StoppedBy;
   for (;;) {
-    if (position.lastId >= position.endId) return { deleted, batches, stoppedBy: 'drained' };
+    if (position.lastId >= position.endId) {
+      stoppedBy = 'drained';
+      break;
+    }
     const stop: StoppedBy | null = budget.stopReason(deleted);
-    if (stop !== null) return { deleted, batches, stoppedBy: stop };
+    if (stop !== null) {
+      stoppedBy = stop;
+      break;
+    }
     // A range holds at most as many rows as ids: capping the width keeps the row budget exact.
     const width = Math.max(1, Math.min(size.size, budget.rowsLeft(deleted)));
     const from = position.lastId;
     const to = Math.min(from + width, position.endId);
     const started = performance.now();
-    let result: RangeResult;
+    let rangeDeleted: number;
     try {
-      result = await runRange(from, to);
+      rangeDeleted = await runRange(from, to);
     } catch (error) {
       if (sqlState(error) === SQLSTATE.queryCanceled && !size.atMinimum) {
         metrics.errors.inc({ kind: 'batch-timeout' });
@@ -119,27 +150,35 @@ async function walkRanges(ctx: TaskContext, idleSeconds: number, budget: RunBudg
     }
     const durationMs = performance.now() - started;
     size.record(to - from, durationMs);
-    options.onBatch?.({ rows: result.deleted, durationMs });
-    deleted += result.deleted;
+    options.onBatch?.({ rows: rangeDeleted, durationMs });
+    deleted += rangeDeleted;
     batches += 1;
-    metrics.sessionsDeleted.inc({ reason: 'idle' }, result.deleted);
-    if (result.moved) {
-      position = withFraction({ ...position, lastId: to, passDeleted: position.passDeleted + result.deleted });
+    metrics.sessionsDeleted.inc({ reason: 'idle' }, rangeDeleted);
+    // Rows deleted: the position moved with them. None: no idle row in the range, or another
+    // walker moved the position (then the delete read nothing); the position says which.
+    const current = rangeDeleted > 0 ? undefined : await loadPosition(client, key, table);
+    const moved = current === undefined || (current !== null && current.pass === position.pass && current.lastId === to);
+    if (moved) {
+      position = withFraction({ ...position, lastId: to, passDeleted: position.passDeleted + rangeDeleted });
+      uncounted = rangeDeleted;
     } else {
       // Another walker moved the position: go on from where it stands now.
-      position = (await loadPosition(pool, key, table)) ?? (await beginPass(ctx));
+      await settleCount();
+      position = current ?? (await beginPass(ctx, client));
     }
     options.onProgress?.({ deleted, batches, elapsedMs: budget.elapsedMs, fraction: position.fraction, fractionAtStart });
   }
+  await settleCount();
+  return { deleted, batches, stoppedBy };
 }
 
-async function reapWithIndex(ctx: TaskContext, idleSeconds: number, budget: RunBudget, options: RunOptions): Promise<RunOutput> {
-  const { pool, config, metrics } = ctx;
+async function reapWithIndex(ctx: TaskContext, client: pg.PoolClient, idleSeconds: number, budget: RunBudget, options: RunOptions): Promise<RunOutput> {
+  const { config, metrics } = ctx;
   const statement = reapThroughIndex(config.sessionTable);
   const size = new AdaptiveBatchSize(config.batchSize, config.batchMinSize, config.batchMaxSize, config.batchTargetMs);
   let cursor = '-infinity';
   const reapBatchThroughIndex = async (limit: number, skipHeld: boolean) => {
-    const { rows } = await pool.query<{ deleted: number; cursor: string | null }>({ ...statement, values: [idleSeconds, limit, cursor, skipHeld] });
+    const { rows } = await client.query<{ deleted: number; cursor: string | null }>({ ...statement, values: [idleSeconds, limit, cursor, skipHeld] });
     return rows[0] ?? { deleted: 0, cursor: null };
   };
   let deleted = 0;
@@ -203,16 +242,16 @@ function logStrategyOnce({ pool, config, log }: TaskContext, strategy: ReapStrat
 }
 
 /** The table's position, starting a new pass first when there is none or the last one is finished. */
-async function beginPass({ pool, config }: TaskContext): Promise<ReapPosition> {
+async function beginPass({ config }: TaskContext, client: pg.ClientBase): Promise<ReapPosition> {
   const key = positionKey(config.sessionTable);
-  const { rows } = await pool.query<PositionRow>({ ...startPass(config.sessionTable), values: [key] }).catch((error: unknown) => {
+  const { rows } = await client.query<PositionRow>({ ...startPass(config.sessionTable), values: [key] }).catch((error: unknown) => {
     // The position table is missing (not the session table): the schema predates migration 2.
     if (sqlState(error) !== SQLSTATE.undefinedTable || !(error instanceof Error && error.message.includes('reap_position'))) throw error;
     throw new Error(`${REAP_POSITION_TABLE} does not exist: run \`session-janitor migrate\` (schema version 2 or later)`, { cause: error });
   });
   const started = rows[0];
   if (started !== undefined) return toPosition(started);
-  const position = await loadPosition(pool, key, config.sessionTable);
+  const position = await loadPosition(client, key, config.sessionTable);
   if (position === null) throw new Error(`the reap position of ${key} vanished while starting a pass`);
   return position;
 }
@@ -222,8 +261,8 @@ export async function readReapPosition({ pool, config }: TaskContext): Promise<R
   return loadPosition(pool, positionKey(config.sessionTable), config.sessionTable);
 }
 
-async function loadPosition(pool: pg.Pool, key: string, table: QualifiedName): Promise<ReapPosition | null> {
-  const { rows } = await pool.query<PositionRow>({ ...readPosition(table), values: [key] });
+async function loadPosition(db: pg.Pool | pg.ClientBase, key: string, table: QualifiedName): Promise<ReapPosition | null> {
+  const { rows } = await db.query<PositionRow>({ ...readPosition(table), values: [key] });
   const row = rows[0];
   return row === undefined ? null : toPosition(row);
 }

@@ -18,17 +18,33 @@
  * it, so the auth service's refreshes of those sessions would wait too.
  *
  * A statement timeout (57014) halves the chunk (or range) and retries; at one id it is thrown.
+ *
+ * Connections: a revocation works on a pooled connection of its own for the job, whose commits are
+ * asynchronous (JANITOR_PURGE_ASYNC_COMMIT, the default; why a completed revocation is durable all
+ * the same: db/sql/revoke.ts, ASYNC_COMMIT), reset before it goes back to the pool. A request of
+ * more than one statement also takes a second connection (at most LANES in all) when the pool has
+ * one free at once: the two take the next chunk (or range) in turn from the same list, so they
+ * never work on the same users, jtis or ids, and each statement still locks its rows in id order.
+ * A single DELETE uses one core of the server; two connections on disjoint chunks use two
+ * (docs/performance.md). The second connection never makes anybody wait: it is not taken when
+ * another task waits for the pool, and it is given back, between two statements, as soon as one
+ * does. A lane that fails (after its retries) stops the others before their next statement; the
+ * job then fails with that error and pg-boss retries it (what was done stays done).
  */
+import type pg from 'pg';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SQLSTATE, sqlState } from '../db/errors.ts';
-import { revokeByJtis, revokeByUsers, revokeIdRange, sessionIdBounds } from '../db/sql/revoke.ts';
+import { ASYNC_COMMIT, RESET_COMMIT, revokeByJtis, revokeByUsers, revokeIdRange, sessionIdBounds } from '../db/sql/revoke.ts';
 import type { Statement } from '../db/sql/identifiers.ts';
 import type { RevokeRequest } from '../revoke-request.ts';
 import { AdaptiveBatchSize } from './batching.ts';
 import type { TaskContext } from './context.ts';
 
-/** Users or jtis per statement: 1000 users ran at 0.66 of one statement's speed, p50 77 ms (notes). */
-export const IDS_PER_STATEMENT = 1000;
+/** Users or jtis per statement at most (docs/performance.md: measured from 500 to 5000). */
+export const IDS_PER_STATEMENT = 2500;
+
+/** Connections one revocation works on at most (docs/performance.md). */
+export const LANES = 2;
 
 export interface LockRetryPolicy {
   /** Tries of one statement in all (the first included) before the error is thrown. */
@@ -59,6 +75,10 @@ export interface RevokeOptions {
   /** Called before each retry of a statement. */
   readonly onRetry?: (retry: { cause: RetryCause; attempt: number; delayMs: number }) => void;
   readonly lockRetry?: LockRetryPolicy;
+  /** Users or jtis per statement (IDS_PER_STATEMENT): for the benchmark and tests. */
+  readonly idsPerStatement?: number;
+  /** Connections at most (LANES): for the benchmark and tests. */
+  readonly lanes?: number;
 }
 
 export interface RevokeOutput {
@@ -79,6 +99,105 @@ export async function revoke(ctx: TaskContext, request: RevokeRequest, options: 
   return { revoked: run.revoked };
 }
 
+/**
+ * The statements of one request, as units of work that the lanes take in turn. A unit that hit
+ * statement_timeout goes back smaller (shrink), or cannot (then the error is thrown).
+ */
+interface WorkList<W> {
+  take(): W | undefined;
+  /** Whether take() would return a unit now. */
+  more(): boolean;
+  shrink(unit: W): boolean;
+  done(unit: W, durationMs: number): void;
+}
+
+/**
+ * Chunks of at most maxSize items, in order; halved after a statement timeout. More than one chunk:
+ * their number is rounded up to a multiple of the lanes, all of (nearly) the same size, so that
+ * the lanes end together rather than one of them doing the last chunk alone.
+ */
+class Chunks<T> implements WorkList<T[]> {
+  #next = 0;
+  #size: number;
+  /** Pieces of a chunk that timed out, to be taken first (the last one first). */
+  readonly #returned: T[][] = [];
+  readonly #items: readonly T[];
+
+  constructor(items: readonly T[], maxSize: number, lanes: number) {
+    this.#items = items;
+    const max = Math.max(1, maxSize);
+    const chunks = Math.ceil(items.length / max);
+    this.#size = chunks <= 1 ? max : Math.ceil(items.length / (Math.ceil(chunks / lanes) * lanes));
+  }
+
+  take(): T[] | undefined {
+    const returned = this.#returned.pop();
+    if (returned !== undefined) return returned;
+    if (this.#next >= this.#items.length) return undefined;
+    const chunk = this.#items.slice(this.#next, this.#next + this.#size);
+    this.#next += chunk.length;
+    return chunk;
+  }
+
+  more(): boolean {
+    return this.#returned.length > 0 || this.#next < this.#items.length;
+  }
+
+  shrink(chunk: T[]): boolean {
+    if (chunk.length <= 1) return false;
+    this.#size = Math.min(this.#size, Math.floor(chunk.length / 2));
+    for (let end = chunk.length; end > 0; end -= this.#size) this.#returned.push(chunk.slice(Math.max(0, end - this.#size), end));
+    return true;
+  }
+
+  done(): void {}
+}
+
+interface IdRange {
+  readonly lower: number;
+  readonly upper: number;
+}
+
+/** Primary-key ranges [lower, upper) from lo to hi, their width adapting (in ids, not rows). */
+class IdRanges implements WorkList<IdRange> {
+  #lower: number;
+  readonly #hi: number;
+  readonly #width: AdaptiveBatchSize;
+  readonly #returned: IdRange[] = [];
+
+  constructor(lo: number, hi: number, width: AdaptiveBatchSize) {
+    this.#lower = lo;
+    this.#hi = hi;
+    this.#width = width;
+  }
+
+  take(): IdRange | undefined {
+    const returned = this.#returned.pop();
+    if (returned !== undefined) return returned;
+    if (this.#lower > this.#hi) return undefined;
+    const range = { lower: this.#lower, upper: Math.min(this.#lower + this.#width.size, this.#hi + 1) };
+    this.#lower = range.upper;
+    return range;
+  }
+
+  more(): boolean {
+    return this.#returned.length > 0 || this.#lower <= this.#hi;
+  }
+
+  shrink(range: IdRange): boolean {
+    if (this.#width.atMinimum) return false;
+    this.#width.timedOut();
+    const step = this.#width.size;
+    for (let end = range.upper; end > range.lower; end -= step) this.#returned.push({ lower: Math.max(range.lower, end - step), upper: end });
+    return true;
+  }
+
+  done(range: IdRange, durationMs: number): void {
+    // The ids scanned, not the rows deleted, teach the width: the scan is most of the cost.
+    this.#width.record(range.upper - range.lower, durationMs);
+  }
+}
+
 class Revocation {
   revoked = 0;
   batches = 0;
@@ -94,72 +213,125 @@ class Revocation {
 
   async byUsers(userIds: readonly number[], exceptJti: string | null, issuedBefore: string | null): Promise<void> {
     const statement = revokeByUsers(this.#ctx.config.sessionTable);
-    await this.#chunked(userIds, (chunk) => this.#statement(statement, [chunk, exceptJti, issuedBefore]));
+    await this.#lanes(this.#chunks(userIds), (client, chunk) =>
+      this.#statement(client, statement, [chunk, exceptJti, issuedBefore]),
+    );
   }
 
   async byJtis(jtis: readonly string[]): Promise<void> {
     const statement = revokeByJtis(this.#ctx.config.sessionTable);
-    await this.#chunked(jtis, (chunk) => this.#statement(statement, [chunk]));
+    await this.#lanes(this.#chunks(jtis), (client, chunk) => this.#statement(client, statement, [chunk]));
   }
 
   async byIdRanges(issuedBefore: string): Promise<void> {
-    const { pool, config, metrics } = this.#ctx;
+    const { pool, config } = this.#ctx;
     const { rows } = await pool.query<{ lo: number | null; hi: number | null }>(sessionIdBounds(config.sessionTable));
     const lo = rows[0]?.lo ?? null;
     const hi = rows[0]?.hi ?? null;
     if (lo === null || hi === null) return;
     const statement = revokeIdRange(config.sessionTable);
     const width = new AdaptiveBatchSize(config.batchSize, config.batchMinSize, config.batchMaxSize, config.batchTargetMs);
-    for (let lower = lo; lower <= hi; ) {
-      this.#throwIfAborted();
-      const upper = Math.min(lower + width.size, hi + 1);
-      const started = performance.now();
-      try {
-        await this.#statement(statement, [lower, upper, issuedBefore]);
-      } catch (error) {
-        if (sqlState(error) === SQLSTATE.queryCanceled && !width.atMinimum && !this.#aborted) {
-          metrics.errors.inc({ kind: 'batch-timeout' });
-          this.#options.onRetry?.({ cause: 'statement-timeout', attempt: 1, delayMs: 0 });
-          width.timedOut();
-          continue;
-        }
-        throw error;
-      }
-      // The ids scanned, not the rows deleted, teach the width: the scan is most of the cost.
-      width.record(upper - lower, performance.now() - started);
-      lower = upper;
-    }
+    await this.#lanes(new IdRanges(lo, hi, width), (client, range) => this.#statement(client, statement, [range.lower, range.upper, issuedBefore]));
   }
 
-  /** Runs chunks of at most IDS_PER_STATEMENT items, halving the chunk after a statement timeout. */
-  async #chunked<T>(items: readonly T[], run: (chunk: T[]) => Promise<void>): Promise<void> {
-    let size = IDS_PER_STATEMENT;
-    for (let i = 0; i < items.length; ) {
-      this.#throwIfAborted();
-      const chunk = items.slice(i, i + size);
-      try {
-        await run(chunk);
-      } catch (error) {
-        if (sqlState(error) === SQLSTATE.queryCanceled && size > 1 && !this.#aborted) {
-          this.#ctx.metrics.errors.inc({ kind: 'batch-timeout' });
-          this.#options.onRetry?.({ cause: 'statement-timeout', attempt: 1, delayMs: 0 });
-          size = Math.max(1, Math.floor(size / 2));
-          continue;
+  #chunks<T>(items: readonly T[]): Chunks<T> {
+    return new Chunks(items, this.#options.idsPerStatement ?? IDS_PER_STATEMENT, this.#maxLanes);
+  }
+
+  get #maxLanes(): number {
+    return Math.max(1, this.#options.lanes ?? LANES);
+  }
+
+  /**
+   * Runs every unit of work on the job's connection and, while the pool can spare one, on a second
+   * (see the top of this file). A statement timeout shrinks the unit and puts it back.
+   */
+  async #lanes<W>(work: WorkList<W>, run: (client: pg.PoolClient, unit: W) => Promise<void>): Promise<void> {
+    const { pool, metrics } = this.#ctx;
+    const first = work.take();
+    if (first === undefined) return;
+    // A failing lane stops the others before their next statement.
+    const failed = new AbortController();
+
+    const lane = async (client: pg.PoolClient, initial: W | undefined, helper: boolean) => {
+      for (let unit = initial ?? work.take(); unit !== undefined; unit = work.take()) {
+        if (failed.signal.aborted) return;
+        this.#throwIfAborted();
+        const started = performance.now();
+        try {
+          await run(client, unit);
+        } catch (error) {
+          if (sqlState(error) === SQLSTATE.queryCanceled && !this.#aborted && work.shrink(unit)) {
+            metrics.errors.inc({ kind: 'batch-timeout' });
+            this.#options.onRetry?.({ cause: 'statement-timeout', attempt: 1, delayMs: 0 });
+            continue;
+          }
+          throw error;
         }
-        throw error;
+        work.done(unit, performance.now() - started);
+        // Somebody waits for a connection of the pool: a helper gives its own back.
+        if (helper && pool.waitingCount > 0) return;
       }
-      i += chunk.length;
+    };
+    const stopOthers = (error: unknown) => {
+      failed.abort();
+      throw error;
+    };
+
+    const helpers: Array<Promise<void>> = [];
+    // Helpers once the job has its own connection, while work is left after the first unit, and on
+    // a connection the pool can spare now. A helper that cannot connect is no failure: the job's own
+    // connection does its share.
+    const startHelpers = () => {
+      for (let i = 1; i < this.#maxLanes && work.more() && spareConnection(pool); i += 1) {
+        helpers.push(
+          pool.connect().then(
+            (client) => this.#onConnection(client, () => lane(client, undefined, true)).catch(stopOthers),
+            (error: unknown) => this.#ctx.log.debug({ err: { message: error instanceof Error ? error.message : String(error) } }, 'revocation: no second connection'),
+          ),
+        );
+      }
+    };
+    const main = pool
+      .connect()
+      .then((client) => {
+        startHelpers();
+        return this.#onConnection(client, () => lane(client, first, false));
+      })
+      .catch(stopOthers);
+    // The helpers are started (synchronously) before the job's own lane runs its first statement.
+    const results = [...(await Promise.allSettled([main])), ...(await Promise.allSettled(helpers))];
+    const failure = results.find((r) => r.status === 'rejected');
+    if (failure) throw failure.reason;
+  }
+
+  /** Runs fn on client with the revocation's session settings, then gives the client back. */
+  async #onConnection(client: pg.PoolClient, fn: () => Promise<void>): Promise<void> {
+    const asyncCommit = this.#ctx.config.purgeAsyncCommit;
+    let broken: unknown;
+    try {
+      if (asyncCommit) await client.query(ASYNC_COMMIT);
+      await fn();
+    } catch (error) {
+      broken = error;
+      throw error;
+    } finally {
+      // After an error from the server (a lock timeout past its retries) or an abort between
+      // statements the connection is sound (autocommit: no transaction is left open); after any
+      // other error, or when the reset fails, it is closed rather than returned with our settings.
+      let sound = broken === undefined || /^[0-9A-Z]{5}$/.test(sqlState(broken) ?? '') || this.#aborted;
+      if (sound && asyncCommit) sound = await client.query(RESET_COMMIT).then(() => true, () => false);
+      client.release(sound ? undefined : broken instanceof Error ? broken : true);
     }
   }
 
   /** One delete statement, retried after lock timeouts and deadlocks; counts what it deleted. */
-  async #statement(statement: Statement, values: unknown[]): Promise<void> {
-    const { pool, metrics } = this.#ctx;
+  async #statement(client: pg.PoolClient, statement: Statement, values: unknown[]): Promise<void> {
+    const { metrics } = this.#ctx;
     for (let attempt = 1; ; attempt += 1) {
       const started = performance.now();
       try {
-        const { rows } = await pool.query<{ revoked: number }>({ ...statement, values });
-        const revoked = rows[0]?.revoked ?? 0;
+        const revoked = (await client.query({ ...statement, values })).rowCount ?? 0;
         this.revoked += revoked;
         this.batches += 1;
         metrics.sessionsDeleted.inc({ reason: 'revoked' }, revoked);
@@ -187,6 +359,11 @@ class Revocation {
   #throwIfAborted(): void {
     this.#options.signal?.throwIfAborted();
   }
+}
+
+/** Whether pool.connect() would not wait: nobody waits, and a connection is idle or may be opened. */
+function spareConnection(pool: pg.Pool): boolean {
+  return pool.waitingCount === 0 && (pool.idleCount > 0 || pool.totalCount < (pool.options.max ?? 10));
 }
 
 /** Exponential from baseDelayMs, capped, with jitter (50-100 %) so that retries do not march in step. */

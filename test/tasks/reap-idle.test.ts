@@ -197,6 +197,45 @@ describe('reap-idle', () => {
     assert.equal(at?.finished, false);
   });
 
+  test('a position moved by another walker: the range statement deletes nothing, the walk goes on from where the position stands', async () => {
+    await reset();
+    const rows = await insertSessions(db.pool, Array.from({ length: 500 }, () => ({ expiresIn: DAY, idleFor: 2 * HOUR })));
+    let moved: Promise<unknown> | undefined;
+    // After the first range, "another walker" takes the next 100 ids (here: only moves the position).
+    const { output } = await reap(width(50), {
+      onBatch: () => {
+        moved ??= db.pool.query('UPDATE session_janitor.reap_position SET last_id = last_id + 100 WHERE table_name = $1', [positionKey(TABLE)]);
+      },
+    });
+    await moved;
+    assert.deepEqual(output.stoppedBy, 'drained');
+    assert.equal(output.deleted, 400, 'the 100 ids the other walker took were left to it');
+    assert.equal((await remainingIds(db.pool)).length, 100);
+    assert.deepEqual(await position(), { pass: 1, first_id: (rows[0]?.id ?? 0) - 1, last_id: rows.at(-1)?.id, end_id: rows.at(-1)?.id, finished: true, pass_deleted: 400 });
+  });
+
+  test('a run works on one connection and gives it back with the server\'s synchronous_commit', async () => {
+    await reset();
+    await insertSessions(db.pool, Array.from({ length: 300 }, (_, i) => ({ expiresIn: DAY, idleFor: i % 2 === 0 ? 2 * HOUR : 0 })));
+    const ctx = taskContext(testConfig(db.url, { JANITOR_IDLE_TIMEOUT: '1h', ...width(50) }));
+    let inUse = 0;
+    try {
+      const output = await reapIdle(ctx, { onBatch: () => (inUse = Math.max(inUse, ctx.pool.totalCount - ctx.pool.idleCount)) });
+      assert.deepEqual(output, { deleted: 150, batches: 6, stoppedBy: 'drained' });
+      assert.equal(inUse, 1);
+      assert.equal(ctx.pool.idleCount, ctx.pool.totalCount);
+      const clients = await Promise.all(Array.from({ length: ctx.pool.totalCount }, () => ctx.pool.connect()));
+      try {
+        for (const client of clients) assert.equal((await client.query<{ synchronous_commit: string }>('SHOW synchronous_commit')).rows[0]?.synchronous_commit, 'on');
+      } finally {
+        for (const client of clients) client.release();
+      }
+    } finally {
+      await ctx.pool.end();
+    }
+    assert.equal((await position())?.pass_deleted, 150);
+  });
+
   test('a refresh that commits while the delete waits for its row keeps the row (EvalPlanQual re-check)', async () => {
     await reset();
     const rows = await insertSessions(db.pool, [
@@ -298,7 +337,7 @@ describe('reap-idle', () => {
     const lo = rows[0]?.lo ?? 0;
     for (const statement of [reapRange(TABLE), reapRangeSkipLocked(TABLE)]) {
       for (const generic of [false, true]) {
-        const plan = await explain(statement, [positionKey(TABLE), 1, lo + 10_000, lo + 15_000, HOUR], generic);
+        const plan = await explain(statement, [positionKey(TABLE), 1, lo + 10_000, lo + 15_000, HOUR, 0], generic);
         const scans = sessionScans(plan);
         assert.ok(scans.length > 0, JSON.stringify(plan));
         assert.ok(scans.every((scan) => scan['Node Type'] !== 'Seq Scan'), `${statement.name} (generic: ${generic}) scans the table: ${JSON.stringify(plan)}`);

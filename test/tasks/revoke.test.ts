@@ -7,7 +7,7 @@ import { revokeByJtis, revokeByUsers, revokeIdRange } from '../../src/db/sql/rev
 import { createMetrics } from '../../src/metrics.ts';
 import { validateRevokeRequest } from '../../src/revoke-request.ts';
 import type { TaskContext } from '../../src/tasks/context.ts';
-import { revoke, type RetryCause, type RevokeOptions } from '../../src/tasks/revoke.ts';
+import { IDS_PER_STATEMENT, revoke, type RetryCause, type RevokeOptions } from '../../src/tasks/revoke.ts';
 import {
   createTestDatabase,
   insertSessions,
@@ -141,16 +141,109 @@ describe('revoke', () => {
     await assertRemaining(fresh);
   });
 
-  test('more than 1000 users or jtis are chunked into several statements', async () => {
+  test('more users or jtis than a statement takes are chunked into several statements, as many as the lanes can share evenly', async () => {
     await reset();
-    const sessions = await insertSessions(db.pool, Array.from({ length: 2500 }, () => ({ expiresIn: 86_400 })));
-    const byUsers = await run({ userIds: usersOf(sessions.slice(0, 2100)), reason: 'admin' });
-    assert.deepEqual(byUsers.output, { revoked: 2100 });
-    assert.equal(byUsers.batches, 3);
-    const byJtis = await run({ jtis: sessions.slice(2100).map((s) => s.jti), reason: 'admin' });
+    const sessions = await insertSessions(db.pool, Array.from({ length: 4700 }, () => ({ expiresIn: 86_400 })));
+    // One connection: chunks of at most 1000, in order.
+    const oneLane = await run({ userIds: usersOf(sessions.slice(0, 2100)), reason: 'admin' }, {}, { idsPerStatement: 1000, lanes: 1 });
+    assert.deepEqual(oneLane.output, { revoked: 2100 });
+    assert.equal(oneLane.batches, 3);
+    // Two: 3 chunks of at most 1000 become 4 of 525, two for each connection.
+    const twoLanes = await run({ userIds: usersOf(sessions.slice(2100, 4200)), reason: 'admin' }, {}, { idsPerStatement: 1000, lanes: 2 });
+    assert.deepEqual(twoLanes.output, { revoked: 2100 });
+    assert.equal(twoLanes.batches, 4);
+    const byJtis = await run({ jtis: sessions.slice(4200, 4600).map((s) => s.jti), reason: 'admin' }, {}, { idsPerStatement: 1000 });
     assert.deepEqual(byJtis.output, { revoked: 400 });
     assert.equal(byJtis.batches, 1);
+    // The default: IDS_PER_STATEMENT a statement.
+    const byDefault = await run({ jtis: sessions.slice(4600).map((s) => s.jti), reason: 'admin' });
+    assert.deepEqual(byDefault.output, { revoked: 100 });
+    assert.equal(byDefault.batches, Math.ceil(100 / IDS_PER_STATEMENT));
     assert.deepEqual(await remainingIds(db.pool), []);
+  });
+
+  test('a large request works on two connections at once, counts every row once, and leaves its connections as it found them', async () => {
+    await reset();
+    const sessions = await insertSessions(db.pool, Array.from({ length: 600 }, (_, i) => ({ expiresIn: 86_400, user: i % 300 })));
+    const ctx = taskContext(testConfig(db.url));
+    let inUse = 0;
+    try {
+      const output = await revoke(ctx, { userIds: usersOf(sessions), reason: 'admin' }, {
+        idsPerStatement: 10,
+        onProgress: () => (inUse = Math.max(inUse, ctx.pool.totalCount - ctx.pool.idleCount)),
+      });
+      assert.deepEqual(output, { revoked: 600 });
+      assert.equal(inUse, 2, 'two connections at once');
+      assert.equal(ctx.pool.idleCount, ctx.pool.totalCount, 'both given back');
+      // Every connection of the pool is back to the server's synchronous_commit.
+      const clients = await Promise.all(Array.from({ length: ctx.pool.totalCount }, () => ctx.pool.connect()));
+      try {
+        for (const client of clients) assert.equal((await client.query<{ synchronous_commit: string }>('SHOW synchronous_commit')).rows[0]?.synchronous_commit, 'on');
+      } finally {
+        for (const client of clients) client.release();
+      }
+    } finally {
+      await ctx.pool.end();
+    }
+    assert.deepEqual(await remainingIds(db.pool), []);
+  });
+
+  test('the second connection is given back, between two statements, as soon as somebody waits for the pool', async () => {
+    await reset();
+    const sessions = await insertSessions(db.pool, Array.from({ length: 400 }, (_, i) => ({ expiresIn: 86_400, user: i })));
+    const config = testConfig(db.url);
+    const ctx: TaskContext = {
+      pool: createPool({ connectionString: db.url, max: 2, statementTimeoutMs: config.statementTimeoutMs, lockTimeoutMs: config.lockTimeoutMs }),
+      config,
+      metrics: createMetrics(),
+      log: silentLogger(),
+    };
+    let waiting: Promise<number> | undefined;
+    let batches = 0;
+    try {
+      const output = await revoke(ctx, { userIds: usersOf(sessions), reason: 'admin' }, {
+        idsPerStatement: 5,
+        onProgress: (p) => {
+          batches = p.batches;
+          // Both connections are the revocation's: another task asks for one.
+          if (waiting === undefined && ctx.pool.idleCount === 0 && ctx.pool.totalCount === 2) {
+            waiting = ctx.pool.connect().then((client) => {
+              client.release();
+              return batches;
+            });
+          }
+        },
+      });
+      assert.deepEqual(output, { revoked: 400 });
+      assert.ok(waiting, 'the revocation never held both connections');
+      const servedAfter = await waiting;
+      assert.ok(servedAfter < 80, `the waiting task got a connection after ${servedAfter} of 80 statements`);
+    } finally {
+      await ctx.pool.end();
+    }
+  });
+
+  test('a lane that fails stops the other; the job fails (for pg-boss to retry) and no locked row is skipped', async () => {
+    const sessions = await fixture();
+    const [a] = usersOf(sessions);
+    const locked = sessions.find((s) => s.userId === a);
+    assert.ok(locked);
+    const holder = new pg.Client({ connectionString: db.url });
+    await holder.connect();
+    try {
+      await holder.query('BEGIN');
+      await holder.query('UPDATE auth.refresh_session SET last_used_at = now() WHERE id = $1', [locked.id]);
+      await assert.rejects(
+        run({ userIds: usersOf(sessions), reason: 'r' }, { JANITOR_LOCK_TIMEOUT: '50ms' }, { idsPerStatement: 1, lockRetry: { attempts: 3, baseDelayMs: 10, maxDelayMs: 20 } }),
+        (error: unknown) => typeof error === 'object' && error !== null && 'code' in error && error.code === '55P03',
+      );
+      assert.ok((await remainingIds(db.pool)).includes(locked.id), 'the locked row was not skipped');
+      assert.equal(sessions.filter((s) => s.userId === a).length, (await db.pool.query('SELECT 1 FROM auth.refresh_session WHERE user_id = $1', [a])).rowCount, "user a's statement rolled back whole");
+      await holder.query('COMMIT');
+    } finally {
+      await holder.end();
+    }
+    assert.deepEqual((await run({ userId: a, reason: 'r' })).output, { revoked: 3 });
   });
 
   test('idempotent: the same request again leaves the same table and revokes 0', async () => {

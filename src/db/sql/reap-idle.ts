@@ -10,6 +10,24 @@
  * moves in the same statement as the delete of its range (a data-modifying CTE), so the two commit
  * or roll back together: a kill -9 loses no range and never skips one.
  *
+ * The shape of a range statement (no RETURNING: docs/performance.md):
+ *
+ *   WITH moved AS (UPDATE reap_position ... WHERE <still where this walker read it> RETURNING 1)
+ *   DELETE FROM t WHERE <range> AND <idle> AND EXISTS (SELECT 1 FROM moved)
+ *
+ * The CTE runs once, to completion, before the delete reads its output; the EXISTS is a one-time
+ * filter (an InitPlan): when another walker moved the position, the delete reads nothing. The
+ * statement's command tag (rowCount) is the delete's. `DELETE ... RETURNING 1` to count the rows
+ * in the statement (the shape before) fetched every deleted row a second time from the heap, which
+ * cost the purge 30-35%; so the rows of a range are added to pass_deleted by the next range's
+ * statement ($6), and the last range's by addPassDeleted at the end of the run: pass_deleted, a
+ * statistic for status and the command, lags one range behind while a run is in flight, and a crash
+ * or a failed run can lose one range's count from it. The position itself is exact.
+ *
+ * A rowCount of 0 means either "no idle row in the range" or "another walker moved the position":
+ * the caller tells the two apart by reading the position again (one primary-key probe of a one-row
+ * table, and only for empty ranges).
+ *
  * The cutoff is the database's, `now() - make_interval(secs => idle seconds)`, evaluated per
  * statement (now() is the statement's transaction start), so once per batch.
  *
@@ -79,28 +97,29 @@ export function readPosition(table: QualifiedName): Statement {
 }
 
 /**
- * Moves the position past the range, in the statement that deleted it, and only if it still is
+ * Moves the position past the range, in the statement that deletes it, and only if it still is
  * where this walker read it ($2 pass, $3 from): a second walker (an operator's `reap-idle` while the
- * worker runs) makes the update match nothing, and the caller re-reads the position rather than
- * overwrite it. The delete itself is right either way: it re-checks idleness on every row.
+ * worker runs) makes the update match nothing, the delete then reads nothing, and the caller
+ * re-reads the position rather than overwrite it. $6 is the rows of this walker's previous range,
+ * not yet in pass_deleted.
  */
-const movePosition = `moved AS (
+const movePosition = `WITH moved AS (
     UPDATE ${REAP_POSITION_TABLE} AS p
        SET last_id = $4::bigint,
-           pass_deleted = p.pass_deleted + (SELECT n FROM counted),
+           pass_deleted = p.pass_deleted + $6::bigint,
            pass_finished_at = CASE WHEN $4::bigint >= p.end_id THEN now() END,
            updated_at = now()
      WHERE p.table_name = $1::text AND p.pass = $2::int AND p.last_id = $3::bigint
     RETURNING 1
-  )
-SELECT (SELECT n FROM counted) AS deleted, EXISTS (SELECT FROM moved) AS moved`;
+  )`;
 
 const inRange = `id > $3::bigint AND id <= $4::bigint`;
 
 /**
  * The fast range delete: an index range scan of the primary key, the idle condition as a filter.
  * Parameters of both range statements: $1 position key, $2 pass, $3 from (exclusive), $4 to
- * (inclusive), $5 idle timeout in seconds. Returns deleted (int) and moved (boolean).
+ * (inclusive), $5 idle timeout in seconds, $6 rows deleted by the previous range (bigint). The row
+ * count is the command tag's; no result rows.
  *
  * Waits for a row lock held by a concurrent transaction, at most lock_timeout (see the top of this
  * file); the caller then retries the range with reapRangeSkipLocked.
@@ -109,34 +128,50 @@ export function reapRange(table: QualifiedName): Statement {
   const t = qualified(table);
   return {
     name: statementName('reap_range', table),
-    text: `WITH gone AS (
-    DELETE FROM ${t}
-     WHERE ${inRange} AND ${IDLE('$5')}
-    RETURNING 1
-  ),
-  counted AS (SELECT count(*)::int AS n FROM gone),
-  ${movePosition}`,
+    text: `${movePosition}
+DELETE FROM ${t}
+ WHERE ${inRange} AND ${IDLE('$5')} AND EXISTS (SELECT 1 FROM moved)`,
   };
 }
 
 /**
  * The same range, leaving out the rows another transaction holds (see held-rows.ts): they stay,
  * and the next pass looks at them again. The caller runs it after the plain range delete hit
- * lock_timeout.
+ * lock_timeout (which rolled back its position update too).
  */
 export function reapRangeSkipLocked(table: QualifiedName): Statement {
   const t = qualified(table);
   return {
     name: statementName('reap_range_skip', table),
-    text: `WITH gone AS (
-    DELETE FROM ${t}
-     WHERE ${inRange} AND ${IDLE('$5')} AND ${NOT_HELD}
-    RETURNING 1
-  ),
-  counted AS (SELECT count(*)::int AS n FROM gone),
-  ${movePosition}`,
+    text: `${movePosition}
+DELETE FROM ${t}
+ WHERE ${inRange} AND ${IDLE('$5')} AND ${NOT_HELD} AND EXISTS (SELECT 1 FROM moved)`,
   };
 }
+
+/**
+ * Adds $3 rows to pass_deleted of pass $2 ($1 position key): the last range's rows, at the end of
+ * a run (or when another walker moved the position). No row when the pass has changed since.
+ */
+export function addPassDeleted(table: QualifiedName): Statement {
+  return {
+    name: statementName('reap_add_deleted', table),
+    text: `UPDATE ${REAP_POSITION_TABLE} SET pass_deleted = pass_deleted + $3::bigint WHERE table_name = $1::text AND pass = $2::int`,
+  };
+}
+
+/**
+ * Asynchronous commit for the reaper's connection, set for the run and reset after it (with
+ * JANITOR_PURGE_ASYNC_COMMIT, the default): a range's commit does not wait for its WAL flush. What a
+ * crash can lose: the last few hundred milliseconds of commits, each the delete of a range together
+ * with the move of the position past it (one statement, one transaction). The WAL is replayed in
+ * order, so the position that survives is the last one flushed, and every range before it was
+ * flushed with it: the lost ranges are exactly those after the surviving position, and the next
+ * run deletes them again (their rows come back, still idle). Nothing is skipped; at most one
+ * range's count is missing from pass_deleted.
+ */
+export const ASYNC_COMMIT = 'SET synchronous_commit = off';
+export const RESET_COMMIT = 'RESET synchronous_commit';
 
 /**
  * With an index on last_used_at: the oldest $2 idle rows at or after the cursor $3 (a timestamptz,

@@ -21,26 +21,28 @@
  *   jti (refresh_session_jti_key), or a primary-key range for issuedBefore alone (created_at has no
  *   index, so the table is walked in primary-key ranges, never deleted in one statement).
  *
- * Each statement returns `revoked`, the rows it deleted. A row that another transaction deleted
- * while we waited for its lock is not counted (and not an error): revoking is idempotent.
+ * - No RETURNING and no CTE around the delete: the rows a statement deleted are its command tag's
+ *   row count. `WITH gone AS (DELETE ... RETURNING 1) SELECT count(*)` (the shape before) fetched
+ *   every deleted row a second time from the heap to project it (docs/performance.md).
+ *
+ * A row that another transaction deleted while we waited for its lock is not counted (and not an
+ * error): revoking is idempotent.
+ *
+ * The revocation's connections commit asynchronously (ASYNC_COMMIT below).
  */
 import type { QualifiedName } from '../../config.ts';
 import { qualified, statementName, type Statement } from './identifiers.ts';
 
-const deleteLocked = (table: string, victims: string) => `WITH gone AS (
-    DELETE FROM ${table}
-     WHERE id = ANY(ARRAY(
-       SELECT id FROM ${table}
-        WHERE ${victims}
-        ORDER BY id))
-    RETURNING 1
-  )
-SELECT count(*)::int AS revoked FROM gone`;
+const deleteLocked = (table: string, victims: string) => `DELETE FROM ${table}
+ WHERE id = ANY(ARRAY(
+   SELECT id FROM ${table}
+    WHERE ${victims}
+    ORDER BY id))`;
 
 /**
- * Sessions of the users $1 (int[], a chunk of at most a thousand ids), but the session whose jti
- * is $2 (uuid, null: none), created before $3 (timestamptz, null: any time). Covers the selectors
- * userId, userId + exceptJti, userId + issuedBefore and userIds.
+ * Sessions of the users $1 (int[], a chunk of at most IDS_PER_STATEMENT ids: tasks/revoke.ts), but
+ * the session whose jti is $2 (uuid, null: none), created before $3 (timestamptz, null: any time).
+ * Covers the selectors userId, userId + exceptJti, userId + issuedBefore and userIds.
  */
 export function revokeByUsers(table: QualifiedName): Statement {
   return {
@@ -54,7 +56,7 @@ export function revokeByUsers(table: QualifiedName): Statement {
   };
 }
 
-/** The sessions whose jti is in $1 (uuid[], a chunk of at most a thousand). */
+/** The sessions whose jti is in $1 (uuid[], a chunk of at most IDS_PER_STATEMENT). */
 export function revokeByJtis(table: QualifiedName): Statement {
   return {
     name: statementName('revoke_jtis', table),
@@ -81,3 +83,20 @@ export function sessionIdBounds(table: QualifiedName): Statement {
     text: `SELECT (SELECT min(id) FROM ${t}) AS lo, (SELECT max(id) FROM ${t}) AS hi`,
   };
 }
+
+/**
+ * Asynchronous commit for a revocation's connections, set for the job and reset after it (with
+ * JANITOR_PURGE_ASYNC_COMMIT, the default): a statement's commit does not wait for its WAL flush
+ * (nor for a synchronous standby). The rows are gone for every other transaction at once, as with a
+ * synchronous commit; only their durability waits. Why that is safe: a revocation is a pg-boss job,
+ * and the job is reported complete (state `completed`, the `{ revoked }` output that producers
+ * wait for) by pg-boss's own transaction on its own connection, which commits synchronously after
+ * the revocation returned, so its commit record lies later in the WAL than every delete of the
+ * job; WAL is flushed in order, so a completed revocation was flushed in full. A crash before that
+ * can lose the last deletes (the sessions come back) but then loses the completion too: the job is
+ * not completed, and pg-boss runs it again (a job whose worker lost the database fails and is
+ * retried; a job left active is retried when its heartbeat lapses: queues.ts), and revoking again
+ * is idempotent. revoke() has no other caller than the job's handler (revoke-consumer.ts).
+ */
+export const ASYNC_COMMIT = 'SET synchronous_commit = off';
+export const RESET_COMMIT = 'RESET synchronous_commit';
