@@ -29,7 +29,7 @@ import {
   type BoundRow,
 } from '../db/sql/purge-expired.ts';
 import { throttleProbe, type ProbeRow } from '../db/sql/throttle.ts';
-import { AdaptiveBatchSize, RunBudget, type RunOptions, type RunOutput, type StoppedBy } from './batching.ts';
+import { AdaptiveBatchSize, RunBudget, shrinkOnTimeout, type RunOptions, type RunOutput, type StoppedBy } from './batching.ts';
 import type { TaskContext } from './context.ts';
 import { isOff, Throttle, type DatabaseState, type ThrottleEvent, type ThrottleSettings } from './throttle.ts';
 
@@ -132,11 +132,7 @@ export async function purgeExpired(ctx: TaskContext, options: RunOptions = {}, d
         try {
           result = await runBatch(client, slice, lower, lowerInclusive, limit);
         } catch (error) {
-          if (sqlState(error) === SQLSTATE.queryCanceled && !size.atMinimum) {
-            metrics.errors.inc({ kind: 'batch-timeout' });
-            size.timedOut();
-            continue;
-          }
+          if (shrinkOnTimeout(error, size, metrics)) continue;
           throw error;
         }
         const durationMs = performance.now() - started;

@@ -37,7 +37,7 @@ import {
   RESET_COMMIT,
   startPass,
 } from '../db/sql/reap-idle.ts';
-import { AdaptiveBatchSize, RunBudget, type RunOptions, type RunOutput, type StoppedBy } from './batching.ts';
+import { AdaptiveBatchSize, RunBudget, shrinkOnTimeout, type RunOptions, type RunOutput, type StoppedBy } from './batching.ts';
 import type { TaskContext } from './context.ts';
 
 /** Where the walk of the table stands. Ids are numbers: the primary key is an integer column. */
@@ -141,11 +141,7 @@ async function walkRanges(ctx: TaskContext, client: pg.PoolClient, idleSeconds: 
     try {
       rangeDeleted = await runRange(from, to);
     } catch (error) {
-      if (sqlState(error) === SQLSTATE.queryCanceled && !size.atMinimum) {
-        metrics.errors.inc({ kind: 'batch-timeout' });
-        size.timedOut();
-        continue;
-      }
+      if (shrinkOnTimeout(error, size, metrics)) continue;
       throw error;
     }
     const durationMs = performance.now() - started;
@@ -197,11 +193,7 @@ async function reapWithIndex(ctx: TaskContext, client: pg.PoolClient, idleSecond
         return reapBatchThroughIndex(limit, true);
       });
     } catch (error) {
-      if (sqlState(error) === SQLSTATE.queryCanceled && !size.atMinimum) {
-        metrics.errors.inc({ kind: 'batch-timeout' });
-        size.timedOut();
-        continue;
-      }
+      if (shrinkOnTimeout(error, size, metrics)) continue;
       throw error;
     } finally {
       metrics.batchDuration.observe({ task: 'reap-idle' }, (performance.now() - started) / 1000);
