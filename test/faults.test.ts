@@ -8,14 +8,7 @@ import { PgBoss } from 'pg-boss';
 import { QUEUES } from '../src/queues.ts';
 import { createTestDatabase, insertBulkSessions, type TestDatabase } from './helpers/database.ts';
 import { runCli } from './helpers/process.ts';
-
-async function until(what: string, check: () => Promise<boolean>, timeoutMs = 60_000, everyMs = 100): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(everyMs);
-  }
-}
+import { until } from './helpers/wait.ts';
 
 describe('faults', () => {
   let db: TestDatabase;

@@ -9,23 +9,15 @@ import { chmod, mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { PgBoss } from 'pg-boss';
 import { freePort, startEmbedded } from '../src/db/embedded.ts';
 import { startWorker } from '../src/main.ts';
 import { QUEUES } from '../src/queues.ts';
 import { insertBulkSessions, installSchema, silentLogger, testConfig } from './helpers/database.ts';
 import pg from 'pg';
+import { until } from './helpers/wait.ts';
 
 const status = async (port: number, route: string) => (await fetch(`http://127.0.0.1:${port}${route}`)).status;
-
-async function until(what: string, check: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(250);
-  }
-}
 
 test('the worker rides out a database restart', { timeout: 180_000 }, async () => {
   const dataDir = await mkdtemp(path.join(tmpdir(), 'sj-outage-'));

@@ -23,6 +23,7 @@ import { QUEUES } from '../src/queues.ts';
 import type { RevokeRequest } from '../src/revoke-request.ts';
 import { createTestDatabase, silentLogger, testConfig, type TestDatabase } from './helpers/database.ts';
 import { runCli, type Running } from './helpers/process.ts';
+import { until } from './helpers/wait.ts';
 
 const USERS = 2000;
 /** Users the revocations pick from: overlapping requests. */
@@ -49,16 +50,6 @@ interface JobRow {
   readonly minute: string;
   readonly output: { deleted?: number; batches?: number; stoppedBy?: string; revoked?: number } | null;
   readonly output_text: string | null;
-}
-
-async function until<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs: number, everyMs = 250): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await fn();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(everyMs);
-  }
 }
 
 /** A small deterministic generator: the same revocations on every run. */

@@ -19,7 +19,6 @@ import { randomBytes } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
 import pg from 'pg';
@@ -34,18 +33,9 @@ import { ALL_QUEUES, QUEUES } from '../src/queues.ts';
 import type { RevokeRequest } from '../src/revoke-request.ts';
 import { createTestDatabase, insertSessions, silentLogger, testConfig, type TestDatabase } from './helpers/database.ts';
 import { runCli, type Finished } from './helpers/process.ts';
+import { until } from './helpers/wait.ts';
 
 const SRC = fileURLToPath(new URL('../src/', import.meta.url));
-
-async function until<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs: number, everyMs = 250): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await fn();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(everyMs);
-  }
-}
 
 function assertNoSecret(text: string, secrets: readonly string[], where: string): void {
   for (const secret of secrets) {

@@ -18,12 +18,12 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { PgBoss } from 'pg-boss';
 import { freePort } from '../../src/db/embedded.ts';
 import { QUEUES } from '../../src/queues.ts';
 import { createTestDatabase, insertBulkSessions, type TestDatabase } from '../helpers/database.ts';
+import { until } from '../helpers/wait.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const TSC = createRequire(import.meta.url).resolve('typescript/bin/tsc');
@@ -63,16 +63,6 @@ async function succeed(what: string, running: Running): Promise<Finished> {
   const result = await running.finished;
   assert.equal(result.code, 0, `${what} failed:\n${result.stdout}${result.stderr}`);
   return result;
-}
-
-async function until<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 30_000, everyMs = 100): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await fn().catch(() => undefined);
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(everyMs);
-  }
 }
 
 async function get(port: number, urlPath: string): Promise<{ status: number; type: string; body: string }> {
@@ -151,7 +141,10 @@ describe('the runtime image, assembled without Docker, started as the container 
         JANITOR_METRICS_PORT: String(port),
       });
       try {
-        await until('/readyz to answer 200', async () => (await get(port, '/readyz')).status === 200 || (worker.child.exitCode !== null ? assert.fail(worker.output()) : false));
+        // Until the server listens, fetch fails: that is "not yet", unless the process has exited.
+        await until('/readyz to answer 200', async () =>
+          worker.child.exitCode !== null ? assert.fail(worker.output()) : (await get(port, '/readyz').catch(() => null))?.status === 200,
+        );
         assert.equal((await get(port, '/healthz')).status, 200);
         const metrics = await get(port, '/metrics');
         assert.equal(metrics.status, 200);

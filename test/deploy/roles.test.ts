@@ -22,6 +22,7 @@ import { startWorker, type Worker } from '../../src/main.ts';
 import { QUEUES } from '../../src/queues.ts';
 import { databaseUrl, insertSessions, silentLogger, testConfig } from '../helpers/database.ts';
 import { runCli } from '../helpers/process.ts';
+import { until } from '../helpers/wait.ts';
 
 const ROOT = new URL('../../', import.meta.url);
 const KINDS = ['migrator', 'worker', 'producer'] as const;
@@ -67,16 +68,6 @@ async function denied(db: pg.Pool | pg.Client, sql: string, values: unknown[] = 
     },
     `${sql} succeeded`,
   );
-}
-
-async function until<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 30_000, everyMs = 100): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await fn();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(everyMs);
-  }
 }
 
 describe('sql/roles.sql: least privilege, on a fresh database', { timeout: 120_000 }, () => {
