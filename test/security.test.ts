@@ -417,9 +417,11 @@ describe('hostile configuration is refused at start', () => {
         accepted += 1;
         assert.doesNotThrow(() => boss.previewSchedule(config.purgeCron, { tz: config.cronTz }), `JANITOR_PURGE_CRON=${cron} passes the configuration, pg-boss refuses it`);
       }),
-      { numRuns: 3000 },
+      // A fixed seed (SJ_PROPERTY_SEED to vary it): about one generated expression in sixty is valid,
+      // and the check below must not depend on luck.
+      { numRuns: 3000, seed: Number(process.env.SJ_PROPERTY_SEED ?? 20261128) },
     );
-    assert.ok(accepted > 50, `only ${accepted} generated schedules were valid`);
+    assert.ok(accepted >= 20, `only ${accepted} generated schedules were valid: the property was hardly exercised`);
   });
 });
 

