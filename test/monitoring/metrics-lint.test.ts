@@ -9,10 +9,11 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { accessSync, constants, readFileSync } from 'node:fs';
-import { delimiter, dirname, join } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { promtool } from '../helpers/promtool.ts';
 import { createMetrics, DELETE_REASONS, ERROR_KINDS, JOB_OUTCOMES, TASKS } from '../../src/metrics.ts';
 import { ALL_QUEUES } from '../../src/queues.ts';
 
@@ -58,22 +59,6 @@ function parseContractMetrics(markdown: string): ContractMetric[] {
 }
 
 /** The path of the promtool executable on PATH; fails the test with instructions when absent. */
-function promtool(): string {
-  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
-    if (dir === '') continue;
-    const candidate = join(dir, 'promtool');
-    try {
-      accessSync(candidate, constants.X_OK);
-      return candidate;
-    } catch {
-      // not in this directory
-    }
-  }
-  assert.fail(
-    'promtool is not on PATH: it lints the metrics and the alert rules. Install it (Debian: `apt-get install prometheus`, ' +
-      'or `apt-get download prometheus && dpkg-deb -x prometheus_*.deb DIR` and add DIR/usr/bin to PATH; .ci/run does this).',
-  );
-}
 
 const QUEUE_STATES = ['queued', 'active', 'deferred', 'failed'] as const;
 const SCHEDULED_TASKS = ['purge-expired', 'reap-idle'] as const;

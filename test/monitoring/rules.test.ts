@@ -7,10 +7,11 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { accessSync, constants, readFileSync } from 'node:fs';
-import { delimiter, dirname, join } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { promtool } from '../helpers/promtool.ts';
 import { PrometheusRule } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/PrometheusRule';
 import { parse } from 'yaml';
 
@@ -24,22 +25,6 @@ const runbookFile = join(root, 'docs', 'runbook.md');
 const RUNBOOK_URL = 'https://github.com/example/session-janitor/blob/main/docs/runbook.md';
 
 /** The path of the promtool executable on PATH; fails the test with instructions when absent. */
-function promtool(): string {
-  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
-    if (dir === '') continue;
-    const candidate = join(dir, 'promtool');
-    try {
-      accessSync(candidate, constants.X_OK);
-      return candidate;
-    } catch {
-      // not in this directory
-    }
-  }
-  assert.fail(
-    'promtool is not on PATH: it validates the alert rules and metrics. Install it (Debian: `apt-get install prometheus`, ' +
-      'or `apt-get download prometheus && dpkg-deb -x prometheus_*.deb DIR` and add DIR/usr/bin to PATH; .ci/run does this).',
-  );
-}
 
 function run(args: readonly string[], cwd: string): { status: number | null; output: string } {
   const result = spawnSync(promtool(), args, { cwd, encoding: 'utf8', timeout: 60_000 });
