@@ -28,7 +28,11 @@ export function setup(): { config: Config; log: Logger } {
 }
 
 /** Opens the database and a task context for a one-shot command, and closes both after fn. */
-export async function withTaskContext<T>(config: Config, log: Logger, fn: (ctx: TaskContext) => Promise<T>): Promise<T> {
+export async function withTaskContext<T>(
+  config: Config,
+  log: Logger,
+  fn: (ctx: TaskContext, connectionString: string) => Promise<T>,
+): Promise<T> {
   const database = await openDatabase(config, log);
   const pool = createPool({
     connectionString: database.connectionString,
@@ -37,7 +41,7 @@ export async function withTaskContext<T>(config: Config, log: Logger, fn: (ctx: 
     lockTimeoutMs: config.lockTimeoutMs,
   });
   try {
-    return await fn({ pool, config, metrics: createMetrics(), log });
+    return await fn({ pool, config, metrics: createMetrics(), log }, database.connectionString);
   } finally {
     await pool.end();
     await database.close();
