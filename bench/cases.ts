@@ -10,6 +10,7 @@ import { copyOfTemplate, walPosition, withClient, type CaseDatabase } from './db
 import { IDLE_DAYS } from './dataset.ts';
 import type { WorkloadSample } from './protocol.ts';
 import { sleep, summarize, type Summary } from './stats.ts';
+import { sampleWaits } from './waits.ts';
 
 export interface BenchContext {
   readonly adminUrl: string;
@@ -336,10 +337,11 @@ interface WorkloadRun {
 async function workloadRun(
   ctx: BenchContext,
   purgeEnv: Readonly<Record<string, string>> | 'single-statement',
-  options: { rate: number; clients: number; aloneSeconds: number },
+  options: { rate: number; clients: number; aloneSeconds: number; waitEvents: boolean },
 ): Promise<WorkloadRun> {
   return withCopy(ctx, async (db) => {
     const workload = await startWorkload(db.url, options.rate, options.clients);
+    const waits = options.waitEvents ? await sampleWaits(db.url) : undefined;
     try {
       await sleep(2000); // connections, plans and caches settle
       const aloneFrom = Date.now();
@@ -367,6 +369,10 @@ async function workloadRun(
       await sleep((options.aloneSeconds * 1000) / 2);
       const afterTo = Date.now();
       const { samples, lateStarts } = await workload.stop();
+      if (waits) {
+        ctx.log(`  workload waits alone: ${waits.tally(aloneFrom, aloneTo)}`);
+        ctx.log(`  workload waits during: ${waits.tally(from, to)}`);
+      }
       if (lateStarts > 0) ctx.log(`  note: ${lateStarts} workload transactions started more than 5 ms late (client-side scheduling)`);
       return {
         alone: [...within(samples, aloneFrom, aloneTo), ...within(samples, afterFrom, afterTo)],
@@ -376,21 +382,21 @@ async function workloadRun(
         purge,
       };
     } finally {
+      await waits?.stop();
       workload.kill();
     }
   });
 }
 
 /**
- * repeat runs of workloadRun: the alone and the during figures of all runs' samples pooled, and
- * each run's own ratio of p99s (the targets use their median: each run is compared with the
- * baseline measured around it, on the same copy, minutes apart from the others).
+ * repeat runs of workloadRun: the alone and the during figures of all runs' samples pooled (the
+ * targets compare these), and each run's own ratio of p99s, to show how far one run alone scatters.
  */
 export async function workloadBesidePurge(
   ctx: BenchContext,
   label: string,
   purgeEnv: Readonly<Record<string, string>> | 'single-statement',
-  options: { rate: number; clients: number; aloneSeconds: number; repeat: number },
+  options: { rate: number; clients: number; aloneSeconds: number; repeat: number; waitEvents: boolean },
 ): Promise<WorkloadFigures[]> {
   const runs: WorkloadRun[] = [];
   for (let i = 1; i <= options.repeat; i += 1) {

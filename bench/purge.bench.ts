@@ -19,8 +19,12 @@
  *                            (default: two lanes)
  *   SJ_BENCH_WORKLOAD_RATE   refresh transactions a second (default 500)
  *   SJ_BENCH_WORKLOAD_SECONDS  seconds of workload alone before each purge (default 10)
+ *   SJ_BENCH_WORKLOAD_REPEAT runs (fresh copies) of each scenario of case 4, samples pooled (default 5)
+ *   SJ_BENCH_WAIT_EVENTS     1: sample what the workload's backends wait on, alone and during (bench/waits.ts)
  *   SJ_BENCH_REVOKE_RATE     single-user revocations a second in case 6b (default 10), for
  *   SJ_BENCH_REVOKE_SECONDS  seconds (default 30)
+ *   SJ_BENCH_SERVER_SETTINGS JSON object of settings for the embedded server over bench/server.ts's,
+ *                            e.g. '{"wal_compression":"lz4"}'
  *   DATABASE_URL             a server to use instead of the embedded one (needs CREATE DATABASE)
  */
 import { cpus, totalmem } from 'node:os';
@@ -33,7 +37,6 @@ import { QUEUES } from '../src/queues.ts';
 import {
   aggregate,
   describeEnv,
-  median,
   hydraShape,
   idleStatement,
   singleStatement,
@@ -85,7 +88,8 @@ const workloadOptions = {
   rate: Number(env.SJ_BENCH_WORKLOAD_RATE ?? 500),
   clients: 8,
   aloneSeconds: Number(env.SJ_BENCH_WORKLOAD_SECONDS ?? 10),
-  repeat,
+  repeat: Number(env.SJ_BENCH_WORKLOAD_REPEAT ?? 5),
+  waitEvents: env.SJ_BENCH_WAIT_EVENTS === '1',
 };
 if (!Number.isInteger(sessions) || sessions < 1000) throw new Error(`SJ_BENCH_SESSIONS=${env.SJ_BENCH_SESSIONS} must be an integer of at least 1000`);
 
@@ -251,12 +255,16 @@ function evaluate(cases: readonly CaseResult[], workload: readonly WorkloadFigur
   const throttled = workload.find((w) => w.scenario.startsWith('during the throttled'));
   const p99Ratio = (a: WorkloadFigures | undefined, b: WorkloadFigures | undefined, max: number, what: string): Target => {
     if (a === undefined || b === undefined) return { target: what, figure: 'not run', met: null };
-    const ratio = median(b.p99Ratios ?? [b.latency.p99 / a.latency.p99]);
+    // The p99 of every run's transactions pooled: a full-speed purge lasts about half a second,
+    // so one run's "during" holds some 300 transactions and its p99 is their 3rd worst, which one
+    // noisy moment of the machine decides (per-run ratios of the same scenario spread from 0.6 to
+    // 9). Five runs pooled make it the 15th worst of some 1500.
+    const ratio = b.latency.p99 / a.latency.p99;
     return {
       target: what,
       figure:
-        `${ratio.toFixed(2)}x (median of the runs' ratios ${(b.p99Ratios ?? []).map((x) => x.toFixed(2)).join(', ')}; ` +
-        `all runs pooled: ${b.latency.p99.toFixed(2)} ms against ${a.latency.p99.toFixed(2)} ms alone)`,
+        `${ratio.toFixed(2)}x (p99 of all runs pooled: ${b.latency.p99.toFixed(2)} ms over ${b.latency.n} transactions, ` +
+        `against ${a.latency.p99.toFixed(2)} ms alone; each run's own ratio ${(b.p99Ratios ?? []).map((x) => x.toFixed(2)).join(', ')})`,
       met: ratio <= max,
     };
   };

@@ -64,7 +64,12 @@ export async function startServer(log: (message: string) => void): Promise<Bench
     const client = new pg.Client({ connectionString: first.connectionString });
     await client.connect();
     try {
-      for (const [name, value] of Object.entries(EMBEDDED_SETTINGS)) await client.query(`ALTER SYSTEM SET ${name} = '${value}'`);
+      // SJ_BENCH_SERVER_SETTINGS: overrides, to measure what a server setting is worth (wal_compression, say).
+      const overrides = JSON.parse(process.env.SJ_BENCH_SERVER_SETTINGS ?? '{}') as Record<string, string>;
+      for (const [name, value] of Object.entries({ ...EMBEDDED_SETTINGS, ...overrides })) {
+        if (!/^[a-z_]+$/.test(name)) throw new Error(`SJ_BENCH_SERVER_SETTINGS: ${name} is not a setting's name`);
+        await client.query(`ALTER SYSTEM SET ${name} = '${value.replaceAll("'", "''")}'`);
+      }
     } finally {
       await client.end();
     }
