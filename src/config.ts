@@ -42,6 +42,8 @@ export interface Config {
   readonly batchMinSize: number;
   readonly batchMaxSize: number;
   readonly batchTargetMs: number;
+  /** The purge's batches take at most min(batchMaxSize, this) rows. */
+  readonly purgeBatchMaxSize: number;
   readonly purgeConcurrency: number;
   /**
    * The purge, the idle reaper and revocations commit asynchronously (synchronous_commit off on
@@ -224,9 +226,16 @@ const variable = <T>(schema: z.ZodType<T, string>, fallback: string | undefined,
  * - JANITOR_BATCH_SIZE 5000: where the adaptive sizing starts; it at most doubles per batch, so it
  *   reaches its size within two batches and the start matters little. 5000 rows took 3-4 ms in the
  *   benchmark: a safe first step on a slower production server.
- * - JANITOR_BATCH_MAX_SIZE 20000: the purge's batches sat at this cap (p50 11-14 ms), so the cap,
- *   not the target, bounds the rows of one transaction; the purge already matched the single
- *   statement there (1.01-1.10 of its rows/s), and batch p99 stayed at 19-20 ms, well within 50.
+ * - JANITOR_BATCH_MAX_SIZE 20000: the reaper's ranges (in ids, about 10,000 rows and 10-13 ms each)
+ *   sat at this cap and its full pass ran at 1.05-1.16 of the single statement's rows/s; at 5000
+ *   it fell to 0.87. It also bounds revocations' id ranges.
+ * - JANITOR_PURGE_BATCH_MAX_SIZE 5000: the purge's own, lower cap. Its batches are dense (every
+ *   row of the range goes) and reach any cap within two batches, so the cap alone decides how much
+ *   WAL a batch writes between two commits: about 1.2 MB at 5000 rows, 5 MB at 20,000. Beside the
+ *   auth service's refreshes, whose commits wait on that WAL's flush (LWLock:WALWrite and
+ *   IO:WalSync, sampled from pg_stat_activity), 20,000-row batches raised the refreshes' p99 4-7
+ *   fold, 5000-row batches 1.7-2.5 fold, at 0.80-0.95 of the single statement's rows/s instead
+ *   of 0.87-1.10 (docs/performance.md).
  * - JANITOR_BATCH_TARGET_MS 25: half the 50 ms the issue allows a batch, so a batch twice as slow
  *   as the last one (a checkpoint, CPU contention) still stays within it.
  * - JANITOR_PURGE_CONCURRENCY 1: one lane, one core like the single statement it replaces, already
@@ -258,6 +267,7 @@ const VARIABLES = {
   JANITOR_BATCH_MIN_SIZE: variable(integer(10, 100_000), '100', 'an integer from 10 to 100000, not above JANITOR_BATCH_SIZE'),
   JANITOR_BATCH_MAX_SIZE: variable(integer(10, 100_000), '20000', 'an integer from 10 to 100000, not below JANITOR_BATCH_SIZE'),
   JANITOR_BATCH_TARGET_MS: variable(integer(1, 10_000), '25', 'an integer number of milliseconds from 1 to 10000'),
+  JANITOR_PURGE_BATCH_MAX_SIZE: variable(integer(10, 100_000), '5000', 'an integer from 10 to 100000, not below JANITOR_BATCH_MIN_SIZE'),
   JANITOR_PURGE_CONCURRENCY: variable(integer(1, 16), '1', 'an integer from 1 to 16'),
   JANITOR_PURGE_ASYNC_COMMIT: variable(boolean, 'true', 'true or false'),
   JANITOR_PURGE_DUTY_CYCLE: variable(integer(1, 100), '100', 'an integer percentage from 1 to 100 (100: no duty-cycle sleep)'),
@@ -326,6 +336,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (batchMaxSize < batchSize) {
     throw new ConfigError('JANITOR_BATCH_MAX_SIZE', String(batchMaxSize), `must not be below JANITOR_BATCH_SIZE (${batchSize})`);
   }
+  const purgeBatchMaxSize = get('JANITOR_PURGE_BATCH_MAX_SIZE');
+  if (purgeBatchMaxSize < batchMinSize) {
+    throw new ConfigError('JANITOR_PURGE_BATCH_MAX_SIZE', String(purgeBatchMaxSize), `must not be below JANITOR_BATCH_MIN_SIZE (${batchMinSize})`);
+  }
   const maxRunRows = get('JANITOR_MAX_RUN_ROWS');
   return Object.freeze({
     databaseUrl: read(env, 'DATABASE_URL'),
@@ -341,6 +355,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     batchMinSize,
     batchMaxSize,
     batchTargetMs: get('JANITOR_BATCH_TARGET_MS'),
+    purgeBatchMaxSize: Math.min(purgeBatchMaxSize, batchMaxSize),
     purgeConcurrency: get('JANITOR_PURGE_CONCURRENCY'),
     purgeAsyncCommit: get('JANITOR_PURGE_ASYNC_COMMIT'),
     purgeDutyCyclePercent: get('JANITOR_PURGE_DUTY_CYCLE'),

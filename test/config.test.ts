@@ -83,6 +83,13 @@ describe('loadConfig', () => {
   test('batch bounds must bracket the starting size', () => {
     expectRefused({ JANITOR_BATCH_SIZE: '100', JANITOR_BATCH_MIN_SIZE: '500' }, 'JANITOR_BATCH_MIN_SIZE', /not be above JANITOR_BATCH_SIZE/);
     expectRefused({ JANITOR_BATCH_SIZE: '5000', JANITOR_BATCH_MAX_SIZE: '1000' }, 'JANITOR_BATCH_MAX_SIZE', /not be below JANITOR_BATCH_SIZE/);
+    expectRefused({ JANITOR_BATCH_MIN_SIZE: '500', JANITOR_PURGE_BATCH_MAX_SIZE: '200' }, 'JANITOR_PURGE_BATCH_MAX_SIZE', /not be below JANITOR_BATCH_MIN_SIZE/);
+  });
+
+  test("the purge's cap is the smaller of JANITOR_PURGE_BATCH_MAX_SIZE and JANITOR_BATCH_MAX_SIZE", () => {
+    assert.equal(loadConfig({}).purgeBatchMaxSize, 5000);
+    assert.equal(loadConfig({ JANITOR_PURGE_BATCH_MAX_SIZE: '12000' }).purgeBatchMaxSize, 12000);
+    assert.equal(loadConfig({ JANITOR_BATCH_SIZE: '100', JANITOR_BATCH_MAX_SIZE: '100' }).purgeBatchMaxSize, 100);
   });
 
   test('a bad DATABASE_URL is reported without its password', () => {

@@ -334,6 +334,7 @@ describe('hostile configuration is refused at start', () => {
     ['JANITOR_BATCH_MAX_SIZE', '-1'],
     ['JANITOR_BATCH_TARGET_MS', '-25'],
     ['JANITOR_PURGE_CONCURRENCY', '-2'],
+    ['JANITOR_PURGE_BATCH_MAX_SIZE', '-5000'],
     ['JANITOR_PURGE_DUTY_CYCLE', '-50'],
     ['JANITOR_PURGE_MAX_WAL_RATE', '-16MB'],
     ['JANITOR_PURGE_MAX_REPLICA_LAG', '-60s'],

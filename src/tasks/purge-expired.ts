@@ -112,7 +112,7 @@ export async function purgeExpired(ctx: TaskContext, options: RunOptions = {}, d
   const stopReason = (): StoppedBy | null => stoppedBy ?? (failed.signal.aborted ? 'shutdown' : budget.stopReason(deleted));
 
   const drain = async (laneId: number, client: pg.PoolClient) => {
-    const size = new AdaptiveBatchSize(config.batchSize, config.batchMinSize, config.batchMaxSize, config.batchTargetMs);
+    const size = new AdaptiveBatchSize(config.batchSize, config.batchMinSize, config.purgeBatchMaxSize, config.batchTargetMs);
     for (let slice = slices.shift(); slice !== undefined; slice = slices.shift()) {
       let lower = slice.from;
       let lowerInclusive = true;

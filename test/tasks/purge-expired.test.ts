@@ -15,10 +15,14 @@ describe('purge-expired', () => {
   });
   const reset = () => db.pool.query('TRUNCATE auth.refresh_session, auth."user" CASCADE');
 
-  async function purge(env: Record<string, string> = {}, signal?: AbortSignal, onBatch?: (batches: number) => void) {
+  async function purge(env: Record<string, string> = {}, signal?: AbortSignal, onBatch?: (batches: number) => void, batchRows: number[] = []) {
     const ctx = taskContext(testConfig(db.url, env));
     try {
-      const output = await purgeExpired(ctx, { ...(signal ? { signal } : {}), onProgress: (p) => onBatch?.(p.batches) });
+      const output = await purgeExpired(ctx, {
+        ...(signal ? { signal } : {}),
+        onProgress: (p) => onBatch?.(p.batches),
+        onBatch: (b) => batchRows.push(b.rows),
+      });
       const metric = await ctx.metrics.sessionsDeleted.get();
       return { output, counted: metric.values.find((v) => v.labels.reason === 'expired')?.value ?? 0 };
     } finally {
@@ -54,6 +58,19 @@ describe('purge-expired', () => {
     const { output } = await purge({ JANITOR_EXPIRED_GRACE: '1h' });
     assert.deepEqual(await remainingIds(db.pool), rows.slice(2).map((r) => r.id));
     assert.equal(output.deleted, 2);
+  });
+
+  test('by default a batch deletes at most 5000 rows, however fast it goes (JANITOR_PURGE_BATCH_MAX_SIZE)', async () => {
+    await reset();
+    await insertBulkSessions(db.pool, 15_000, 0.8);
+    const batchRows: number[] = [];
+    const { output } = await purge({ JANITOR_BATCH_MAX_SIZE: '20000', JANITOR_BATCH_TARGET_MS: '10000' }, undefined, undefined, batchRows);
+    assert.equal(output.deleted, 12_000);
+    assert.equal(batchRows.reduce((a, b) => a + b, 0), 12_000);
+    assert.ok(Math.max(...batchRows) <= 5000, `batches of ${batchRows.join(', ')} rows`);
+    assert.ok(output.batches >= 3, `expected at least 3 batches, got ${output.batches}`);
+    const { rows } = await db.pool.query<{ expired: number }>('SELECT count(*)::int AS expired FROM auth.refresh_session WHERE expires_at < now()');
+    assert.equal(rows[0]?.expired, 0);
   });
 
   test('drains a backlog of many batches on several lanes, ties at batch edges included', async () => {
