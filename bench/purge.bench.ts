@@ -6,7 +6,7 @@
  *   SJ_BENCH_SESSIONS        rows of the data set (default 2000000); develop with 100000
  *   SJ_BENCH_CASES           comma list of: single, shapes, purge, workload, idle, revoke (default all)
  *   SJ_BENCH_PURGE_VARIANTS  JSON array of extra JANITOR_* settings to run the purge with (default:
- *                            two lanes; synchronous commit), e.g.
+ *                            two lanes; synchronous commit; 20,000-row batches), e.g.
  *                            '[{"JANITOR_PURGE_CONCURRENCY":"1"},{"JANITOR_BATCH_TARGET_MS":"10"}]'
  *   SJ_BENCH_IDLE_VARIANTS   JSON array of extra settings to run the reaper (case 5) with (default
  *                            none), e.g. '[{"JANITOR_BATCH_MAX_SIZE":"50000"}]'
@@ -16,7 +16,7 @@
  *   SJ_BENCH_REPEAT          runs of each of cases 1, 2, 3 and 5, interleaved; the median is reported (default 3)
  *   SJ_BENCH_THROTTLE_ENV    JSON object: the throttled purge of case 4 (default below)
  *   SJ_BENCH_WORKLOAD_EXTRA  JSON array of further purge settings to run beside the workload
- *                            (default: two lanes)
+ *                            (default: two lanes; 20,000-row batches)
  *   SJ_BENCH_WORKLOAD_RATE   refresh transactions a second (default 500)
  *   SJ_BENCH_WORKLOAD_SECONDS  seconds of workload alone before each purge (default 10)
  *   SJ_BENCH_WORKLOAD_REPEAT runs (fresh copies) of each scenario of case 4, samples pooled (default 5)
@@ -66,14 +66,17 @@ const DEFAULT_THROTTLE: Readonly<Record<string, string>> = {
   JANITOR_BATCH_SIZE: '1000',
   JANITOR_BATCH_MAX_SIZE: '1000',
 };
-/** Also beside the workload by default: two lanes, the reason the default is one. */
-const DEFAULT_WORKLOAD_EXTRA = [{ JANITOR_PURGE_CONCURRENCY: '2' }];
+/**
+ * Also beside the workload by default: two lanes, the reason the default is one; and 20,000-row
+ * batches, the reason the purge's cap is 5000.
+ */
+const DEFAULT_WORKLOAD_EXTRA = [{ JANITOR_PURGE_CONCURRENCY: '2' }, { JANITOR_PURGE_BATCH_MAX_SIZE: '20000' }];
 
 const env = process.env;
 const sessions = Number(env.SJ_BENCH_SESSIONS ?? 2_000_000);
 const selected = new Set((env.SJ_BENCH_CASES ?? 'single,shapes,purge,workload,idle,revoke').split(',').map((s) => s.trim()));
 /** The worker with one change each, to show what each default is worth (docs/performance.md). */
-const DEFAULT_VARIANTS = [{ JANITOR_PURGE_CONCURRENCY: '2' }, { JANITOR_PURGE_ASYNC_COMMIT: 'false' }];
+const DEFAULT_VARIANTS = [{ JANITOR_PURGE_CONCURRENCY: '2' }, { JANITOR_PURGE_ASYNC_COMMIT: 'false' }, { JANITOR_PURGE_BATCH_MAX_SIZE: '20000' }];
 const variants = JSON.parse(env.SJ_BENCH_PURGE_VARIANTS ?? JSON.stringify(DEFAULT_VARIANTS)) as Array<Record<string, string>>;
 const workloadExtra = JSON.parse(env.SJ_BENCH_WORKLOAD_EXTRA ?? JSON.stringify(DEFAULT_WORKLOAD_EXTRA)) as Array<Record<string, string>>;
 const throttleEnv = JSON.parse(env.SJ_BENCH_THROTTLE_ENV ?? JSON.stringify(DEFAULT_THROTTLE)) as Record<string, string>;
