@@ -24,7 +24,7 @@
  *   SJ_BENCH_REVOKE_RATE     single-user revocations a second in case 6b (default 10), for
  *   SJ_BENCH_REVOKE_SECONDS  seconds (default 30)
  *   SJ_BENCH_SERVER_SETTINGS JSON object of settings for the embedded server over bench/server.ts's,
- *                            e.g. '{"wal_compression":"lz4"}'
+ *                            e.g. '{"wal_compression":"pglz"}' (the embedded binaries have no lz4)
  *   DATABASE_URL             a server to use instead of the embedded one (needs CREATE DATABASE)
  */
 import { cpus, totalmem } from 'node:os';
@@ -260,8 +260,8 @@ function evaluate(cases: readonly CaseResult[], workload: readonly WorkloadFigur
     if (a === undefined || b === undefined) return { target: what, figure: 'not run', met: null };
     // The p99 of every run's transactions pooled: a full-speed purge lasts about half a second,
     // so one run's "during" holds some 300 transactions and its p99 is their 3rd worst, which one
-    // noisy moment of the machine decides (per-run ratios of the same scenario spread from 0.6 to
-    // 9). Five runs pooled make it the 15th worst of some 1500.
+    // noisy moment of the machine decides (per-run ratios of one scenario spread from 0.1 to 21
+    // in one run of the bench). Five runs pooled make it the 12th-19th worst of 1,100-1,900.
     const ratio = b.latency.p99 / a.latency.p99;
     return {
       target: what,

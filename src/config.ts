@@ -227,15 +227,15 @@ const variable = <T>(schema: z.ZodType<T, string>, fallback: string | undefined,
  *   reaches its size within two batches and the start matters little. 5000 rows took 3-4 ms in the
  *   benchmark: a safe first step on a slower production server.
  * - JANITOR_BATCH_MAX_SIZE 20000: the reaper's ranges (in ids, about 10,000 rows and 10-13 ms each)
- *   sat at this cap and its full pass ran at 1.05-1.16 of the single statement's rows/s; at 5000
+ *   sat at this cap and its full pass ran at 1.02-1.16 of the single statement's rows/s; at 5000
  *   it fell to 0.87. It also bounds revocations' id ranges.
  * - JANITOR_PURGE_BATCH_MAX_SIZE 5000: the purge's own, lower cap. Its batches are dense (every
  *   row of the range goes) and reach any cap within two batches, so the cap alone decides how much
  *   WAL a batch writes between two commits: about 1.2 MB at 5000 rows, 5 MB at 20,000. Beside the
  *   auth service's refreshes, whose commits wait on that WAL's flush (LWLock:WALWrite and
  *   IO:WalSync, sampled from pg_stat_activity), 20,000-row batches raised the refreshes' p99 4-7
- *   fold, 5000-row batches 1.7-2.5 fold, at 0.80-0.95 of the single statement's rows/s instead
- *   of 0.87-1.10 (docs/performance.md).
+ *   fold in three of four runs, 5000-row batches 1.7-2.5 fold, at 0.80-0.94 of the single
+ *   statement's rows/s instead of 0.87-1.12 (docs/performance.md).
  * - JANITOR_BATCH_TARGET_MS 25: half the 50 ms the issue allows a batch, so a batch twice as slow
  *   as the last one (a checkpoint, CPU contention) still stays within it.
  * - JANITOR_PURGE_CONCURRENCY 1: one lane, one core like the single statement it replaces, already
