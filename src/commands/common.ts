@@ -8,6 +8,8 @@ import { safeErrorMessage, sqlState } from '../db/errors.ts';
 import { createPool } from '../db/pool.ts';
 import { createLogger, type Logger } from '../logger.ts';
 import { createMetrics } from '../metrics.ts';
+import { formatSeconds, progressReporter } from '../progress.ts';
+import type { RunOptions, RunOutput } from '../tasks/batching.ts';
 import type { TaskContext } from '../tasks/context.ts';
 
 export const EXIT_CONFIG = 78;
@@ -46,6 +48,29 @@ export async function withTaskContext<T>(
     await pool.end();
     await database.close();
   }
+}
+
+/**
+ * One run of a task in the foreground: progress on stderr (against total, when known), Ctrl-C
+ * finishes the batch in flight, then one summary line on stdout ("purged 12 sessions in ...").
+ */
+export async function runInForeground(
+  log: Logger,
+  total: number | null,
+  what: { readonly verb: string; readonly noun: string },
+  run: (options: RunOptions) => Promise<RunOutput>,
+): Promise<RunOutput> {
+  const progress = progressReporter(log, total, what.verb);
+  const controller = new AbortController();
+  onSignals(async () => controller.abort(), log, false);
+  const started = performance.now();
+  const output = await run({ signal: controller.signal, onProgress: (p) => progress.update(p) });
+  progress.done();
+  const seconds = (performance.now() - started) / 1000;
+  process.stdout.write(
+    `${what.verb} ${output.deleted} ${what.noun} in ${output.batches} batches, ${formatSeconds(seconds)} (${Math.round(output.deleted / Math.max(seconds, 0.001))} rows/s), stopped by: ${output.stoppedBy}\n`,
+  );
+  return output;
 }
 
 function isConnectionLoss(error: unknown): boolean {

@@ -3,9 +3,8 @@
  * percentage from the stored position, rows reaped, ETA), then a summary. Like a scheduled run it
  * stops at JANITOR_MAX_RUN_SECONDS and resumes the pass where the last run, scheduled or not, left it.
  */
-import { formatSeconds, progressReporter } from '../progress.ts';
 import { countIdleSessions, detectStrategy, readReapPosition, reapIdle } from '../tasks/reap-idle.ts';
-import { onSignals, setup, withTaskContext } from './common.ts';
+import { runInForeground, setup, withTaskContext } from './common.ts';
 
 export async function reapIdleCommand(options: { dryRun?: boolean }): Promise<void> {
   const { config, log } = setup();
@@ -24,17 +23,8 @@ export async function reapIdleCommand(options: { dryRun?: boolean }): Promise<vo
     // Through an index the idle rows are one index range, cheap to count; walking the primary key,
     // the position in the pass says how far it is.
     const total = strategy.kind === 'index' ? await countIdleSessions(ctx) : null;
-    const progress = progressReporter(log, total, 'reaped');
-    const controller = new AbortController();
-    // Ctrl-C: finish the range in flight (its position is saved with it), then print the summary.
-    onSignals(async () => controller.abort(), log, false);
-    const started = performance.now();
-    const output = await reapIdle(ctx, { signal: controller.signal, onProgress: (p) => progress.update(p) });
-    progress.done();
-    const seconds = (performance.now() - started) / 1000;
-    process.stdout.write(
-      `reaped ${output.deleted} idle sessions in ${output.batches} batches, ${formatSeconds(seconds)} (${Math.round(output.deleted / Math.max(seconds, 0.001))} rows/s), stopped by: ${output.stoppedBy}\n`,
-    );
+    // Ctrl-C finishes the range in flight, whose position is saved with it.
+    await runInForeground(log, total, { verb: 'reaped', noun: 'idle sessions' }, (runOptions) => reapIdle(ctx, runOptions));
     if (strategy.kind === 'index') {
       process.stdout.write(`through the index ${strategy.index} on last_used_at\n`);
       return;
