@@ -6,7 +6,7 @@ import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { PgBoss } from 'pg-boss';
 import { QUEUES } from '../src/queues.ts';
-import { createTestDatabase, insertBulkSessions, type TestDatabase } from './helpers/database.ts';
+import { createTestDatabase, expiredAndLive, insertBulkSessions, type TestDatabase } from './helpers/database.ts';
 import { runCli } from './helpers/process.ts';
 import { until } from './helpers/wait.ts';
 
@@ -18,12 +18,7 @@ describe('faults', () => {
   after(async () => {
     await db.drop();
   });
-  const counts = async () =>
-    (
-      await db.pool.query<{ expired: number; live: number }>(
-        `SELECT count(*) FILTER (WHERE expires_at < now())::int AS expired, count(*) FILTER (WHERE expires_at >= now())::int AS live FROM auth.refresh_session`,
-      )
-    ).rows[0] ?? { expired: -1, live: -1 };
+  const counts = () => expiredAndLive(db.pool);
 
   test('kill -9 mid-purge: every batch is all or nothing, the job is retried after its heartbeat lapses, another worker finishes it', { timeout: 120_000 }, async () => {
     await insertBulkSessions(db.pool, 150_000, 0.99);

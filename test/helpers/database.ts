@@ -155,3 +155,28 @@ export async function remainingIds(pool: pg.Pool): Promise<number[]> {
   const { rows } = await pool.query<{ id: number }>('SELECT id FROM auth.refresh_session ORDER BY id');
   return rows.map((r) => r.id);
 }
+
+/** Sessions still expired and still live, by the database's clock. */
+export async function expiredAndLive(pool: pg.Pool): Promise<{ expired: number; live: number }> {
+  const { rows } = await pool.query<{ expired: number; live: number }>(
+    `SELECT count(*) FILTER (WHERE expires_at < now())::int AS expired, count(*) FILTER (WHERE expires_at >= now())::int AS live FROM auth.refresh_session`,
+  );
+  return rows[0] ?? { expired: -1, live: -1 };
+}
+
+/**
+ * A refresh in flight: a connection of its own that has updated the session's last_used_at and not
+ * committed, so it holds the row's lock. The caller commits or rolls back, and ends the client.
+ */
+export async function refreshInFlight(url: string, sessionId: number): Promise<pg.Client> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    await client.query('BEGIN');
+    await client.query('UPDATE auth.refresh_session SET last_used_at = now() WHERE id = $1', [sessionId]);
+    return client;
+  } catch (error) {
+    await client.end();
+    throw error;
+  }
+}

@@ -1,9 +1,18 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import pg from 'pg';
 import { purgeBatch, purgeBatchSkipLocked, purgeBound } from '../../src/db/sql/purge-expired.ts';
 import { purgeExpired } from '../../src/tasks/purge-expired.ts';
-import { createTestDatabase, insertBulkSessions, insertSessions, remainingIds, taskContext, testConfig, type TestDatabase } from '../helpers/database.ts';
+import {
+  createTestDatabase,
+  expiredAndLive,
+  insertBulkSessions,
+  insertSessions,
+  refreshInFlight,
+  remainingIds,
+  taskContext,
+  testConfig,
+  type TestDatabase,
+} from '../helpers/database.ts';
 
 describe('purge-expired', () => {
   let db: TestDatabase;
@@ -69,8 +78,7 @@ describe('purge-expired', () => {
     assert.equal(batchRows.reduce((a, b) => a + b, 0), 12_000);
     assert.ok(Math.max(...batchRows) <= 5000, `batches of ${batchRows.join(', ')} rows`);
     assert.ok(output.batches >= 3, `expected at least 3 batches, got ${output.batches}`);
-    const { rows } = await db.pool.query<{ expired: number }>('SELECT count(*)::int AS expired FROM auth.refresh_session WHERE expires_at < now()');
-    assert.equal(rows[0]?.expired, 0);
+    assert.equal((await expiredAndLive(db.pool)).expired, 0);
   });
 
   test('drains a backlog of many batches on several lanes, ties at batch edges included', async () => {
@@ -83,10 +91,7 @@ describe('purge-expired', () => {
     assert.equal(counted, 4000);
     assert.equal(output.stoppedBy, 'drained');
     assert.ok(output.batches >= 40, `expected at least 40 batches, got ${output.batches}`);
-    const left = await db.pool.query<{ expired: number; live: number }>(
-      `SELECT count(*) FILTER (WHERE expires_at < now())::int AS expired, count(*) FILTER (WHERE expires_at >= now())::int AS live FROM auth.refresh_session`,
-    );
-    assert.deepEqual(left.rows[0], { expired: 0, live: 1000 });
+    assert.deepEqual(await expiredAndLive(db.pool), { expired: 0, live: 1000 });
   });
 
   test('the row budget stops a run early and the next run carries on', async () => {
@@ -132,12 +137,8 @@ describe('purge-expired', () => {
     const rows = await insertSessions(db.pool, [{ expiresIn: -300 }, { expiresIn: -200 }, { expiresIn: -100 }, { expiresIn: 600 }]);
     const locked = rows[1];
     assert.ok(locked);
-    const holder = new pg.Client({ connectionString: db.url });
-    await holder.connect();
+    const holder = await refreshInFlight(db.url, locked.id);
     try {
-      await holder.query('BEGIN');
-      // A refresh in flight: the auth service updates last_used_at and has not committed yet.
-      await holder.query('UPDATE auth.refresh_session SET last_used_at = now() WHERE id = $1', [locked.id]);
       const started = performance.now();
       const first = await purge({ JANITOR_LOCK_TIMEOUT: '100ms' });
       assert.ok(performance.now() - started < 5000, 'the purge waited for the lock');

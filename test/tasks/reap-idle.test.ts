@@ -10,7 +10,7 @@ import { QUEUES } from '../../src/queues.ts';
 import type { RunOptions } from '../../src/tasks/batching.ts';
 import type { TaskContext } from '../../src/tasks/context.ts';
 import { detectStrategy, reapIdle } from '../../src/tasks/reap-idle.ts';
-import { createTestDatabase, insertBulkSessions, insertSessions, remainingIds, silentLogger, taskContext, testConfig, type TestDatabase } from '../helpers/database.ts';
+import { createTestDatabase, insertBulkSessions, insertSessions, refreshInFlight, remainingIds, silentLogger, taskContext, testConfig, type TestDatabase } from '../helpers/database.ts';
 import { runCli } from '../helpers/process.ts';
 
 const HOUR = 3600;
@@ -357,8 +357,7 @@ describe('reap-idle', () => {
     });
     const base = taskContext(testConfig(db.url, { JANITOR_IDLE_TIMEOUT: '1h', ...width(10) }));
     const ctx: TaskContext = { ...base, log: createLogger('info', sink) };
-    const holder = new pg.Client({ connectionString: db.url });
-    await holder.connect();
+    let holder: pg.Client | undefined;
     try {
       assert.deepEqual(await detectStrategy(ctx), { kind: 'range' });
       await db.pool.query('CREATE INDEX refresh_session_last_used_at_idx ON auth.refresh_session (last_used_at)');
@@ -367,8 +366,7 @@ describe('reap-idle', () => {
       const rows = await insertSessions(db.pool, specs);
       const locked = rows[0];
       assert.ok(locked);
-      await holder.query('BEGIN');
-      await holder.query('UPDATE auth.refresh_session SET last_used_at = now() WHERE id = $1', [locked.id]);
+      holder = await refreshInFlight(db.url, locked.id);
       // Batches of 10 rows through the index: a cursor over several batches, one locked row skipped.
       const output = await reapIdle(ctx);
       assert.deepEqual(output, { deleted: 23, batches: 3, stoppedBy: 'drained' });
@@ -402,7 +400,7 @@ describe('reap-idle', () => {
       await db.pool.query(`CREATE INDEX refresh_session_last_used_partial_idx ON auth.refresh_session (last_used_at) WHERE last_used_at < '2000-01-01'`);
       assert.deepEqual(await detectStrategy(ctx), { kind: 'range' });
     } finally {
-      await holder.end();
+      await holder?.end();
       await base.pool.end();
       await db.pool.query('DROP INDEX IF EXISTS auth.refresh_session_last_used_at_idx, auth.refresh_session_last_used_partial_idx');
     }

@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
-import pg from 'pg';
 import { createPool } from '../../src/db/pool.ts';
 import { revokeByJtis, revokeByUsers, revokeIdRange } from '../../src/db/sql/revoke.ts';
 import { createMetrics } from '../../src/metrics.ts';
@@ -11,6 +10,7 @@ import { IDS_PER_STATEMENT, revoke, type RetryCause, type RevokeOptions } from '
 import {
   createTestDatabase,
   insertSessions,
+  refreshInFlight,
   remainingIds,
   silentLogger,
   taskContext,
@@ -72,6 +72,15 @@ describe('revoke', () => {
 
   const idsOf = (sessions: readonly InsertedSession[]) => sessions.map((s) => s.id).sort((a, b) => a - b);
   const usersOf = (sessions: readonly InsertedSession[]) => [...new Set(sessions.map((s) => s.userId))];
+
+  /** The fixture, its first user, and a refresh in flight holding one of that user's sessions. */
+  async function fixtureWithRefreshInFlight() {
+    const sessions = await fixture();
+    const [a] = usersOf(sessions);
+    const locked = sessions.find((s) => s.userId === a);
+    assert.ok(a !== undefined && locked);
+    return { sessions, a, locked, holder: await refreshInFlight(db.url, locked.id) };
+  }
 
   async function assertRemaining(expected: readonly InsertedSession[]) {
     assert.deepEqual(await remainingIds(db.pool), idsOf(expected));
@@ -224,15 +233,8 @@ describe('revoke', () => {
   });
 
   test('a lane that fails stops the other; the job fails (for pg-boss to retry) and no locked row is skipped', async () => {
-    const sessions = await fixture();
-    const [a] = usersOf(sessions);
-    const locked = sessions.find((s) => s.userId === a);
-    assert.ok(locked);
-    const holder = new pg.Client({ connectionString: db.url });
-    await holder.connect();
+    const { sessions, a, locked, holder } = await fixtureWithRefreshInFlight();
     try {
-      await holder.query('BEGIN');
-      await holder.query('UPDATE auth.refresh_session SET last_used_at = now() WHERE id = $1', [locked.id]);
       await assert.rejects(
         run({ userIds: usersOf(sessions), reason: 'r' }, { JANITOR_LOCK_TIMEOUT: '50ms' }, { idsPerStatement: 1, lockRetry: { attempts: 3, baseDelayMs: 10, maxDelayMs: 20 } }),
         (error: unknown) => typeof error === 'object' && error !== null && 'code' in error && error.code === '55P03',
@@ -264,15 +266,8 @@ describe('revoke', () => {
   });
 
   test('a session locked by a refresh in flight is waited for and revoked, never skipped', async () => {
-    const sessions = await fixture();
-    const [a] = usersOf(sessions);
-    const locked = sessions.find((s) => s.userId === a);
-    assert.ok(locked);
-    const holder = new pg.Client({ connectionString: db.url });
-    await holder.connect();
+    const { sessions, a, holder } = await fixtureWithRefreshInFlight();
     try {
-      await holder.query('BEGIN');
-      await holder.query('UPDATE auth.refresh_session SET last_used_at = now() WHERE id = $1', [locked.id]);
       const started = performance.now();
       const release = setTimeout(() => void holder.query('COMMIT'), 400);
       const result = await run({ userId: a, reason: 'password-changed' }, { JANITOR_LOCK_TIMEOUT: '100ms' }).finally(() => clearTimeout(release));
@@ -286,15 +281,8 @@ describe('revoke', () => {
   });
 
   test('a lock held beyond the retries fails the revocation (for pg-boss to retry) rather than skipping the row', async () => {
-    const sessions = await fixture();
-    const [a] = usersOf(sessions);
-    const locked = sessions.find((s) => s.userId === a);
-    assert.ok(locked);
-    const holder = new pg.Client({ connectionString: db.url });
-    await holder.connect();
+    const { sessions, a, holder } = await fixtureWithRefreshInFlight();
     try {
-      await holder.query('BEGIN');
-      await holder.query('UPDATE auth.refresh_session SET last_used_at = now() WHERE id = $1', [locked.id]);
       await assert.rejects(
         run({ userId: a, reason: 'r' }, { JANITOR_LOCK_TIMEOUT: '50ms' }, { lockRetry: { attempts: 3, baseDelayMs: 10, maxDelayMs: 20 } }),
         (error: unknown) => typeof error === 'object' && error !== null && 'code' in error && error.code === '55P03',

@@ -21,7 +21,7 @@ import {
   type ThrottleEvent,
   type ThrottleSettings,
 } from '../../src/tasks/throttle.ts';
-import { createTestDatabase, insertBulkSessions, remainingIds, taskContext, testConfig, type TestDatabase } from '../helpers/database.ts';
+import { createTestDatabase, expiredAndLive, insertBulkSessions, remainingIds, taskContext, testConfig, type TestDatabase } from '../helpers/database.ts';
 
 const settings = (overrides: Partial<ThrottleSettings>): ThrottleSettings => ({ ...THROTTLE_OFF, ...overrides });
 const CLEAR: DatabaseState = { replicaLagSeconds: 0, vacuumRunning: false };
@@ -221,12 +221,7 @@ describe('throttle: a purge on a real database', () => {
     await db.drop();
   });
   const reset = () => db.pool.query('TRUNCATE auth.refresh_session, auth."user" CASCADE');
-  const left = async () =>
-    (
-      await db.pool.query<{ expired: number; live: number }>(
-        `SELECT count(*) FILTER (WHERE expires_at < now())::int AS expired, count(*) FILTER (WHERE expires_at >= now())::int AS live FROM auth.refresh_session`,
-      )
-    ).rows[0];
+  const left = () => expiredAndLive(db.pool);
   const small = { JANITOR_BATCH_SIZE: '100', JANITOR_BATCH_MIN_SIZE: '100', JANITOR_BATCH_MAX_SIZE: '100' };
 
   test('with a duty cycle the purge deletes exactly the expired rows, and sleeps at least as long as it worked', async () => {
