@@ -141,41 +141,31 @@ export const singleStatement: CaseSpec = {
   run: (ctx) => measured(ctx, (db) => oneStatement(db, SINGLE_STATEMENT)),
 };
 
-/** Ory Hydra's shape at its default batch of 100: IN (SELECT ... ORDER BY ... LIMIT 100). */
-export const hydraShape: CaseSpec = {
-  id: '2a',
-  name: 'Hydra shape: `id IN (SELECT id ... ORDER BY expires_at LIMIT 100)`, one statement a batch',
+/** A shape of another product: one prepared statement repeated on one connection until it deletes nothing. */
+const repeatedStatement = (id: string, name: string, statementName: string, text: string): CaseSpec => ({
+  id,
+  name,
   reference: '1',
-  run: (ctx) =>
-    measured(ctx, (db) =>
-      withClient(db.url, (client) =>
-        loop(
-          client,
-          'hydra',
-          `DELETE FROM auth.refresh_session WHERE id IN (
-             SELECT id FROM auth.refresh_session WHERE expires_at < now() ORDER BY expires_at LIMIT 100)`,
-        ),
-      ),
-    ),
-};
+  run: (ctx) => measured(ctx, (db) => withClient(db.url, (client) => loop(client, statementName, text))),
+});
+
+/** Ory Hydra's shape at its default batch of 100: IN (SELECT ... ORDER BY ... LIMIT 100). */
+export const hydraShape = repeatedStatement(
+  '2a',
+  'Hydra shape: `id IN (SELECT id ... ORDER BY expires_at LIMIT 100)`, one statement a batch',
+  'hydra',
+  `DELETE FROM auth.refresh_session WHERE id IN (
+     SELECT id FROM auth.refresh_session WHERE expires_at < now() ORDER BY expires_at LIMIT 100)`,
+);
 
 /** Supabase Auth's shape: 100 rows a statement, FOR UPDATE SKIP LOCKED, no ORDER BY. */
-export const supabaseShape: CaseSpec = {
-  id: '2b',
-  name: 'Supabase shape: `id IN (SELECT id ... LIMIT 100 FOR UPDATE SKIP LOCKED)`, one statement a batch',
-  reference: '1',
-  run: (ctx) =>
-    measured(ctx, (db) =>
-      withClient(db.url, (client) =>
-        loop(
-          client,
-          'supabase',
-          `DELETE FROM auth.refresh_session WHERE id IN (
-             SELECT id FROM auth.refresh_session WHERE expires_at < now() LIMIT 100 FOR UPDATE SKIP LOCKED)`,
-        ),
-      ),
-    ),
-};
+export const supabaseShape = repeatedStatement(
+  '2b',
+  'Supabase shape: `id IN (SELECT id ... LIMIT 100 FOR UPDATE SKIP LOCKED)`, one statement a batch',
+  'supabase',
+  `DELETE FROM auth.refresh_session WHERE id IN (
+     SELECT id FROM auth.refresh_session WHERE expires_at < now() LIMIT 100 FOR UPDATE SKIP LOCKED)`,
+);
 
 /**
  * The worker's keyset range delete as raw SQL on one connection at a fixed batch of 5000, to
