@@ -7,6 +7,7 @@
  * from a closed set named in this file.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { QUEUES } from './queues.ts';
 
 export const TASKS = ['purge-expired', 'reap-idle', 'revoke'] as const;
 export type Task = (typeof TASKS)[number];
@@ -30,11 +31,21 @@ const BATCH_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 
 /** Jobs run from milliseconds (a single-user revocation) to the run budget (240 s by default). */
 const JOB_BUCKETS = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600];
 
+/**
+ * The queues this worker consumes and the outcomes each can have: only a revocation can be
+ * rejected (an invalid payload); the scheduled runs carry no payload to reject.
+ */
+const JOB_SERIES: ReadonlyArray<{ queue: string; outcomes: readonly JobOutcome[] }> = [
+  { queue: QUEUES.purgeExpired, outcomes: ['completed', 'failed'] },
+  { queue: QUEUES.reapIdle, outcomes: ['completed', 'failed'] },
+  { queue: QUEUES.revoke, outcomes: JOB_OUTCOMES },
+];
+
 export function createMetrics() {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   const registers = [registry];
-  return {
+  const metrics = {
     registry,
     sessionsDeleted: new Counter({
       name: 'session_janitor_sessions_deleted_total',
@@ -91,6 +102,25 @@ export function createMetrics() {
       registers,
     }),
   };
+  startAtZero(metrics);
+  return metrics;
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;
+
+/**
+ * Every series of a known label set exists at 0 from the first scrape (Prometheus's
+ * instrumentation guidelines: "avoid missing metrics"). rate() and increase() need a sample before
+ * the first increment to count it: a series born at its first increment loses that increment, in
+ * every process, so a pod that deletes 300 expired rows once and is then replaced would show 0 on
+ * the dashboard.
+ */
+function startAtZero(metrics: Metrics): void {
+  for (const reason of DELETE_REASONS) metrics.sessionsDeleted.inc({ reason }, 0);
+  for (const kind of ERROR_KINDS) metrics.errors.inc({ kind }, 0);
+  for (const task of TASKS) metrics.batchDuration.zero({ task });
+  for (const { queue, outcomes } of JOB_SERIES) {
+    metrics.jobDuration.zero({ queue });
+    for (const outcome of outcomes) metrics.jobs.inc({ queue, outcome }, 0);
+  }
+}

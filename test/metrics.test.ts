@@ -38,6 +38,33 @@ function metricNames(expr: string): string[] {
   return [...expr.matchAll(/\b((?:session_janitor|process|nodejs)_[a-z0-9_]+)/g)].map((m) => (m[1] ?? '').replace(/_(bucket|sum|count)$/, ''));
 }
 
+test('the first scrape of a fresh worker holds every counter and histogram series of a known label set at 0', async () => {
+  const worker = await startWorker(testConfig(db.url, { JANITOR_PURGE_CRON: '0 0 1 1 *', JANITOR_REAP_CRON: '0 0 1 1 *' }), silentLogger());
+  try {
+    const scrape = await (await fetch(`http://127.0.0.1:${worker.metricsPort}/metrics`)).text();
+    // rate() and increase() count an increment only from a sample before it: a series that is
+    // born at its first increment loses that increment on every dashboard.
+    for (const reason of ['expired', 'idle', 'revoked']) {
+      assert.equal(sample(scrape, 'session_janitor_sessions_deleted_total', { reason }), 0, reason);
+    }
+    for (const kind of ['batch-timeout', 'lock-timeout', 'gauge-refresh', 'database', 'pg-boss']) {
+      assert.equal(sample(scrape, 'session_janitor_errors_total', { kind }), 0, kind);
+    }
+    for (const task of ['purge-expired', 'reap-idle', 'revoke']) {
+      assert.equal(sample(scrape, 'session_janitor_batch_duration_seconds_count', { task }), 0, task);
+    }
+    const outcomes = { [QUEUES.purgeExpired]: ['completed', 'failed'], [QUEUES.reapIdle]: ['completed', 'failed'], [QUEUES.revoke]: ['completed', 'failed', 'rejected'] };
+    for (const [queue, wanted] of Object.entries(outcomes)) {
+      assert.equal(sample(scrape, 'session_janitor_job_duration_seconds_count', { queue }), 0, queue);
+      for (const outcome of wanted) assert.equal(sample(scrape, 'session_janitor_jobs_total', { queue, outcome }), 0, `${queue} ${outcome}`);
+    }
+    // No series for an outcome a queue cannot have: a scheduled run has no payload to reject.
+    assert.equal(sample(scrape, 'session_janitor_jobs_total', { queue: QUEUES.purgeExpired, outcome: 'rejected' }), undefined);
+  } finally {
+    await worker.stop();
+  }
+});
+
 test('after a purge, a reap and a revocation the counters moved by exactly the rows deleted, per reason', async () => {
   const sessions = await insertSessions(db.pool, [
     // 3 expired (fresh), 2 idle (not expired), 4 of one user to revoke, 2 live.
