@@ -424,6 +424,9 @@ for (const { dir, overlay } of TARGETS) {
       } else {
         assert.ok(Number.isInteger(minAvailable) && Number(minAvailable) >= 1 && Number(minAvailable) < replicas, 'minAvailable from 1 to replicas - 1 (or drains block)');
       }
+      // During a database outage every pod is unready: with the default policy no eviction could
+      // keep the budget, and every node drain would block until the database came back.
+      assert.equal(pdb.spec?.unhealthyPodEvictionPolicy, 'AlwaysAllow', 'unready workers must stay evictable (node drains during a database outage)');
     });
 
     test('the PodMonitor scrapes the metrics port with job="session-janitor"', () => {
@@ -476,6 +479,38 @@ for (const { dir, overlay } of TARGETS) {
         return (rule.ports ?? []).map(describePort);
       });
       assert.deepEqual([...new Set(outPorts)].sort(), ['TCP/53', 'TCP/5432', 'UDP/53'], 'egress only to PostgreSQL and DNS');
+      for (const rule of egress) {
+        const ports = (rule.ports ?? []).map(describePort);
+        const to = rule.to ?? [];
+        assert.ok(to.length > 0, `egress to ${ports.join(', ')} without \`to\` reaches every address`);
+        if (ports.includes('TCP/5432')) {
+          for (const peer of to) {
+            const cidr = peer.ipBlock?.cidr;
+            assert.ok(cidr !== undefined || peer.podSelector !== undefined, `PostgreSQL egress to ${JSON.stringify(peer)}: an address or the database's pods`);
+            assert.ok(cidr === undefined || !/^(0\.0\.0\.0|::)\/0$/.test(cidr), 'PostgreSQL egress to every address');
+          }
+          // The base fails closed (TEST-NET-1); every overlay names its own database.
+          const cidrs = to.map((peer) => peer.ipBlock?.cidr);
+          if (overlay === null) assert.deepEqual(cidrs, ['192.0.2.1/32'], 'the base allows no real database address');
+          else assert.ok(!cidrs.includes('192.0.2.1/32'), `overlay ${overlay} must set its database address (database-egress.yaml)`);
+        } else {
+          for (const peer of to) {
+            assert.equal(peer.ipBlock, undefined, 'DNS goes to the cluster DNS pods, not to an address range');
+            assert.deepEqual(peer.podSelector?.matchLabels, { 'k8s-app': 'kube-dns' }, 'DNS only to the cluster DNS pods');
+          }
+        }
+      }
+    });
+
+    test('the Prometheus Operator selector label: set once, on both the PodMonitor and the PrometheusRule', () => {
+      const monitor = single<IPodMonitor>(objects, 'PodMonitor');
+      const rule = single<IPrometheusRule>(objects, 'PrometheusRule');
+      const release = monitor.metadata?.labels?.release;
+      assert.equal(rule.metadata?.labels?.release, release, 'the PodMonitor and the PrometheusRule must carry the same release label');
+      // kube-prometheus-stack selects PodMonitors and rules by release=<its Helm release> by default.
+      if (overlay === 'production') assert.equal(release, 'kube-prometheus-stack');
+      // An operator-specific label is the overlay's choice: the base carries none.
+      if (overlay === null) assert.equal(release, undefined);
     });
 
     if (overlay !== null) {
