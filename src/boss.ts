@@ -5,7 +5,6 @@
  */
 import { PgBoss } from 'pg-boss';
 import type { Config } from './config.ts';
-import { safeErrorMessage } from './db/errors.ts';
 import type { Logger } from './logger.ts';
 import type { Metrics } from './metrics.ts';
 import { QUEUES, queueDefinitions } from './queues.ts';
@@ -43,7 +42,7 @@ export function createBoss(config: Config, connectionString: string, options: Bo
   // Unhandled, an 'error' event would kill the process; pg-boss retries its loops by itself.
   boss.on('error', (error) => {
     metrics?.errors.inc({ kind: 'pg-boss' });
-    log.error({ err: { message: safeErrorMessage(error), name: error.name } }, 'pg-boss error');
+    log.error({ err: error }, 'pg-boss error');
   });
   boss.on('warning', (warning) => log.warn({ warning: warning.message }, 'pg-boss warning'));
   return boss;
