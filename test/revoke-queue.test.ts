@@ -13,12 +13,16 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
 import type { PgBoss } from 'pg-boss';
-import { createBoss } from '../src/boss.ts';
+import { createBoss, ensureQueues } from '../src/boss.ts';
+import { createAuthTables } from '../src/db/dev-bootstrap.ts';
+import { migrateOwnSchema, readVersion } from '../src/db/migrate.ts';
+import { LATEST_VERSION } from '../src/db/sql/migrations.ts';
+import { install } from '../src/install.ts';
 import { InvalidRevokeRequestError, RevocationFailedError, enqueueRevocation, waitForRevocation } from '../src/client.ts';
 import { startWorker, type Worker } from '../src/main.ts';
 import { QUEUES } from '../src/queues.ts';
 import type { RevokeRequest } from '../src/revoke-request.ts';
-import { createTestDatabase, insertSessions, remainingIds, silentLogger, testConfig, type InsertedSession, type TestDatabase } from './helpers/database.ts';
+import { createTestDatabase, databaseUrl, insertSessions, remainingIds, silentLogger, testConfig, type InsertedSession, type TestDatabase } from './helpers/database.ts';
 
 interface JobRow {
   state: string;
@@ -151,33 +155,26 @@ describe('the revoke queue', () => {
   });
 
   test('the SQL function\'s job matches boss.send\'s: retry, expiry, retention, dead letter, dedupe slot', async () => {
-    const request = { userId: 2_000_000_000, reason: 'settings' };
-    const viaSql = await enqueueSql(JSON.stringify(request), `settings-sql-${randomUUID()}`);
-    const viaClient = await enqueueRevocation(producer, request, { singletonKey: `settings-client-${randomUUID()}` });
-    assert.ok(viaSql && viaClient);
-    const { rows } = await db.pool.query(
-      `SELECT id, priority, retry_limit, retry_delay, retry_backoff, retry_delay_max, expire_seconds, deletion_seconds,
-              extract(epoch FROM keep_until - start_after)::int AS retention_seconds, policy, dead_letter, heartbeat_seconds,
-              singleton_on, singleton_key IS NOT NULL AS keyed, blocked, blocking, pending_dependencies
-         FROM pgboss.job WHERE name = $1 AND id = ANY($2::uuid[])`,
-      [QUEUES.revoke, [viaSql, viaClient]],
-    );
-    const strip = (row: Record<string, unknown> | undefined) => {
-      assert.ok(row);
-      const { id: _id, ...rest } = row;
-      return rest;
-    };
-    const sqlJob = strip(rows.find((r) => r.id === viaSql));
-    assert.deepEqual(sqlJob, strip(rows.find((r) => r.id === viaClient)));
-    const { rows: queue } = await db.pool.query(
-      `SELECT retry_limit, retry_delay, retry_backoff, retry_delay_max, expire_seconds, deletion_seconds, retention_seconds, policy, dead_letter, heartbeat_seconds FROM pgboss.queue WHERE name = $1`,
-      [QUEUES.revoke],
-    );
-    for (const [column, value] of Object.entries(queue[0] ?? {})) assert.deepEqual(sqlJob[column], value, column);
-    assert.equal(sqlJob.dead_letter, QUEUES.deadLetter);
+    const [viaSql, viaClient] = await assertSqlJobMatchesSend(db.pool, producer);
     await settled(viaSql, ['completed']);
     await settled(viaClient, ['completed']);
   });
+
+  // A database of an earlier release keeps the functions of its migrations until an upgrade
+  // replaces them: the drift test also runs on one migrated to each earlier version, then upgraded.
+  for (let version = 3; version < LATEST_VERSION; version++) {
+    test(`the SQL function's job matches boss.send's on a database migrated to version ${version}, then upgraded`, async () => {
+      const upgraded = await createUpgradedDatabase(version);
+      const boss = createBoss(testConfig(upgraded.url), upgraded.url, { role: 'tool', migrate: false }, silentLogger());
+      await boss.start();
+      try {
+        await assertSqlJobMatchesSend(upgraded.pool, boss);
+      } finally {
+        await boss.stop({ graceful: false });
+        await upgraded.drop();
+      }
+    });
+  }
 
   test('the SQL function notifies on pg-boss\'s channel, in the same transaction', async () => {
     const channel = `pgboss_${createHash('sha224').update('pgboss').digest('hex').slice(0, 24)}`;
@@ -358,3 +355,69 @@ describe('the revoke queue', () => {
     assert.deepEqual(await remainingIds(db.pool).then((ids) => ids.filter((i) => sessions.some((s) => s.id === i))), [sessions[2]?.id]);
   });
 });
+
+/** Enqueues the same request through the SQL function and boss.send (the client); both jobs carry the queue's settings alike. */
+async function assertSqlJobMatchesSend(pool: pg.Pool, boss: PgBoss): Promise<[string, string]> {
+  const request = { userId: 2_000_000_000, reason: 'settings' };
+  const viaSql = (await pool.query<{ id: string | null }>('SELECT session_janitor.enqueue_revocation($1::jsonb, $2) AS id', [JSON.stringify(request), `settings-sql-${randomUUID()}`])).rows[0]?.id;
+  const viaClient = await enqueueRevocation(boss, request, { singletonKey: `settings-client-${randomUUID()}` });
+  assert.ok(viaSql && viaClient);
+  const { rows } = await pool.query(
+    `SELECT id, priority, retry_limit, retry_delay, retry_backoff, retry_delay_max, expire_seconds, deletion_seconds,
+            extract(epoch FROM keep_until - start_after)::int AS retention_seconds, policy, dead_letter, heartbeat_seconds,
+            singleton_on, singleton_key IS NOT NULL AS keyed, blocked, blocking, pending_dependencies
+       FROM pgboss.job WHERE name = $1 AND id = ANY($2::uuid[])`,
+    [QUEUES.revoke, [viaSql, viaClient]],
+  );
+  const strip = (row: Record<string, unknown> | undefined) => {
+    assert.ok(row);
+    const { id: _id, ...rest } = row;
+    return rest;
+  };
+  const sqlJob = strip(rows.find((r) => r.id === viaSql));
+  assert.deepEqual(sqlJob, strip(rows.find((r) => r.id === viaClient)));
+  const { rows: queue } = await pool.query(
+    `SELECT retry_limit, retry_delay, retry_backoff, retry_delay_max, expire_seconds, deletion_seconds, retention_seconds, policy, dead_letter, heartbeat_seconds FROM pgboss.queue WHERE name = $1`,
+    [QUEUES.revoke],
+  );
+  for (const [column, value] of Object.entries(queue[0] ?? {})) assert.deepEqual(sqlJob[column], value, column);
+  assert.equal(sqlJob.dead_letter, QUEUES.deadLetter);
+  return [viaSql, viaClient];
+}
+
+/** A database installed as the release with migrations 1..version did it, then upgraded by today's `migrate`. */
+async function createUpgradedDatabase(version: number): Promise<{ url: string; pool: pg.Pool; drop(): Promise<void> }> {
+  const admin = process.env.SJ_TEST_ADMIN_URL;
+  assert.ok(admin);
+  const name = `sj_upgrade_${randomBytes(5).toString('hex')}`;
+  const adminClient = new pg.Client({ connectionString: admin });
+  await adminClient.connect();
+  await adminClient.query(`CREATE DATABASE ${name}`);
+  await adminClient.end();
+  const url = databaseUrl(admin, name);
+  const config = testConfig(url);
+  const log = silentLogger();
+  const pool = new pg.Pool({ connectionString: url, max: 2 });
+  await createAuthTables(pool);
+  const boss = createBoss(config, url, { role: 'tool', migrate: true }, log);
+  await boss.start();
+  try {
+    assert.deepEqual(await migrateOwnSchema(pool, config, version), Array.from({ length: version }, (_, i) => i + 1));
+    await ensureQueues(boss, config);
+    await install(boss, pool, config, log, true);
+    assert.equal(await readVersion(pool), LATEST_VERSION);
+  } finally {
+    await boss.stop({ graceful: false });
+  }
+  return {
+    url,
+    pool,
+    drop: async () => {
+      await pool.end();
+      const c = new pg.Client({ connectionString: admin });
+      await c.connect();
+      await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      await c.end();
+    },
+  };
+}
