@@ -9,8 +9,9 @@
  * - a started PgBoss on the database (its own schema): the job is sent with boss.send, which applies
  *   the queue's settings and wakes the workers (NOTIFY); or
  * - a connection string, a pg.Pool or a pg.Client: the job is enqueued by the SQL function
- *   session_janitor.enqueue_revocation, which needs only EXECUTE on it (no right on pg-boss's tables),
- *   and waitForRevocation reads session_janitor.revocation_status.
+ *   session_janitor.enqueue_revocation (session_janitor.enqueue_global_revocation for issuedBefore
+ *   without userId), which needs only EXECUTE on it (no right on pg-boss's tables), and
+ *   waitForRevocation reads session_janitor.revocation_status.
  *
  * The request is validated with the worker's own schema before anything is sent: an invalid one
  * throws InvalidRevokeRequestError and never reaches the queue.
@@ -25,9 +26,9 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import type { PgBoss } from 'pg-boss';
-import { DEDUPE_SLOT_SECONDS, enqueueRevocationCall, revocationStatusCall } from './db/sql/enqueue-revocation.ts';
+import { DEDUPE_SLOT_SECONDS, enqueueGlobalRevocationCall, enqueueRevocationCall, revocationStatusCall } from './db/sql/enqueue-revocation.ts';
 import { QUEUES } from './queues.ts';
-import { validateRevokeRequest, type RevokeIssue, type RevokeRequest } from './revoke-request.ts';
+import { selectorKind, validateRevokeRequest, type RevokeIssue, type RevokeRequest } from './revoke-request.ts';
 
 export { validateRevokeRequest };
 export type { RevokeIssue, RevokeRequest, RevokeSelector, RevokeValidation } from './revoke-request.ts';
@@ -106,7 +107,9 @@ export async function enqueueRevocation(target: RevocationTarget, request: Revok
     return target.send(QUEUES.revoke, validation.request, key === undefined ? {} : { singletonKey: key, singletonSeconds: DEDUPE_SLOT_SECONDS });
   }
   return withQueryable(target, async (db) => {
-    const { rows } = await db.query<{ id: string | null }>({ ...enqueueRevocationCall, values: [JSON.stringify(validation.request), key ?? null] });
+    // issuedBefore alone reaches every user: the function of its own, which needs its own grant.
+    const call = selectorKind(validation.request) === 'issuedBefore' ? enqueueGlobalRevocationCall : enqueueRevocationCall;
+    const { rows } = await db.query<{ id: string | null }>({ ...call, values: [JSON.stringify(validation.request), key ?? null] });
     return rows[0]?.id ?? null;
   });
 }

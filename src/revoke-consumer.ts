@@ -26,9 +26,10 @@
 import type { Job, JobResult, PgBoss } from 'pg-boss';
 import { instrumented } from './consumers.ts';
 import { safeErrorMessage } from './db/errors.ts';
+import { ISSUED_BEFORE_MAX_SKEW, issuedBeforeTooLate } from './db/sql/revocation-jobs.ts';
 import type { Logger } from './logger.ts';
 import { QUEUES } from './queues.ts';
-import { idCount, selectorKind, validateRevokeRequest, type RevokeIssue } from './revoke-request.ts';
+import { idCount, selectorKind, validateRevokeRequest, type RevokeIssue, type RevokeRequest } from './revoke-request.ts';
 import type { TaskContext } from './tasks/context.ts';
 import { revoke } from './tasks/revoke.ts';
 
@@ -68,17 +69,16 @@ export async function handleRevokeJob(ctx: TaskContext, job: Job<unknown>, log: 
   const started = performance.now();
   const seconds = () => Math.round(performance.now() - started) / 1000;
 
-  const validation = validateRevokeRequest(job.data);
-  if (!validation.ok) {
+  const reject = (issues: readonly RevokeIssue[]): JobResult => {
     metrics.jobs.inc({ queue: QUEUE, outcome: 'rejected' });
     metrics.jobDuration.observe({ queue: QUEUE }, seconds());
-    log.warn(
-      { queue: QUEUE, jobId: job.id, issues: validation.issues, outcome: 'rejected' },
-      'revocation rejected: invalid payload, dead-lettered without retry, nothing deleted',
-    );
-    const output: InvalidPayloadOutput = { error: 'invalid_payload', issues: validation.issues };
+    log.warn({ queue: QUEUE, jobId: job.id, issues, outcome: 'rejected' }, 'revocation rejected: invalid payload, dead-lettered without retry, nothing deleted');
+    const output: InvalidPayloadOutput = { error: 'invalid_payload', issues };
     return { id: job.id, status: 'deadletter', output };
-  }
+  };
+
+  const validation = validateRevokeRequest(job.data);
+  if (!validation.ok) return reject(validation.issues);
 
   const request = validation.request;
   const audit = {
@@ -93,6 +93,8 @@ export async function handleRevokeJob(ctx: TaskContext, job: Job<unknown>, log: 
   };
   let progress = { revoked: 0, batches: 0 };
   try {
+    const late = await futureInstantIssues(ctx, request);
+    if (late.length > 0) return reject(late);
     const { revoked } = await instrumented(metrics, QUEUE, () =>
       revoke(ctx, request, { signal: job.signal, onProgress: (p) => (progress = p) }),
     );
@@ -107,4 +109,18 @@ export async function handleRevokeJob(ctx: TaskContext, job: Job<unknown>, log: 
     const output: RevokeFailedOutput = { error: 'revoke_failed', message };
     return { id: job.id, status: 'failed', output };
   }
+}
+
+/**
+ * An issuedBefore later than the database's now() plus ISSUED_BEFORE_MAX_SKEW: sessions that do not
+ * exist yet cannot be revoked, and such an instant (9999-12-31, now + 1 year) would reach every
+ * session. The SQL functions refuse it at enqueue; a job sent past them (boss.send) is checked here,
+ * against the database clock, before anything is deleted.
+ */
+async function futureInstantIssues(ctx: TaskContext, request: RevokeRequest): Promise<RevokeIssue[]> {
+  if (request.issuedBefore === undefined) return [];
+  const { rows } = await ctx.pool.query<{ too_late: boolean }>({ ...issuedBeforeTooLate, values: [request.issuedBefore] });
+  if (!rows[0]?.too_late) return [];
+  const message = `issuedBefore must not be later than the database's now() plus ${ISSUED_BEFORE_MAX_SKEW} of clock skew: sessions that do not exist yet cannot be revoked`;
+  return [{ path: 'issuedBefore', message }];
 }

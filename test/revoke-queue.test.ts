@@ -114,7 +114,7 @@ describe('the revoke queue', () => {
       { name: 'an unknown field', payload: JSON.stringify({ userId: u1, reason: 'r', force: true }), path: 'force', names: ['force'] },
       { name: 'a JSON array', payload: JSON.stringify([{ userId: u1, reason: 'r' }]), path: '', names: ['JSON object'] },
       { name: 'a JSON string', payload: JSON.stringify('revoke user 1'), path: '', names: ['JSON object'] },
-      { name: 'an issuedBefore without offset', payload: JSON.stringify({ issuedBefore: '2099-01-01T00:00:00', reason: 'r' }), path: 'issuedBefore', names: ['issuedBefore'] },
+      { name: 'an issuedBefore without offset', payload: JSON.stringify({ userId: u1, issuedBefore: '2000-01-01T00:00:00', reason: 'r' }), path: 'issuedBefore', names: ['issuedBefore'] },
     ];
     const ids = await Promise.all(cases.map((c) => enqueueSql(c.payload)));
     for (const [i, c] of cases.entries()) {
@@ -175,6 +175,54 @@ describe('the revoke queue', () => {
       }
     });
   }
+
+  test('an issuedBefore later than now() + 5 minutes is refused at enqueue; sent past the function it is dead-lettered as invalid_payload, deleting nothing', async () => {
+    const sessions = await insertSessions(db.pool, [{ expiresIn: 86_400 }, { expiresIn: 86_400 }, { expiresIn: 86_400 }]);
+    const [u1] = usersOf(sessions);
+    const before = await remainingIds(db.pool);
+    const instant = async (offset: string) =>
+      (await db.pool.query<{ at: string }>(`SELECT to_char((now() + $1::interval) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS at`, [offset])).rows[0]?.at ?? '';
+    const [aYear, sixMinutes, fourMinutes] = [await instant('1 year'), await instant('6 minutes'), await instant('4 minutes')];
+
+    // Past the SQL function (a producer with its own pg-boss): the worker checks against the database clock.
+    const sent = [
+      await producer.send(QUEUES.revoke, { issuedBefore: '9999-12-31T23:59:59Z', reason: 'typo' }),
+      await producer.send(QUEUES.revoke, { issuedBefore: aYear, reason: 'typo' }),
+      await producer.send(QUEUES.revoke, { userId: u1, issuedBefore: sixMinutes, reason: 'typo' }),
+    ];
+    for (const id of sent) {
+      assert.ok(id);
+      const job = await settled(id, ['failed', 'completed', 'retry']);
+      assert.equal(job.state, 'failed', JSON.stringify(job));
+      assert.equal(job.retry_count, 0);
+      assert.equal(job.output?.error, 'invalid_payload', JSON.stringify(job.output));
+      assert.ok(job.output?.issues?.some((i) => i.path === 'issuedBefore' && /5 minutes/.test(i.message)), JSON.stringify(job.output));
+    }
+    assert.deepEqual(await remainingIds(db.pool), before, 'a future issuedBefore deleted sessions');
+
+    // Through the SQL functions: refused at once, nothing enqueued.
+    const refused = (error: unknown) => error instanceof Error && 'code' in error && error.code === '22023' && /issuedBefore.*5 minutes/.test(error.message);
+    await assert.rejects(db.pool.query(`SELECT session_janitor.enqueue_global_revocation('{"issuedBefore": "9999-12-31T23:59:59Z", "reason": "typo"}')`), refused);
+    await assert.rejects(db.pool.query('SELECT session_janitor.enqueue_global_revocation($1::jsonb)', [JSON.stringify({ issuedBefore: aYear, reason: 'typo' })]), refused);
+    await assert.rejects(enqueueSql(JSON.stringify({ userId: u1, issuedBefore: sixMinutes, reason: 'typo' })), refused);
+    await assert.rejects(enqueueRevocation(db.url, { issuedBefore: aYear, reason: 'typo' }), refused);
+
+    // Within the skew: accepted, and carried out.
+    const id = await enqueueSql(JSON.stringify({ userId: u1, issuedBefore: fourMinutes, reason: 'key-rotated' }));
+    assert.ok(id);
+    assert.deepEqual(await waitForRevocation(db.url, id, { intervalMs: 50 }), { revoked: 1 });
+  });
+
+  test('issuedBefore without userId (every user) is refused by enqueue_revocation: it takes enqueue_global_revocation', async () => {
+    const past = JSON.stringify({ issuedBefore: '2000-01-01T00:00:00Z', reason: 'key rotation 2000' });
+    await assert.rejects(enqueueSql(past), (error: unknown) => error instanceof Error && 'code' in error && error.code === '42501' && /enqueue_global_revocation/.test(error.message));
+    const { rows } = await db.pool.query<{ id: string }>('SELECT session_janitor.enqueue_global_revocation($1::jsonb) AS id', [past]);
+    assert.ok(rows[0]?.id);
+    assert.deepEqual(await waitForRevocation(db.url, rows[0].id, { intervalMs: 50 }), { revoked: 0 });
+    // The client picks the function by the request.
+    const viaClient = await enqueueRevocation(db.url, { issuedBefore: '2000-01-01T00:00:00Z', reason: 'key rotation 2000' });
+    assert.ok(viaClient);
+  });
 
   test('the SQL function notifies on pg-boss\'s channel, in the same transaction', async () => {
     const channel = `pgboss_${createHash('sha224').update('pgboss').digest('hex').slice(0, 24)}`;

@@ -38,6 +38,8 @@
 import type { Statement } from './identifiers.ts';
 
 export const ENQUEUE_FUNCTION = 'session_janitor.enqueue_revocation';
+/** For issuedBefore without userId, which reaches every user: a grant of its own (migration 4). */
+export const ENQUEUE_GLOBAL_FUNCTION = 'session_janitor.enqueue_global_revocation';
 export const STATUS_FUNCTION = 'session_janitor.revocation_status';
 
 /** The throttle slot of a dedupe key, in seconds: the largest pg-boss accepts (an integer column). */
@@ -47,6 +49,12 @@ export const DEDUPE_SLOT_SECONDS = 2_147_483_647;
 export const enqueueRevocationCall: Statement = {
   name: 'sj_enqueue_revocation',
   text: `SELECT ${ENQUEUE_FUNCTION}($1::jsonb, $2::text) AS id`,
+};
+
+/** enqueueRevocationCall for a request that reaches every user. */
+export const enqueueGlobalRevocationCall: Statement = {
+  name: 'sj_enqueue_global_revocation',
+  text: `SELECT ${ENQUEUE_GLOBAL_FUNCTION}($1::jsonb, $2::text) AS id`,
 };
 
 /** $1 the job id. */
