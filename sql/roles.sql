@@ -6,14 +6,15 @@
 --                             DML on pg-boss's tables and session_janitor's tables; on auth, only
 --                             SELECT and DELETE on auth.refresh_session, nothing else (see below).
 --   session_janitor_producer  for other services that enqueue revocations in SQL: EXECUTE on
---                             session_janitor.enqueue_revocation and session_janitor.revocation_status
---                             only (both SECURITY DEFINER, owned by the migrator), no right on pgboss.
+--                             session_janitor.enqueue_revocation, revocation_status and
+--                             revocation_by_key only (SECURITY DEFINER, owned by the migrator), no
+--                             right on pgboss.
 --                             enqueue_revocation refuses issuedBefore without userId: that request
 --                             reaches every user, and takes the next role.
 --   session_janitor_global_revoker
 --                             for the few services that revoke every user's sessions (a signing key
---                             rotated): EXECUTE on session_janitor.enqueue_global_revocation and
---                             revocation_status only. Grant it apart from the producer role, to as few
+--                             rotated): EXECUTE on session_janitor.enqueue_global_revocation,
+--                             revocation_status and revocation_by_key only. Grant it apart from the producer role, to as few
 --                             services as possible. Both roles can only enqueue through the functions,
 --                             which refuse an issuedBefore later than now() + 5 minutes. A service with
 --                             write access to pgboss.job (the worker, the migrator, or a producer's own
@@ -115,8 +116,8 @@ REVOKE ALL ON SCHEMA pgboss FROM session_janitor_producer, session_janitor_globa
 REVOKE ALL ON ALL TABLES IN SCHEMA session_janitor FROM session_janitor_producer, session_janitor_global_revoker;
 
 -- The functions exist once `migrate` has run: grant on every overload of those named (the
--- contract's signatures are enqueue_revocation(jsonb, text), enqueue_global_revocation(jsonb, text)
--- and revocation_status(uuid)), and take PUBLIC's EXECUTE off one created before the defaults above.
+-- contract's signatures are enqueue_revocation(jsonb, text), enqueue_global_revocation(jsonb, text),
+-- revocation_status(uuid) and revocation_by_key(text)), and take PUBLIC's EXECUTE off one created before the defaults above.
 -- Named one by one, not by a default privilege on the schema, so a function added to
 -- session_janitor later (insert_revocation, which only the functions call) is no producer's until it
 -- is listed here. Before the first migration this does nothing: run the script again after it.
@@ -131,8 +132,10 @@ BEGIN
     JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
     JOIN (VALUES ('session_janitor_producer', 'enqueue_revocation'),
                  ('session_janitor_producer', 'revocation_status'),
+                 ('session_janitor_producer', 'revocation_by_key'),
                  ('session_janitor_global_revoker', 'enqueue_global_revocation'),
-                 ('session_janitor_global_revoker', 'revocation_status')) AS g (grantee, proname)
+                 ('session_janitor_global_revoker', 'revocation_status'),
+                 ('session_janitor_global_revoker', 'revocation_by_key')) AS g (grantee, proname)
       ON g.proname = p.proname
     WHERE n.nspname = 'session_janitor'
   LOOP

@@ -16,9 +16,11 @@
  * The request is validated with the worker's own schema before anything is sent: an invalid one
  * throws InvalidRevokeRequestError and never reaches the queue.
  *
- * Dedupe: with `singletonKey`, a second request with the same key returns null and enqueues nothing,
- * for as long as the first job is kept (see db/sql/enqueue-revocation.ts); both paths use the same
- * pg-boss throttle slot, so the SQL function and the client dedupe against each other.
+ * Dedupe: with `singletonKey`, a second request with the same key from the same database role
+ * returns null and enqueues nothing, for as long as the first job is kept (see
+ * db/sql/enqueue-revocation.ts); another role's key never collides with it. Both paths store the key
+ * scoped by the role and use the same pg-boss throttle slot, so the SQL function and the client
+ * dedupe against each other.
  *
  * This module is the package's public entry point: it imports no worker code that does I/O at load
  * (no configuration, no logger, no metrics).
@@ -26,7 +28,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import type { PgBoss } from 'pg-boss';
-import { DEDUPE_SLOT_SECONDS, enqueueGlobalRevocationCall, enqueueRevocationCall, revocationStatusCall } from './db/sql/enqueue-revocation.ts';
+import { DEDUPE_SLOT_SECONDS, enqueueGlobalRevocationCall, enqueueRevocationCall, revocationStatusCall, scopedDedupeKey } from './db/sql/enqueue-revocation.ts';
 import { QUEUES } from './queues.ts';
 import { selectorKind, validateRevokeRequest, type RevokeIssue, type RevokeRequest } from './revoke-request.ts';
 
@@ -104,7 +106,12 @@ export async function enqueueRevocation(target: RevocationTarget, request: Revok
   if (key !== undefined && (key.length === 0 || key.length > 255)) throw new RangeError('singletonKey must be 1 to 255 characters');
 
   if (isPgBoss(target)) {
-    return target.send(QUEUES.revoke, validation.request, key === undefined ? {} : { singletonKey: key, singletonSeconds: DEDUPE_SLOT_SECONDS });
+    if (key === undefined) return target.send(QUEUES.revoke, validation.request);
+    // The key as the SQL functions scope it, by this connection's role, so both paths dedupe alike.
+    const { rows } = await target.getDb().executeSql(scopedDedupeKey.text, [key]);
+    const singletonKey = (rows[0] as { key?: unknown } | undefined)?.key;
+    if (typeof singletonKey !== 'string') throw new Error('could not scope the dedupe key by the connection\'s role');
+    return target.send(QUEUES.revoke, validation.request, { singletonKey, singletonSeconds: DEDUPE_SLOT_SECONDS });
   }
   return withQueryable(target, async (db) => {
     // issuedBefore alone reaches every user: the function of its own, which needs its own grant.

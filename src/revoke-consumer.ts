@@ -26,7 +26,7 @@
 import type { Job, JobResult, PgBoss } from 'pg-boss';
 import { instrumented } from './consumers.ts';
 import { safeErrorMessage } from './db/errors.ts';
-import { ISSUED_BEFORE_MAX_SKEW, issuedBeforeTooLate } from './db/sql/revocation-jobs.ts';
+import { ISSUED_BEFORE_MAX_SKEW, freeDedupeKey, issuedBeforeTooLate } from './db/sql/revocation-jobs.ts';
 import type { Logger } from './logger.ts';
 import { QUEUES } from './queues.ts';
 import { idCount, selectorKind, validateRevokeRequest, type RevokeIssue, type RevokeRequest } from './revoke-request.ts';
@@ -69,7 +69,8 @@ export async function handleRevokeJob(ctx: TaskContext, job: Job<unknown>, log: 
   const started = performance.now();
   const seconds = () => Math.round(performance.now() - started) / 1000;
 
-  const reject = (issues: readonly RevokeIssue[]): JobResult => {
+  const reject = async (issues: readonly RevokeIssue[]): Promise<JobResult> => {
+    await releaseDedupeKey(ctx, job.id, log);
     metrics.jobs.inc({ queue: QUEUE, outcome: 'rejected' });
     metrics.jobDuration.observe({ queue: QUEUE }, seconds());
     log.warn({ queue: QUEUE, jobId: job.id, issues, outcome: 'rejected' }, 'revocation rejected: invalid payload, dead-lettered without retry, nothing deleted');
@@ -123,4 +124,17 @@ async function futureInstantIssues(ctx: TaskContext, request: RevokeRequest): Pr
   if (!rows[0]?.too_late) return [];
   const message = `issuedBefore must not be later than the database's now() plus ${ISSUED_BEFORE_MAX_SKEW} of clock skew: sessions that do not exist yet cannot be revoked`;
   return [{ path: 'issuedBefore', message }];
+}
+
+/**
+ * An invalid request does not hold its dedupe key (db/sql/revocation-jobs.ts). Should the database
+ * refuse, the job is dead-lettered all the same and the key stays taken: the producer can see why
+ * with revocation_by_key and use another key.
+ */
+async function releaseDedupeKey(ctx: TaskContext, jobId: string, log: Logger): Promise<void> {
+  try {
+    await ctx.pool.query({ ...freeDedupeKey(ctx.config.pgbossSchema), values: [QUEUE, jobId] });
+  } catch (error) {
+    log.warn({ queue: QUEUE, jobId, err: { message: safeErrorMessage(error) } }, 'could not free the dedupe key of an invalid revocation');
+  }
 }

@@ -83,11 +83,27 @@ describe('the revoke queue', () => {
   }
 
   const deadLetterOf = async (id: string) => {
-    const { rows } = await db.pool.query<{ data: unknown; source_output: JobRow['output']; source_name: string; state: string }>(
-      `SELECT data, source_output, source_name, state::text FROM pgboss.job WHERE name = $1 AND source_id = $2`,
+    const { rows } = await db.pool.query<{ data: unknown; output: unknown; source_output: JobRow['output']; source_name: string; state: string }>(
+      `SELECT data, output, source_output, source_name, state::text FROM pgboss.job WHERE name = $1 AND source_id = $2`,
       [QUEUES.deadLetter, id],
     );
     return rows;
+  };
+
+  /** A login role with only the producer's grants (docs/producers.md), connected. */
+  const loginRole = async (): Promise<pg.Client> => {
+    const role = `sj_producer_${randomBytes(5).toString('hex')}`;
+    const password = randomBytes(12).toString('hex');
+    await db.pool.query(`CREATE ROLE ${role} LOGIN PASSWORD '${password}'`);
+    roles.push(role);
+    await db.pool.query(`GRANT USAGE ON SCHEMA session_janitor TO ${role}`);
+    await db.pool.query(`GRANT EXECUTE ON FUNCTION session_janitor.enqueue_revocation(jsonb, text), session_janitor.revocation_status(uuid), session_janitor.revocation_by_key(text) TO ${role}`);
+    const url = new URL(db.url);
+    url.username = role;
+    url.password = password;
+    const client = new pg.Client({ connectionString: url.toString() });
+    await client.connect();
+    return client;
   };
 
   const jobCount = async (queue: string, outcome: string) =>
@@ -130,7 +146,9 @@ describe('the revoke queue', () => {
       assert.ok(copy);
       assert.equal(copy.source_name, QUEUES.revoke);
       assert.deepEqual(copy.data, JSON.parse(c.payload), `${c.name}: the dead letter does not carry the payload`);
+      // docs/CONTRACT.md: the copy carries the failed job's output in source_output; its own is empty.
       assert.equal(copy.source_output?.error, 'invalid_payload');
+      assert.equal(copy.output, null);
       const issue = copy.source_output?.issues?.find((x) => x.path === c.path);
       assert.ok(issue, `${c.name}: no issue at ${JSON.stringify(c.path)}: ${JSON.stringify(copy.source_output?.issues)?.slice(0, 300)}`);
       for (const name of c.names) assert.ok(issue.message.includes(name), `${c.name}: ${JSON.stringify(issue.message)} does not name ${name}`);
@@ -300,9 +318,54 @@ describe('the revoke queue', () => {
     assert.deepEqual(await waitForRevocation(db.url, second, { intervalMs: 50 }), { revoked: 1 });
     // Still a duplicate once the first job is done: a late duplicate must not revoke a new login.
     assert.equal(await enqueueSql(JSON.stringify({ userId: u1, reason: 'password-changed' }), k1), null);
-    const { rows } = await db.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM pgboss.job WHERE name = $1 AND singleton_key = ANY($2)', [QUEUES.revoke, [k1, k2]]);
+    // Stored scoped by the role, the same way on both paths.
+    const { rows } = await db.pool.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM pgboss.job WHERE name = $1 AND singleton_key = ANY(array(SELECT quote_ident(session_user::text) || '/' || k FROM unnest($2::text[]) k))`,
+      [QUEUES.revoke, [k1, k2]],
+    );
     assert.equal(rows[0]?.n, 2);
     await assert.rejects(db.pool.query("SELECT session_janitor.enqueue_revocation('{}'::jsonb, '')"), /dedupe_key/);
+  });
+
+  test('dedupe keys are scoped by the calling role: two producers may use the same key; a dead-lettered invalid request frees its key; revocation_by_key finds the jobs', async () => {
+    const [alice, bob] = [await loginRole(), await loginRole()];
+    try {
+      const sessions = await insertSessions(db.pool, [{ expiresIn: 86_400 }, { expiresIn: 86_400 }]);
+      const [u1, u2] = usersOf(sessions);
+      const key = `ticket-${randomUUID()}`;
+      const call = 'SELECT session_janitor.enqueue_revocation($1::jsonb, $2) AS id';
+      const enqueueAs = async (client: pg.Client, payload: object) => (await client.query<{ id: string | null }>(call, [JSON.stringify(payload), key])).rows[0]?.id ?? null;
+      // Squatting: bob's no-op request with alice's key must not take it from her.
+      const squat = await enqueueAs(bob, { userId: 2_000_000_123, reason: 'noop' });
+      assert.ok(squat, 'bob could not use the key');
+      const real = await enqueueAs(alice, { userId: u1, reason: 'password-changed' });
+      assert.ok(real, 'alice\'s revocation was not enqueued: her key was squatted');
+      assert.equal(await enqueueAs(alice, { userId: u1, reason: 'password-changed' }), null, 'the same role twice: a duplicate');
+      assert.deepEqual(await waitForRevocation(alice, real, { intervalMs: 50 }), { revoked: 1 });
+
+      // An invalid request does not hold its key once it is dead-lettered.
+      const invalid = await enqueueAs(bob, { userId: u2, reason: 'typo', extra: true });
+      assert.equal(invalid, null, 'bob used this key already');
+      const key2 = `ticket-${randomUUID()}`;
+      const first = (await bob.query<{ id: string | null }>(call, [JSON.stringify({ userId: u2, reason: 'typo', extra: true }), key2])).rows[0]?.id;
+      assert.ok(first);
+      assert.equal((await settled(first, ['failed', 'completed'])).output?.error, 'invalid_payload');
+      const corrected = (await bob.query<{ id: string | null }>(call, [JSON.stringify({ userId: u2, reason: 'password-changed' }), key2])).rows[0]?.id;
+      assert.ok(corrected, 'the corrected request was refused as a duplicate of the invalid one');
+      assert.deepEqual(await waitForRevocation(bob, corrected, { intervalMs: 50 }), { revoked: 1 });
+      assert.equal((await bob.query<{ id: string | null }>(call, [JSON.stringify({ userId: u2, reason: 'password-changed' }), key2])).rows[0]?.id, null, 'a completed job keeps its key');
+
+      // The jobs of a key, newest first, the caller's own only.
+      const byKey = await bob.query<{ job_id: string; state: string; output: { error?: string; revoked?: number } }>('SELECT job_id, state, output FROM session_janitor.revocation_by_key($1)', [key2]);
+      assert.deepEqual(byKey.rows.map((r) => [r.job_id, r.state, r.output.error ?? r.output.revoked]), [
+        [corrected, 'completed', 1],
+        [first, 'failed', 'invalid_payload'],
+      ]);
+      assert.deepEqual((await alice.query('SELECT * FROM session_janitor.revocation_by_key($1)', [key2])).rows, []);
+    } finally {
+      await alice.end();
+      await bob.end();
+    }
   });
 
   test('a transient failure is retried by pg-boss with backoff, and dead-lettered only when no retry is left', async () => {

@@ -1,7 +1,14 @@
--- session_janitor migration 4: no revocation of sessions that do not exist yet; revocations of every user take their own function (enqueue_global_revocation)
+-- session_janitor migration 4: no revocation of sessions that do not exist yet; revocations of every user take their own function (enqueue_global_revocation); dedupe keys scoped by the calling role, and revocation_by_key
 --
--- insert_revocation is what enqueue_revocation did in migration 3, plus the check of issuedBefore;
--- it is called by the two functions that producers are granted, and by no one else.
+-- insert_revocation is what enqueue_revocation did in migration 3, plus the check of issuedBefore
+-- and the scope of the dedupe key; it is called by the functions that producers are granted, and by
+-- no one else.
+--
+-- Dedupe keys are scoped by the calling role: a job's singleton_key is
+-- quote_ident(session_user) || '/' || dedupe_key (quote_ident's output holds no '/' unless quoted,
+-- so two roles' keys never collide), so one service cannot take another's key (squatting). The Node
+-- client scopes its boss.send keys the same way (src/client.ts). session_user, not current_user:
+-- inside these SECURITY DEFINER functions current_user is their owner.
 CREATE OR REPLACE FUNCTION session_janitor.insert_revocation(payload jsonb, dedupe_key text)
 RETURNS uuid
 LANGUAGE plpgsql
@@ -14,9 +21,14 @@ DECLARE
   job_id uuid;
   enqueued_at timestamptz := pg_catalog.now();
   issued_before timestamptz;
+  scoped_key text;
 BEGIN
   IF dedupe_key IS NOT NULL AND (dedupe_key = '' OR pg_catalog.length(dedupe_key) > 255) THEN
     RAISE EXCEPTION 'dedupe_key must be 1 to 255 characters, or NULL' USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+
+  IF dedupe_key IS NOT NULL THEN
+    scoped_key := pg_catalog.quote_ident(session_user::text) || '/' || dedupe_key;
   END IF;
 
   -- Sessions that do not exist yet cannot be revoked: an issuedBefore later than now() plus 5
@@ -57,7 +69,7 @@ BEGIN
      RETURNING id',
     {{pgboss_schema_literal}}, q.table_name)
     INTO job_id
-    USING 'refresh-session.revoke', payload, enqueued_at, dedupe_key, 2147483647,
+    USING 'refresh-session.revoke', payload, enqueued_at, scoped_key, 2147483647,
           q.expire_seconds, q.deletion_seconds, q.retention_seconds, q.retry_limit, q.retry_delay,
           q.retry_backoff, q.retry_delay_max, q.policy, q.dead_letter, q.heartbeat_seconds;
 
@@ -109,3 +121,24 @@ $function$;
 COMMENT ON FUNCTION session_janitor.enqueue_global_revocation(jsonb, text) IS
   'session-janitor: enqueue_revocation for every request, including issuedBefore without userId (the sessions of every user); grant it only to the services that rotate signing keys.';
 REVOKE ALL ON FUNCTION session_janitor.enqueue_global_revocation(jsonb, text) FROM PUBLIC;
+
+-- The jobs of a dedupe key of the caller's, newest first: the one that holds the key, and those that
+-- let it go (an invalid request, dead-lettered, frees its key: src/revoke-consumer.ts). No row once
+-- pg-boss has deleted them (deleteAfterSeconds, 7 days after they end).
+CREATE OR REPLACE FUNCTION session_janitor.revocation_by_key(dedupe_key text)
+RETURNS TABLE (job_id uuid, state text, output jsonb, retry_count integer, created_on timestamptz)
+LANGUAGE sql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $function$
+  SELECT j.id, j.state::text, j.output, j.retry_count, j.created_on
+    FROM {{pgboss_schema}}.job j
+   WHERE j.name = 'refresh-session.revoke'
+     AND j.singleton_key = pg_catalog.quote_ident(session_user::text) || '/' || revocation_by_key.dedupe_key
+   ORDER BY j.created_on DESC, j.id
+$function$;
+
+COMMENT ON FUNCTION session_janitor.revocation_by_key(text) IS
+  'session-janitor: the jobs of refresh-session.revoke enqueued by the calling role with this dedupe_key, newest first: id, state, output, retry count, created_on.';
+REVOKE ALL ON FUNCTION session_janitor.revocation_by_key(text) FROM PUBLIC;

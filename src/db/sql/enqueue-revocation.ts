@@ -19,13 +19,16 @@
  * "the SQL function's job matches boss.send's" fails when the two drift apart.
  *
  * Dedupe: the revoke queue's policy is `standard`, where pg-boss ignores a bare singletonKey. A
- * dedupe_key is therefore stored as singleton_key together with a throttle slot (singleton_on)
+ * dedupe_key, scoped by the calling role (`quote_ident(session_user) || '/' || key`, migration 4:
+ * one producer cannot take another's key), is therefore stored as singleton_key together with a
+ * throttle slot (singleton_on)
  * spanning DEDUPE_SLOT_SECONDS, exactly what `boss.send(..., { singletonKey, singletonSeconds:
  * DEDUPE_SLOT_SECONDS })` stores (the Node client sends that): pg-boss's unique index on
  * (name, singleton_on, singleton_key) of every job not cancelled then turns a duplicate into
  * ON CONFLICT DO NOTHING and NULL. A key is thus taken for as long as its job is kept (queued,
  * active, retried, and after it ends until pg-boss deletes it: the queue's deleteAfterSeconds, 7
- * days), whatever the path it came by. The slot is one 68-year span from the Unix epoch, so no slot
+ * days), whatever the path it came by; except that the worker frees the key of a request it
+ * dead-letters as invalid (db/sql/revocation-jobs.ts). The slot is one 68-year span from the Unix epoch, so no slot
  * boundary lets a duplicate through until 2038-01-19.
  *
  * SECURITY DEFINER: it runs with the rights of its owner (whoever ran `migrate`), so a producer
@@ -55,6 +58,15 @@ export const enqueueRevocationCall: Statement = {
 export const enqueueGlobalRevocationCall: Statement = {
   name: 'sj_enqueue_global_revocation',
   text: `SELECT ${ENQUEUE_GLOBAL_FUNCTION}($1::jsonb, $2::text) AS id`,
+};
+
+/**
+ * $1 the producer's dedupe key: the key as the SQL functions store it, scoped by the calling role
+ * (sql/migrations/000004.sql), for the client's boss.send.
+ */
+export const scopedDedupeKey: Statement = {
+  name: 'sj_scoped_dedupe_key',
+  text: `SELECT pg_catalog.quote_ident(session_user::text) || '/' || $1::text AS key`,
 };
 
 /** $1 the job id. */

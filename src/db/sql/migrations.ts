@@ -43,7 +43,7 @@ export const MIGRATIONS: readonly Migration[] = [
   { version: 1, description: 'the schema and its version table' },
   { version: 2, description: 'the idle reaper position (db/sql/reap-idle.ts)' },
   { version: 3, description: 'session_janitor.enqueue_revocation and revocation_status (db/sql/enqueue-revocation.ts)' },
-  { version: 4, description: 'issuedBefore no later than now() + 5 minutes; enqueue_global_revocation for issuedBefore without userId' },
+  { version: 4, description: 'issuedBefore no later than now() + 5 minutes; enqueue_global_revocation for issuedBefore without userId; dedupe keys scoped by role, revocation_by_key' },
 ];
 
 export const LATEST_VERSION = Math.max(...MIGRATIONS.map((m) => m.version));
