@@ -15,13 +15,14 @@ import pg from 'pg';
 import type { PgBoss } from 'pg-boss';
 import { createBoss, ensureQueues } from '../src/boss.ts';
 import { createAuthTables } from '../src/db/dev-bootstrap.ts';
+import { MAX_PAYLOAD_BYTES } from '../src/db/sql/enqueue-revocation.ts';
 import { migrateOwnSchema, readVersion } from '../src/db/migrate.ts';
 import { LATEST_VERSION } from '../src/db/sql/migrations.ts';
 import { install } from '../src/install.ts';
 import { InvalidRevokeRequestError, RevocationFailedError, enqueueRevocation, waitForRevocation } from '../src/client.ts';
 import { startWorker, type Worker } from '../src/main.ts';
 import { QUEUES } from '../src/queues.ts';
-import type { RevokeRequest } from '../src/revoke-request.ts';
+import { MAX_IDS, type RevokeRequest } from '../src/revoke-request.ts';
 import { createTestDatabase, databaseUrl, insertSessions, remainingIds, silentLogger, testConfig, type InsertedSession, type TestDatabase } from './helpers/database.ts';
 
 interface JobRow {
@@ -240,6 +241,23 @@ describe('the revoke queue', () => {
     // The client picks the function by the request.
     const viaClient = await enqueueRevocation(db.url, { issuedBefore: '2000-01-01T00:00:00Z', reason: 'key rotation 2000' });
     assert.ok(viaClient);
+  });
+
+  test('oversized payloads are refused at enqueue: more than 100000 ids, more than 5000000 bytes; the largest valid request fits', async () => {
+    const jtis = Array.from({ length: MAX_IDS }, () => randomUUID());
+    // The largest valid request: 100000 jtis, reason and requestedBy of 200 three-byte characters.
+    const largest = { jtis, reason: '€'.repeat(200), requestedBy: '€'.repeat(200) };
+    const tooMany = (error: unknown) => error instanceof Error && 'code' in error && error.code === '22023' && /jtis has 100001 ids, at most 100000/.test(error.message);
+    const tooBig = (error: unknown) => error instanceof Error && 'code' in error && error.code === '54000' && /bytes.*at most 5000000/.test(error.message);
+    await assert.rejects(enqueueSql(JSON.stringify({ ...largest, jtis: [...jtis, randomUUID()] })), tooMany);
+    await assert.rejects(enqueueSql(JSON.stringify({ userIds: Array.from({ length: MAX_IDS + 1 }, (_, i) => i + 1), reason: 'r' })), (e: unknown) => e instanceof Error && /userIds has 100001 ids/.test(e.message));
+    await assert.rejects(enqueueSql(JSON.stringify({ userId: 1, reason: 'r', padding: 'x'.repeat(5_000_000) })), tooBig);
+    await assert.rejects(enqueueSql(JSON.stringify({ userId: 1, reason: 'r', nested: [Array.from({ length: 1_000_000 }, (_, i) => i)] })), tooBig);
+    const { rows: size } = await db.pool.query<{ bytes: number }>('SELECT octet_length($1::jsonb::text) AS bytes', [JSON.stringify(largest)]);
+    assert.ok((size[0]?.bytes ?? Infinity) < MAX_PAYLOAD_BYTES, `the largest valid request is ${size[0]?.bytes} bytes`);
+    const id = await enqueueSql(JSON.stringify(largest));
+    assert.ok(id);
+    assert.equal((await settled(id, ['completed', 'failed'], 30_000)).state, 'completed');
   });
 
   test('the SQL function notifies on pg-boss\'s channel, in the same transaction', async () => {

@@ -1,4 +1,4 @@
--- session_janitor migration 4: no revocation of sessions that do not exist yet; revocations of every user take their own function (enqueue_global_revocation); dedupe keys scoped by the calling role, and revocation_by_key
+-- session_janitor migration 4: payloads of at most 100000 ids and 5000000 bytes; no revocation of sessions that do not exist yet; revocations of every user take their own function (enqueue_global_revocation); dedupe keys scoped by the calling role, and revocation_by_key
 --
 -- insert_revocation is what enqueue_revocation did in migration 3, plus the check of issuedBefore
 -- and the scope of the dedupe key; it is called by the functions that producers are granted, and by
@@ -22,7 +22,27 @@ DECLARE
   enqueued_at timestamptz := pg_catalog.now();
   issued_before timestamptz;
   scoped_key text;
+  ids text;
+  bytes integer;
 BEGIN
+  -- Size, before anything is stored: one call with 10 M ids (32 MB) once took the worker past its
+  -- pod's memory limit before it could refuse the payload. A valid request holds at most 100000 ids
+  -- (MAX_IDS, src/revoke-request.ts), under 4.1 MB as PostgreSQL prints jsonb (100000 jtis);
+  -- 5000000 bytes of that text (MAX_PAYLOAD_BYTES, db/sql/enqueue-revocation.ts) leaves room for
+  -- the longest reason and requestedBy and refuses anything much larger.
+  IF pg_catalog.jsonb_typeof(payload) = 'object' THEN
+    FOREACH ids IN ARRAY ARRAY['userIds', 'jtis'] LOOP
+      IF pg_catalog.jsonb_typeof(payload -> ids) = 'array' AND pg_catalog.jsonb_array_length(payload -> ids) > 100000 THEN
+        RAISE EXCEPTION '% has % ids, at most 100000: split the request', ids, pg_catalog.jsonb_array_length(payload -> ids)
+          USING ERRCODE = 'invalid_parameter_value';
+      END IF;
+    END LOOP;
+  END IF;
+  bytes := pg_catalog.octet_length(payload::text);
+  IF bytes > 5000000 THEN
+    RAISE EXCEPTION 'the request is % bytes as jsonb text, at most 5000000', bytes USING ERRCODE = 'program_limit_exceeded';
+  END IF;
+
   IF dedupe_key IS NOT NULL AND (dedupe_key = '' OR pg_catalog.length(dedupe_key) > 255) THEN
     RAISE EXCEPTION 'dedupe_key must be 1 to 255 characters, or NULL' USING ERRCODE = 'invalid_parameter_value';
   END IF;

@@ -3,7 +3,7 @@
  */
 import type pg from 'pg';
 import type { Config } from '../config.ts';
-import { LATEST_VERSION, MIGRATION_LOCK_KEY, MIGRATIONS, currentVersion, migrationSql, recordVersion, versionTableExists } from './sql/migrations.ts';
+import { LATEST_VERSION, MIGRATION_LOCK_KEY, MIGRATIONS, currentVersion, recordVersion, versionTableExists } from './sql/migrations.ts';
 
 /**
  * Applies the missing migrations (up to `upTo`, the latest by default: tests stop earlier to
@@ -21,7 +21,7 @@ export async function migrateOwnSchema(pool: pg.Pool, config: Config, upTo: numb
       for (const migration of MIGRATIONS.filter((m) => m.version > version && m.version <= upTo)) {
         await client.query('BEGIN');
         try {
-          await client.query(migrationSql(migration.version, config));
+          await client.query(migration.sql(config));
           await client.query({ ...recordVersion, values: [migration.version] });
           await client.query('COMMIT');
         } catch (error) {

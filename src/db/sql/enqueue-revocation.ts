@@ -48,6 +48,14 @@ export const STATUS_FUNCTION = 'session_janitor.revocation_status';
 /** The throttle slot of a dedupe key, in seconds: the largest pg-boss accepts (an integer column). */
 export const DEDUPE_SLOT_SECONDS = 2_147_483_647;
 
+/**
+ * The largest request the SQL functions accept, in bytes of its jsonb text (frozen into
+ * sql/migrations/000004.sql, with MAX_IDS). Every valid request is smaller: the schema of
+ * revoke-request.ts bounds each field (100000 ids, 200 characters of text, no unknown field), about
+ * 4.1 MB at most, so the Node client, which validates first, never sends a larger one.
+ */
+export const MAX_PAYLOAD_BYTES = 5_000_000;
+
 /** $1 the request (jsonb), $2 the dedupe key (text or null). */
 export const enqueueRevocationCall: Statement = {
   name: 'sj_enqueue_revocation',

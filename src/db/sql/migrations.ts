@@ -31,6 +31,12 @@ export const MIGRATIONS_DIR = new URL('../../../sql/migrations/', import.meta.ur
 export interface Migration {
   readonly version: number;
   readonly description: string;
+  /** NNNNNN.sql in sql/migrations/. */
+  readonly file: string;
+  /** The frozen text, as committed (placeholders unfilled). */
+  readonly text: string;
+  /** The text with its placeholders filled in. */
+  readonly sql: (config: Config) => string;
 }
 
 /**
@@ -40,28 +46,29 @@ export interface Migration {
 export const MIGRATION_LOCK_KEY = 0x736a736a;
 
 export const MIGRATIONS: readonly Migration[] = [
-  { version: 1, description: 'the schema and its version table' },
-  { version: 2, description: 'the idle reaper position (db/sql/reap-idle.ts)' },
-  { version: 3, description: 'session_janitor.enqueue_revocation and revocation_status (db/sql/enqueue-revocation.ts)' },
-  { version: 4, description: 'issuedBefore no later than now() + 5 minutes; enqueue_global_revocation for issuedBefore without userId; dedupe keys scoped by role, revocation_by_key' },
+  migration(1, 'the schema and its version table'),
+  migration(2, 'the idle reaper position (db/sql/reap-idle.ts)'),
+  migration(3, 'session_janitor.enqueue_revocation and revocation_status (db/sql/enqueue-revocation.ts)'),
+  migration(4, 'at most 100000 ids and 5000000 bytes; issuedBefore no later than now() + 5 minutes; enqueue_global_revocation for issuedBefore without userId; dedupe keys scoped by role, revocation_by_key'),
 ];
 
 export const LATEST_VERSION = Math.max(...MIGRATIONS.map((m) => m.version));
 
-export const migrationFile = (version: number): string => `${String(version).padStart(6, '0')}.sql`;
+function migration(version: number, description: string): Migration {
+  const file = `${String(version).padStart(6, '0')}.sql`;
+  const text = readFileSync(new URL(file, MIGRATIONS_DIR), 'utf8');
+  return { version, description, file, text, sql: (config) => fillPlaceholders(file, text, config) };
+}
 
-/** The frozen text of a migration, as committed. */
-export const migrationText = (version: number): string => readFileSync(new URL(migrationFile(version), MIGRATIONS_DIR), 'utf8');
-
-/** The text with its placeholders filled in; any other `{{...}}` is an error, not SQL. */
-export function migrationSql(version: number, config: Config): string {
+/** Only the placeholders are filled in; any other `{{...}}` is an error, not SQL. */
+function fillPlaceholders(file: string, text: string, config: Config): string {
   const values: Record<string, string> = {
     pgboss_schema: quote(config.pgbossSchema),
     pgboss_schema_literal: pg.escapeLiteral(config.pgbossSchema),
   };
-  return migrationText(version).replace(/\{\{(\w+)\}\}/g, (placeholder, name: string) => {
+  return text.replace(/\{\{(\w+)\}\}/g, (placeholder, name: string) => {
     const value = values[name];
-    if (value === undefined) throw new Error(`${migrationFile(version)}: unknown placeholder ${placeholder}`);
+    if (value === undefined) throw new Error(`${file}: unknown placeholder ${placeholder}`);
     return value;
   });
 }
