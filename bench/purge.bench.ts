@@ -25,6 +25,7 @@
  *   SJ_BENCH_REVOKE_SECONDS  seconds (default 30)
  *   SJ_BENCH_SERVER_SETTINGS JSON object of settings for the embedded server over bench/server.ts's,
  *                            e.g. '{"wal_compression":"pglz"}' (the embedded binaries have no lz4)
+ *   SJ_BENCH_WORKER_NODE_OPTIONS  NODE_OPTIONS of the worker processes of cases 6b and 6c (default: none)
  *   DATABASE_URL             a server to use instead of the embedded one (needs CREATE DATABASE)
  */
 import { cpus, totalmem } from 'node:os';

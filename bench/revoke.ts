@@ -75,6 +75,8 @@ function startWorker(url: string): { child: ChildProcess; started: Promise<void>
       JANITOR_PURGE_CRON: '0 0 1 1 *',
       JANITOR_REAP_CRON: '0 0 1 1 *',
       LOG_LEVEL: 'info',
+      // The worker's own Node options (say, the image's heap limit), not the benchmark's.
+      NODE_OPTIONS: process.env.SJ_BENCH_WORKER_NODE_OPTIONS ?? '',
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
