@@ -47,7 +47,11 @@ export interface EnqueueOptions {
 }
 
 export interface WaitOptions {
-  /** Give up (RevocationTimeoutError) after this long. Default 5 minutes: pg-boss's retries of a failing job take about 2. */
+  /**
+   * Give up (RevocationTimeoutError) after this long; the job itself goes on. Default 5 minutes: a
+   * healthy revocation takes seconds, while pg-boss retries a failing one for JANITOR_RETRY_WINDOW
+   * (1 h by default) before it fails for good.
+   */
   readonly timeoutMs?: number;
   /** Between two looks at the job. Default 500 ms. */
   readonly intervalMs?: number;

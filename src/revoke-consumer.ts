@@ -7,9 +7,9 @@
  *   - done: `completed` with `{ revoked }`;
  *   - any other error (the database went away, a lock held for seconds): `failed`, which pg-boss
  *     treats like a throw (manager.js #settlePerJob -> #failWithOutputs without forceTerminal): the
- *     job is retried with the queue's backoff (retryLimit 3, doubling from JANITOR_RETRY_DELAY, 15 s
- *     by default: queues.ts) and goes to the dead-letter queue only once the retries are used up.
- *     The work already done stays done.
+ *     job is retried with the queue's backoff (doubling from JANITOR_RETRY_DELAY, for at least
+ *     JANITOR_RETRY_WINDOW, 1 h by default: queues.ts) and goes to the dead-letter queue only once
+ *     the retries are used up. The work already done stays done.
  * - batchSize 1 and localConcurrency JANITOR_REVOKE_CONCURRENCY: that many revocations at once per
  *   pod, each on its own connection of the worker's pool.
  * - Latency: the queue has `notify: true` and the worker listens (useListenNotify), so a job sent
