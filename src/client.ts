@@ -58,7 +58,10 @@ export interface WaitOptions {
   readonly signal?: AbortSignal;
 }
 
-/** What a completed revocation reports. */
+/**
+ * What a completed revocation reports: the sessions deleted by the attempt that completed (after a
+ * retry, an earlier attempt's deletes are not counted: docs/producers.md).
+ */
 export interface RevocationOutput {
   readonly revoked: number;
 }

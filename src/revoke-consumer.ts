@@ -9,7 +9,8 @@
  *     treats like a throw (manager.js #settlePerJob -> #failWithOutputs without forceTerminal): the
  *     job is retried with the queue's backoff (doubling from JANITOR_RETRY_DELAY, for at least
  *     JANITOR_RETRY_WINDOW, 1 h by default: queues.ts) and goes to the dead-letter queue only once
- *     the retries are used up. The work already done stays done.
+ *     the retries are used up. The work already done stays done; the output of the attempt that
+ *     completes counts that attempt's deletes only (docs/CONTRACT.md).
  * - batchSize 1 and localConcurrency JANITOR_REVOKE_CONCURRENCY: that many revocations at once per
  *   pod, each on its own connection of the worker's pool.
  * - Latency: the queue has `notify: true` and the worker listens (useListenNotify), so a job sent
