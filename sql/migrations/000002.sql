@@ -1,4 +1,7 @@
 -- session_janitor migration 2: the idle reaper position (db/sql/reap-idle.ts)
+-- One row per reaped table: the pass walks (first_id, end_id] of the primary key and every id up to
+-- last_id is done. Updated once per range in the statement that deletes the range, so a restart (or
+-- a kill -9) resumes exactly there.
 CREATE TABLE IF NOT EXISTS "session_janitor".reap_position (
   table_name       text        PRIMARY KEY,
   pass             integer     NOT NULL,

@@ -16,20 +16,24 @@
  * and, when the queue has `notify` on, wakes the workers with the same pg_notify pg-boss sends, in
  * the same transaction, so a revocation is picked up at once rather than at the next poll (the
  * worker listens: useListenNotify). Re-check all of this on every pg-boss upgrade; the test
- * "the SQL function's job matches boss.send's" fails when the two drift apart.
+ * "the SQL function's job matches boss.send's" fails when the two drift apart, on a fresh database
+ * and on one upgraded from each earlier migration. A fix is a new migration (CREATE OR REPLACE
+ * FUNCTION), never an edit of a released one (db/sql/migrations.ts). Since migration 4 the insert
+ * lives in session_janitor.insert_revocation, called by enqueue_revocation and
+ * enqueue_global_revocation (issuedBefore without userId: a grant of its own), after the checks of
+ * size and of issuedBefore; session_janitor.revocation_by_key(dedupe_key) lists a key's jobs.
  *
  * Dedupe: the revoke queue's policy is `standard`, where pg-boss ignores a bare singletonKey. A
  * dedupe_key, scoped by the calling role (`quote_ident(session_user) || '/' || key`, migration 4:
  * one producer cannot take another's key), is therefore stored as singleton_key together with a
- * throttle slot (singleton_on)
- * spanning DEDUPE_SLOT_SECONDS, exactly what `boss.send(..., { singletonKey, singletonSeconds:
+ * throttle slot (singleton_on) spanning DEDUPE_SLOT_SECONDS, exactly what `boss.send(..., { singletonKey, singletonSeconds:
  * DEDUPE_SLOT_SECONDS })` stores (the Node client sends that): pg-boss's unique index on
  * (name, singleton_on, singleton_key) of every job not cancelled then turns a duplicate into
  * ON CONFLICT DO NOTHING and NULL. A key is thus taken for as long as its job is kept (queued,
  * active, retried, and after it ends until pg-boss deletes it: the queue's deleteAfterSeconds, 7
  * days), whatever the path it came by; except that the worker frees the key of a request it
- * dead-letters as invalid (db/sql/revocation-jobs.ts). The slot is one 68-year span from the Unix epoch, so no slot
- * boundary lets a duplicate through until 2038-01-19.
+ * dead-letters as invalid (db/sql/revocation-jobs.ts). The slot is one 68-year span from the Unix
+ * epoch, so no slot boundary lets a duplicate through until 2038-01-19.
  *
  * SECURITY DEFINER: it runs with the rights of its owner (whoever ran `migrate`), so a producer
  * role needs only USAGE on schema session_janitor and EXECUTE on these functions; PUBLIC's EXECUTE
