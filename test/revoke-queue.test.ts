@@ -133,7 +133,9 @@ describe('the revoke queue', () => {
       { name: 'a JSON string', payload: JSON.stringify('revoke user 1'), path: '', names: ['JSON object'] },
       { name: 'an issuedBefore without offset', payload: JSON.stringify({ userId: u1, issuedBefore: '2000-01-01T00:00:00', reason: 'r' }), path: 'issuedBefore', names: ['issuedBefore'] },
     ];
-    const ids = await Promise.all(cases.map((c) => enqueueSql(c.payload)));
+    // More than 100000 ids is refused by the SQL function at enqueue (the test of oversized payloads
+    // below): sent past it, the worker dead-letters it.
+    const ids = await Promise.all(cases.map((c) => (c.name === '100001 ids' ? producer.send(QUEUES.revoke, JSON.parse(c.payload)) : enqueueSql(c.payload))));
     for (const [i, c] of cases.entries()) {
       const id = ids[i];
       assert.ok(id, `${c.name}: not enqueued`);
