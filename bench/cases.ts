@@ -36,6 +36,9 @@ export interface CaseResult {
   readonly walBytes?: number;
   readonly runs?: number;
   readonly notes?: string;
+  /** Case 6c: the worker process's peak RSS (VmHWM) and peak anonymous memory. */
+  readonly peakRssBytes?: number;
+  readonly peakAnonBytes?: number;
 }
 
 export async function withCopy<T>(ctx: BenchContext, fn: (db: CaseDatabase) => Promise<T>): Promise<T> {

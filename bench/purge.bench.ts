@@ -4,7 +4,7 @@
  *
  * Environment:
  *   SJ_BENCH_SESSIONS        rows of the data set (default 2000000); develop with 100000
- *   SJ_BENCH_CASES           comma list of: single, shapes, purge, workload, idle, revoke (default all)
+ *   SJ_BENCH_CASES           comma list of: single, shapes, purge, workload, idle, revoke, revoke-memory (default all)
  *   SJ_BENCH_PURGE_VARIANTS  JSON array of extra JANITOR_* settings to run the purge with (default:
  *                            two lanes; synchronous commit; 20,000-row batches), e.g.
  *                            '[{"JANITOR_PURGE_CONCURRENCY":"1"},{"JANITOR_BATCH_TARGET_MS":"10"}]'
@@ -25,6 +25,7 @@
  *   SJ_BENCH_REVOKE_SECONDS  seconds (default 30)
  *   SJ_BENCH_SERVER_SETTINGS JSON object of settings for the embedded server over bench/server.ts's,
  *                            e.g. '{"wal_compression":"pglz"}' (the embedded binaries have no lz4)
+ *   SJ_BENCH_WORKER_NODE_OPTIONS  NODE_OPTIONS of the worker processes of cases 6b and 6c (default: none)
  *   DATABASE_URL             a server to use instead of the embedded one (needs CREATE DATABASE)
  */
 import { cpus, totalmem } from 'node:os';
@@ -51,7 +52,7 @@ import {
   type WorkloadFigures,
 } from './cases.ts';
 import { buildTemplate, TEMPLATE } from './dataset.ts';
-import { revocationMissing, revocationSpecs, singleUserRevocations } from './revoke.ts';
+import { revocationMemory, revocationMissing, revocationSpecs, singleUserRevocations } from './revoke.ts';
 import { markdown, writeResults, type Results, type Target } from './report.ts';
 import { serverSettings, startServer } from './server.ts';
 import { formatBytes } from './stats.ts';
@@ -74,7 +75,7 @@ const DEFAULT_WORKLOAD_EXTRA = [{ JANITOR_PURGE_CONCURRENCY: '2' }, { JANITOR_PU
 
 const env = process.env;
 const sessions = Number(env.SJ_BENCH_SESSIONS ?? 2_000_000);
-const selected = new Set((env.SJ_BENCH_CASES ?? 'single,shapes,purge,workload,idle,revoke').split(',').map((s) => s.trim()));
+const selected = new Set((env.SJ_BENCH_CASES ?? 'single,shapes,purge,workload,idle,revoke,revoke-memory').split(',').map((s) => s.trim()));
 /** The worker with one change each, to show what each default is worth (docs/performance.md). */
 const DEFAULT_VARIANTS = [{ JANITOR_PURGE_CONCURRENCY: '2' }, { JANITOR_PURGE_ASYNC_COMMIT: 'false' }, { JANITOR_PURGE_BATCH_MAX_SIZE: '20000' }];
 const variants = JSON.parse(env.SJ_BENCH_PURGE_VARIANTS ?? JSON.stringify(DEFAULT_VARIANTS)) as Array<Record<string, string>>;
@@ -213,6 +214,7 @@ try {
     };
   }
   if (revocation === null) cases.push(await singleUserRevocations(ctx, dataSet.users, revokeRate, revokeSeconds));
+  if (selected.has('revoke-memory')) cases.push(await revocationMemory(ctx, loadConfig({ LOG_LEVEL: 'silent' }).revokeConcurrency));
   if (selected.has('workload')) {
     workload.push(...(await workloadBesidePurge(ctx, 'the single statement', 'single-statement', workloadOptions)));
     workload.push(...(await workloadBesidePurge(ctx, 'the purge at full speed (worker defaults)', {}, workloadOptions)));
@@ -272,6 +274,7 @@ function evaluate(cases: readonly CaseResult[], workload: readonly WorkloadFigur
     };
   };
   const single = cases.find((c) => c.id === '6b' && c.notRun === undefined);
+  const memory = cases.find((c) => c.id === '6c');
   return [
     ratio(purge, 0.8, 'purge rows/s vs single statement >= 0.8'),
     purge?.batches
@@ -287,5 +290,8 @@ function evaluate(cases: readonly CaseResult[], workload: readonly WorkloadFigur
     rss
       ? { target: 'worker peak RSS <= 150 MB', figure: formatBytes(rss.maxRssBytes), met: rss.maxRssBytes <= 150 * 1024 ** 2 }
       : { target: 'worker peak RSS <= 150 MB', figure: 'not run', met: null },
+    memory?.peakRssBytes
+      ? { target: 'worker peak RSS with max-size revocations < 256 MiB (production limit)', figure: formatBytes(memory.peakRssBytes), met: memory.peakRssBytes < 256 * 1024 ** 2 }
+      : { target: 'worker peak RSS with max-size revocations < 256 MiB (production limit)', figure: 'not run', met: null },
   ];
 }

@@ -5,10 +5,16 @@
  *   6b   single-user revocations at a steady rate through pg-boss, end to end: a real worker process
  *        (`session-janitor start`) on the case's database, each revocation enqueued with
  *        enqueueRevocation() of src/client.ts (the SQL function session_janitor.enqueue_revocation),
- *        timed from the enqueue call until the user's rows are gone (polled every 10 ms).
+ *        timed from the enqueue call until the user's rows are gone (polled every 10 ms);
+ *   6c   memory: a worker process with the default JANITOR_REVOKE_CONCURRENCY given twice that many
+ *        requests of the contract's maximum size (100,000 jtis each) at once; the worker's peak RSS
+ *        (VmHWM) and peak anonymous memory (RssAnon, sampled every 20 ms) against the production
+ *        overlay's 256 MiB limit (docs/performance.md).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import pg from 'pg';
 import { measured, oneStatement, withCopy, workerTask, type BenchContext, type CaseResult, type CaseSpec } from './cases.ts';
 import { sleep, summarize } from './stats.ts';
@@ -69,6 +75,8 @@ function startWorker(url: string): { child: ChildProcess; started: Promise<void>
       JANITOR_PURGE_CRON: '0 0 1 1 *',
       JANITOR_REAP_CRON: '0 0 1 1 *',
       LOG_LEVEL: 'info',
+      // The worker's own Node options (say, the image's heap limit), not the benchmark's.
+      NODE_OPTIONS: process.env.SJ_BENCH_WORKER_NODE_OPTIONS ?? '',
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -138,6 +146,83 @@ export async function singleUserRevocations(ctx: BenchContext, users: number, ra
         rows: revoked,
         batches: summary,
         notes: `${summary.n} revocations of one user each (${revoked} sessions); the batch column is enqueue-to-rows-gone latency`,
+      };
+    } finally {
+      await pool.end();
+      await stopWorker(worker.child);
+    }
+  });
+}
+
+/** /proc/<pid>/status fields in bytes (Linux). */
+async function procStatus(pid: number): Promise<Record<string, number>> {
+  const text = await readFile(`/proc/${pid}/status`, 'utf8');
+  return Object.fromEntries([...text.matchAll(/^(\w+):\s+(\d+) kB$/gm)].map((m) => [m[1] ?? '', Number(m[2]) * 1024]));
+}
+
+/** 6c: peak memory of a worker carrying out the largest requests the contract allows, `concurrency` at a time. */
+export async function revocationMemory(ctx: BenchContext, concurrency: number): Promise<CaseResult> {
+  const jobs = concurrency * 2;
+  const name = `${jobs} revocations of 100,000 jtis each (the contract's maximum) at JANITOR_REVOKE_CONCURRENCY=${concurrency}: worker peak memory`;
+  ctx.log(`case 6c: ${name}`);
+  return withCopy(ctx, async (db) => {
+    const worker = startWorker(db.url);
+    const pool = new pg.Pool({ connectionString: db.url, max: 4, application_name: 'sj-bench-producer' });
+    try {
+      await worker.started;
+      const pid = worker.child.pid;
+      if (pid === undefined) throw new Error('the worker has no pid');
+      const { rows } = await pool.query<{ jti: string }>('SELECT jti::text AS jti FROM auth.refresh_session LIMIT $1', [jobs * 100_000]);
+      const real = rows.map((r) => r.jti);
+      const payloads = Array.from({ length: jobs }, (_, j) => ({
+        jtis: Array.from({ length: 100_000 }, (_, i) => real[j * 100_000 + i] ?? randomUUID()),
+        reason: 'benchmark',
+      }));
+      const idle = await procStatus(pid);
+      let peakAnon = idle.RssAnon ?? 0;
+      let sampling = true;
+      const sampler = (async () => {
+        while (sampling) {
+          peakAnon = Math.max(peakAnon, (await procStatus(pid).catch(() => ({}) as Record<string, number>)).RssAnon ?? 0);
+          await sleep(20);
+        }
+      })();
+      const started = performance.now();
+      const ids: string[] = [];
+      for (const payload of payloads) {
+        const { rows: enqueued } = await pool.query<{ id: string }>('SELECT session_janitor.enqueue_revocation($1::jsonb) AS id', [JSON.stringify(payload)]);
+        if (enqueued[0]?.id) ids.push(enqueued[0].id);
+      }
+      let revoked = 0;
+      for (;;) {
+        const { rows: done } = await pool.query<{ state: string; revoked: number | null }>(
+          `SELECT state, (output->>'revoked')::int AS revoked FROM unnest($1::uuid[]) x, session_janitor.revocation_status(x)`,
+          [ids],
+        );
+        if (done.length === ids.length && done.every((d) => d.state === 'completed' || d.state === 'failed')) {
+          revoked = done.reduce((sum, d) => sum + (d.revoked ?? 0), 0);
+          if (done.some((d) => d.state === 'failed')) throw new Error('a revocation failed');
+          break;
+        }
+        if (performance.now() - started > 600_000) throw new Error('revocations still running after 10 minutes');
+        await sleep(100);
+      }
+      const seconds = (performance.now() - started) / 1000;
+      sampling = false;
+      await sampler;
+      const peak = await procStatus(pid);
+      const mib = (bytes: number) => `${(bytes / 1024 ** 2).toFixed(0)} MiB`;
+      const figures = `idle RSS ${mib(idle.VmRSS ?? 0)} (anonymous ${mib(idle.RssAnon ?? 0)}); peak RSS ${mib(peak.VmHWM ?? 0)}, peak anonymous ${mib(peakAnon)}`;
+      ctx.log(`  ${figures}; ${revoked} sessions in ${seconds.toFixed(1)} s`);
+      return {
+        id: '6c',
+        name,
+        rows: revoked,
+        seconds,
+        rowsPerSecond: revoked / seconds,
+        notes: figures,
+        peakRssBytes: peak.VmHWM ?? 0,
+        peakAnonBytes: peakAnon,
       };
     } finally {
       await pool.end();

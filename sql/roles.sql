@@ -6,8 +6,20 @@
 --                             DML on pg-boss's tables and session_janitor's tables; on auth, only
 --                             SELECT and DELETE on auth.refresh_session, nothing else (see below).
 --   session_janitor_producer  for other services that enqueue revocations in SQL: EXECUTE on
---                             session_janitor.enqueue_revocation and session_janitor.revocation_status
---                             only (both SECURITY DEFINER, owned by the migrator), no right on pgboss.
+--                             session_janitor.enqueue_revocation, revocation_status and
+--                             revocation_by_key only (SECURITY DEFINER, owned by the migrator), no
+--                             right on pgboss.
+--                             enqueue_revocation refuses issuedBefore without userId: that request
+--                             reaches every user, and takes the next role.
+--   session_janitor_global_revoker
+--                             for the few services that revoke every user's sessions (a signing key
+--                             rotated): EXECUTE on session_janitor.enqueue_global_revocation,
+--                             revocation_status and revocation_by_key only. Grant it apart from the producer role, to as few
+--                             services as possible. Both roles can only enqueue through the functions,
+--                             which refuse an issuedBefore later than now() + 5 minutes. A service with
+--                             write access to pgboss.job (the worker, the migrator, or a producer's own
+--                             pg-boss with those rights) bypasses the functions and can enqueue any
+--                             request, so neither role has any right on schema pgboss.
 --
 -- Run it as a superuser, or as a role with CREATEROLE that owns schema auth (or may grant on it) and
 -- is a member of session_janitor_migrator, in the application's database:
@@ -30,7 +42,7 @@ DO $roles$
 DECLARE
   role_name text;
 BEGIN
-  FOREACH role_name IN ARRAY ARRAY['session_janitor_migrator', 'session_janitor_worker', 'session_janitor_producer'] LOOP
+  FOREACH role_name IN ARRAY ARRAY['session_janitor_migrator', 'session_janitor_worker', 'session_janitor_producer', 'session_janitor_global_revoker'] LOOP
     IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = role_name) THEN
       EXECUTE format('CREATE ROLE %I LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE', role_name);
     END IF;
@@ -42,7 +54,7 @@ $roles$;
 
 DO $database$
 BEGIN
-  EXECUTE format('GRANT CONNECT ON DATABASE %I TO session_janitor_migrator, session_janitor_worker, session_janitor_producer', current_database());
+  EXECUTE format('GRANT CONNECT ON DATABASE %I TO session_janitor_migrator, session_janitor_worker, session_janitor_producer, session_janitor_global_revoker', current_database());
   -- CREATE SCHEMA checks this right even for a schema that exists (IF NOT EXISTS).
   EXECUTE format('GRANT CREATE ON DATABASE %I TO session_janitor_migrator', current_database());
 END
@@ -97,29 +109,38 @@ GRANT SELECT, DELETE ON TABLE auth.refresh_session TO session_janitor_worker;
 GRANT USAGE ON SCHEMA auth TO session_janitor_migrator;
 REVOKE ALL ON ALL TABLES IN SCHEMA auth FROM session_janitor_migrator;
 
--- The producer: enqueue_revocation and revocation_status only ----------------------------------------
+-- The producers: enqueue_revocation (or enqueue_global_revocation) and revocation_status only -----
 
-GRANT USAGE ON SCHEMA session_janitor TO session_janitor_producer;
-REVOKE ALL ON SCHEMA pgboss FROM session_janitor_producer;
-REVOKE ALL ON ALL TABLES IN SCHEMA session_janitor FROM session_janitor_producer;
+GRANT USAGE ON SCHEMA session_janitor TO session_janitor_producer, session_janitor_global_revoker;
+REVOKE ALL ON SCHEMA pgboss FROM session_janitor_producer, session_janitor_global_revoker;
+REVOKE ALL ON ALL TABLES IN SCHEMA session_janitor FROM session_janitor_producer, session_janitor_global_revoker;
 
--- The functions exist once `migrate` has run: grant on every overload of the two (the contract's
--- signatures are enqueue_revocation(jsonb, text) and revocation_status(uuid)), and take PUBLIC's
--- EXECUTE off one created before the defaults above. Named one by one, not by a default privilege on
--- the schema, so a function added to session_janitor later is not the producer's until it is listed
--- here. Before the first migration this does nothing: run the script again after it.
+-- The functions exist once `migrate` has run: grant on every overload of those named (the
+-- contract's signatures are enqueue_revocation(jsonb, text), enqueue_global_revocation(jsonb, text),
+-- revocation_status(uuid) and revocation_by_key(text)), and take PUBLIC's EXECUTE off one created before the defaults above.
+-- Named one by one, not by a default privilege on the schema, so a function added to
+-- session_janitor later (insert_revocation, which only the functions call) is no producer's until it
+-- is listed here. Before the first migration this does nothing: run the script again after it.
 DO $producer$
 DECLARE
+  grantee text;
   fn regprocedure;
 BEGIN
-  FOR fn IN
-    SELECT p.oid::regprocedure
+  FOR grantee, fn IN
+    SELECT g.grantee, p.oid::regprocedure
     FROM pg_catalog.pg_proc p
     JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
-    WHERE n.nspname = 'session_janitor' AND p.proname IN ('enqueue_revocation', 'revocation_status')
+    JOIN (VALUES ('session_janitor_producer', 'enqueue_revocation'),
+                 ('session_janitor_producer', 'revocation_status'),
+                 ('session_janitor_producer', 'revocation_by_key'),
+                 ('session_janitor_global_revoker', 'enqueue_global_revocation'),
+                 ('session_janitor_global_revoker', 'revocation_status'),
+                 ('session_janitor_global_revoker', 'revocation_by_key')) AS g (grantee, proname)
+      ON g.proname = p.proname
+    WHERE n.nspname = 'session_janitor'
   LOOP
     EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', fn);
-    EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO session_janitor_producer', fn);
+    EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %I', fn, grantee);
   END LOOP;
 END
 $producer$;

@@ -9,15 +9,18 @@
  * - a started PgBoss on the database (its own schema): the job is sent with boss.send, which applies
  *   the queue's settings and wakes the workers (NOTIFY); or
  * - a connection string, a pg.Pool or a pg.Client: the job is enqueued by the SQL function
- *   session_janitor.enqueue_revocation, which needs only EXECUTE on it (no right on pg-boss's tables),
- *   and waitForRevocation reads session_janitor.revocation_status.
+ *   session_janitor.enqueue_revocation (session_janitor.enqueue_global_revocation for issuedBefore
+ *   without userId), which needs only EXECUTE on it (no right on pg-boss's tables), and
+ *   waitForRevocation reads session_janitor.revocation_status.
  *
  * The request is validated with the worker's own schema before anything is sent: an invalid one
  * throws InvalidRevokeRequestError and never reaches the queue.
  *
- * Dedupe: with `singletonKey`, a second request with the same key returns null and enqueues nothing,
- * for as long as the first job is kept (see db/sql/enqueue-revocation.ts); both paths use the same
- * pg-boss throttle slot, so the SQL function and the client dedupe against each other.
+ * Dedupe: with `singletonKey`, a second request with the same key from the same database role
+ * returns null and enqueues nothing, for as long as the first job is kept (see
+ * db/sql/enqueue-revocation.ts); another role's key never collides with it. Both paths store the key
+ * scoped by the role and use the same pg-boss throttle slot, so the SQL function and the client
+ * dedupe against each other.
  *
  * This module is the package's public entry point: it imports no worker code that does I/O at load
  * (no configuration, no logger, no metrics).
@@ -25,9 +28,9 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import type { PgBoss } from 'pg-boss';
-import { DEDUPE_SLOT_SECONDS, enqueueRevocationCall, revocationStatusCall } from './db/sql/enqueue-revocation.ts';
+import { DEDUPE_SLOT_SECONDS, enqueueGlobalRevocationCall, enqueueRevocationCall, revocationStatusCall, scopedDedupeKey } from './db/sql/enqueue-revocation.ts';
 import { QUEUES } from './queues.ts';
-import { validateRevokeRequest, type RevokeIssue, type RevokeRequest } from './revoke-request.ts';
+import { selectorKind, validateRevokeRequest, type RevokeIssue, type RevokeRequest } from './revoke-request.ts';
 
 export { validateRevokeRequest };
 export type { RevokeIssue, RevokeRequest, RevokeSelector, RevokeValidation } from './revoke-request.ts';
@@ -44,14 +47,21 @@ export interface EnqueueOptions {
 }
 
 export interface WaitOptions {
-  /** Give up (RevocationTimeoutError) after this long. Default 5 minutes: pg-boss's retries of a failing job take about 2. */
+  /**
+   * Give up (RevocationTimeoutError) after this long; the job itself goes on. Default 5 minutes: a
+   * healthy revocation takes seconds, while pg-boss retries a failing one for JANITOR_RETRY_WINDOW
+   * (1 h by default) before it fails for good.
+   */
   readonly timeoutMs?: number;
   /** Between two looks at the job. Default 500 ms. */
   readonly intervalMs?: number;
   readonly signal?: AbortSignal;
 }
 
-/** What a completed revocation reports. */
+/**
+ * What a completed revocation reports: the sessions deleted by the attempt that completed (after a
+ * retry, an earlier attempt's deletes are not counted: docs/producers.md).
+ */
 export interface RevocationOutput {
   readonly revoked: number;
 }
@@ -103,10 +113,17 @@ export async function enqueueRevocation(target: RevocationTarget, request: Revok
   if (key !== undefined && (key.length === 0 || key.length > 255)) throw new RangeError('singletonKey must be 1 to 255 characters');
 
   if (isPgBoss(target)) {
-    return target.send(QUEUES.revoke, validation.request, key === undefined ? {} : { singletonKey: key, singletonSeconds: DEDUPE_SLOT_SECONDS });
+    if (key === undefined) return target.send(QUEUES.revoke, validation.request);
+    // The key as the SQL functions scope it, by this connection's role, so both paths dedupe alike.
+    const { rows } = await target.getDb().executeSql(scopedDedupeKey.text, [key]);
+    const singletonKey = (rows[0] as { key?: unknown } | undefined)?.key;
+    if (typeof singletonKey !== 'string') throw new Error('could not scope the dedupe key by the connection\'s role');
+    return target.send(QUEUES.revoke, validation.request, { singletonKey, singletonSeconds: DEDUPE_SLOT_SECONDS });
   }
   return withQueryable(target, async (db) => {
-    const { rows } = await db.query<{ id: string | null }>({ ...enqueueRevocationCall, values: [JSON.stringify(validation.request), key ?? null] });
+    // issuedBefore alone reaches every user: the function of its own, which needs its own grant.
+    const call = selectorKind(validation.request) === 'issuedBefore' ? enqueueGlobalRevocationCall : enqueueRevocationCall;
+    const { rows } = await db.query<{ id: string | null }>({ ...call, values: [JSON.stringify(validation.request), key ?? null] });
     return rows[0]?.id ?? null;
   });
 }

@@ -70,6 +70,8 @@ export interface Config {
   readonly shutdownTimeoutMs: number;
   readonly heartbeatSeconds: number;
   readonly retryDelaySeconds: number;
+  /** How long transient failures are retried before a job is dead-lettered (queues.ts). */
+  readonly retryWindowSeconds: number;
   readonly superviseIntervalSeconds: number;
   readonly migrateOnStart: boolean;
   readonly demoData: boolean;
@@ -295,6 +297,7 @@ const VARIABLES = {
   JANITOR_HEARTBEAT: variable(duration(10, 3600), '30s', 'a duration from 10s (pg-boss minimum) to 1h'),
   JANITOR_SUPERVISE_INTERVAL: variable(duration(1, 3600), '60s', 'a duration from 1s to 1h'),
   JANITOR_RETRY_DELAY: variable(duration(1, 3600), '15s', 'a duration from 1s to 1h'),
+  JANITOR_RETRY_WINDOW: variable(duration(60, 7 * 86400), '1h', 'a duration from 60s to 7d'),
   JANITOR_MIGRATE: variable(boolean, 'true', 'true or false'),
   JANITOR_DEMO_DATA: variable(boolean, 'true', 'true or false (only used with the embedded PostgreSQL)'),
   LOG_LEVEL: variable(
@@ -374,6 +377,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     shutdownTimeoutMs: Math.round(get('JANITOR_SHUTDOWN_TIMEOUT') * 1000),
     heartbeatSeconds: Math.round(get('JANITOR_HEARTBEAT')),
     retryDelaySeconds: Math.round(get('JANITOR_RETRY_DELAY')),
+    retryWindowSeconds: Math.round(get('JANITOR_RETRY_WINDOW')),
     superviseIntervalSeconds: Math.round(get('JANITOR_SUPERVISE_INTERVAL')),
     migrateOnStart: get('JANITOR_MIGRATE'),
     demoData: get('JANITOR_DEMO_DATA'),

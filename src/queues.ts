@@ -17,12 +17,42 @@ export type QueueName = (typeof QUEUES)[keyof typeof QUEUES];
 export const ALL_QUEUES: readonly QueueName[] = [QUEUES.purgeExpired, QUEUES.reapIdle, QUEUES.revoke, QUEUES.deadLetter];
 
 /**
- * Retries: a transient failure (the database restarted, a failover) usually heals within a minute,
- * so three retries with exponential backoff from JANITOR_RETRY_DELAY (15 s: about 15 s, 30 s,
- * 60 s, capped at 5 min) ride it out without a retry storm; a job that still fails is worth a
- * human's look in the dead-letter queue.
+ * Retries: a job that fails for a reason other than its payload (the database restarted, refused the
+ * login or a privilege, a failover, a lock held for long) is retried with exponential backoff for at
+ * least JANITOR_RETRY_WINDOW (1 h by default) before pg-boss dead-letters it: a revocation stays
+ * wanted however long the database is away, and a purge or reap run must not end in the dead-letter
+ * queue because of an outage. Only an invalid payload is dead-lettered at once (revoke-consumer.ts).
+ * The first retry waits about JANITOR_RETRY_DELAY (15 s), each next one twice as long, at most
+ * RETRY_DELAY_MAX_SECONDS; retryLimit is the fewest retries whose shortest total wait reaches the
+ * window (16 with the defaults: 3765 s at least, up to twice that with pg-boss's jitter).
+ *
+ * The exclusive scheduled queues: a run waiting for its retry holds the queue's slot (pg-boss's
+ * unique index covers states up to active, retry included), so the ticks during an outage are
+ * dropped rather than piled up, and the run itself catches up at most RETRY_DELAY_MAX_SECONDS after
+ * the database is back. `migrate` (install: ensureQueues, updateQueue) applies a new policy to
+ * existing queues; jobs already queued keep the policy they were created with.
  */
-const retries = (config: Config) => ({ retryLimit: 3, retryDelay: config.retryDelaySeconds, retryBackoff: true, retryDelayMax: 300 }) as const;
+const RETRY_DELAY_MAX_SECONDS = 300;
+
+const retries = (config: Config) =>
+  ({
+    retryLimit: retryLimitFor(config.retryWindowSeconds, config.retryDelaySeconds, RETRY_DELAY_MAX_SECONDS),
+    retryDelay: config.retryDelaySeconds,
+    retryBackoff: true,
+    retryDelayMax: RETRY_DELAY_MAX_SECONDS,
+  }) as const;
+
+/**
+ * The fewest retries whose shortest total wait reaches `windowSeconds`. pg-boss 12.38 (plans.js,
+ * failJobs) waits before retry n + 1 (n from 0): min(retryDelayMax, max(retryDelay, 1) * 2^min(16, n + 1) / 2 * (1 + random())).
+ */
+export function retryLimitFor(windowSeconds: number, delaySeconds: number, delayMaxSeconds: number): number {
+  let retries = 0;
+  for (let waited = 0; waited < windowSeconds; retries++) {
+    waited += Math.min(delayMaxSeconds, (Math.max(delaySeconds, 1) * 2 ** Math.min(16, retries + 1)) / 2);
+  }
+  return retries;
+}
 
 /**
  * Heartbeats (JANITOR_HEARTBEAT, 30 s by default): a job that lost its process (kill -9, an evicted

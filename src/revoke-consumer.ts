@@ -7,9 +7,10 @@
  *   - done: `completed` with `{ revoked }`;
  *   - any other error (the database went away, a lock held for seconds): `failed`, which pg-boss
  *     treats like a throw (manager.js #settlePerJob -> #failWithOutputs without forceTerminal): the
- *     job is retried with the queue's backoff (retryLimit 3, doubling from JANITOR_RETRY_DELAY, 15 s
- *     by default: queues.ts) and goes to the dead-letter queue only once the retries are used up.
- *     The work already done stays done.
+ *     job is retried with the queue's backoff (doubling from JANITOR_RETRY_DELAY, for at least
+ *     JANITOR_RETRY_WINDOW, 1 h by default: queues.ts) and goes to the dead-letter queue only once
+ *     the retries are used up. The work already done stays done; the output of the attempt that
+ *     completes counts that attempt's deletes only (docs/CONTRACT.md).
  * - batchSize 1 and localConcurrency JANITOR_REVOKE_CONCURRENCY: that many revocations at once per
  *   pod, each on its own connection of the worker's pool.
  * - Latency: the queue has `notify: true` and the worker listens (useListenNotify), so a job sent
@@ -26,9 +27,10 @@
 import type { Job, JobResult, PgBoss } from 'pg-boss';
 import { instrumented } from './consumers.ts';
 import { safeErrorMessage } from './db/errors.ts';
+import { ISSUED_BEFORE_MAX_SKEW, freeDedupeKey, issuedBeforeTooLate } from './db/sql/revocation-jobs.ts';
 import type { Logger } from './logger.ts';
 import { QUEUES } from './queues.ts';
-import { idCount, selectorKind, validateRevokeRequest, type RevokeIssue } from './revoke-request.ts';
+import { idCount, selectorKind, validateRevokeRequest, type RevokeIssue, type RevokeRequest } from './revoke-request.ts';
 import type { TaskContext } from './tasks/context.ts';
 import { revoke } from './tasks/revoke.ts';
 
@@ -68,17 +70,17 @@ export async function handleRevokeJob(ctx: TaskContext, job: Job<unknown>, log: 
   const started = performance.now();
   const seconds = () => Math.round(performance.now() - started) / 1000;
 
-  const validation = validateRevokeRequest(job.data);
-  if (!validation.ok) {
+  const reject = async (issues: readonly RevokeIssue[]): Promise<JobResult> => {
+    await releaseDedupeKey(ctx, job.id, log);
     metrics.jobs.inc({ queue: QUEUE, outcome: 'rejected' });
     metrics.jobDuration.observe({ queue: QUEUE }, seconds());
-    log.warn(
-      { queue: QUEUE, jobId: job.id, issues: validation.issues, outcome: 'rejected' },
-      'revocation rejected: invalid payload, dead-lettered without retry, nothing deleted',
-    );
-    const output: InvalidPayloadOutput = { error: 'invalid_payload', issues: validation.issues };
+    log.warn({ queue: QUEUE, jobId: job.id, issues, outcome: 'rejected' }, 'revocation rejected: invalid payload, dead-lettered without retry, nothing deleted');
+    const output: InvalidPayloadOutput = { error: 'invalid_payload', issues };
     return { id: job.id, status: 'deadletter', output };
-  }
+  };
+
+  const validation = validateRevokeRequest(job.data);
+  if (!validation.ok) return reject(validation.issues);
 
   const request = validation.request;
   const audit = {
@@ -93,6 +95,8 @@ export async function handleRevokeJob(ctx: TaskContext, job: Job<unknown>, log: 
   };
   let progress = { revoked: 0, batches: 0 };
   try {
+    const late = await futureInstantIssues(ctx, request);
+    if (late.length > 0) return reject(late);
     const { revoked } = await instrumented(metrics, QUEUE, () =>
       revoke(ctx, request, { signal: job.signal, onProgress: (p) => (progress = p) }),
     );
@@ -106,5 +110,32 @@ export async function handleRevokeJob(ctx: TaskContext, job: Job<unknown>, log: 
     );
     const output: RevokeFailedOutput = { error: 'revoke_failed', message };
     return { id: job.id, status: 'failed', output };
+  }
+}
+
+/**
+ * An issuedBefore later than the database's now() plus ISSUED_BEFORE_MAX_SKEW: sessions that do not
+ * exist yet cannot be revoked, and such an instant (9999-12-31, now + 1 year) would reach every
+ * session. The SQL functions refuse it at enqueue; a job sent past them (boss.send) is checked here,
+ * against the database clock, before anything is deleted.
+ */
+async function futureInstantIssues(ctx: TaskContext, request: RevokeRequest): Promise<RevokeIssue[]> {
+  if (request.issuedBefore === undefined) return [];
+  const { rows } = await ctx.pool.query<{ too_late: boolean }>({ ...issuedBeforeTooLate, values: [request.issuedBefore] });
+  if (!rows[0]?.too_late) return [];
+  const message = `issuedBefore must not be later than the database's now() plus ${ISSUED_BEFORE_MAX_SKEW} of clock skew: sessions that do not exist yet cannot be revoked`;
+  return [{ path: 'issuedBefore', message }];
+}
+
+/**
+ * An invalid request does not hold its dedupe key (db/sql/revocation-jobs.ts). Should the database
+ * refuse, the job is dead-lettered all the same and the key stays taken: the producer can see why
+ * with revocation_by_key and use another key.
+ */
+async function releaseDedupeKey(ctx: TaskContext, jobId: string, log: Logger): Promise<void> {
+  try {
+    await ctx.pool.query({ ...freeDedupeKey(ctx.config.pgbossSchema), values: [QUEUE, jobId] });
+  } catch (error) {
+    log.warn({ queue: QUEUE, jobId, err: { message: safeErrorMessage(error) } }, 'could not free the dedupe key of an invalid revocation');
   }
 }

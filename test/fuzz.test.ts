@@ -409,14 +409,31 @@ describe('fuzz: the revocation path', () => {
         }
         assert.equal(await revokeJobs(), 0);
 
+        // enqueue_global_revocation: it takes every request (enqueue_revocation refuses issuedBefore
+        // without userId) and refuses at once, with a documented error, an issuedBefore later than
+        // now() + 5 minutes and more than 100000 ids or 5000000 bytes (migration 4).
         const ids: string[] = [];
+        const limited: string[] = [];
+        const enqueued: string[] = [];
         for (const text of texts) {
-          const { rows } = await db.pool.query<{ id: string }>('SELECT session_janitor.enqueue_revocation($1::jsonb) AS id', [text]);
-          assert.ok(rows[0]?.id, text.slice(0, 200));
-          ids.push(rows[0].id);
+          try {
+            const { rows } = await db.pool.query<{ id: string }>('SELECT session_janitor.enqueue_global_revocation($1::jsonb) AS id', [text]);
+            assert.ok(rows[0]?.id, text.slice(0, 200));
+            ids.push(rows[0].id);
+            enqueued.push(text);
+          } catch (error) {
+            assert.ok(error instanceof Error && 'code' in error, String(error));
+            const documented =
+              (error.code === '22023' && /issuedBefore .* now\(\) plus 5 minutes|has \d+ ids, at most 100000/.test(error.message)) ||
+              (error.code === '54000' && /at most 5000000/.test(error.message));
+            assert.ok(documented, `${text.slice(0, 200)}: ${String(error.code)} ${error.message}`);
+            limited.push(text);
+          }
         }
+        assert.ok(limited.includes(handWritten[3] ?? ''), 'the 100001 ids were enqueued');
+        texts.splice(0, texts.length, ...enqueued);
         // SQL NULL, not JSON null: the job carries no data at all.
-        const { rows: nullJob } = await db.pool.query<{ id: string }>('SELECT session_janitor.enqueue_revocation(NULL) AS id');
+        const { rows: nullJob } = await db.pool.query<{ id: string }>('SELECT session_janitor.enqueue_global_revocation(NULL) AS id');
         if (nullJob[0]?.id) ids.push(nullJob[0].id);
         texts.push('<SQL NULL>');
         assert.ok(ids.length >= 250, `${ids.length} payloads`);
@@ -461,7 +478,7 @@ describe('fuzz: the revocation path', () => {
         assert.equal((await fetch(`http://127.0.0.1:${worker.metricsPort}/readyz`)).status, 200);
         const rejected = (await worker.metrics.jobs.get()).values.find((v) => v.labels.queue === QUEUES.revoke && v.labels.outcome === 'rejected')?.value;
         assert.equal(rejected, ids.length);
-        t.diagnostic(`${ids.length} payloads dead-lettered as invalid_payload, ${refused.length} refused by the SQL call itself`);
+        t.diagnostic(`${ids.length} payloads dead-lettered as invalid_payload, ${refused.length + limited.length} refused by the SQL call itself`);
       } finally {
         process.off('unhandledRejection', onUnhandled);
         await worker?.stop();

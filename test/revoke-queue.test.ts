@@ -13,12 +13,17 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
 import type { PgBoss } from 'pg-boss';
-import { createBoss } from '../src/boss.ts';
+import { createBoss, ensureQueues } from '../src/boss.ts';
+import { createAuthTables } from '../src/db/dev-bootstrap.ts';
+import { MAX_PAYLOAD_BYTES } from '../src/db/sql/enqueue-revocation.ts';
+import { migrateOwnSchema, readVersion } from '../src/db/migrate.ts';
+import { LATEST_VERSION } from '../src/db/sql/migrations.ts';
+import { install } from '../src/install.ts';
 import { InvalidRevokeRequestError, RevocationFailedError, enqueueRevocation, waitForRevocation } from '../src/client.ts';
 import { startWorker, type Worker } from '../src/main.ts';
 import { QUEUES } from '../src/queues.ts';
-import type { RevokeRequest } from '../src/revoke-request.ts';
-import { createTestDatabase, insertSessions, remainingIds, silentLogger, testConfig, type InsertedSession, type TestDatabase } from './helpers/database.ts';
+import { MAX_IDS, type RevokeRequest } from '../src/revoke-request.ts';
+import { createTestDatabase, databaseUrl, insertSessions, remainingIds, silentLogger, testConfig, type InsertedSession, type TestDatabase } from './helpers/database.ts';
 
 interface JobRow {
   state: string;
@@ -79,11 +84,27 @@ describe('the revoke queue', () => {
   }
 
   const deadLetterOf = async (id: string) => {
-    const { rows } = await db.pool.query<{ data: unknown; source_output: JobRow['output']; source_name: string; state: string }>(
-      `SELECT data, source_output, source_name, state::text FROM pgboss.job WHERE name = $1 AND source_id = $2`,
+    const { rows } = await db.pool.query<{ data: unknown; output: unknown; source_output: JobRow['output']; source_name: string; state: string }>(
+      `SELECT data, output, source_output, source_name, state::text FROM pgboss.job WHERE name = $1 AND source_id = $2`,
       [QUEUES.deadLetter, id],
     );
     return rows;
+  };
+
+  /** A login role with only the producer's grants (docs/producers.md), connected. */
+  const loginRole = async (): Promise<pg.Client> => {
+    const role = `sj_producer_${randomBytes(5).toString('hex')}`;
+    const password = randomBytes(12).toString('hex');
+    await db.pool.query(`CREATE ROLE ${role} LOGIN PASSWORD '${password}'`);
+    roles.push(role);
+    await db.pool.query(`GRANT USAGE ON SCHEMA session_janitor TO ${role}`);
+    await db.pool.query(`GRANT EXECUTE ON FUNCTION session_janitor.enqueue_revocation(jsonb, text), session_janitor.revocation_status(uuid), session_janitor.revocation_by_key(text) TO ${role}`);
+    const url = new URL(db.url);
+    url.username = role;
+    url.password = password;
+    const client = new pg.Client({ connectionString: url.toString() });
+    await client.connect();
+    return client;
   };
 
   const jobCount = async (queue: string, outcome: string) =>
@@ -110,9 +131,11 @@ describe('the revoke queue', () => {
       { name: 'an unknown field', payload: JSON.stringify({ userId: u1, reason: 'r', force: true }), path: 'force', names: ['force'] },
       { name: 'a JSON array', payload: JSON.stringify([{ userId: u1, reason: 'r' }]), path: '', names: ['JSON object'] },
       { name: 'a JSON string', payload: JSON.stringify('revoke user 1'), path: '', names: ['JSON object'] },
-      { name: 'an issuedBefore without offset', payload: JSON.stringify({ issuedBefore: '2099-01-01T00:00:00', reason: 'r' }), path: 'issuedBefore', names: ['issuedBefore'] },
+      { name: 'an issuedBefore without offset', payload: JSON.stringify({ userId: u1, issuedBefore: '2000-01-01T00:00:00', reason: 'r' }), path: 'issuedBefore', names: ['issuedBefore'] },
     ];
-    const ids = await Promise.all(cases.map((c) => enqueueSql(c.payload)));
+    // More than 100000 ids is refused by the SQL function at enqueue (the test of oversized payloads
+    // below): sent past it, the worker dead-letters it.
+    const ids = await Promise.all(cases.map((c) => (c.name === '100001 ids' ? producer.send(QUEUES.revoke, JSON.parse(c.payload)) : enqueueSql(c.payload))));
     for (const [i, c] of cases.entries()) {
       const id = ids[i];
       assert.ok(id, `${c.name}: not enqueued`);
@@ -126,7 +149,9 @@ describe('the revoke queue', () => {
       assert.ok(copy);
       assert.equal(copy.source_name, QUEUES.revoke);
       assert.deepEqual(copy.data, JSON.parse(c.payload), `${c.name}: the dead letter does not carry the payload`);
+      // docs/CONTRACT.md: the copy carries the failed job's output in source_output; its own is empty.
       assert.equal(copy.source_output?.error, 'invalid_payload');
+      assert.equal(copy.output, null);
       const issue = copy.source_output?.issues?.find((x) => x.path === c.path);
       assert.ok(issue, `${c.name}: no issue at ${JSON.stringify(c.path)}: ${JSON.stringify(copy.source_output?.issues)?.slice(0, 300)}`);
       for (const name of c.names) assert.ok(issue.message.includes(name), `${c.name}: ${JSON.stringify(issue.message)} does not name ${name}`);
@@ -151,32 +176,90 @@ describe('the revoke queue', () => {
   });
 
   test('the SQL function\'s job matches boss.send\'s: retry, expiry, retention, dead letter, dedupe slot', async () => {
-    const request = { userId: 2_000_000_000, reason: 'settings' };
-    const viaSql = await enqueueSql(JSON.stringify(request), `settings-sql-${randomUUID()}`);
-    const viaClient = await enqueueRevocation(producer, request, { singletonKey: `settings-client-${randomUUID()}` });
-    assert.ok(viaSql && viaClient);
-    const { rows } = await db.pool.query(
-      `SELECT id, priority, retry_limit, retry_delay, retry_backoff, retry_delay_max, expire_seconds, deletion_seconds,
-              extract(epoch FROM keep_until - start_after)::int AS retention_seconds, policy, dead_letter, heartbeat_seconds,
-              singleton_on, singleton_key IS NOT NULL AS keyed, blocked, blocking, pending_dependencies
-         FROM pgboss.job WHERE name = $1 AND id = ANY($2::uuid[])`,
-      [QUEUES.revoke, [viaSql, viaClient]],
-    );
-    const strip = (row: Record<string, unknown> | undefined) => {
-      assert.ok(row);
-      const { id: _id, ...rest } = row;
-      return rest;
-    };
-    const sqlJob = strip(rows.find((r) => r.id === viaSql));
-    assert.deepEqual(sqlJob, strip(rows.find((r) => r.id === viaClient)));
-    const { rows: queue } = await db.pool.query(
-      `SELECT retry_limit, retry_delay, retry_backoff, retry_delay_max, expire_seconds, deletion_seconds, retention_seconds, policy, dead_letter, heartbeat_seconds FROM pgboss.queue WHERE name = $1`,
-      [QUEUES.revoke],
-    );
-    for (const [column, value] of Object.entries(queue[0] ?? {})) assert.deepEqual(sqlJob[column], value, column);
-    assert.equal(sqlJob.dead_letter, QUEUES.deadLetter);
+    const [viaSql, viaClient] = await assertSqlJobMatchesSend(db.pool, producer);
     await settled(viaSql, ['completed']);
     await settled(viaClient, ['completed']);
+  });
+
+  // A database of an earlier release keeps the functions of its migrations until an upgrade
+  // replaces them: the drift test also runs on one migrated to each earlier version, then upgraded.
+  for (let version = 3; version < LATEST_VERSION; version++) {
+    test(`the SQL function's job matches boss.send's on a database migrated to version ${version}, then upgraded`, async () => {
+      const upgraded = await createUpgradedDatabase(version);
+      const boss = createBoss(testConfig(upgraded.url), upgraded.url, { role: 'tool', migrate: false }, silentLogger());
+      await boss.start();
+      try {
+        await assertSqlJobMatchesSend(upgraded.pool, boss);
+      } finally {
+        await boss.stop({ graceful: false });
+        await upgraded.drop();
+      }
+    });
+  }
+
+  test('an issuedBefore later than now() + 5 minutes is refused at enqueue; sent past the function it is dead-lettered as invalid_payload, deleting nothing', async () => {
+    const sessions = await insertSessions(db.pool, [{ expiresIn: 86_400 }, { expiresIn: 86_400 }, { expiresIn: 86_400 }]);
+    const [u1] = usersOf(sessions);
+    const before = await remainingIds(db.pool);
+    const instant = async (offset: string) =>
+      (await db.pool.query<{ at: string }>(`SELECT to_char((now() + $1::interval) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS at`, [offset])).rows[0]?.at ?? '';
+    const [aYear, sixMinutes, fourMinutes] = [await instant('1 year'), await instant('6 minutes'), await instant('4 minutes')];
+
+    // Past the SQL function (a producer with its own pg-boss): the worker checks against the database clock.
+    const sent = [
+      await producer.send(QUEUES.revoke, { issuedBefore: '9999-12-31T23:59:59Z', reason: 'typo' }),
+      await producer.send(QUEUES.revoke, { issuedBefore: aYear, reason: 'typo' }),
+      await producer.send(QUEUES.revoke, { userId: u1, issuedBefore: sixMinutes, reason: 'typo' }),
+    ];
+    for (const id of sent) {
+      assert.ok(id);
+      const job = await settled(id, ['failed', 'completed', 'retry']);
+      assert.equal(job.state, 'failed', JSON.stringify(job));
+      assert.equal(job.retry_count, 0);
+      assert.equal(job.output?.error, 'invalid_payload', JSON.stringify(job.output));
+      assert.ok(job.output?.issues?.some((i) => i.path === 'issuedBefore' && /5 minutes/.test(i.message)), JSON.stringify(job.output));
+    }
+    assert.deepEqual(await remainingIds(db.pool), before, 'a future issuedBefore deleted sessions');
+
+    // Through the SQL functions: refused at once, nothing enqueued.
+    const refused = (error: unknown) => error instanceof Error && 'code' in error && error.code === '22023' && /issuedBefore.*5 minutes/.test(error.message);
+    await assert.rejects(db.pool.query(`SELECT session_janitor.enqueue_global_revocation('{"issuedBefore": "9999-12-31T23:59:59Z", "reason": "typo"}')`), refused);
+    await assert.rejects(db.pool.query('SELECT session_janitor.enqueue_global_revocation($1::jsonb)', [JSON.stringify({ issuedBefore: aYear, reason: 'typo' })]), refused);
+    await assert.rejects(enqueueSql(JSON.stringify({ userId: u1, issuedBefore: sixMinutes, reason: 'typo' })), refused);
+    await assert.rejects(enqueueRevocation(db.url, { issuedBefore: aYear, reason: 'typo' }), refused);
+
+    // Within the skew: accepted, and carried out.
+    const id = await enqueueSql(JSON.stringify({ userId: u1, issuedBefore: fourMinutes, reason: 'key-rotated' }));
+    assert.ok(id);
+    assert.deepEqual(await waitForRevocation(db.url, id, { intervalMs: 50 }), { revoked: 1 });
+  });
+
+  test('issuedBefore without userId (every user) is refused by enqueue_revocation: it takes enqueue_global_revocation', async () => {
+    const past = JSON.stringify({ issuedBefore: '2000-01-01T00:00:00Z', reason: 'key rotation 2000' });
+    await assert.rejects(enqueueSql(past), (error: unknown) => error instanceof Error && 'code' in error && error.code === '42501' && /enqueue_global_revocation/.test(error.message));
+    const { rows } = await db.pool.query<{ id: string }>('SELECT session_janitor.enqueue_global_revocation($1::jsonb) AS id', [past]);
+    assert.ok(rows[0]?.id);
+    assert.deepEqual(await waitForRevocation(db.url, rows[0].id, { intervalMs: 50 }), { revoked: 0 });
+    // The client picks the function by the request.
+    const viaClient = await enqueueRevocation(db.url, { issuedBefore: '2000-01-01T00:00:00Z', reason: 'key rotation 2000' });
+    assert.ok(viaClient);
+  });
+
+  test('oversized payloads are refused at enqueue: more than 100000 ids, more than 5000000 bytes; the largest valid request fits', async () => {
+    const jtis = Array.from({ length: MAX_IDS }, () => randomUUID());
+    // The largest valid request: 100000 jtis, reason and requestedBy of 200 three-byte characters.
+    const largest = { jtis, reason: '€'.repeat(200), requestedBy: '€'.repeat(200) };
+    const tooMany = (error: unknown) => error instanceof Error && 'code' in error && error.code === '22023' && /jtis has 100001 ids, at most 100000/.test(error.message);
+    const tooBig = (error: unknown) => error instanceof Error && 'code' in error && error.code === '54000' && /bytes.*at most 5000000/.test(error.message);
+    await assert.rejects(enqueueSql(JSON.stringify({ ...largest, jtis: [...jtis, randomUUID()] })), tooMany);
+    await assert.rejects(enqueueSql(JSON.stringify({ userIds: Array.from({ length: MAX_IDS + 1 }, (_, i) => i + 1), reason: 'r' })), (e: unknown) => e instanceof Error && /userIds has 100001 ids/.test(e.message));
+    await assert.rejects(enqueueSql(JSON.stringify({ userId: 1, reason: 'r', padding: 'x'.repeat(5_000_000) })), tooBig);
+    await assert.rejects(enqueueSql(JSON.stringify({ userId: 1, reason: 'r', nested: [Array.from({ length: 1_000_000 }, (_, i) => i)] })), tooBig);
+    const { rows: size } = await db.pool.query<{ bytes: number }>('SELECT octet_length($1::jsonb::text) AS bytes', [JSON.stringify(largest)]);
+    assert.ok((size[0]?.bytes ?? Infinity) < MAX_PAYLOAD_BYTES, `the largest valid request is ${size[0]?.bytes} bytes`);
+    const id = await enqueueSql(JSON.stringify(largest));
+    assert.ok(id);
+    assert.equal((await settled(id, ['completed', 'failed'], 30_000)).state, 'completed');
   });
 
   test('the SQL function notifies on pg-boss\'s channel, in the same transaction', async () => {
@@ -255,9 +338,54 @@ describe('the revoke queue', () => {
     assert.deepEqual(await waitForRevocation(db.url, second, { intervalMs: 50 }), { revoked: 1 });
     // Still a duplicate once the first job is done: a late duplicate must not revoke a new login.
     assert.equal(await enqueueSql(JSON.stringify({ userId: u1, reason: 'password-changed' }), k1), null);
-    const { rows } = await db.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM pgboss.job WHERE name = $1 AND singleton_key = ANY($2)', [QUEUES.revoke, [k1, k2]]);
+    // Stored scoped by the role, the same way on both paths.
+    const { rows } = await db.pool.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM pgboss.job WHERE name = $1 AND singleton_key = ANY(array(SELECT quote_ident(session_user::text) || '/' || k FROM unnest($2::text[]) k))`,
+      [QUEUES.revoke, [k1, k2]],
+    );
     assert.equal(rows[0]?.n, 2);
     await assert.rejects(db.pool.query("SELECT session_janitor.enqueue_revocation('{}'::jsonb, '')"), /dedupe_key/);
+  });
+
+  test('dedupe keys are scoped by the calling role: two producers may use the same key; a dead-lettered invalid request frees its key; revocation_by_key finds the jobs', async () => {
+    const [alice, bob] = [await loginRole(), await loginRole()];
+    try {
+      const sessions = await insertSessions(db.pool, [{ expiresIn: 86_400 }, { expiresIn: 86_400 }]);
+      const [u1, u2] = usersOf(sessions);
+      const key = `ticket-${randomUUID()}`;
+      const call = 'SELECT session_janitor.enqueue_revocation($1::jsonb, $2) AS id';
+      const enqueueAs = async (client: pg.Client, payload: object) => (await client.query<{ id: string | null }>(call, [JSON.stringify(payload), key])).rows[0]?.id ?? null;
+      // Squatting: bob's no-op request with alice's key must not take it from her.
+      const squat = await enqueueAs(bob, { userId: 2_000_000_123, reason: 'noop' });
+      assert.ok(squat, 'bob could not use the key');
+      const real = await enqueueAs(alice, { userId: u1, reason: 'password-changed' });
+      assert.ok(real, 'alice\'s revocation was not enqueued: her key was squatted');
+      assert.equal(await enqueueAs(alice, { userId: u1, reason: 'password-changed' }), null, 'the same role twice: a duplicate');
+      assert.deepEqual(await waitForRevocation(alice, real, { intervalMs: 50 }), { revoked: 1 });
+
+      // An invalid request does not hold its key once it is dead-lettered.
+      const invalid = await enqueueAs(bob, { userId: u2, reason: 'typo', extra: true });
+      assert.equal(invalid, null, 'bob used this key already');
+      const key2 = `ticket-${randomUUID()}`;
+      const first = (await bob.query<{ id: string | null }>(call, [JSON.stringify({ userId: u2, reason: 'typo', extra: true }), key2])).rows[0]?.id;
+      assert.ok(first);
+      assert.equal((await settled(first, ['failed', 'completed'])).output?.error, 'invalid_payload');
+      const corrected = (await bob.query<{ id: string | null }>(call, [JSON.stringify({ userId: u2, reason: 'password-changed' }), key2])).rows[0]?.id;
+      assert.ok(corrected, 'the corrected request was refused as a duplicate of the invalid one');
+      assert.deepEqual(await waitForRevocation(bob, corrected, { intervalMs: 50 }), { revoked: 1 });
+      assert.equal((await bob.query<{ id: string | null }>(call, [JSON.stringify({ userId: u2, reason: 'password-changed' }), key2])).rows[0]?.id, null, 'a completed job keeps its key');
+
+      // The jobs of a key, newest first, the caller's own only.
+      const byKey = await bob.query<{ job_id: string; state: string; output: { error?: string; revoked?: number } }>('SELECT job_id, state, output FROM session_janitor.revocation_by_key($1)', [key2]);
+      assert.deepEqual(byKey.rows.map((r) => [r.job_id, r.state, r.output.error ?? r.output.revoked]), [
+        [corrected, 'completed', 1],
+        [first, 'failed', 'invalid_payload'],
+      ]);
+      assert.deepEqual((await alice.query('SELECT * FROM session_janitor.revocation_by_key($1)', [key2])).rows, []);
+    } finally {
+      await alice.end();
+      await bob.end();
+    }
   });
 
   test('a transient failure is retried by pg-boss with backoff, and dead-lettered only when no retry is left', async () => {
@@ -358,3 +486,69 @@ describe('the revoke queue', () => {
     assert.deepEqual(await remainingIds(db.pool).then((ids) => ids.filter((i) => sessions.some((s) => s.id === i))), [sessions[2]?.id]);
   });
 });
+
+/** Enqueues the same request through the SQL function and boss.send (the client); both jobs carry the queue's settings alike. */
+async function assertSqlJobMatchesSend(pool: pg.Pool, boss: PgBoss): Promise<[string, string]> {
+  const request = { userId: 2_000_000_000, reason: 'settings' };
+  const viaSql = (await pool.query<{ id: string | null }>('SELECT session_janitor.enqueue_revocation($1::jsonb, $2) AS id', [JSON.stringify(request), `settings-sql-${randomUUID()}`])).rows[0]?.id;
+  const viaClient = await enqueueRevocation(boss, request, { singletonKey: `settings-client-${randomUUID()}` });
+  assert.ok(viaSql && viaClient);
+  const { rows } = await pool.query(
+    `SELECT id, priority, retry_limit, retry_delay, retry_backoff, retry_delay_max, expire_seconds, deletion_seconds,
+            extract(epoch FROM keep_until - start_after)::int AS retention_seconds, policy, dead_letter, heartbeat_seconds,
+            singleton_on, singleton_key IS NOT NULL AS keyed, blocked, blocking, pending_dependencies
+       FROM pgboss.job WHERE name = $1 AND id = ANY($2::uuid[])`,
+    [QUEUES.revoke, [viaSql, viaClient]],
+  );
+  const strip = (row: Record<string, unknown> | undefined) => {
+    assert.ok(row);
+    const { id: _id, ...rest } = row;
+    return rest;
+  };
+  const sqlJob = strip(rows.find((r) => r.id === viaSql));
+  assert.deepEqual(sqlJob, strip(rows.find((r) => r.id === viaClient)));
+  const { rows: queue } = await pool.query(
+    `SELECT retry_limit, retry_delay, retry_backoff, retry_delay_max, expire_seconds, deletion_seconds, retention_seconds, policy, dead_letter, heartbeat_seconds FROM pgboss.queue WHERE name = $1`,
+    [QUEUES.revoke],
+  );
+  for (const [column, value] of Object.entries(queue[0] ?? {})) assert.deepEqual(sqlJob[column], value, column);
+  assert.equal(sqlJob.dead_letter, QUEUES.deadLetter);
+  return [viaSql, viaClient];
+}
+
+/** A database installed as the release with migrations 1..version did it, then upgraded by today's `migrate`. */
+async function createUpgradedDatabase(version: number): Promise<{ url: string; pool: pg.Pool; drop(): Promise<void> }> {
+  const admin = process.env.SJ_TEST_ADMIN_URL;
+  assert.ok(admin);
+  const name = `sj_upgrade_${randomBytes(5).toString('hex')}`;
+  const adminClient = new pg.Client({ connectionString: admin });
+  await adminClient.connect();
+  await adminClient.query(`CREATE DATABASE ${name}`);
+  await adminClient.end();
+  const url = databaseUrl(admin, name);
+  const config = testConfig(url);
+  const log = silentLogger();
+  const pool = new pg.Pool({ connectionString: url, max: 2 });
+  await createAuthTables(pool);
+  const boss = createBoss(config, url, { role: 'tool', migrate: true }, log);
+  await boss.start();
+  try {
+    assert.deepEqual(await migrateOwnSchema(pool, config, version), Array.from({ length: version }, (_, i) => i + 1));
+    await ensureQueues(boss, config);
+    await install(boss, pool, config, log, true);
+    assert.equal(await readVersion(pool), LATEST_VERSION);
+  } finally {
+    await boss.stop({ graceful: false });
+  }
+  return {
+    url,
+    pool,
+    drop: async () => {
+      await pool.end();
+      const c = new pg.Client({ connectionString: admin });
+      await c.connect();
+      await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      await c.end();
+    },
+  };
+}

@@ -5,8 +5,11 @@ import type pg from 'pg';
 import type { Config } from '../config.ts';
 import { LATEST_VERSION, MIGRATION_LOCK_KEY, MIGRATIONS, currentVersion, recordVersion, versionTableExists } from './sql/migrations.ts';
 
-/** Applies the missing migrations; returns the versions applied. */
-export async function migrateOwnSchema(pool: pg.Pool, config: Config): Promise<number[]> {
+/**
+ * Applies the missing migrations (up to `upTo`, the latest by default: tests stop earlier to
+ * build a database of an earlier release); returns the versions applied.
+ */
+export async function migrateOwnSchema(pool: pg.Pool, config: Config, upTo: number = LATEST_VERSION): Promise<number[]> {
   const client = await pool.connect();
   const applied: number[] = [];
   try {
@@ -15,7 +18,7 @@ export async function migrateOwnSchema(pool: pg.Pool, config: Config): Promise<n
     await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_KEY]);
     try {
       const version = await readVersion(client);
-      for (const migration of MIGRATIONS.filter((m) => m.version > version)) {
+      for (const migration of MIGRATIONS.filter((m) => m.version > version && m.version <= upTo)) {
         await client.query('BEGIN');
         try {
           await client.query(migration.sql(config));

@@ -21,6 +21,7 @@ import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { PgBoss } from 'pg-boss';
 import { freePort } from '../../src/db/embedded.ts';
+import { MIGRATIONS } from '../../src/db/sql/migrations.ts';
 import { QUEUES } from '../../src/queues.ts';
 import { createTestDatabase, insertBulkSessions, type TestDatabase } from '../helpers/database.ts';
 import { until } from '../helpers/wait.ts';
@@ -115,6 +116,8 @@ describe('the runtime image, assembled without Docker, started as the container 
     assert.deepEqual((await readdir(app)).sort(), ['dist', 'node_modules', 'package.json', 'sql']);
     assert.ok(existsSync(path.join(app, 'dist', 'cli.js')));
     assert.ok(existsSync(path.join(app, 'sql', 'auth.sql')));
+    // The frozen migrations, which dist/db/sql/migrations.js reads at ../../../sql/migrations/.
+    assert.deepEqual((await readdir(path.join(app, 'sql', 'migrations'))).filter((f) => f.endsWith('.sql')), MIGRATIONS.map((m) => m.file));
   });
 
   describe('with DATABASE_URL', () => {

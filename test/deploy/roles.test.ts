@@ -5,7 +5,7 @@
  * JANITOR_MIGRATE=false. Each role can do its job, and each right it must not have is tried with a
  * real statement that must fail with insufficient_privilege (42501).
  *
- * Roles are cluster-wide: the script runs with its three role names replaced by names unique to this
+ * Roles are cluster-wide: the script runs with its four role names replaced by names unique to this
  * run (nothing else in it changes), and after() drops the database and then the roles.
  */
 import assert from 'node:assert/strict';
@@ -25,7 +25,7 @@ import { runCli } from '../helpers/process.ts';
 import { until } from '../helpers/wait.ts';
 
 const ROOT = new URL('../../', import.meta.url);
-const KINDS = ['migrator', 'worker', 'producer'] as const;
+const KINDS = ['migrator', 'worker', 'producer', 'global_revoker'] as const;
 type Kind = (typeof KINDS)[number];
 
 const tag = randomBytes(4).toString('hex');
@@ -33,6 +33,7 @@ const ROLE: Readonly<Record<Kind, string>> = {
   migrator: `sjt_${tag}_migrator`,
   worker: `sjt_${tag}_worker`,
   producer: `sjt_${tag}_producer`,
+  global_revoker: `sjt_${tag}_global_revoker`,
 };
 const DATABASE = `sj_roles_${tag}`;
 /**
@@ -49,11 +50,11 @@ function adminUrl(): string {
   return url;
 }
 
-/** sql/roles.sql with the three role names of this run; nothing else changes. */
+/** sql/roles.sql with the four role names of this run; nothing else changes. */
 async function rolesScript(): Promise<string> {
   const text = await readFile(new URL('sql/roles.sql', ROOT), 'utf8');
-  const script = text.replace(/\bsession_janitor_(migrator|worker|producer)\b/g, (_, kind: Kind) => ROLE[kind]);
-  assert.doesNotMatch(script, /session_janitor_(migrator|worker|producer)/);
+  const script = text.replace(/\bsession_janitor_(migrator|worker|producer|global_revoker)\b/g, (_, kind: Kind) => ROLE[kind]);
+  assert.doesNotMatch(script, /session_janitor_(migrator|worker|producer|global_revoker)/);
   for (const kind of KINDS) assert.ok(script.includes(ROLE[kind]), `roles.sql does not name the ${kind} role`);
   return script;
 }
@@ -135,7 +136,7 @@ describe('sql/roles.sql: least privilege, on a fresh database', { timeout: 120_0
       'SELECT rolname, rolcanlogin, rolsuper, rolcreatedb, rolcreaterole, rolbypassrls FROM pg_roles WHERE rolname = ANY($1) ORDER BY rolname',
       [Object.values(ROLE)],
     );
-    assert.equal(rows.length, 3);
+    assert.equal(rows.length, KINDS.length);
     for (const { rolname, ...attributes } of rows) {
       assert.deepEqual(attributes, { rolcanlogin: true, rolsuper: false, rolcreatedb: false, rolcreaterole: false, rolbypassrls: false }, rolname);
     }
@@ -182,8 +183,12 @@ describe('sql/roles.sql: least privilege, on a fresh database', { timeout: 120_0
         WHERE n.nspname = 'session_janitor' ORDER BY 1`,
     );
     assert.deepEqual(grants.rows, [
+      { fn: 'session_janitor.enqueue_global_revocation(jsonb,text)', grantees: [ROLE.migrator, ROLE.global_revoker].sort() },
       { fn: 'session_janitor.enqueue_revocation(jsonb,text)', grantees: [ROLE.migrator, ROLE.producer].sort() },
-      { fn: 'session_janitor.revocation_status(uuid)', grantees: [ROLE.migrator, ROLE.producer].sort() },
+      // Called by the two functions only (they run as the migrator): no one else's.
+      { fn: 'session_janitor.insert_revocation(jsonb,text)', grantees: [ROLE.migrator] },
+      { fn: 'session_janitor.revocation_by_key(text)', grantees: [ROLE.migrator, ROLE.global_revoker, ROLE.producer].sort() },
+      { fn: 'session_janitor.revocation_status(uuid)', grantees: [ROLE.migrator, ROLE.global_revoker, ROLE.producer].sort() },
     ]);
     // The migrator installs, but reads no auth table.
     await denied(poolAs('migrator'), 'SELECT count(*) FROM auth.refresh_session');
@@ -358,11 +363,33 @@ describe('sql/roles.sql: least privilege, on a fresh database', { timeout: 120_0
     assert.deepEqual(await snapshot(), before, 'the session is untouched');
   });
 
+  test('the global revoker enqueues issuedBefore for every user (never later than now() + 5 minutes), and can do nothing else', async () => {
+    const db = poolAs('global_revoker');
+    const everyone = (issuedBefore: string) => JSON.stringify({ issuedBefore, reason: 'roles-test' });
+    const id = (await db.query<{ id: string | null }>('SELECT session_janitor.enqueue_global_revocation($1::jsonb) AS id', [everyone('2000-01-01T00:00:00Z')])).rows[0]?.id;
+    assert.ok(id);
+    assert.equal((await db.query('SELECT * FROM session_janitor.revocation_status($1)', [id])).rows.length, 1);
+    await assert.rejects(db.query('SELECT session_janitor.enqueue_global_revocation($1::jsonb)', [everyone('9999-12-31T23:59:59Z')]), /5 minutes/);
+    await denied(db, 'SELECT session_janitor.enqueue_revocation($1::jsonb)', [JSON.stringify({ userId: 1, reason: 'roles-test' })]);
+    await denied(db, 'SELECT session_janitor.insert_revocation($1::jsonb, NULL)', [everyone('2000-01-01T00:00:00Z')]);
+    await denied(db, 'SELECT id FROM auth.refresh_session LIMIT 1');
+    await denied(db, 'SELECT id FROM pgboss.job LIMIT 1');
+    await denied(db, `INSERT INTO pgboss.job (name, data) VALUES ($1, $2)`, [QUEUES.revoke, everyone('9999-12-31T23:59:59Z')]);
+  });
+
   test('the producer can call the two functions and nothing else', async () => {
     const db = poolAs('producer');
     const id = (await db.query<{ id: string | null }>(`SELECT session_janitor.enqueue_revocation('{"userIds": [2147483647], "reason": "roles-test"}'::jsonb) AS id`)).rows[0]?.id;
     assert.ok(id);
     assert.equal((await db.query('SELECT * FROM session_janitor.revocation_status($1)', [id])).rows.length, 1);
+
+    // issuedBefore without userId reaches every user: not with the per-user producer's grant, by any path.
+    const everyone = JSON.stringify({ issuedBefore: '2000-01-01T00:00:00Z', reason: 'roles-test' });
+    await denied(db, 'SELECT session_janitor.enqueue_revocation($1::jsonb)', [everyone]);
+    await denied(db, 'SELECT session_janitor.enqueue_global_revocation($1::jsonb)', [everyone]);
+    await denied(db, 'SELECT session_janitor.insert_revocation($1::jsonb, NULL)', [everyone]);
+    const oneUser = JSON.stringify({ userId: 2147483647, issuedBefore: '2000-01-01T00:00:00Z', reason: 'roles-test' });
+    assert.ok((await db.query<{ id: string | null }>('SELECT session_janitor.enqueue_revocation($1::jsonb) AS id', [oneUser])).rows[0]?.id);
 
     await denied(db, 'SELECT id FROM auth.refresh_session LIMIT 1');
     await denied(db, 'DELETE FROM auth.refresh_session WHERE id = -1');

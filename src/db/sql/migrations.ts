@@ -4,17 +4,38 @@
  * transaction as the bump of the recorded version, under an advisory lock so replicas that start
  * together apply each migration once.
  *
- * Append only: a released migration never changes, a change is a new migration.
+ * FROZEN: each migration is the text of sql/migrations/NNNNNN.sql, and a released one (on main)
+ * never changes, not even its whitespace: sql/migrations/CHECKSUMS holds their SHA-256, and
+ * test/migrations.test.ts fails when a file and its line differ. A database already at a version
+ * never runs that file again, so an edit would reach fresh databases only. A change is a new file
+ * (for a function, CREATE OR REPLACE FUNCTION), listed below and in CHECKSUMS.
+ *
+ * pg-boss upgrades (package.json pins pg-boss exactly): migrations 3 and later copy what pg-boss's
+ * send does (db/sql/enqueue-revocation.ts says what, for which pg-boss version). When an upgrade
+ * changes that, write a new migration with the new function; test/revoke-queue.test.ts's drift test
+ * runs on a fresh database and on one migrated with each earlier version, then upgraded.
+ *
+ * The only text filled in at run time is a placeholder: {{pgboss_schema}} (PGBOSS_SCHEMA, a quoted
+ * identifier) and {{pgboss_schema_literal}} (the same, as a string literal).
  */
+import { readFileSync } from 'node:fs';
+import pg from 'pg';
 import type { Config } from '../../config.ts';
 import { quote, type Statement } from './identifiers.ts';
-import { revocationFunctionsSql } from './enqueue-revocation.ts';
 
 export const OWN_SCHEMA = 'session_janitor';
+
+/** sql/migrations/, from src/db/sql/ and from dist/db/sql/ alike (the image ships /app/sql). */
+export const MIGRATIONS_DIR = new URL('../../../sql/migrations/', import.meta.url);
 
 export interface Migration {
   readonly version: number;
   readonly description: string;
+  /** NNNNNN.sql in sql/migrations/. */
+  readonly file: string;
+  /** The frozen text, as committed (placeholders unfilled). */
+  readonly text: string;
+  /** The text with its placeholders filled in. */
   readonly sql: (config: Config) => string;
 }
 
@@ -25,45 +46,32 @@ export interface Migration {
 export const MIGRATION_LOCK_KEY = 0x736a736a;
 
 export const MIGRATIONS: readonly Migration[] = [
-  {
-    version: 1,
-    description: 'the schema and its version table',
-    sql: () => `
-      CREATE SCHEMA IF NOT EXISTS ${quote(OWN_SCHEMA)};
-      CREATE TABLE IF NOT EXISTS ${quote(OWN_SCHEMA)}.migration (
-        version    integer     PRIMARY KEY,
-        applied_at timestamptz NOT NULL DEFAULT now()
-      );`,
-  },
-  {
-    version: 2,
-    description: 'the idle reaper position (db/sql/reap-idle.ts)',
-    // One row per reaped table: the pass walks (first_id, end_id] of the primary key and every id up
-    // to last_id is done. Updated once per range in the statement that deletes the range, so a
-    // restart (or a kill -9) resumes exactly there.
-    sql: () => `
-      CREATE TABLE IF NOT EXISTS ${quote(OWN_SCHEMA)}.reap_position (
-        table_name       text        PRIMARY KEY,
-        pass             integer     NOT NULL,
-        first_id         bigint      NOT NULL,
-        last_id          bigint      NOT NULL,
-        end_id           bigint      NOT NULL,
-        pass_started_at  timestamptz NOT NULL,
-        pass_finished_at timestamptz,
-        pass_deleted     bigint      NOT NULL DEFAULT 0,
-        updated_at       timestamptz NOT NULL DEFAULT now()
-      );
-      COMMENT ON TABLE ${quote(OWN_SCHEMA)}.reap_position IS
-        'session-janitor idle reaper: where the walk of each table''s primary key stands (ids up to last_id are done in this pass)';`,
-  },
-  {
-    version: 3,
-    description: 'session_janitor.enqueue_revocation and revocation_status (db/sql/enqueue-revocation.ts)',
-    sql: revocationFunctionsSql,
-  },
+  migration(1, 'the schema and its version table'),
+  migration(2, 'the idle reaper position (db/sql/reap-idle.ts)'),
+  migration(3, 'session_janitor.enqueue_revocation and revocation_status (db/sql/enqueue-revocation.ts)'),
+  migration(4, 'at most 100000 ids and 5000000 bytes; issuedBefore no later than now() + 5 minutes; enqueue_global_revocation for issuedBefore without userId; dedupe keys scoped by role, revocation_by_key'),
 ];
 
 export const LATEST_VERSION = Math.max(...MIGRATIONS.map((m) => m.version));
+
+function migration(version: number, description: string): Migration {
+  const file = `${String(version).padStart(6, '0')}.sql`;
+  const text = readFileSync(new URL(file, MIGRATIONS_DIR), 'utf8');
+  return { version, description, file, text, sql: (config) => fillPlaceholders(file, text, config) };
+}
+
+/** Only the placeholders are filled in; any other `{{...}}` is an error, not SQL. */
+function fillPlaceholders(file: string, text: string, config: Config): string {
+  const values: Record<string, string> = {
+    pgboss_schema: quote(config.pgbossSchema),
+    pgboss_schema_literal: pg.escapeLiteral(config.pgbossSchema),
+  };
+  return text.replace(/\{\{(\w+)\}\}/g, (placeholder, name: string) => {
+    const value = values[name];
+    if (value === undefined) throw new Error(`${file}: unknown placeholder ${placeholder}`);
+    return value;
+  });
+}
 
 export const versionTableExists: Statement = {
   name: 'sj_migration_table',
