@@ -9,6 +9,7 @@ import { instantText } from '../../src/db/sql/timestamps.ts';
 import { refreshBacklog } from '../../src/gauges.ts';
 import { purgeExpired } from '../../src/tasks/purge-expired.ts';
 import { readReapPosition, reapIdle } from '../../src/tasks/reap-idle.ts';
+import { revoke } from '../../src/tasks/revoke.ts';
 import { createTestDatabase, insertSessions, remainingIds, taskContext, testConfig, type TestDatabase } from '../helpers/database.ts';
 
 /** Batches of exactly 10 rows, so that every set of rows below takes several batches with a bound. */
@@ -216,6 +217,34 @@ describe('±infinity timestamps', () => {
       } finally {
         await ctx.pool.end();
         if (index) await db.pool.query('DROP INDEX auth.refresh_session_last_used_at_idx');
+      }
+    });
+  }
+
+  for (const userId of [false, true]) {
+    test(`issuedBefore${userId ? ' with userId' : ''} revokes sessions created at -infinity, never those created at +infinity`, async () => {
+      const [user] = await insertSessions(db.pool, [{ expiresIn: 86_400 }]);
+      await db.pool.query('TRUNCATE auth.refresh_session');
+      await db.pool.query(
+        `INSERT INTO auth.refresh_session (user_id, expires_at, created_at)
+         SELECT $1::int, now() + interval '30 days', '-infinity' FROM generate_series(1, 25)
+         UNION ALL SELECT $1::int, now() + interval '30 days', now() - interval '2 days' FROM generate_series(1, 5)`,
+        [user?.userId],
+      );
+      const { rows } = await db.pool.query<{ id: number }>(
+        `INSERT INTO auth.refresh_session (user_id, expires_at, created_at)
+         SELECT $1::int, now() + interval '30 days', 'infinity' FROM generate_series(1, 5)
+         UNION ALL SELECT $1::int, now() + interval '30 days', now() FROM generate_series(1, 5) RETURNING id`,
+        [user?.userId],
+      );
+      const ctx = taskContext(testConfig(db.url, TEN));
+      try {
+        const issuedBefore = new Date(Date.now() - 86_400_000).toISOString();
+        const output = await revoke(ctx, userId ? { userId: user?.userId ?? 0, issuedBefore, reason: 'test' } : { issuedBefore, reason: 'test' });
+        assert.deepEqual(await remainingIds(db.pool), rows.map((r) => r.id).sort((a, b) => a - b));
+        assert.equal(output.revoked, 30);
+      } finally {
+        await ctx.pool.end();
       }
     });
   }
