@@ -79,9 +79,16 @@ async function exactJobData({ pool, config }: TaskContext, job: Job<unknown>): P
   const row = rows[0];
   if (row === undefined) throw new Error(`job ${job.id} is no longer in pg-boss's job table`);
   if (row.data === null) return null;
-  return JSON.parse(row.data, (_key: string, value: unknown, context?: { source?: string }) =>
-    typeof value === 'number' && !INTEGER_TEXT.test(context?.source ?? '') ? Number.NaN : value,
-  );
+  try {
+    return JSON.parse(row.data, (_key: string, value: unknown, context?: { source?: string }) =>
+      typeof value === 'number' && !INTEGER_TEXT.test(context?.source ?? '') ? Number.NaN : value,
+    );
+  } catch (error) {
+    // A payload nested thousands deep overflows the reviver's recursion (JSON.parse alone copes).
+    // No valid request is nested more than two deep, so pg-boss's parse is refused all the same.
+    if (error instanceof RangeError) return job.data;
+    throw error;
+  }
 }
 
 /** One job: never throws; its outcome is the returned disposition. */
