@@ -10,6 +10,7 @@ import { refreshBacklog } from '../../src/gauges.ts';
 import { purgeExpired } from '../../src/tasks/purge-expired.ts';
 import { readReapPosition, reapIdle } from '../../src/tasks/reap-idle.ts';
 import { revoke } from '../../src/tasks/revoke.ts';
+import type { TaskContext } from '../../src/tasks/context.ts';
 import { createTestDatabase, insertSessions, remainingIds, taskContext, testConfig, type TestDatabase } from '../helpers/database.ts';
 
 /** Batches of exactly 10 rows, so that every set of rows below takes several batches with a bound. */
@@ -34,29 +35,48 @@ async function alterDatabase(url: string, settings: Record<string, string>): Pro
   }
 }
 
+type Column = 'expires_at' | 'last_used_at' | 'created_at';
+
 /**
- * Past timestamps on both sides of Dublin's DST changes, denser than a batch per hour (a summer
- * day, a winter day, and the hours around the spring change of 2026-03-29 01:00 UTC), in `column`,
- * then live rows. Returns the live rows' ids and how many past rows there are.
+ * One user's sessions, group by group: n rows whose `column` is the SQL expression (of g, 1 to n),
+ * the others' expires_at a month away. Returns each group's ids.
  */
-async function insertAcrossDst(pool: pg.Pool, column: 'expires_at' | 'last_used_at'): Promise<{ live: number[]; past: number }> {
+async function insertGroups(pool: pg.Pool, column: Column, groups: ReadonlyArray<readonly [n: number, value: string]>): Promise<number[][]> {
   const [user] = await insertSessions(pool, [{ expiresIn: 86_400 }]);
-  await pool.query('TRUNCATE auth.refresh_session');
-  const past = `(SELECT t FROM generate_series('2025-07-01 10:00Z'::timestamptz, '2025-07-01 14:00Z', '3 minutes') t
-          UNION ALL SELECT t FROM generate_series('2026-01-10 10:00Z'::timestamptz, '2026-01-10 14:00Z', '7 minutes') t
-          UNION ALL SELECT t FROM generate_series('2026-03-28 23:00Z'::timestamptz, '2026-03-29 03:00Z', '2 minutes') t)`;
-  const inserted = await pool.query(
-    column === 'expires_at'
-      ? `INSERT INTO auth.refresh_session (user_id, expires_at) SELECT $1::int, t FROM ${past} AS p(t)`
-      : `INSERT INTO auth.refresh_session (user_id, expires_at, last_used_at) SELECT $1::int, now() + interval '30 days', t FROM ${past} AS p(t)`,
-    [user?.userId],
-  );
-  const { rows } = await pool.query<{ id: number }>(
-    `INSERT INTO auth.refresh_session (user_id, expires_at) SELECT $1::int, now() + make_interval(days => g) FROM generate_series(1, 15) g RETURNING id`,
-    [user?.userId],
-  );
-  return { live: rows.map((r) => r.id).sort((a, b) => a - b), past: inserted.rowCount ?? -1 };
+  await pool.query('TRUNCATE auth.refresh_session, session_janitor.reap_position');
+  const [columns, month] = column === 'expires_at' ? ['expires_at', ''] : [`expires_at, ${column}`, `now() + interval '30 days', `];
+  const ids: number[][] = [];
+  for (const [n, value] of groups) {
+    const { rows } = await pool.query<{ id: number }>(
+      `INSERT INTO auth.refresh_session (user_id, ${columns}) SELECT $1::int, ${month}${value} FROM generate_series(1, $2::int) g RETURNING id`,
+      [user?.userId, n],
+    );
+    ids.push(rows.map((r) => r.id));
+  }
+  return ids;
 }
+
+const sorted = (ids: readonly number[][]) => ids.flat().sort((a, b) => a - b);
+
+/** One run on a task context (and pool) of its own, as a new worker process would have. */
+async function withTask<T>(url: string, env: Record<string, string>, run: (ctx: TaskContext) => Promise<T>): Promise<T> {
+  const ctx = taskContext(testConfig(url, env));
+  try {
+    return await run(ctx);
+  } finally {
+    await ctx.pool.end();
+  }
+}
+
+/**
+ * Past instants on both sides of Dublin's DST changes, denser than a batch per hour: a summer
+ * morning, a winter one, and the hours around the spring change of 2026-03-29 01:00 UTC.
+ */
+const ACROSS_DST = [
+  [81, `'2025-07-01 10:00Z'::timestamptz + make_interval(mins => 3 * (g - 1))`],
+  [35, `'2026-01-10 10:00Z'::timestamptz + make_interval(mins => 7 * (g - 1))`],
+  [121, `'2026-03-28 23:00Z'::timestamptz + make_interval(mins => 2 * (g - 1))`],
+] as const;
 
 for (const dateStyle of ['SQL, DMY', 'Postgres']) {
   describe(`DateStyle '${dateStyle}', TimeZone Europe/Dublin`, () => {
@@ -83,43 +103,31 @@ for (const dateStyle of ['SQL, DMY', 'Postgres']) {
 
     for (const concurrency of ['1', '2']) {
       test(`the purge deletes exactly the expired rows across a DST change (JANITOR_PURGE_CONCURRENCY=${concurrency})`, async () => {
-        const { live, past } = await insertAcrossDst(db.pool, 'expires_at');
-        const ctx = taskContext(testConfig(db.url, { ...TEN, JANITOR_PURGE_CONCURRENCY: concurrency }));
-        try {
-          const output = await purgeExpired(ctx);
-          assert.deepEqual(await remainingIds(db.pool), live);
-          assert.equal(output.stoppedBy, 'drained');
-          assert.equal(output.deleted, past);
-        } finally {
-          await ctx.pool.end();
-        }
+        const groups = await insertGroups(db.pool, 'expires_at', [...ACROSS_DST, [15, 'now() + make_interval(days => g)']]);
+        const output = await withTask(db.url, { ...TEN, JANITOR_PURGE_CONCURRENCY: concurrency }, (ctx) => purgeExpired(ctx));
+        assert.deepEqual(await remainingIds(db.pool), sorted(groups.slice(3)));
+        assert.deepEqual({ deleted: output.deleted, stoppedBy: output.stoppedBy }, { deleted: sorted(groups.slice(0, 3)).length, stoppedBy: 'drained' });
       });
     }
 
     test('the reaper through an index on last_used_at deletes exactly the idle rows across a DST change', async () => {
-      await db.pool.query('CREATE INDEX IF NOT EXISTS refresh_session_last_used_at_idx ON auth.refresh_session (last_used_at)');
-      const { live, past } = await insertAcrossDst(db.pool, 'last_used_at');
-      const ctx = taskContext(testConfig(db.url, { ...TEN, JANITOR_IDLE_TIMEOUT: '1h' }));
+      await db.pool.query('CREATE INDEX refresh_session_last_used_at_idx ON auth.refresh_session (last_used_at)');
       try {
-        const output = await reapIdle(ctx);
-        assert.deepEqual(await remainingIds(db.pool), live);
-        assert.equal(output.stoppedBy, 'drained');
-        assert.equal(output.deleted, past);
+        const groups = await insertGroups(db.pool, 'last_used_at', [...ACROSS_DST, [15, 'now()']]);
+        const output = await withTask(db.url, { ...TEN, JANITOR_IDLE_TIMEOUT: '1h' }, (ctx) => reapIdle(ctx));
+        assert.deepEqual(await remainingIds(db.pool), sorted(groups.slice(3)));
+        assert.deepEqual({ deleted: output.deleted, stoppedBy: output.stoppedBy }, { deleted: sorted(groups.slice(0, 3)).length, stoppedBy: 'drained' });
       } finally {
-        await ctx.pool.end();
         await db.pool.query('DROP INDEX auth.refresh_session_last_used_at_idx');
       }
     });
 
     test("the reaper's position reads its times (for status)", async () => {
-      const ctx = taskContext(testConfig(db.url, { JANITOR_IDLE_TIMEOUT: '1h' }));
-      try {
+      const position = await withTask(db.url, { JANITOR_IDLE_TIMEOUT: '1h' }, async (ctx) => {
         await reapIdle(ctx);
-        const position = await readReapPosition(ctx);
-        assert.ok(position !== null && Math.abs(position.passStartedAt.getTime() - Date.now()) < 60_000, String(position?.passStartedAt));
-      } finally {
-        await ctx.pool.end();
-      }
+        return readReapPosition(ctx);
+      });
+      assert.ok(position !== null && Math.abs(position.passStartedAt.getTime() - Date.now()) < 60_000, String(position?.passStartedAt));
     });
   });
 }
@@ -133,119 +141,70 @@ describe('±infinity timestamps', () => {
     await db.drop();
   });
 
-  /** 25 rows that expire at -infinity, 5 at +infinity, 12 expired, 5 live; returns the ids that must stay. */
-  async function insertInfinities(): Promise<number[]> {
-    const [user] = await insertSessions(db.pool, [{ expiresIn: 86_400 }]);
-    await db.pool.query('TRUNCATE auth.refresh_session');
-    await db.pool.query(
-      `INSERT INTO auth.refresh_session (user_id, expires_at, created_at)
-       SELECT $1::int, '-infinity', CASE WHEN g % 2 = 0 THEN '-infinity'::timestamptz ELSE now() END FROM generate_series(1, 25) g
-       UNION ALL SELECT $1::int, now() - make_interval(hours => g), now() - interval '30 days' FROM generate_series(1, 12) g`,
-      [user?.userId],
-    );
-    const { rows } = await db.pool.query<{ id: number }>(
-      `INSERT INTO auth.refresh_session (user_id, expires_at) SELECT $1::int, 'infinity' FROM generate_series(1, 5)
-       UNION ALL SELECT $1::int, now() + make_interval(days => g) FROM generate_series(1, 5) g RETURNING id`,
-      [user?.userId],
-    );
-    return rows.map((r) => r.id).sort((a, b) => a - b);
+  /** The ids of the rows that must go (-infinity, past) and of those that must stay (+infinity, future), by `column`. */
+  async function insertInfinities(column: Column, future: string): Promise<{ gone: number[]; kept: number[] }> {
+    const groups = await insertGroups(db.pool, column, [
+      [25, `'-infinity'`],
+      [12, 'now() - make_interval(hours => g + 1)'],
+      [5, `'infinity'`],
+      [5, future],
+    ]);
+    return { gone: sorted(groups.slice(0, 2)), kept: sorted(groups.slice(2)) };
   }
 
   for (const concurrency of ['1', '2']) {
     test(`the purge deletes the -infinity and expired rows, never the +infinity ones (JANITOR_PURGE_CONCURRENCY=${concurrency})`, async () => {
-      const kept = await insertInfinities();
-      const ctx = taskContext(testConfig(db.url, { ...TEN, JANITOR_PURGE_CONCURRENCY: concurrency }));
-      try {
-        const output = await purgeExpired(ctx);
-        assert.deepEqual(await remainingIds(db.pool), kept);
-        assert.deepEqual({ deleted: output.deleted, stoppedBy: output.stoppedBy }, { deleted: 37, stoppedBy: 'drained' });
-      } finally {
-        await ctx.pool.end();
-      }
+      const { kept } = await insertInfinities('expires_at', 'now() + make_interval(days => g)');
+      const output = await withTask(db.url, { ...TEN, JANITOR_PURGE_CONCURRENCY: concurrency }, (ctx) => purgeExpired(ctx));
+      assert.deepEqual(await remainingIds(db.pool), kept);
+      assert.deepEqual({ deleted: output.deleted, stoppedBy: output.stoppedBy }, { deleted: 37, stoppedBy: 'drained' });
     });
   }
 
-  test('the backlog gauges count -infinity rows and report the oldest finite wait', async () => {
-    await insertInfinities();
-    const ctx = taskContext(testConfig(db.url));
-    try {
+  /** The backlog gauges' values after one refresh. */
+  const backlog = () =>
+    withTask(db.url, {}, async (ctx) => {
       await refreshBacklog(ctx);
-      assert.equal((await ctx.metrics.expiredBacklogSessions.get()).values[0]?.value, 37);
-      const oldest = (await ctx.metrics.expiredBacklogOldest.get()).values[0]?.value ?? Number.NaN;
-      // The oldest finite purgeable row expired 12 hours ago.
-      assert.ok(Math.abs(oldest - 12 * 3600) < 60, `oldest ${oldest}`);
-    } finally {
-      await ctx.pool.end();
-    }
+      return { sessions: (await ctx.metrics.expiredBacklogSessions.get()).values[0]?.value, oldest: (await ctx.metrics.expiredBacklogOldest.get()).values[0]?.value ?? Number.NaN };
+    });
+
+  test('the backlog gauges count -infinity rows and report the oldest finite wait', async () => {
+    await insertInfinities('expires_at', 'now() + make_interval(days => g)');
+    const { sessions, oldest } = await backlog();
+    assert.equal(sessions, 37);
+    // The oldest finite purgeable row expired 13 hours ago.
+    assert.ok(Math.abs(oldest - 13 * 3600) < 60, `oldest ${oldest}`);
   });
 
   test('only -infinity rows purgeable: the gauge counts them, its age stays finite', async () => {
-    await insertInfinities();
+    await insertInfinities('expires_at', 'now() + make_interval(days => g)');
     await db.pool.query(`DELETE FROM auth.refresh_session WHERE isfinite(expires_at) AND expires_at < now()`);
-    const ctx = taskContext(testConfig(db.url));
-    try {
-      await refreshBacklog(ctx);
-      assert.equal((await ctx.metrics.expiredBacklogSessions.get()).values[0]?.value, 25);
-      assert.equal((await ctx.metrics.expiredBacklogOldest.get()).values[0]?.value, 0);
-    } finally {
-      await ctx.pool.end();
-    }
+    assert.deepEqual(await backlog(), { sessions: 25, oldest: 0 });
   });
 
   for (const index of [false, true]) {
     test(`the reaper deletes rows last used at -infinity, never those at +infinity (${index ? 'through an index' : 'by id ranges'})`, async () => {
-      const [user] = await insertSessions(db.pool, [{ expiresIn: 86_400 }]);
-      await db.pool.query('TRUNCATE auth.refresh_session, session_janitor.reap_position');
       if (index) await db.pool.query('CREATE INDEX refresh_session_last_used_at_idx ON auth.refresh_session (last_used_at)');
-      await db.pool.query(
-        `INSERT INTO auth.refresh_session (user_id, expires_at, last_used_at)
-         SELECT $1::int, now() + interval '30 days', '-infinity' FROM generate_series(1, 25)
-         UNION ALL SELECT $1::int, now() + interval '30 days', now() - make_interval(hours => g + 1) FROM generate_series(1, 12) g`,
-        [user?.userId],
-      );
-      const { rows } = await db.pool.query<{ id: number }>(
-        `INSERT INTO auth.refresh_session (user_id, expires_at, last_used_at)
-         SELECT $1::int, now() + interval '30 days', 'infinity' FROM generate_series(1, 5)
-         UNION ALL SELECT $1::int, now() + interval '30 days', now() FROM generate_series(1, 5) RETURNING id`,
-        [user?.userId],
-      );
-      const ctx = taskContext(testConfig(db.url, { ...TEN, JANITOR_IDLE_TIMEOUT: '1h' }));
       try {
-        const output = await reapIdle(ctx);
-        assert.deepEqual(await remainingIds(db.pool), rows.map((r) => r.id).sort((a, b) => a - b));
+        const { kept } = await insertInfinities('last_used_at', 'now()');
+        const output = await withTask(db.url, { ...TEN, JANITOR_IDLE_TIMEOUT: '1h' }, (ctx) => reapIdle(ctx));
+        assert.deepEqual(await remainingIds(db.pool), kept);
         assert.equal(output.deleted, 37);
       } finally {
-        await ctx.pool.end();
         if (index) await db.pool.query('DROP INDEX auth.refresh_session_last_used_at_idx');
       }
     });
   }
 
-  for (const userId of [false, true]) {
-    test(`issuedBefore${userId ? ' with userId' : ''} revokes sessions created at -infinity, never those created at +infinity`, async () => {
-      const [user] = await insertSessions(db.pool, [{ expiresIn: 86_400 }]);
-      await db.pool.query('TRUNCATE auth.refresh_session');
-      await db.pool.query(
-        `INSERT INTO auth.refresh_session (user_id, expires_at, created_at)
-         SELECT $1::int, now() + interval '30 days', '-infinity' FROM generate_series(1, 25)
-         UNION ALL SELECT $1::int, now() + interval '30 days', now() - interval '2 days' FROM generate_series(1, 5)`,
-        [user?.userId],
-      );
-      const { rows } = await db.pool.query<{ id: number }>(
-        `INSERT INTO auth.refresh_session (user_id, expires_at, created_at)
-         SELECT $1::int, now() + interval '30 days', 'infinity' FROM generate_series(1, 5)
-         UNION ALL SELECT $1::int, now() + interval '30 days', now() FROM generate_series(1, 5) RETURNING id`,
-        [user?.userId],
-      );
-      const ctx = taskContext(testConfig(db.url, TEN));
-      try {
-        const issuedBefore = new Date(Date.now() - 86_400_000).toISOString();
-        const output = await revoke(ctx, userId ? { userId: user?.userId ?? 0, issuedBefore, reason: 'test' } : { issuedBefore, reason: 'test' });
-        assert.deepEqual(await remainingIds(db.pool), rows.map((r) => r.id).sort((a, b) => a - b));
-        assert.equal(output.revoked, 30);
-      } finally {
-        await ctx.pool.end();
-      }
+  for (const oneUser of [false, true]) {
+    test(`issuedBefore${oneUser ? ' with userId' : ''} revokes sessions created at -infinity, never those created at +infinity`, async () => {
+      const { kept } = await insertInfinities('created_at', 'now()');
+      const { rows } = await db.pool.query<{ user_id: number }>('SELECT user_id FROM auth.refresh_session LIMIT 1');
+      const issuedBefore = new Date(Date.now() - 1800_000).toISOString();
+      const request = oneUser ? { userId: rows[0]?.user_id ?? 0, issuedBefore, reason: 'test' } : { issuedBefore, reason: 'test' };
+      const output = await withTask(db.url, TEN, (ctx) => revoke(ctx, request));
+      assert.deepEqual(await remainingIds(db.pool), kept);
+      assert.equal(output.revoked, 37);
     });
   }
 });
