@@ -86,7 +86,7 @@ const MAX_OFFSET_HOURS = 15;
  * the worker's DELETE, where the job was retried as if the failure were transient: year 0 (which
  * JavaScript's Date and ISO-8601 accept), a fraction of about 124 digits (22007: at most
  * MAX_INSTANT characters) and an offset beyond ±15:59 (22009). test/instants.test.ts checks on the
- * real server that PostgreSQL accepts every instant accepted here, as the same instant.
+ * real server that PostgreSQL accepts every instant accepted here.
  */
 const instant = z
   .iso.datetime({ offset: true, error: requirement(NEEDS.instant) })

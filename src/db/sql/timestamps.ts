@@ -8,12 +8,17 @@
  * Israel's +02: the purge's cursor went back an hour and the run stalled (issue 17.4). node-pg's
  * own timestamptz parser understands the ISO style only, and yields null for the others.
  *
- * INSTANT renders a fixed format instead, UTC with microseconds and an explicit era, which every
- * DateStyle reads back as the same instant (`2025-07-01T12:00:00.000000Z AD`, `0044-03-15T12:00:00.000000Z BC`,
- * years past 9999 too); ±infinity print as `infinity` and `-infinity` in every style.
+ * instantText renders a fixed format instead, UTC with microseconds and an explicit era, which
+ * every DateStyle and TimeZone reads back as the same instant (`2025-07-01T12:00:00.000000Z AD`,
+ * `0044-03-15T12:00:00.000000Z BC`, years past 9999 too); ±infinity print as `infinity` and
+ * `-infinity` in every style. test/tasks/timestamps.test.ts checks the round trips on the server.
  */
 
-/** SQL for the text of timestamptz `expression`, independent of the session's settings. */
+/**
+ * SQL for the text of timestamptz `expression`, independent of the session's settings. It names
+ * the expression three times: give it a column or an aggregate, not a subquery (which would run
+ * once per mention: see purgeBound).
+ */
 export const instantText = (expression: string): string =>
   `CASE WHEN isfinite(${expression}) THEN to_char((${expression}) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z" BC') ELSE (${expression})::text END`;
 
