@@ -9,6 +9,7 @@ import ms from 'ms';
 import cron from 'node-cron';
 import { PgBoss } from 'pg-boss';
 import { z } from 'zod';
+import { isPostgresUrl, redactConnectionString } from './db/connection-string.ts';
 
 export class ConfigError extends Error {
   readonly variable: string;
@@ -180,14 +181,7 @@ const timeZone = z.string().refine((tz) => {
   }
 });
 
-const databaseUrl = z.string().refine((text) => {
-  try {
-    const url = new URL(text);
-    return (url.protocol === 'postgres:' || url.protocol === 'postgresql:') && url.hostname !== '';
-  } catch {
-    return false;
-  }
-});
+const databaseUrl = z.string().refine(isPostgresUrl);
 
 const qualifiedName = z
   .string()
@@ -197,16 +191,8 @@ const qualifiedName = z
     return { schema, name };
   });
 
-/** The password of a connection string replaced, for error messages and logs. */
-export function redactDatabaseUrl(text: string): string {
-  try {
-    const url = new URL(text);
-    if (url.password !== '') url.password = '***';
-    return url.toString();
-  } catch {
-    return '<unparsable connection string>';
-  }
-}
+/** The passwords of a connection string replaced, for error messages and logs (db/connection-string.ts). */
+export const redactDatabaseUrl = redactConnectionString;
 
 interface Variable<T> {
   readonly schema: z.ZodType<T, string>;
@@ -252,7 +238,7 @@ const variable = <T>(schema: z.ZodType<T, string>, fallback: string | undefined,
  * - The throttle (tasks/throttle.ts) is off, but for a pause while a replica lags more than 60 s.
  */
 const VARIABLES = {
-  DATABASE_URL: variable(databaseUrl, undefined, 'a postgres:// or postgresql:// URL with a host', true),
+  DATABASE_URL: variable(databaseUrl, undefined, 'a postgres:// or postgresql:// URL with a host, or a unix socket directory as ?host=/path', true),
   JANITOR_DATA_DIR: variable(z.string().min(1), '.data', 'a directory for the embedded PostgreSQL'),
   PGBOSS_SCHEMA: variable(identifier, 'pgboss', 'a lower-case SQL identifier ([a-z_][a-z0-9_]*, at most 63 characters)'),
   JANITOR_SESSION_TABLE: variable(qualifiedName, 'auth.refresh_session', 'schema.table, both lower-case SQL identifiers'),

@@ -24,7 +24,7 @@ export interface GaugeSources {
   readonly metrics: Metrics;
 }
 
-export async function refreshBacklog({ pool, config, metrics }: GaugeSources): Promise<void> {
+export async function refreshBacklog({ pool, config, metrics }: Pick<GaugeSources, 'pool' | 'config' | 'metrics'>): Promise<void> {
   const { rows } = await pool.query<{ sessions: string; oldest_seconds: number }>({
     ...expiredBacklog(config.sessionTable),
     values: [config.expiredGraceSeconds, config.backlogCountCap],

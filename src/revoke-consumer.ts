@@ -27,6 +27,7 @@
 import type { Job, JobResult, PgBoss } from 'pg-boss';
 import { instrumented } from './consumers.ts';
 import { safeErrorMessage } from './db/errors.ts';
+import { jobDataText } from './db/sql/jobs.ts';
 import { ISSUED_BEFORE_MAX_SKEW, freeDedupeKey, issuedBeforeTooLate } from './db/sql/revocation-jobs.ts';
 import type { Logger } from './logger.ts';
 import { QUEUES } from './queues.ts';
@@ -64,11 +65,48 @@ export async function registerRevokeConsumer(boss: PgBoss, ctx: TaskContext, shu
   });
 }
 
+/** Numbers written as integers, `4` or `4.0`: exactly the values JSON.parse returns for them. */
+const INTEGER_TEXT = /^-?\d+(?:\.0+)?$/;
+
+/**
+ * The job's data with every number that is not written as an integer made NaN, which no id passes.
+ *
+ * Why not job.data: node-pg parses the jsonb with JSON.parse, which rounds `3.99999999999999999`
+ * (kept exactly by jsonb, from a raw insert or session_janitor.enqueue_revocation) to 4, and the
+ * validation then saw user 4 (issue 17.9). So the consumer reads the job's stored text again (one
+ * primary-key lookup) and parses it with a reviver that sees each number's source text (Node 21+).
+ */
+async function exactJobData({ pool, config }: TaskContext, job: Job<unknown>): Promise<unknown> {
+  const { rows } = await pool.query<{ data: string | null }>({ ...jobDataText(config.pgbossSchema), values: [QUEUE, job.id] });
+  const row = rows[0];
+  if (row === undefined) throw new Error(`job ${job.id} is no longer in pg-boss's job table`);
+  if (row.data === null) return null;
+  try {
+    return JSON.parse(row.data, (_key: string, value: unknown, context?: { source?: string }) =>
+      typeof value === 'number' && !INTEGER_TEXT.test(context?.source ?? '') ? Number.NaN : value,
+    );
+  } catch (error) {
+    // A payload nested thousands deep overflows the reviver's recursion (JSON.parse alone copes).
+    // No valid request is nested more than two deep, so pg-boss's parse is refused all the same.
+    if (error instanceof RangeError) return job.data;
+    throw error;
+  }
+}
+
 /** One job: never throws; its outcome is the returned disposition. */
 export async function handleRevokeJob(ctx: TaskContext, job: Job<unknown>, log: Logger): Promise<JobResult> {
   const { metrics } = ctx;
   const started = performance.now();
   const seconds = () => Math.round(performance.now() - started) / 1000;
+  const failed = (error: unknown, context: object, progress = { revoked: 0, batches: 0 }): JobResult => {
+    const message = safeErrorMessage(error);
+    log.error(
+      { ...context, revokedSoFar: progress.revoked, batches: progress.batches, seconds: seconds(), outcome: 'failed', err: { message } },
+      'revocation failed: pg-boss retries it with backoff, then dead-letters it',
+    );
+    const output: RevokeFailedOutput = { error: 'revoke_failed', message };
+    return { id: job.id, status: 'failed', output };
+  };
 
   const reject = async (issues: readonly RevokeIssue[]): Promise<JobResult> => {
     await releaseDedupeKey(ctx, job.id, log);
@@ -79,7 +117,14 @@ export async function handleRevokeJob(ctx: TaskContext, job: Job<unknown>, log: 
     return { id: job.id, status: 'deadletter', output };
   };
 
-  const validation = validateRevokeRequest(job.data);
+  let data: unknown;
+  try {
+    data = await exactJobData(ctx, job);
+  } catch (error) {
+    metrics.jobs.inc({ queue: QUEUE, outcome: 'failed' });
+    return failed(error, { queue: QUEUE, jobId: job.id, attempt: job.retryCount + 1 });
+  }
+  const validation = validateRevokeRequest(data);
   if (!validation.ok) return reject(validation.issues);
 
   const request = validation.request;
@@ -93,23 +138,23 @@ export async function handleRevokeJob(ctx: TaskContext, job: Job<unknown>, log: 
     reason: request.reason,
     requestedBy: request.requestedBy ?? null,
   };
+  let late: RevokeIssue[];
+  try {
+    late = await futureInstantIssues(ctx, request);
+  } catch (error) {
+    metrics.jobs.inc({ queue: QUEUE, outcome: 'failed' });
+    return failed(error, audit);
+  }
+  if (late.length > 0) return reject(late);
   let progress = { revoked: 0, batches: 0 };
   try {
-    const late = await futureInstantIssues(ctx, request);
-    if (late.length > 0) return reject(late);
     const { revoked } = await instrumented(metrics, QUEUE, () =>
       revoke(ctx, request, { signal: job.signal, onProgress: (p) => (progress = p) }),
     );
     log.info({ ...audit, revoked, batches: progress.batches, seconds: seconds(), outcome: 'completed' }, 'revocation done');
     return { id: job.id, status: 'completed', output: { revoked } };
   } catch (error) {
-    const message = safeErrorMessage(error);
-    log.error(
-      { ...audit, revokedSoFar: progress.revoked, batches: progress.batches, seconds: seconds(), outcome: 'failed', err: { message } },
-      'revocation failed: pg-boss retries it with backoff, then dead-letters it',
-    );
-    const output: RevokeFailedOutput = { error: 'revoke_failed', message };
-    return { id: job.id, status: 'failed', output };
+    return failed(error, audit, progress);
   }
 }
 

@@ -55,7 +55,7 @@ const isRecord = (value: unknown): value is Record<string, unknown> => typeof va
 const NEEDS = {
   userId: 'must be a positive 32-bit integer (1 to 2147483647)',
   uuid: 'must be a UUID (8-4-4-4-12 hexadecimal digits)',
-  instant: 'must be an ISO-8601 instant with a time zone offset, e.g. 2026-11-28T12:00:00Z or 2026-11-28T13:00:00+01:00',
+  instant: 'must be an ISO-8601 instant with a time zone offset within ±15:59, e.g. 2026-11-28T12:00:00Z or 2026-11-28T13:00:00+01:00',
   userIds: `must be an array of 1 to ${MAX_IDS} user ids`,
   jtis: `must be an array of 1 to ${MAX_IDS} UUIDs`,
   reason: `must be a string of 1 to ${MAX_TEXT} characters`,
@@ -77,14 +77,27 @@ const userId = z
 
 const uuid = z.guid({ error: requirement(NEEDS.uuid) });
 
+/** An offset's hours: PostgreSQL refuses more than 15 (22009), ISO-8601 and zod allow up to 23. */
+const OFFSET_HOURS = /[+-](\d\d):\d\d$/;
+const MAX_OFFSET_HOURS = 15;
+
 /**
- * Year 1 or later: PostgreSQL has no year 0, which JavaScript's Date and ISO-8601 would accept. At
- * most MAX_INSTANT characters: the format allows a fraction of any length, PostgreSQL refuses one
- * of about 124 digits (22007), which failed the job in the worker as if the failure were transient.
+ * What PostgreSQL refuses and the ISO format allows fails here, as invalid_payload, rather than in
+ * the worker's DELETE, where the job was retried as if the failure were transient: year 0 (which
+ * JavaScript's Date and ISO-8601 accept), a fraction of about 124 digits (22007: at most
+ * MAX_INSTANT characters) and an offset beyond ±15:59 (22009). test/instants.test.ts checks on the
+ * real server that PostgreSQL accepts every instant accepted here.
  */
 const instant = z
   .iso.datetime({ offset: true, error: requirement(NEEDS.instant) })
-  .refine((text) => text.length <= MAX_INSTANT && !text.startsWith('0000') && Number.isFinite(Date.parse(text)), { error: NEEDS.instant });
+  .refine(
+    (text) =>
+      text.length <= MAX_INSTANT &&
+      !text.startsWith('0000') &&
+      Number(OFFSET_HOURS.exec(text)?.[1] ?? 0) <= MAX_OFFSET_HOURS &&
+      Number.isFinite(Date.parse(text)),
+    { error: NEEDS.instant },
+  );
 
 const text = (min: number, need: string, requiredField: boolean) =>
   z

@@ -7,6 +7,7 @@ import type { PgBoss } from 'pg-boss';
 import type { Config } from './config.ts';
 import { expiredBacklog } from './db/sql/gauges.ts';
 import { latestJob } from './db/sql/status.ts';
+import { parseInstant } from './db/sql/timestamps.ts';
 import { ALL_QUEUES } from './queues.ts';
 import type { TaskContext } from './tasks/context.ts';
 import { readReapPosition, type ReapPosition } from './tasks/reap-idle.ts';
@@ -51,7 +52,7 @@ export async function readStatus(boss: PgBoss, ctx: TaskContext): Promise<Status
 
   const schedules: ScheduleStatus[] = [];
   for (const schedule of await boss.getSchedules()) {
-    const { rows } = await pool.query<{ state: string; created_on: Date; completed_on: Date | null; output: unknown }>({
+    const { rows } = await pool.query<{ state: string; created_on: string; completed_on: string | null; output: unknown }>({
       ...latestJob(config.pgbossSchema),
       values: [schedule.name],
     });
@@ -62,7 +63,12 @@ export async function readStatus(boss: PgBoss, ctx: TaskContext): Promise<Status
       cron: schedule.cron,
       timezone: schedule.timezone,
       lastRun: last
-        ? { state: last.state, createdOn: last.created_on.toISOString(), completedOn: last.completed_on?.toISOString() ?? null, output: last.output }
+        ? {
+            state: last.state,
+            createdOn: parseInstant(last.created_on).toISOString(),
+            completedOn: last.completed_on === null ? null : parseInstant(last.completed_on).toISOString(),
+            output: last.output,
+          }
         : null,
       nextRun: next?.toISOString() ?? null,
     });

@@ -38,8 +38,8 @@ const SEED = process.env.SJ_FUZZ_SEED === undefined ? {} : { seed: Number(proces
 const FIELDS = ['userId', 'exceptJti', 'userIds', 'jtis', 'issuedBefore', 'reason', 'requestedBy'] as const;
 const INT32_MAX = 2 ** 31 - 1;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-/** RFC 3339 with seconds and an offset; fraction of any length. */
-const INSTANT = /^(\d{4})-(\d{2})-(\d{2})T([01]\d|2[0-3]):([0-5]\d):([0-5]\d)(\.\d+)?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)$/;
+/** RFC 3339 with seconds and an offset PostgreSQL accepts (within ±15:59); fraction of any length. */
+const INSTANT = /^(\d{4})-(\d{2})-(\d{2})T([01]\d|2[0-3]):([0-5]\d):([0-5]\d)(\.\d+)?(Z|[+-](0\d|1[0-5]):[0-5]\d)$/;
 /** Longest instant accepted: far beyond any real one, far below what PostgreSQL refuses (~150). */
 const MAX_INSTANT = 64;
 

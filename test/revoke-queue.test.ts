@@ -160,6 +160,30 @@ describe('the revoke queue', () => {
     assert.ok((await jobCount(QUEUES.revoke, 'rejected')) >= cases.length);
   });
 
+  test('ids that JSON.parse would round to an integer, and offsets PostgreSQL refuses, fail at once as invalid_payload, deleting nothing', async () => {
+    // Two users with consecutive ids: "<below>.99999999999999999" parses to `above` in JavaScript.
+    const sessions = await insertSessions(db.pool, Array.from({ length: 4 }, (_, i) => ({ expiresIn: 86_400, user: i % 2 })));
+    const [below, above] = usersOf(sessions).sort((a, b) => a - b);
+    assert.ok(below !== undefined && above === below + 1, `users ${below} and ${above} are not consecutive`);
+    const before = await remainingIds(db.pool);
+    const cases: Array<{ name: string; payload: string; path: string }> = [
+      { name: 'a userId just below an integer', payload: `{"userId": ${below}.99999999999999999, "reason": "r"}`, path: 'userId' },
+      { name: 'a userIds element just below an integer', payload: `{"userIds": [${below}.99999999999999999], "reason": "r"}`, path: 'userIds[0]' },
+      { name: 'a userId just above an integer', payload: `{"userId": ${above}.00000000000000001, "reason": "r"}`, path: 'userId' },
+      { name: 'an offset beyond +15:59', payload: JSON.stringify({ issuedBefore: '2026-01-01T00:00:00+16:00', reason: 'r' }), path: 'issuedBefore' },
+      { name: 'an offset beyond -15:59', payload: JSON.stringify({ userId: below, issuedBefore: '2026-01-01T00:00:00-23:59', reason: 'r' }), path: 'issuedBefore' },
+    ];
+    for (const c of cases) {
+      const id = await enqueueSql(c.payload);
+      assert.ok(id, `${c.name}: not enqueued`);
+      const job = await settled(id, ['failed', 'completed']);
+      assert.deepEqual({ state: job.state, retries: job.retry_count, error: job.output?.error }, { state: 'failed', retries: 0, error: 'invalid_payload' }, `${c.name}: ${JSON.stringify(job.output)}`);
+      assert.ok(job.output?.issues?.some((i) => i.path === c.path), `${c.name}: ${JSON.stringify(job.output?.issues)}`);
+      assert.equal((await deadLetterOf(id)).length, 1, `${c.name}: no dead-letter copy`);
+    }
+    assert.deepEqual(await remainingIds(db.pool), before, 'sessions were revoked');
+  });
+
   test('the SQL function enqueues a valid job with the queue\'s settings; the worker carries it out at once (NOTIFY)', async () => {
     const sessions = await insertSessions(db.pool, Array.from({ length: 4 }, (_, i) => ({ expiresIn: 86_400, user: i % 2 })));
     const [u1, u2] = usersOf(sessions);

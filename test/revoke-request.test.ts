@@ -136,12 +136,16 @@ describe('RevokeRequest: every rule, and messages that name the field', () => {
       '2026-13-01T00:00:00Z',
       '2026-11-28T24:00:01Z',
       '0000-01-01T00:00:00Z', // PostgreSQL has no year 0
+      '2026-11-28T12:00:00+16:00', // PostgreSQL refuses offsets beyond ±15:59 (22009)
+      '2026-11-28T12:00:00-23:59',
       'yesterday',
       1_764_331_200_000,
     ]) {
       assertIssue(invalid({ issuedBefore, reason: 'r' }), 'issuedBefore');
     }
     valid({ issuedBefore: '2024-02-29T23:59:59.999999-05:30', reason: 'r' });
+    valid({ issuedBefore: '2026-11-28T12:00:00+15:59', reason: 'r' });
+    valid({ issuedBefore: '2026-11-28T12:00:00-15:59', reason: 'r' });
   });
 
   test('every problem is reported at once, and a long list is capped', () => {

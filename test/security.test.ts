@@ -460,8 +460,11 @@ describe('SQL text is built from validated identifiers only', () => {
   const VALUES = ['4321', '3217', '1234', '9876', '17 3', '47 5', 'Ushuaia', '13000', '333', '555', 'zz-metrics-host', 'zz-data-dir', 'zzuser', 'zzSecretPw', 'zz-db-host', '6543', 'zzdb', '277200'];
   const IDENTIFIERS_A = ['zz_boss_a', 'zz_schema_a', 'zz_table_a'];
   const toB = (text: string) => text.replaceAll('zz_boss_a', 'zz_boss_b').replaceAll('zz_schema_a', 'zz_schema_b').replaceAll('zz_table_a', 'zz_table_b');
-  /** Helpers that build identifiers or parameter values, not SQL statements. */
-  const NOT_SQL = new Set(['quote', 'qualified', 'statementName', 'positionKey']);
+  /**
+   * Helpers that build identifiers or parameter values, not SQL statements; instantText wraps an
+   * expression of the statement that calls it, whose text is checked here.
+   */
+  const NOT_SQL = new Set(['quote', 'qualified', 'statementName', 'positionKey', 'parseInstant', 'instantText']);
 
   type Built = { readonly name: string; readonly text: (config: Config) => string };
 

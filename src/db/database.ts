@@ -7,7 +7,8 @@ import type { Config } from '../config.ts';
 import type { Logger } from '../logger.ts';
 import { authTablesExist, createAuthTables, loadDemoData, type DemoData } from './dev-bootstrap.ts';
 import { startEmbedded } from './embedded.ts';
-import { createPool, describeDatabase } from './pool.ts';
+import { describeDatabase } from './connection-string.ts';
+import { createPool } from './pool.ts';
 
 export interface OpenedDatabase {
   readonly connectionString: string;

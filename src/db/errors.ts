@@ -2,6 +2,8 @@
  * PostgreSQL errors the tasks react to, by SQLSTATE, and a message for humans that can never carry
  * the connection string's password.
  */
+import { redactMessage } from './connection-string.ts';
+
 export const SQLSTATE = {
   queryCanceled: '57014', // statement_timeout
   lockNotAvailable: '55P03', // lock_timeout
@@ -15,12 +17,10 @@ export function sqlState(error: unknown): string | undefined {
   return undefined;
 }
 
-const URL_PATTERN = /postgres(?:ql)?:\/\/[^\s'"]+/gi;
-
-/** The error's message with any connection string replaced, safe to log and to store in job output. */
+/** The error's message with every password masked (db/connection-string.ts), safe to log and to store in job output. */
 export function safeErrorMessage(error: unknown): string {
   const message = error instanceof Error ? error.message : String(error);
   const code = sqlState(error);
-  const text = message.replace(URL_PATTERN, '<connection string>');
+  const text = redactMessage(message);
   return code !== undefined && /^[0-9A-Z]{5}$/.test(code) ? `${text} (SQLSTATE ${code})` : text;
 }

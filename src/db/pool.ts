@@ -34,14 +34,3 @@ export function createPool(options: PoolOptions): pg.Pool {
   pool.on('error', (error) => options.onError?.(error));
   return pool;
 }
-
-/** host:port/database as user: what logs say about the database, never the password. */
-export function describeDatabase(connectionString: string): string {
-  try {
-    const url = new URL(connectionString);
-    const database = url.pathname.replace(/^\//, '') || '(default)';
-    return `${url.hostname}:${url.port || '5432'}/${decodeURIComponent(database)}${url.username ? ` as ${decodeURIComponent(url.username)}` : ''}`;
-  } catch {
-    return '<unparsable connection string>';
-  }
-}

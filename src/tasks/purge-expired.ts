@@ -91,6 +91,11 @@ export async function purgeExpired(ctx: TaskContext, options: RunOptions = {}, d
     try {
       const { rows } = await client.query<BoundRow>({ ...purgeBound(table, lowerInclusive), values: [lower, slice.to, grace, size] });
       const bound = rows[0]?.bound ?? null;
+      if (bound !== null && rows[0]?.advances !== true) {
+        // Deleting up to a bound that is not after the cursor deletes nothing and leaves the
+        // cursor where it was: every later batch would do the same until the time budget ends.
+        throw new Error(`purge made no progress: its bound ${bound} is not after its cursor ${lower}; no batch would delete a row`);
+      }
       const values = [lower, slice.to, grace, bound ?? 'infinity'];
       let deletedRows: number;
       try {

@@ -37,6 +37,7 @@ import {
   RESET_COMMIT,
   startPass,
 } from '../db/sql/reap-idle.ts';
+import { parseInstant } from '../db/sql/timestamps.ts';
 import { AdaptiveBatchSize, RunBudget, shrinkOnTimeout, type RunOptions, type RunOutput, type StoppedBy } from './batching.ts';
 import type { TaskContext } from './context.ts';
 
@@ -264,8 +265,8 @@ interface PositionRow {
   first_id: string;
   last_id: string;
   end_id: string;
-  pass_started_at: Date;
-  pass_finished_at: Date | null;
+  pass_started_at: string;
+  pass_finished_at: string | null;
   pass_deleted: string;
 }
 
@@ -275,8 +276,8 @@ function toPosition(row: PositionRow): ReapPosition {
     firstId: Number(row.first_id),
     lastId: Number(row.last_id),
     endId: Number(row.end_id),
-    passStartedAt: row.pass_started_at,
-    passFinishedAt: row.pass_finished_at,
+    passStartedAt: parseInstant(row.pass_started_at),
+    passFinishedAt: row.pass_finished_at === null ? null : parseInstant(row.pass_finished_at),
     passDeleted: Number(row.pass_deleted),
   });
 }

@@ -9,6 +9,11 @@ import { qualified, quote, statementName, type Statement } from './identifiers.t
 /**
  * $1 grace in seconds, $2 cap. `oldest`: how long the oldest purgeable session has waited since it
  * became purgeable (expiry plus grace), 0 when there is none.
+ *
+ * Sessions that expire at '-infinity' are counted, but their wait is unknown (an expires_at set to
+ * '-infinity' at logout says nothing of when), and arithmetic on them fails (PostgreSQL 15, 16) or
+ * is infinite (17 and later): `oldest` is that of the oldest finite one, 0 when there is none. A
+ * purge that cannot delete them still shows in the count and in its failed runs.
  */
 export function expiredBacklog(table: QualifiedName): Statement {
   const t = qualified(table);
@@ -16,7 +21,7 @@ export function expiredBacklog(table: QualifiedName): Statement {
   return {
     name: statementName('gauge_backlog', table),
     text: `SELECT (SELECT count(*) FROM (SELECT 1 FROM ${t} WHERE expires_at < ${cutoff} LIMIT $2::bigint) AS capped)::bigint AS sessions,
-       coalesce(extract(epoch FROM ${cutoff} - (SELECT min(expires_at) FROM ${t} WHERE expires_at < ${cutoff})), 0)::float8 AS oldest_seconds`,
+       coalesce(extract(epoch FROM ${cutoff} - (SELECT min(expires_at) FROM ${t} WHERE expires_at > '-infinity' AND expires_at < ${cutoff})), 0)::float8 AS oldest_seconds`,
   };
 }
 

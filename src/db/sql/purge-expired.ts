@@ -28,11 +28,17 @@
  * Parameters: $1 lower bound (timestamptz text; the cursor), $2 upper bound of the slice
  * ('infinity' for the last one), $3 grace in seconds, then $4 the batch size (purgeBound) or the
  * bound (purgeBatch, purgeBatchSkipLocked; 'infinity' when purgeBound found none: the rest of the
- * slice).
+ * slice). The bound and the slice boundaries travel as instantText (timestamps.ts), never in the
+ * session's DateStyle.
+ *
+ * ±infinity: a '-infinity' expires_at is purgeable and sorts first: it falls in the first slice,
+ * whose lower end is '-infinity' inclusive, and a bound of '-infinity' takes all its ties at once.
+ * 'infinity' never is. purgeSliceBoundaries computes on finite values only.
  */
 import type { QualifiedName } from '../../config.ts';
 import { NOT_HELD } from './held-rows.ts';
 import { qualified, statementName, type Statement } from './identifiers.ts';
+import { instantText } from './timestamps.ts';
 
 const purgeable = (lower: '>=' | '>') =>
   `expires_at ${lower} $1::timestamptz AND expires_at < $2::timestamptz AND expires_at < now() - make_interval(secs => $3::float8)`;
@@ -43,6 +49,12 @@ const walPosition = `pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '0/0')::float8
 export interface BoundRow {
   /** null: fewer than the batch size are left in the slice; the batch takes them all. */
   readonly bound: string | null;
+  /**
+   * Whether the bound, read back from its text, lies after the cursor (at or after it for the
+   * slice's first batch), so that the batch moves the cursor: false would be a run that makes no
+   * progress, which the caller refuses.
+   */
+  readonly advances: boolean | null;
   readonly wal: number;
 }
 
@@ -52,13 +64,16 @@ export function purgeBound(table: QualifiedName, lowerInclusive: boolean): State
   const lower = lowerInclusive ? '>=' : '>';
   return {
     name: statementName(lowerInclusive ? 'purge_bound_from' : 'purge_bound_after', table),
-    // The cast outside the subquery: inside, `ORDER BY expires_at` would name the text output
-    // column and sort every row of the range by its text.
-    text: `SELECT (SELECT expires_at FROM ${t}
-          WHERE ${purgeable(lower)}
-          ORDER BY expires_at
-         OFFSET $4::int - 1 LIMIT 1)::text AS bound,
-       ${walPosition} AS wal`,
+    // The rendering outside the subquery: inside, `ORDER BY expires_at` would name the text output
+    // column and sort every row of the range by its text. OFFSET 0 keeps the planner from copying
+    // the subquery into each of the rendering's references (one index scan, not three).
+    text: `SELECT r.bound, r.bound::timestamptz ${lower} $1::timestamptz AS advances, r.wal
+  FROM (SELECT ${instantText('b.expires_at')} AS bound, ${walPosition} AS wal
+          FROM (SELECT (SELECT expires_at FROM ${t}
+                         WHERE ${purgeable(lower)}
+                         ORDER BY expires_at
+                        OFFSET $4::int - 1 LIMIT 1) AS expires_at
+                OFFSET 0) AS b) AS r`,
   };
 }
 
@@ -105,7 +120,10 @@ export const RESET_COMMIT = 'RESET synchronous_commit';
 
 /**
  * Boundaries that cut the purgeable expires_at range into $2 slices of equal time, for purging on
- * several connections at once ($1 grace in seconds). No rows: no boundaries.
+ * several connections at once ($1 grace in seconds). No finite purgeable row: no boundaries. The
+ * span starts at the oldest finite expires_at (one index probe past the '-infinity' entries):
+ * arithmetic on '-infinity' fails (PostgreSQL 15, 16) or overflows (17 and later); the
+ * '-infinity' rows are in the first slice anyway.
  */
 export function purgeSliceBoundaries(table: QualifiedName): Statement {
   const t = qualified(table);
@@ -113,9 +131,9 @@ export function purgeSliceBoundaries(table: QualifiedName): Statement {
     name: statementName('purge_slices', table),
     text: `WITH span AS (
     SELECT min(expires_at) AS lo, now() - make_interval(secs => $1::float8) AS hi
-      FROM ${t} WHERE expires_at < now() - make_interval(secs => $1::float8)
+      FROM ${t} WHERE expires_at > '-infinity' AND expires_at < now() - make_interval(secs => $1::float8)
   )
-SELECT (lo + (hi - lo) * g / $2::int)::text AS boundary
+SELECT ${instantText('lo + (hi - lo) * g / $2::int')} AS boundary
   FROM span, generate_series(1, $2::int - 1) AS g
  WHERE lo IS NOT NULL
  ORDER BY g`,

@@ -49,6 +49,7 @@ import type { QualifiedName } from '../../config.ts';
 import { NOT_HELD } from './held-rows.ts';
 import { qualified, quote, statementName, type Statement } from './identifiers.ts';
 import { OWN_SCHEMA } from './migrations.ts';
+import { instantText } from './timestamps.ts';
 
 /** The position table (created by migration 2 in db/sql/migrations.ts). */
 export const REAP_POSITION_TABLE = `${quote(OWN_SCHEMA)}.reap_position`;
@@ -58,7 +59,8 @@ export const positionKey = (table: QualifiedName): string => `${table.schema}.${
 
 const IDLE = (seconds: string) => `last_used_at < now() - make_interval(secs => ${seconds}::float8)`;
 
-const POSITION_COLUMNS = `pass, first_id::text, last_id::text, end_id::text, pass_started_at, pass_finished_at, pass_deleted::text`;
+const POSITION_COLUMNS = `pass, first_id::text, last_id::text, end_id::text, ${instantText('pass_started_at')} AS pass_started_at,
+       ${instantText('pass_finished_at')} AS pass_finished_at, pass_deleted::text`;
 
 /**
  * Starts a pass when the table has no position yet or its last pass is finished; leaves a pass in
@@ -180,7 +182,8 @@ export const RESET_COMMIT = 'RESET synchronous_commit';
  * commits, its row no longer matches. $4 true leaves out the rows another transaction holds
  * (held-rows.ts): the retry after a lock timeout. $1 idle timeout in seconds.
  *
- * Returns deleted and cursor, the newest last_used_at deleted: the next batch starts there (`>=`,
+ * Returns deleted and cursor, the newest last_used_at deleted (as instantText: timestamps.ts; a
+ * '-infinity' last_used_at is idle and sorts first): the next batch starts there (`>=`,
  * so rows tied with it are looked at again), and never re-reads the dead index entries of the
  * batches before it, which a loop without a cursor does under an old snapshot.
  */
@@ -199,7 +202,7 @@ export function reapThroughIndex(table: QualifiedName): Statement {
      WHERE id = ANY(ARRAY(SELECT id FROM victims)) AND ${IDLE('$1')}
     RETURNING last_used_at
   )
-SELECT count(*)::int AS deleted, max(last_used_at)::text AS cursor FROM gone`,
+SELECT count(*)::int AS deleted, ${instantText('max(last_used_at)')} AS cursor FROM gone`,
   };
 }
 

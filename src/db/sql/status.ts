@@ -1,14 +1,18 @@
 /** What `session-janitor status` reads beyond pg-boss's API: the latest run of each queue. */
 import { quote, type Statement } from './identifiers.ts';
+import { instantText } from './timestamps.ts';
 
-/** The newest job of queue $1, whatever its state. */
+/**
+ * The newest job of queue $1, whatever its state; its times as instantText (timestamps.ts). The
+ * ORDER BY names j.created_on: a bare created_on would be the text output column.
+ */
 export function latestJob(pgbossSchema: string): Statement {
   return {
     name: `sj_status_latest_job_${pgbossSchema}`.slice(0, 63),
-    text: `SELECT state, created_on, completed_on, output
-  FROM ${quote(pgbossSchema)}.job
+    text: `SELECT state, ${instantText('created_on')} AS created_on, ${instantText('completed_on')} AS completed_on, output
+  FROM ${quote(pgbossSchema)}.job AS j
  WHERE name = $1
- ORDER BY created_on DESC
+ ORDER BY j.created_on DESC
  LIMIT 1`,
   };
 }

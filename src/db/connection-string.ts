@@ -1,0 +1,94 @@
+/**
+ * The one home of what the worker says about a connection string: its password is never shown,
+ * wherever libpq and node-pg (pg-connection-string) accept one: in the user info
+ * (`postgres://u:pw@h/db`) or as a query parameter (`?password=pw`, `?sslpassword=pw`, a key that
+ * may be percent-encoded), and, in an error message, as a `password=pw` keyword. The host may be a
+ * unix socket directory, given as `?host=/dir` or percent-encoded (`postgres://%2Fdir/db`); a
+ * `host` parameter wins over the URL's host, as in pg-connection-string.
+ */
+
+const MASK = '***';
+
+/** Percent-decoded; a malformed escape stays as it is, as URLSearchParams leaves it. */
+function decode(text: string): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text;
+  }
+}
+
+/** A query parameter's key names a password (password, sslpassword), however it is encoded. */
+const secretKey = (key: string): boolean => /password/i.test(decode(key.replaceAll('+', ' '))) || /password/i.test(key);
+
+/** pg-connection-string's stand-in for an empty host after user info (`postgres://u@/db?host=/dir`), which URL refuses. */
+const DUMMY_HOST = '___DUMMY___';
+
+interface Parsed {
+  readonly url: URL;
+  /** The host node-pg connects to: `?host=`, else the URL's host, decoded (a socket directory). */
+  readonly host: string;
+  readonly dummy: boolean;
+}
+
+/** The URL as pg-connection-string reads it, or null. */
+function parse(text: string): Parsed | null {
+  let url: URL;
+  let dummy = false;
+  try {
+    url = new URL(text);
+  } catch {
+    try {
+      url = new URL(text.replace('@/', `@${DUMMY_HOST}/`));
+      dummy = true;
+    } catch {
+      return null;
+    }
+  }
+  return { url, dummy, host: url.searchParams.get('host') || (dummy ? '' : decode(url.hostname)) };
+}
+
+/** The connection string with every password replaced by ***, for messages and logs. */
+export function redactConnectionString(text: string): string {
+  const parsed = parse(text);
+  if (parsed === null) return '<unparsable connection string>';
+  const { url, dummy } = parsed;
+  if (url.password !== '') url.password = MASK;
+  if (url.search !== '') {
+    url.search = url.search
+      .slice(1)
+      .split('&')
+      .map((pair) => {
+        const key = pair.split('=', 1)[0] ?? '';
+        return secretKey(key) ? `${key}=${MASK}` : pair;
+      })
+      .join('&');
+  }
+  const shown = url.toString();
+  return dummy ? shown.replace(`@${DUMMY_HOST}/`, '@/') : shown;
+}
+
+/** Whether a postgres:// or postgresql:// URL names a host (a name, an address or a socket directory). */
+export function isPostgresUrl(text: string): boolean {
+  const parsed = parse(text);
+  return parsed !== null && (parsed.url.protocol === 'postgres:' || parsed.url.protocol === 'postgresql:') && parsed.host !== '';
+}
+
+/** host:port/database as user, or /socket/dir:port/database: what logs say about the database, never the password. */
+export function describeDatabase(text: string): string {
+  const parsed = parse(text);
+  if (parsed === null) return '<unparsable connection string>';
+  const { url, host } = parsed;
+  const database = decode(url.pathname.replace(/^\//, '')) || '(default)';
+  const user = url.searchParams.get('user') || decode(url.username);
+  const port = url.searchParams.get('port') || url.port || '5432';
+  return `${host}:${port}/${database}${user ? ` as ${user}` : ''}`;
+}
+
+const URL_PATTERN = /postgres(?:ql)?:\/\/[^\s'"]+/gi;
+const KEYWORD_PATTERN = /\b(\w*password)\s*=\s*(?:'(?:[^'\\]|\\.)*'|[^\s&]+)/gi;
+
+/** A message with every connection string redacted, and every `password=...` keyword masked. */
+export function redactMessage(message: string): string {
+  return message.replace(URL_PATTERN, (url) => redactConnectionString(url)).replace(KEYWORD_PATTERN, `$1=${MASK}`);
+}
