@@ -170,7 +170,7 @@ describe('the revoke queue', () => {
       { name: 'a userId just below an integer', payload: `{"userId": ${below}.99999999999999999, "reason": "r"}`, path: 'userId' },
       { name: 'a userIds element just below an integer', payload: `{"userIds": [${below}.99999999999999999], "reason": "r"}`, path: 'userIds[0]' },
       { name: 'a userId just above an integer', payload: `{"userId": ${above}.00000000000000001, "reason": "r"}`, path: 'userId' },
-      { name: 'an offset beyond +15:59', payload: JSON.stringify({ issuedBefore: '2026-01-01T00:00:00+16:00', reason: 'r' }), path: 'issuedBefore' },
+      { name: 'an offset beyond +15:59', payload: JSON.stringify({ userId: below, issuedBefore: '2026-01-01T00:00:00+16:00', reason: 'r' }), path: 'issuedBefore' },
       { name: 'an offset beyond -15:59', payload: JSON.stringify({ userId: below, issuedBefore: '2026-01-01T00:00:00-23:59', reason: 'r' }), path: 'issuedBefore' },
     ];
     for (const c of cases) {
