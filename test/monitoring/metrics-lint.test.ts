@@ -4,8 +4,8 @@
  * the public contract exists with exactly its type and labels, and every HELP text says something
  * useful.
  *
- * promtool must be on PATH (CI's .ci/run installs Debian's prometheus package): without it these
- * tests fail, they never skip.
+ * promtool comes from PATH or Debian's prometheus package (test/helpers/promtool.ts): where
+ * neither works these tests fail, they never skip.
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -57,8 +57,6 @@ function parseContractMetrics(markdown: string): ContractMetric[] {
   }
   return out;
 }
-
-/** The path of the promtool executable on PATH; fails the test with instructions when absent. */
 
 const QUEUE_STATES = ['queued', 'active', 'deferred', 'failed'] as const;
 const SCHEDULED_TASKS = ['purge-expired', 'reap-idle'] as const;
