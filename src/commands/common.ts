@@ -89,9 +89,9 @@ export function onSignals(graceful: () => Promise<void>, log: Logger, exitAfter 
     received = true;
     log.info({ signal }, 'signal received: shutting down gracefully (send it again to force)');
     // pg-boss 12.38 closes its LISTEN client after removing that client's 'error' listener, so a
-    // database that goes away during our shutdown (Ctrl-C also stops the embedded PostgreSQL, which
-    // shares the terminal's process group) raises an unhandled 'error' event. While shutting down,
-    // a lost connection is expected: log it and finish the shutdown.
+    // database that goes away during our shutdown (a server stopped by another process, say)
+    // raises an unhandled 'error' event. While shutting down, a lost connection is expected: log it
+    // and finish the shutdown.
     process.on('uncaughtException', (error) => {
       if (!isConnectionLoss(error)) {
         log.fatal({ err: { message: safeErrorMessage(error) } }, 'uncaught exception during shutdown');

@@ -22,8 +22,8 @@ export async function openDatabase(config: Config, log: Logger): Promise<OpenedD
     log.info({ database: describeDatabase(config.databaseUrl) }, 'using the database of DATABASE_URL');
     return { connectionString: config.databaseUrl, embedded: false, demo: null, close: async () => {} };
   }
-  log.info({ dataDir: config.dataDir }, 'DATABASE_URL is unset: starting the embedded development PostgreSQL');
-  const server = await startEmbedded({ dataDir: config.dataDir, onLog: (message) => log.debug({ postgres: message.trim() }) });
+  log.info({ dataDir: config.dataDir }, 'DATABASE_URL is unset: using the embedded development PostgreSQL');
+  const server = await startEmbedded({ dataDir: config.dataDir });
   let demo: DemoData | null = null;
   const pool = createPool({ connectionString: server.connectionString, max: 1, statementTimeoutMs: 0, lockTimeoutMs: 0 });
   try {
@@ -41,6 +41,11 @@ export async function openDatabase(config: Config, log: Logger): Promise<OpenedD
     throw error;
   }
   await pool.end();
-  log.info({ database: describeDatabase(server.connectionString) }, 'embedded PostgreSQL is up');
+  log.info(
+    { database: describeDatabase(server.connectionString) },
+    server.joined
+      ? 'joined the embedded PostgreSQL that another process of this checkout runs (and stops)'
+      : 'embedded PostgreSQL is up (`node src/cli.ts dev-url` prints its DATABASE_URL, for psql or a producer)',
+  );
   return { connectionString: server.connectionString, embedded: true, demo, close: () => server.stop() };
 }
