@@ -10,7 +10,7 @@ import { startGaugeRefresh } from './gauges.ts';
 import type { Config } from './config.ts';
 import { registerConsumers } from './consumers.ts';
 import { openDatabase } from './db/database.ts';
-import { safeErrorMessage } from './db/errors.ts';
+import { connectionHint, safeErrorMessage } from './db/errors.ts';
 import { createPool } from './db/pool.ts';
 import { close, createHttpServer, listen } from './http.ts';
 import { install } from './install.ts';
@@ -43,6 +43,7 @@ export async function startWorker(config: Config, log: Logger): Promise<Worker> 
   let bossStarted = false;
   let lastPingOk = 0;
   let lastPingFailed = false;
+  let lastPingError: unknown;
 
   const releaseAll = async () => {
     for (let r = releasers.pop(); r !== undefined; r = releasers.pop()) {
@@ -75,7 +76,13 @@ export async function startWorker(config: Config, log: Logger): Promise<Worker> 
     const server = createHttpServer(metrics.registry, {
       ready: () => bossStarted && !shutdown.signal.aborted && !lastPingFailed && Date.now() - lastPingOk < PING_FRESH_MS,
     });
-    const metricsPort = await listen(server, config.metricsPort, config.metricsHost);
+    const metricsPort = await listen(server, config.metricsPort, config.metricsHost).catch((error: unknown) => {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code !== 'EADDRINUSE' && code !== 'EACCES') throw error;
+      throw new Error(
+        `port ${config.metricsPort} is ${code === 'EADDRINUSE' ? 'in use' : 'not allowed'} (${code}): set JANITOR_METRICS_PORT to a free port (each worker of a machine needs its own)`,
+      );
+    });
     releasers.push({ name: 'http', release: () => close(server) });
     log.info({ port: metricsPort }, `metrics at http://localhost:${metricsPort}/metrics (also /healthz, /readyz)`);
 
@@ -86,12 +93,15 @@ export async function startWorker(config: Config, log: Logger): Promise<Worker> 
         lastPingFailed = false;
       } catch (error) {
         lastPingFailed = true;
+        lastPingError = error;
         metrics.errors.inc({ kind: 'database' });
         log.warn({ err: { message: safeErrorMessage(error) } }, 'database ping failed');
       }
     };
     await ping();
-    if (lastPingOk === 0) throw new Error('the database does not answer (see the ping error above)');
+    if (lastPingOk === 0) {
+      throw new Error(connectionHint(lastPingError, database.connectionString) ?? `the database does not answer: ${safeErrorMessage(lastPingError)}`);
+    }
     const pinger = cron.schedule(PING_CRON, ping, { name: 'readiness-ping', noOverlap: true });
     releasers.push({ name: 'ping', release: async () => void (await pinger.destroy()) });
 

@@ -62,7 +62,7 @@ describe('database trouble is reported without the password, with a non-zero exi
     for (let run = 0; run < 2; run++) {
       const result = await runCli(['migrate'], { DATABASE_URL: db.url, JANITOR_METRICS_PORT: '0' }).finished;
       assert.equal(result.code, 0, result.stdout + result.stderr);
-      assert.match(result.stdout, /queues and schedules are installed/);
+      assert.match(result.stderr, /queues and schedules are installed/, 'a one-shot command logs to stderr');
     }
     const queues = await db.pool.query<{ name: string }>('SELECT name FROM pgboss.queue ORDER BY name');
     assert.deepEqual(

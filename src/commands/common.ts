@@ -1,10 +1,14 @@
 /**
  * What every command of the CLI shares: reading the configuration (a bad value: one line and exit
- * 78), a task context on the database for one-shot commands, and signal handling.
+ * 78), a task context on the database for one-shot commands, and signal handling. The worker logs
+ * to stdout (a container's log); a one-shot command logs to stderr and prints its result on stdout,
+ * so that `status --json | jq .` works.
  */
+import { pino } from 'pino';
 import { ConfigError, loadConfig, type Config } from '../config.ts';
 import { openDatabase } from '../db/database.ts';
-import { safeErrorMessage, sqlState } from '../db/errors.ts';
+import { connectionHint, safeErrorMessage, sqlState } from '../db/errors.ts';
+import { sessionTableExists } from '../db/dev-bootstrap.ts';
 import { createPool } from '../db/pool.ts';
 import { createLogger, type Logger } from '../logger.ts';
 import { createMetrics } from '../metrics.ts';
@@ -19,10 +23,10 @@ export function fail(message: string, code: number): never {
   process.exit(code);
 }
 
-export function setup(): { config: Config; log: Logger } {
+export function setup(logs: 'stdout' | 'stderr' = 'stderr'): { config: Config; log: Logger } {
   try {
     const config = loadConfig(process.env);
-    return { config, log: createLogger(config.logLevel) };
+    return { config, log: createLogger(config.logLevel, logs === 'stderr' ? pino.destination({ fd: 2, sync: true }) : undefined) };
   } catch (error) {
     if (error instanceof ConfigError) fail(`configuration error: ${error.message}`, EXIT_CONFIG);
     throw error;
@@ -43,6 +47,17 @@ export async function withTaskContext<T>(
     lockTimeoutMs: config.lockTimeoutMs,
   });
   try {
+    let present: boolean;
+    try {
+      present = await sessionTableExists(pool, config.sessionTable);
+    } catch (error) {
+      throw new Error(connectionHint(error, database.connectionString) ?? safeErrorMessage(error));
+    }
+    if (!present) {
+      const { schema, name } = config.sessionTable;
+      const db = new URL(database.connectionString).pathname.slice(1);
+      throw new Error(`database ${decodeURIComponent(db)} has no ${schema}.${name}: is DATABASE_URL the auth database? (JANITOR_SESSION_TABLE names the table)`);
+    }
     return await fn({ pool, config, metrics: createMetrics(), log }, database.connectionString);
   } finally {
     await pool.end();

@@ -4,7 +4,7 @@ import { startWorker } from '../main.ts';
 import { onSignals, setup } from './common.ts';
 
 export async function startCommand(): Promise<void> {
-  const { config, log } = setup();
+  const { config, log } = setup('stdout');
   process.on('unhandledRejection', (reason) => {
     log.fatal({ err: { message: safeErrorMessage(reason) } }, 'unhandled rejection');
     process.exit(1);

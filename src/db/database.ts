@@ -5,7 +5,7 @@
  */
 import type { Config } from '../config.ts';
 import type { Logger } from '../logger.ts';
-import { authTablesExist, createAuthTables, loadDemoData, type DemoData } from './dev-bootstrap.ts';
+import { createAuthTables, sessionTableExists, loadDemoData, type DemoData } from './dev-bootstrap.ts';
 import { startEmbedded } from './embedded.ts';
 import { createPool, describeDatabase } from './pool.ts';
 
@@ -27,7 +27,7 @@ export async function openDatabase(config: Config, log: Logger): Promise<OpenedD
   let demo: DemoData | null = null;
   const pool = createPool({ connectionString: server.connectionString, max: 1, statementTimeoutMs: 0, lockTimeoutMs: 0 });
   try {
-    if (!(await authTablesExist(pool))) {
+    if (!(await sessionTableExists(pool))) {
       await createAuthTables(pool);
       log.info('created the auth tables from sql/auth.sql (embedded development database only)');
       if (config.demoData) {

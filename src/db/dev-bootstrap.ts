@@ -5,11 +5,17 @@
  */
 import { readFile } from 'node:fs/promises';
 import type pg from 'pg';
+import type { QualifiedName } from '../config.ts';
 
 const AUTH_DDL = new URL('../../sql/auth.sql', import.meta.url);
 
-export async function authTablesExist(pool: pg.Pool): Promise<boolean> {
-  const { rows } = await pool.query<{ present: boolean }>("SELECT to_regclass('auth.refresh_session') IS NOT NULL AS present");
+/** Whether the sessions table exists: the sign that DATABASE_URL names the auth service's database. */
+export async function sessionTableExists(pool: pg.Pool, table: QualifiedName = { schema: 'auth', name: 'refresh_session' }): Promise<boolean> {
+  const { rows } = await pool.query<{ present: boolean }>({
+    name: 'session_table_exists',
+    text: "SELECT to_regclass(format('%I.%I', $1::text, $2::text)) IS NOT NULL AS present",
+    values: [table.schema, table.name],
+  });
   return rows[0]?.present ?? false;
 }
 
