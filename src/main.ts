@@ -10,6 +10,7 @@ import { startGaugeRefresh } from './gauges.ts';
 import type { Config } from './config.ts';
 import { registerConsumers } from './consumers.ts';
 import { openDatabase } from './db/database.ts';
+import { noSessionTable, sessionTableExists } from './db/dev-bootstrap.ts';
 import { connectionHint, safeErrorMessage } from './db/errors.ts';
 import { createPool } from './db/pool.ts';
 import { close, createHttpServer, listen } from './http.ts';
@@ -44,6 +45,8 @@ export async function startWorker(config: Config, log: Logger): Promise<Worker> 
   let lastPingOk = 0;
   let lastPingFailed = false;
   let lastPingError: unknown;
+  /** Why the database is the wrong one (no sessions table), as of the last ping. */
+  let missingTable: string | null = null;
 
   const releaseAll = async () => {
     for (let r = releasers.pop(); r !== undefined; r = releasers.pop()) {
@@ -74,7 +77,14 @@ export async function startWorker(config: Config, log: Logger): Promise<Worker> 
     releasers.push({ name: 'pool', release: () => pool.end() });
 
     const server = createHttpServer(metrics.registry, {
-      ready: () => bossStarted && !shutdown.signal.aborted && !lastPingFailed && Date.now() - lastPingOk < PING_FRESH_MS,
+      notReady: () => {
+        if (shutdown.signal.aborted) return 'shutting down';
+        if (lastPingFailed) return `the database does not answer: ${safeErrorMessage(lastPingError)}`;
+        if (missingTable !== null) return missingTable;
+        if (!bossStarted) return 'starting';
+        if (Date.now() - lastPingOk >= PING_FRESH_MS) return `no database ping succeeded in ${PING_FRESH_MS / 1000} s`;
+        return null;
+      },
     });
     const metricsPort = await listen(server, config.metricsPort, config.metricsHost).catch((error: unknown) => {
       const code = (error as NodeJS.ErrnoException).code;
@@ -86,11 +96,17 @@ export async function startWorker(config: Config, log: Logger): Promise<Worker> 
     releasers.push({ name: 'http', release: () => close(server) });
     log.info({ port: metricsPort }, `metrics at http://localhost:${metricsPort}/metrics (also /healthz, /readyz)`);
 
+    // The ping also looks for the sessions table: a worker on a database without it (not the auth
+    // database) would run, and delete nothing, forever. It says so once, and again when it changes.
     const ping = async () => {
       try {
-        await pool.query('SELECT 1');
+        const present = await sessionTableExists(pool, config.sessionTable);
         lastPingOk = Date.now();
         lastPingFailed = false;
+        const missing = present ? null : noSessionTable(config.sessionTable, database.connectionString);
+        if (missing !== null && missingTable === null) log.error(`${missing}; not ready until it exists (checked every 5 s)`);
+        if (missing === null && missingTable !== null) log.info(`found ${config.sessionTable.schema}.${config.sessionTable.name}: ready`);
+        missingTable = missing;
       } catch (error) {
         lastPingFailed = true;
         lastPingError = error;

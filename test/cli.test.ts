@@ -55,7 +55,7 @@ describe('database trouble is reported without the password, with a non-zero exi
     assert.equal(result.code, 1);
     const output = result.stdout + result.stderr;
     assert.doesNotMatch(output, /Wr0ng-Passw0rd-xyz/);
-    assert.match(result.stderr, /password authentication failed/);
+    assert.match(result.stderr, /^session-janitor: authentication failed for user \w+ at 127\.0\.0\.1:\d+/m);
   });
 
   test('migrate is idempotent and exits 0', async () => {

@@ -8,7 +8,8 @@ import { pino } from 'pino';
 import { ConfigError, loadConfig, type Config } from '../config.ts';
 import { openDatabase } from '../db/database.ts';
 import { connectionHint, safeErrorMessage, sqlState } from '../db/errors.ts';
-import { sessionTableExists } from '../db/dev-bootstrap.ts';
+import { noSessionTable, sessionTableExists } from '../db/dev-bootstrap.ts';
+import type pg from 'pg';
 import { createPool } from '../db/pool.ts';
 import { createLogger, type Logger } from '../logger.ts';
 import { createMetrics } from '../metrics.ts';
@@ -33,6 +34,20 @@ export function setup(logs: 'stdout' | 'stderr' = 'stderr'): { config: Config; l
   }
 }
 
+/**
+ * The first query of a one-shot command: fails with the real cause when the database does not
+ * answer, refuses the login, or is not the auth database.
+ */
+export async function requireSessionTable(pool: pg.Pool, config: Config, connectionString: string): Promise<void> {
+  let present: boolean;
+  try {
+    present = await sessionTableExists(pool, config.sessionTable);
+  } catch (error) {
+    throw new Error(connectionHint(error, connectionString) ?? safeErrorMessage(error));
+  }
+  if (!present) throw new Error(noSessionTable(config.sessionTable, connectionString));
+}
+
 /** Opens the database and a task context for a one-shot command, and closes both after fn. */
 export async function withTaskContext<T>(
   config: Config,
@@ -47,17 +62,7 @@ export async function withTaskContext<T>(
     lockTimeoutMs: config.lockTimeoutMs,
   });
   try {
-    let present: boolean;
-    try {
-      present = await sessionTableExists(pool, config.sessionTable);
-    } catch (error) {
-      throw new Error(connectionHint(error, database.connectionString) ?? safeErrorMessage(error));
-    }
-    if (!present) {
-      const { schema, name } = config.sessionTable;
-      const db = new URL(database.connectionString).pathname.slice(1);
-      throw new Error(`database ${decodeURIComponent(db)} has no ${schema}.${name}: is DATABASE_URL the auth database? (JANITOR_SESSION_TABLE names the table)`);
-    }
+    await requireSessionTable(pool, config, database.connectionString);
     return await fn({ pool, config, metrics: createMetrics(), log }, database.connectionString);
   } finally {
     await pool.end();

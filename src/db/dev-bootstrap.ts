@@ -9,6 +9,12 @@ import type { QualifiedName } from '../config.ts';
 
 const AUTH_DDL = new URL('../../sql/auth.sql', import.meta.url);
 
+/** Why a database without the sessions table is the wrong one, naming it (never its password). */
+export function noSessionTable(table: QualifiedName, connectionString: string): string {
+  const database = decodeURIComponent(new URL(connectionString).pathname.slice(1));
+  return `database ${database} has no ${table.schema}.${table.name}: is DATABASE_URL the auth database? (JANITOR_SESSION_TABLE names the table)`;
+}
+
 /** Whether the sessions table exists: the sign that DATABASE_URL names the auth service's database. */
 export async function sessionTableExists(pool: pg.Pool, table: QualifiedName = { schema: 'auth', name: 'refresh_session' }): Promise<boolean> {
   const { rows } = await pool.query<{ present: boolean }>({
