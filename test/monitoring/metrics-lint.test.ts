@@ -19,10 +19,7 @@ import { ALL_QUEUES } from '../../src/queues.ts';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
-/**
- * The public contract, kept in the repository as docs/CONTRACT.md (a copy of the steering
- * project's ../shared/CONTRACT.md): its Metrics table is what this test holds the registry to.
- */
+/** The public contract, docs/CONTRACT.md: its Metrics table is what this test holds the registry to. */
 const CONTRACT_METRICS_TABLE = readFileSync(join(root, 'docs', 'CONTRACT.md'), 'utf8');
 
 interface ContractMetric {
