@@ -22,7 +22,7 @@ export async function openDatabase(config: Config, log: Logger): Promise<OpenedD
     log.info({ database: describeDatabase(config.databaseUrl) }, 'using the database of DATABASE_URL');
     return { connectionString: config.databaseUrl, embedded: false, demo: null, close: async () => {} };
   }
-  log.info({ dataDir: config.dataDir }, 'DATABASE_URL is unset: using the embedded development PostgreSQL');
+  // Logged once the server is up: without the package (the production image) the one line is the error.
   const server = await startEmbedded({ dataDir: config.dataDir });
   let demo: DemoData | null = null;
   const pool = createPool({ connectionString: server.connectionString, max: 1, statementTimeoutMs: 0, lockTimeoutMs: 0 });
@@ -42,10 +42,10 @@ export async function openDatabase(config: Config, log: Logger): Promise<OpenedD
   }
   await pool.end();
   log.info(
-    { database: describeDatabase(server.connectionString) },
+    { dataDir: config.dataDir, database: describeDatabase(server.connectionString) },
     server.joined
-      ? 'joined the embedded PostgreSQL that another process of this checkout runs (and stops)'
-      : 'embedded PostgreSQL is up (`node src/cli.ts dev-url` prints its DATABASE_URL, for psql or a producer)',
+      ? 'DATABASE_URL is unset: joined the embedded PostgreSQL that another process of this checkout runs (and stops)'
+      : 'DATABASE_URL is unset: embedded PostgreSQL is up (`node src/cli.ts dev-url` prints its DATABASE_URL, for psql or a producer)',
   );
   return { connectionString: server.connectionString, embedded: true, demo, close: () => server.stop() };
 }
