@@ -143,7 +143,7 @@ export async function startWorker(config: Config, log: Logger): Promise<Worker> 
     const ctx: TaskContext = { pool, config, metrics, log };
     await registerConsumers(boss, ctx, shutdown.signal, log);
     bossStarted = true;
-    const stopGauges = await startGaugeRefresh({ pool, boss, config, metrics }, log);
+    const stopGauges = await startGaugeRefresh({ pool, boss, config, metrics, noSessionTable: () => missingTable !== null }, log);
     releasers.push({ name: 'gauges', release: stopGauges });
 
     if (database.demo !== null) {
