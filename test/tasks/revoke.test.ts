@@ -267,15 +267,20 @@ describe('revoke', () => {
 
   test('a session locked by a refresh in flight is waited for and revoked, never skipped', async () => {
     const { sessions, a, holder } = await fixtureWithRefreshInFlight();
+    // The revocation can finish before the holder's client has read its COMMIT's reply (the server
+    // releases the lock first): ending the client then failed that query with "Connection terminated"
+    // after the test. So the COMMIT is awaited before the client ends.
+    let commit: Promise<unknown> = Promise.resolve();
     try {
       const started = performance.now();
-      const release = setTimeout(() => void holder.query('COMMIT'), 400);
+      const release = setTimeout(() => void (commit = holder.query('COMMIT')), 400);
       const result = await run({ userId: a, reason: 'password-changed' }, { JANITOR_LOCK_TIMEOUT: '100ms' }).finally(() => clearTimeout(release));
       assert.ok(performance.now() - started >= 350, 'the revocation did not wait for the lock');
       assert.deepEqual(result.output, { revoked: 3 });
       assert.ok(result.retries.includes('lock-timeout'), 'no lock timeout was retried');
       await assertRemaining(sessions.filter((s) => s.userId !== a));
     } finally {
+      await commit;
       await holder.end();
     }
   });
