@@ -36,7 +36,12 @@ describe('purge-expired', () => {
         onBatch: (b) => batchRows.push(b.rows),
       });
       const metric = await ctx.metrics.sessionsDeleted.get();
-      return { output, counted: metric.values.find((v) => v.labels.reason === 'expired')?.value ?? 0 };
+      const errors = await ctx.metrics.errors.get();
+      return {
+        output,
+        counted: metric.values.find((v) => v.labels.reason === 'expired')?.value ?? 0,
+        lockTimeouts: errors.values.find((v) => v.labels.kind === 'lock-timeout')?.value ?? 0,
+      };
     } finally {
       await ctx.pool.end();
     }
@@ -175,6 +180,28 @@ describe('purge-expired', () => {
       assert.deepEqual(await remainingIds(db.pool), [rows[4]?.id]);
     });
   }
+
+  test('many rows held in a savepoint: a batch spends at most 16 lock timeouts on them, leaves the rest for the next run, and completes', async () => {
+    await reset();
+    const rows = await insertSessions(db.pool, Array.from({ length: 64 }, (_, i) => ({ expiresIn: -1000 + i })));
+    // Every eighth row is held: finding all 8 by halving would take more than 16 timed-out tries.
+    const holders = await holdRow(db.url, rows[0]?.id ?? 0, 'savepoint');
+    const [holder] = holders;
+    assert.ok(holder);
+    await holder.query('SELECT 1 FROM auth.refresh_session WHERE id = ANY($1) FOR UPDATE', [rows.filter((_, i) => i % 8 === 0).map((r) => r.id)]);
+    try {
+      const first = await purge({ JANITOR_LOCK_TIMEOUT: '20ms' });
+      assert.equal(first.output.stoppedBy, 'drained');
+      assert.equal(first.output.batches, 1);
+      assert.equal(first.lockTimeouts, 2 + 16, 'the batch, its retry without held rows, then 16 tries by id');
+      assert.ok(first.output.deleted > 0 && first.output.deleted < 56, `deleted ${first.output.deleted}`);
+      assert.equal((await remainingIds(db.pool)).length, 64 - first.output.deleted);
+    } finally {
+      await releaseAll(holders);
+    }
+    await purge();
+    assert.deepEqual(await remainingIds(db.pool), []);
+  });
 
   test('a connection the server ends while a run holds it fails the run, not the process; the next run purges', async () => {
     await reset();
