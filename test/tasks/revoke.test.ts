@@ -12,6 +12,7 @@ import {
   createTestDatabase,
   insertSessions,
   refreshInFlight,
+  releaseAll,
   remainingIds,
   silentLogger,
   taskContext,
@@ -317,7 +318,7 @@ describe('revoke', () => {
 
   test('a helper lane that fails while the main lane still waits rejects the revocation cleanly: no unhandled rejection', async () => {
     await reset();
-    // Ranges of 10 ids; even rows are old (selected), odd ones newer than the instant.
+    // Ranges of 10 ids (one INSERT: consecutive ids); even rows are old (selected), odd ones newer than the instant.
     const sessions = await insertSessions(db.pool, Array.from({ length: 100 }, (_, i) => ({ expiresIn: 86_400, age: i % 2 === 0 ? 86_400 : 60 })));
     const selected = sessions.filter((_, i) => i % 2 === 0);
     const [inFirst, inFifth, inSixth] = [sessions[0], sessions[40], sessions[50]];
@@ -338,6 +339,8 @@ describe('revoke', () => {
         { lockRetry: { attempts: 6, baseDelayMs: 10, maxDelayMs: 10 } },
       );
       await blockedBy(db.pool, helperHolder);
+      // Range 1 is freed well after the helper started waiting: the main lane's wait on range 6
+      // outlasts the helper's retries whatever their jitter.
       await new Promise((resolve) => setTimeout(resolve, 300));
       await mainHolder.query('COMMIT');
       await assert.rejects(running, (error: unknown) => typeof error === 'object' && error !== null && 'code' in error && error.code === '55P03');
@@ -347,10 +350,7 @@ describe('revoke', () => {
       assert.ok(left.has(inFifth.id) && left.has(inSixth.id), 'a held row was skipped');
     } finally {
       process.off('unhandledRejection', onUnhandled);
-      for (const holder of [mainHolder, helperHolder, laterHolder]) {
-        await holder.query('ROLLBACK').catch(() => undefined);
-        await holder.end();
-      }
+      await releaseAll([mainHolder, helperHolder, laterHolder]);
     }
     await run({ issuedBefore: await instantAgo(3600), reason: 'r' });
     await assertRemaining(sessions.filter((s) => !selected.includes(s)));
