@@ -208,12 +208,12 @@ describe('purge-expired', () => {
     await insertBulkSessions(db.pool, 1000, 1);
     let batches = 0;
     // A 1 % duty cycle: between two batches the lane's connection idles, still checked out.
-    const running = purge({ JANITOR_BATCH_SIZE: '10', JANITOR_BATCH_MIN_SIZE: '10', JANITOR_BATCH_MAX_SIZE: '10', JANITOR_PURGE_DUTY_CYCLE: '1' }, undefined, (b) => (batches = b));
+    const failed = assert.rejects(purge({ JANITOR_BATCH_SIZE: '10', JANITOR_BATCH_MIN_SIZE: '10', JANITOR_BATCH_MAX_SIZE: '10', JANITOR_PURGE_DUTY_CYCLE: '1' }, undefined, (b) => (batches = b)));
     await until('a batch', async () => batches > 0, 15_000, 10);
     const { rows } = await db.pool.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'session-janitor'`);
     assert.equal(rows.length, 1, 'the lane has one connection');
     // Without a listener of the task's, the dying client's 'error' event is an uncaught exception: this file fails.
-    await assert.rejects(running);
+    await failed;
     await purge();
     assert.deepEqual(await expiredAndLive(db.pool), { expired: 0, live: 0 });
   });

@@ -301,12 +301,13 @@ describe('revoke', () => {
     const { sessions, a, holder } = await fixtureWithRefreshInFlight();
     try {
       // The statement waits for the held row; its backend is terminated (a restart, a failover).
-      const running = run({ userId: a, reason: 'r' }, { JANITOR_LOCK_TIMEOUT: '30s' });
+      // Handled at once: the rejection may come before pg_terminate_backend returns.
+      const failed = assert.rejects(run({ userId: a, reason: 'r' }, { JANITOR_LOCK_TIMEOUT: '30s' }));
       const pid = await blockedBy(db.pool, holder);
       await db.pool.query('SELECT pg_terminate_backend($1)', [pid]);
       // An 'error' event of the dying client without a listener would be an uncaught exception of
       // this process, which fails this file.
-      await assert.rejects(running);
+      await failed;
       await assertRemaining(sessions);
       await holder.query('COMMIT');
     } finally {
@@ -333,17 +334,20 @@ describe('revoke', () => {
     const helperHolder = await refreshInFlight(db.url, inFifth.id);
     const laterHolder = await refreshInFlight(db.url, inSixth.id);
     try {
-      const running = run(
-        { issuedBefore: await instantAgo(3600), reason: 'r' },
-        { JANITOR_LOCK_TIMEOUT: '200ms', JANITOR_BATCH_SIZE: '10', JANITOR_BATCH_MIN_SIZE: '10', JANITOR_BATCH_MAX_SIZE: '10' },
-        { lockRetry: { attempts: 6, baseDelayMs: 10, maxDelayMs: 10 } },
+      const failed = assert.rejects(
+        run(
+          { issuedBefore: await instantAgo(3600), reason: 'r' },
+          { JANITOR_LOCK_TIMEOUT: '200ms', JANITOR_BATCH_SIZE: '10', JANITOR_BATCH_MIN_SIZE: '10', JANITOR_BATCH_MAX_SIZE: '10' },
+          { lockRetry: { attempts: 6, baseDelayMs: 10, maxDelayMs: 10 } },
+        ),
+        (error: unknown) => typeof error === 'object' && error !== null && 'code' in error && error.code === '55P03',
       );
       await blockedBy(db.pool, helperHolder);
       // Range 1 is freed well after the helper started waiting: the main lane's wait on range 6
       // outlasts the helper's retries whatever their jitter.
       await new Promise((resolve) => setTimeout(resolve, 300));
       await mainHolder.query('COMMIT');
-      await assert.rejects(running, (error: unknown) => typeof error === 'object' && error !== null && 'code' in error && error.code === '55P03');
+      await failed;
       assert.deepEqual(unhandled, []);
       const left = new Set(await remainingIds(db.pool));
       assert.ok(sessions.filter((_, i) => i % 2 === 1).every((s) => left.has(s.id)), 'a session newer than the instant was deleted');
