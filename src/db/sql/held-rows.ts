@@ -1,6 +1,6 @@
 /**
- * Leaving out the rows that another transaction holds, without row locks: the statements behind
- * tasks/held-rows.ts, the purge's and the reaper's way past a lock timeout.
+ * Leaving out the rows that another transaction holds, without row locks: the purge's and the
+ * reaper's first retry after a lock timeout (tasks/held-rows.ts).
  *
  * `FOR UPDATE SKIP LOCKED` would be the usual way, but every row-locking clause needs UPDATE
  * privilege on the table, and the worker's role has only SELECT and DELETE on the sessions table
@@ -14,14 +14,9 @@
  * whose xmax is not a top-level xid in progress: a lock taken inside a savepoint (a
  * subtransaction's xid, which pg_snapshot_xip does not list), several lockers at once (a
  * MultiXactId), or a lock taken after the snapshot. Then the DELETE waits for that row up to
- * lock_timeout again, and the caller falls back to deleting the range's ids (candidate ids read
- * without locks, then deleteIds). Either way a wrong row is never deleted.
+ * lock_timeout again, and the caller falls back to deleting the range's ids (read without locks,
+ * then deleted by id with the condition re-checked: purgeIds, reapIds). Either way a wrong row is
+ * never deleted.
  * pg_snapshot_xip gives 64-bit xids; xmax holds the low 32 bits.
  */
 export const NOT_HELD = `xmax::text::bigint NOT IN (SELECT xip::text::bigint % 4294967296 FROM pg_snapshot_xip(pg_current_snapshot()) AS xip)`;
-
-/**
- * The rows $1 (bigint[], ids read before) that still meet `condition`, which is re-checked: a row
- * may have changed since its id was read. A primary-key probe per id.
- */
-export const deleteIds = (table: string, condition: string) => `DELETE FROM ${table} WHERE id = ANY($1::bigint[]) AND ${condition}`;

@@ -31,7 +31,7 @@
  * the rest of the slice).
  */
 import type { QualifiedName } from '../../config.ts';
-import { deleteIds, NOT_HELD } from './held-rows.ts';
+import { NOT_HELD } from './held-rows.ts';
 import { qualified, statementName, type Statement } from './identifiers.ts';
 
 const purgeable = (lower: '>=' | '>') =>
@@ -98,11 +98,11 @@ export function purgeCandidates(table: QualifiedName, lowerInclusive: boolean): 
   };
 }
 
-/** The purgeable rows among the ids $1 (bigint[]), $2 grace in seconds. */
+/** The rows among the ids $1 (bigint[]) still purgeable (re-checked: read before), $2 grace in seconds. */
 export function purgeIds(table: QualifiedName): Statement {
   return {
     name: statementName('purge_ids', table),
-    text: deleteIds(qualified(table), 'expires_at < now() - make_interval(secs => $2::float8)'),
+    text: `DELETE FROM ${qualified(table)} WHERE id = ANY($1::bigint[]) AND expires_at < now() - make_interval(secs => $2::float8)`,
   };
 }
 

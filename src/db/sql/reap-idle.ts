@@ -47,7 +47,7 @@
  * (reapThroughIndex): the idle rows are then a range of that index.
  */
 import type { QualifiedName } from '../../config.ts';
-import { deleteIds, NOT_HELD } from './held-rows.ts';
+import { NOT_HELD } from './held-rows.ts';
 import { qualified, quote, statementName, type Statement } from './identifiers.ts';
 import { OWN_SCHEMA } from './migrations.ts';
 
@@ -164,9 +164,9 @@ export function reapRangeCandidates(table: QualifiedName): Statement {
   };
 }
 
-/** The idle rows among the ids $1 (bigint[]), $2 idle timeout in seconds. */
+/** The rows among the ids $1 (bigint[]) still idle (re-checked: read before), $2 idle timeout in seconds. */
 export function reapIds(table: QualifiedName): Statement {
-  return { name: statementName('reap_ids', table), text: deleteIds(qualified(table), IDLE('$2')) };
+  return { name: statementName('reap_ids', table), text: `DELETE FROM ${qualified(table)} WHERE id = ANY($1::bigint[]) AND ${IDLE('$2')}` };
 }
 
 /**
