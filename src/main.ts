@@ -10,7 +10,7 @@ import { startGaugeRefresh } from './gauges.ts';
 import type { Config } from './config.ts';
 import { registerConsumers } from './consumers.ts';
 import { openDatabase } from './db/database.ts';
-import { noSessionTable, sessionTableExists } from './db/dev-bootstrap.ts';
+import { sessionTableAccess, sessionTableProblem } from './db/dev-bootstrap.ts';
 import { connectionHint, safeErrorMessage } from './db/errors.ts';
 import { createPool } from './db/pool.ts';
 import { close, createHttpServer, listen } from './http.ts';
@@ -45,8 +45,8 @@ export async function startWorker(config: Config, log: Logger): Promise<Worker> 
   let lastPingOk = 0;
   let lastPingFailed = false;
   let lastPingError: unknown;
-  /** Why the database is the wrong one (no sessions table), as of the last ping. */
-  let missingTable: string | null = null;
+  /** Why the sessions table cannot be used (absent: not the auth database; privileges missing), as of the last ping. */
+  let unusable: string | null = null;
 
   const releaseAll = async () => {
     for (let r = releasers.pop(); r !== undefined; r = releasers.pop()) {
@@ -80,7 +80,7 @@ export async function startWorker(config: Config, log: Logger): Promise<Worker> 
       notReady: () => {
         if (shutdown.signal.aborted) return 'shutting down';
         if (lastPingFailed) return `the database does not answer: ${safeErrorMessage(lastPingError)}`;
-        if (missingTable !== null) return missingTable;
+        if (unusable !== null) return unusable;
         if (!bossStarted) return 'starting';
         if (Date.now() - lastPingOk >= PING_FRESH_MS) return `no database ping succeeded in ${PING_FRESH_MS / 1000} s`;
         return null;
@@ -100,16 +100,18 @@ export async function startWorker(config: Config, log: Logger): Promise<Worker> 
     // database) would run, and delete nothing, forever. It says so once, and again when it changes.
     const ping = async () => {
       try {
-        const present = await sessionTableExists(pool, config.sessionTable);
+        const access = await sessionTableAccess(pool, config.sessionTable);
         lastPingOk = Date.now();
         lastPingFailed = false;
-        const missing = present ? null : noSessionTable(config.sessionTable, database.connectionString);
-        if (missing !== null && missingTable === null) log.error(`${missing}; not ready until it exists (checked every 5 s)`);
-        if (missing === null && missingTable !== null) log.info(`found ${config.sessionTable.schema}.${config.sessionTable.name}: ready`);
-        missingTable = missing;
+        const missing = sessionTableProblem(access, config.sessionTable, database.connectionString);
+        metrics.databaseUp.set(missing === null ? 1 : 0);
+        if (missing !== null && missing !== unusable) log.error(`${missing}; not ready until then (checked every 5 s)`);
+        if (missing === null && unusable !== null) log.info(`${config.sessionTable.schema}.${config.sessionTable.name} is usable: ready`);
+        unusable = missing;
       } catch (error) {
         lastPingFailed = true;
         lastPingError = error;
+        metrics.databaseUp.set(0);
         metrics.errors.inc({ kind: 'database' });
         log.warn({ err: { message: safeErrorMessage(error) } }, 'database ping failed');
       }
@@ -143,7 +145,7 @@ export async function startWorker(config: Config, log: Logger): Promise<Worker> 
     const ctx: TaskContext = { pool, config, metrics, log };
     await registerConsumers(boss, ctx, shutdown.signal, log);
     bossStarted = true;
-    const stopGauges = await startGaugeRefresh({ pool, boss, config, metrics, noSessionTable: () => missingTable !== null }, log);
+    const stopGauges = await startGaugeRefresh({ pool, boss, config, metrics, noSessionTable: () => unusable !== null }, log);
     releasers.push({ name: 'gauges', release: stopGauges });
 
     if (database.demo !== null) {

@@ -95,6 +95,11 @@ export function createMetrics() {
       labelNames: ['queue', 'state'] as const,
       registers,
     }),
+    databaseUp: new Gauge({
+      name: 'session_janitor_database_up',
+      help: 'Whether this pod can use the database, as of its last readiness check (every 5 s): 1 when it answered and the sessions table is there with SELECT and DELETE for the role, 0 otherwise (unreachable, login refused, wrong database, privileges missing). max over pods == 0: no worker can work.',
+      registers,
+    }),
     errors: new Counter({
       name: 'session_janitor_errors_total',
       help: 'Errors the worker handled without crashing, by kind (batch-timeout, lock-timeout, gauge-refresh, database, pg-boss). A steady rate means the database is struggling; read the logs.',

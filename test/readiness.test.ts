@@ -4,11 +4,13 @@
  * table is there. `migrate` there refuses, before installing anything, with the same reason.
  */
 import assert from 'node:assert/strict';
+import pg from 'pg';
 import { after, before, describe, test } from 'node:test';
 import { createLogger } from '../src/logger.ts';
 import { startWorker, type Worker } from '../src/main.ts';
 import { createTestDatabase, testConfig, type TestDatabase } from './helpers/database.ts';
 import { runCli } from './helpers/process.ts';
+import { sample } from './helpers/scrape.ts';
 import { until } from './helpers/wait.ts';
 
 const readyz = async (port: number) => {
@@ -60,5 +62,55 @@ describe('a database without auth.refresh_session', { timeout: 120_000 }, () => 
     assert.match(result.stderr, /^session-janitor: database sj_test_\w+ has no auth\.refresh_session: is DATABASE_URL the auth database\?/m);
     const { rows } = await db.pool.query("SELECT 1 FROM pg_namespace WHERE nspname = 'pgboss'");
     assert.equal(rows.length, 0, 'migrate installed pg-boss into a database that is not the auth database');
+  });
+});
+
+describe('a role without DELETE on the sessions table', { timeout: 120_000 }, () => {
+  let db: TestDatabase;
+  const role = `sj_readonly_${Math.random().toString(36).slice(2, 10)}`;
+  before(async () => {
+    db = await createTestDatabase();
+    const database = new URL(db.url).pathname.slice(1);
+    // Everything the worker needs (pg-boss's schema, its own) but DELETE on the sessions table.
+    await db.pool.query(`CREATE ROLE ${role} LOGIN PASSWORD 'readonly-test'`);
+    await db.pool.query(`GRANT CONNECT ON DATABASE ${database} TO ${role}`);
+    for (const schema of ['pgboss', 'session_janitor']) {
+      await db.pool.query(`GRANT USAGE ON SCHEMA ${schema} TO ${role}`);
+      await db.pool.query(`GRANT ALL ON ALL TABLES IN SCHEMA ${schema} TO ${role}`);
+      await db.pool.query(`GRANT ALL ON ALL SEQUENCES IN SCHEMA ${schema} TO ${role}`);
+      await db.pool.query(`GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA ${schema} TO ${role}`);
+    }
+    await db.pool.query(`GRANT USAGE ON SCHEMA auth TO ${role}`);
+    await db.pool.query(`GRANT SELECT ON auth.refresh_session TO ${role}`);
+  });
+  after(async () => {
+    await db?.drop();
+    const admin = new pg.Client({ connectionString: process.env.SJ_TEST_ADMIN_URL });
+    await admin.connect();
+    await admin.query(`DROP ROLE IF EXISTS ${role}`);
+    await admin.end();
+  });
+
+  test('the worker is not ready, says which privilege is missing, and reports session_janitor_database_up 0 until it is granted', async () => {
+    const url = new URL(db.url);
+    url.username = role;
+    url.password = 'readonly-test';
+    const worker = await startWorker(
+      testConfig(url.toString(), { JANITOR_MIGRATE: 'false', JANITOR_PURGE_CRON: '0 0 1 1 *', JANITOR_REAP_CRON: '0 0 1 1 *' }),
+      createLogger('silent'),
+    );
+    try {
+      const port = worker.metricsPort;
+      const first = await readyz(port);
+      assert.equal(first.status, 503);
+      assert.match(first.body, new RegExp(`${role} lacks DELETE on auth\\.refresh_session`));
+      assert.equal(sample(await (await fetch(`http://127.0.0.1:${port}/metrics`)).text(), 'session_janitor_database_up'), 0);
+
+      await db.pool.query(`GRANT DELETE ON auth.refresh_session TO ${role}`);
+      await until('ready once DELETE is granted', async () => (await readyz(port)).status === 200, 20_000);
+      assert.equal(sample(await (await fetch(`http://127.0.0.1:${port}/metrics`)).text(), 'session_janitor_database_up'), 1);
+    } finally {
+      await worker.stop();
+    }
   });
 });

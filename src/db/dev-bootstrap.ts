@@ -15,14 +15,43 @@ export function noSessionTable(table: QualifiedName, connectionString: string): 
   return `database ${database} has no ${table.schema}.${table.name}: is DATABASE_URL the auth database? (JANITOR_SESSION_TABLE names the table)`;
 }
 
-/** Whether the sessions table exists: the sign that DATABASE_URL names the auth service's database. */
-export async function sessionTableExists(pool: pg.Pool, table: QualifiedName = { schema: 'auth', name: 'refresh_session' }): Promise<boolean> {
-  const { rows } = await pool.query<{ present: boolean }>({
-    name: 'session_table_exists',
-    text: "SELECT to_regclass(format('%I.%I', $1::text, $2::text)) IS NOT NULL AS present",
+/** What the worker's role can do with the sessions table: it must exist, and be read and deleted from. */
+export interface SessionTableAccess {
+  readonly present: boolean;
+  readonly canSelect: boolean;
+  readonly canDelete: boolean;
+}
+
+/**
+ * Whether the sessions table exists (the sign that DATABASE_URL names the auth service's database)
+ * and the role holds SELECT and DELETE on it: a role without them would run every purge, reap and
+ * revocation into a 42501, forever. has_table_privilege is true for any one of a list, so each is
+ * asked on its own.
+ */
+export async function sessionTableAccess(pool: pg.Pool, table: QualifiedName = { schema: 'auth', name: 'refresh_session' }): Promise<SessionTableAccess> {
+  const { rows } = await pool.query<{ present: boolean; can_select: boolean; can_delete: boolean }>({
+    name: 'session_table_access',
+    text: `SELECT t IS NOT NULL AS present,
+       t IS NOT NULL AND has_table_privilege(t, 'SELECT') AS can_select,
+       t IS NOT NULL AND has_table_privilege(t, 'DELETE') AS can_delete
+  FROM (SELECT to_regclass(format('%I.%I', $1::text, $2::text)) AS t) AS lookup`,
     values: [table.schema, table.name],
   });
-  return rows[0]?.present ?? false;
+  const row = rows[0];
+  return { present: row?.present ?? false, canSelect: row?.can_select ?? false, canDelete: row?.can_delete ?? false };
+}
+
+export async function sessionTableExists(pool: pg.Pool, table?: QualifiedName): Promise<boolean> {
+  return (await sessionTableAccess(pool, table)).present;
+}
+
+/** Why the worker cannot use the sessions table, or null when it can. */
+export function sessionTableProblem(access: SessionTableAccess, table: QualifiedName, connectionString: string): string | null {
+  if (!access.present) return noSessionTable(table, connectionString);
+  const missing = [...(access.canSelect ? [] : ['SELECT']), ...(access.canDelete ? [] : ['DELETE'])];
+  if (missing.length === 0) return null;
+  const user = decodeURIComponent(new URL(connectionString).username) || 'the connecting role';
+  return `${user} lacks ${missing.join(' and ')} on ${table.schema}.${table.name}: grant them (sql/roles.sql, session_janitor_worker)`;
 }
 
 export async function createAuthTables(pool: pg.Pool): Promise<void> {

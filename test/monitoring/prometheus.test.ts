@@ -72,7 +72,7 @@ async function startPrometheus(target: string): Promise<(query: string, time?: n
 const alertStates = async (query: (q: string) => Promise<Sample[]>) =>
   new Map((await query('ALERTS')).map((s) => [s.metric.alertname ?? '', s.metric.alertstate ?? '']));
 
-test('increase() counts exactly the rows deleted, reason by reason, and the alerts go pending as their conditions arise', async () => {
+test('increase() counts exactly the rows deleted, reason by reason, and the alerts go pending as their conditions arise', { timeout: 180_000 }, async () => {
   const sessions = await insertSessions(db.pool, [
     ...Array.from({ length: 5 }, () => ({ expiresIn: -600 })),
     ...Array.from({ length: 3 }, () => ({ expiresIn: 86_400, idleFor: 7200 })),
@@ -136,6 +136,14 @@ test('increase() counts exactly the rows deleted, reason by reason, and the aler
     const states = await alertStates(query);
     return active.has(states.get('SessionJanitorPurgeStalled') ?? '') && active.has(states.get('SessionJanitorDeadLetterNotEmpty') ?? '') && states;
   });
+
+  // The database becomes unusable for every pod (here: the sessions table is gone), though the pod is up.
+  await db.pool.query('ALTER TABLE auth.refresh_session RENAME TO refresh_session_away');
+  try {
+    await until('the database-unusable alert to go pending', async () => active.has((await alertStates(query)).get('SessionJanitorDatabaseUnusable') ?? ''));
+  } finally {
+    await db.pool.query('ALTER TABLE auth.refresh_session_away RENAME TO refresh_session');
+  }
 
   // The last pod goes away: nothing improved, so neither alert resolves, and the no-worker alert
   // goes pending.
