@@ -94,6 +94,6 @@ describe('a unix socket connection', () => {
     assert.equal(result.code, 0, result.stdout + result.stderr);
     assert.match(result.stdout, /dry run: 0 sessions would be purged/);
     assert.ok(!(result.stdout + result.stderr).includes(decodeURIComponent(tcp.password)), 'the password is in the output');
-    assert.ok(result.stdout.includes(`${socketDir}:${tcp.port}/`), result.stdout);
+    assert.ok(result.stderr.includes(`${socketDir}:${tcp.port}/`), result.stderr);
   });
 });
