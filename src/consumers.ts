@@ -5,7 +5,6 @@
  */
 import type { PgBoss } from 'pg-boss';
 import type { Config } from './config.ts';
-import { safeErrorMessage } from './db/errors.ts';
 import type { Logger } from './logger.ts';
 import type { Metrics } from './metrics.ts';
 import { QUEUES, type QueueName } from './queues.ts';
@@ -56,7 +55,7 @@ export async function registerConsumers(boss: PgBoss, ctx: TaskContext, shutdown
         // Without this line a failing purge or reap (a missing table, a revoked grant) left no trace
         // in the log: only the metrics and the job's stored output told.
         log.error(
-          { queue: task.queue, jobId: job.id, attempt: job.retryCount + 1, seconds: round((performance.now() - started) / 1000), err: { message: safeErrorMessage(error) } },
+          { queue: task.queue, jobId: job.id, attempt: job.retryCount + 1, seconds: round((performance.now() - started) / 1000), err: error },
           `${task.queue} run failed: pg-boss retries it with backoff, then dead-letters it`,
         );
         throw error;

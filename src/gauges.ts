@@ -8,7 +8,6 @@ import cron from 'node-cron';
 import type pg from 'pg';
 import type { PgBoss } from 'pg-boss';
 import type { Config } from './config.ts';
-import { safeErrorMessage } from './db/errors.ts';
 import { expiredBacklog, lastCompleted } from './db/sql/gauges.ts';
 import type { Logger } from './logger.ts';
 import type { Metrics } from './metrics.ts';
@@ -62,7 +61,7 @@ export async function refreshGauges(sources: GaugeSources, log: Logger): Promise
   for (const result of results) {
     if (result.status === 'rejected') {
       sources.metrics.errors.inc({ kind: 'gauge-refresh' });
-      log.warn({ err: { message: safeErrorMessage(result.reason) } }, 'gauge refresh failed; the last values stay');
+      log.warn({ err: result.reason }, 'gauge refresh failed; the last values stay');
     }
   }
 }
