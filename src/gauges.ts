@@ -11,10 +11,7 @@ import type { Config } from './config.ts';
 import { expiredBacklog, lastCompleted } from './db/sql/gauges.ts';
 import type { Logger } from './logger.ts';
 import type { Metrics } from './metrics.ts';
-import { ALL_QUEUES, QUEUES } from './queues.ts';
-
-/** The scheduled tasks whose last success is reported, by queue. */
-const SCHEDULED = { [QUEUES.purgeExpired]: 'purge-expired', [QUEUES.reapIdle]: 'reap-idle' } as const;
+import { ALL_QUEUES, SCHEDULED_TASKS } from './queues.ts';
 
 export interface GaugeSources {
   readonly pool: pg.Pool;
@@ -48,11 +45,14 @@ export async function refreshQueues({ boss, metrics }: GaugeSources): Promise<vo
 }
 
 export async function refreshLastSuccess({ pool, config, metrics }: GaugeSources): Promise<void> {
-  const { rows } = await pool.query<{ name: keyof typeof SCHEDULED; completed_at: number }>({
+  const { rows } = await pool.query<{ name: string; completed_at: number }>({
     ...lastCompleted(config.pgbossSchema),
-    values: [Object.keys(SCHEDULED)],
+    values: [SCHEDULED_TASKS.map((t) => t.queue)],
   });
-  for (const row of rows) metrics.lastSuccess.set({ task: SCHEDULED[row.name] }, row.completed_at);
+  for (const { task, queue } of SCHEDULED_TASKS) {
+    const row = rows.find((r) => r.name === queue);
+    if (row !== undefined) metrics.lastSuccess.set({ task }, row.completed_at);
+  }
 }
 
 export async function refreshGauges(sources: GaugeSources, log: Logger): Promise<void> {

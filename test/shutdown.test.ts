@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { test } from 'node:test';
-import { releaseInReverse, type Releaser } from '../src/main.ts';
+import { releaseInReverse, type Releaser } from '../src/worker.ts';
 import { silentLogger } from './helpers/database.ts';
 
 test('the releasers all run, last acquired first, and the first error is thrown', async () => {
@@ -26,7 +26,7 @@ test('the releasers all run, last acquired first, and the first error is thrown'
 test('SIGTERM with a releaser that fails: the process exits 1 after releasing the rest', async () => {
   const src = new URL('../src/', import.meta.url).href;
   const script = `
-    import { releaseInReverse } from '${src}main.ts';
+    import { releaseInReverse } from '${src}worker.ts';
     import { onProcessEvents } from '${src}commands/process-edge.ts';
     import { createLogger } from '${src}logger.ts';
     const log = createLogger('info');

@@ -1,5 +1,5 @@
 /** `session-janitor start` (the default, `npm start`): the worker until SIGTERM. */
-import { startWorker } from '../main.ts';
+import { startWorker } from '../worker.ts';
 import { setup } from './common.ts';
 import { onProcessEvents } from './process-edge.ts';
 

@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { PgBoss } from 'pg-boss';
 import { enqueueRevocation, waitForRevocation } from '../../src/client.ts';
 import { freePort } from '../../src/db/embedded.ts';
-import { startWorker, type Worker } from '../../src/main.ts';
+import { startWorker, type Worker } from '../../src/worker.ts';
 import { QUEUES } from '../../src/queues.ts';
 import { createTestDatabase, insertSessions, silentLogger, testConfig, type TestDatabase } from '../helpers/database.ts';
 import { prometheus as prometheusBinary } from '../helpers/promtool.ts';

@@ -25,15 +25,15 @@
  * seconds. Never the user ids or jtis themselves.
  */
 import type { Job, JobResult, PgBoss } from 'pg-boss';
-import { instrumented } from './consumers.ts';
-import { safeErrorMessage } from './db/errors.ts';
-import { jobDataText } from './db/sql/jobs.ts';
-import { ISSUED_BEFORE_MAX_SKEW, freeDedupeKey, issuedBeforeTooLate } from './db/sql/revocation-jobs.ts';
-import type { Logger } from './logger.ts';
-import { QUEUES } from './queues.ts';
-import { idCount, selectorKind, validateRevokeRequest, type RevokeIssue, type RevokeRequest } from './revoke-request.ts';
-import type { TaskContext } from './tasks/context.ts';
-import { revoke } from './tasks/revoke.ts';
+import { safeErrorMessage } from '../db/errors.ts';
+import { jobDataText } from '../db/sql/jobs.ts';
+import { ISSUED_BEFORE_MAX_SKEW, freeDedupeKey, issuedBeforeTooLate } from '../db/sql/revocation-jobs.ts';
+import type { Logger } from '../logger.ts';
+import { QUEUES } from '../queues.ts';
+import { idCount, selectorKind, validateRevokeRequest, type RevokeIssue, type RevokeRequest } from '../revoke-request.ts';
+import type { TaskContext } from '../tasks/context.ts';
+import { revoke } from '../tasks/revoke.ts';
+import { instrumented } from './instrumented.ts';
 
 const QUEUE = QUEUES.revoke;
 

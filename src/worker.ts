@@ -8,7 +8,8 @@ import cron from 'node-cron';
 import { createBoss } from './boss.ts';
 import { startGaugeRefresh } from './gauges.ts';
 import type { Config } from './config.ts';
-import { registerConsumers } from './consumers.ts';
+import { registerRevokeConsumer } from './consumers/revoke.ts';
+import { registerScheduledConsumers } from './consumers/scheduled.ts';
 import { openDatabase } from './db/database.ts';
 import { sessionTableAccess, sessionTableProblem } from './db/dev-bootstrap.ts';
 import { connectionHint, safeErrorMessage } from './db/errors.ts';
@@ -152,7 +153,8 @@ export async function startWorker(config: Config, log: Logger): Promise<Worker> 
     await install(boss, pool, config, log, config.migrateOnStart);
 
     const ctx: TaskContext = { pool, config, metrics, log };
-    await registerConsumers(boss, ctx, shutdown.signal, log);
+    await registerScheduledConsumers(boss, ctx, shutdown.signal, log);
+    await registerRevokeConsumer(boss, ctx, shutdown.signal, log);
     bossStarted = true;
     const stopGauges = await startGaugeRefresh({ pool, boss, config, metrics, noSessionTable: () => unusable !== null }, log);
     releasers.push({ name: 'gauges', release: stopGauges });
