@@ -8,7 +8,8 @@ import cron from 'node-cron';
 import type pg from 'pg';
 import type { PgBoss } from 'pg-boss';
 import type { Config } from './config.ts';
-import { expiredBacklog, lastCompleted } from './db/sql/gauges.ts';
+import { queueDepths, readExpiredBacklog } from './cluster-state.ts';
+import { lastCompleted } from './db/sql/gauges.ts';
 import type { Logger } from './logger.ts';
 import type { Metrics } from './metrics.ts';
 import { ALL_QUEUES, SCHEDULED_TASKS } from './queues.ts';
@@ -23,24 +24,16 @@ export interface GaugeSources {
 }
 
 export async function refreshBacklog({ pool, config, metrics }: Pick<GaugeSources, 'pool' | 'config' | 'metrics'>): Promise<void> {
-  const { rows } = await pool.query<{ sessions: string; oldest_seconds: number }>({
-    ...expiredBacklog(config.sessionTable),
-    values: [config.expiredGraceSeconds, config.backlogCountCap],
-  });
-  metrics.expiredBacklogSessions.set(Number(rows[0]?.sessions ?? 0));
-  metrics.expiredBacklogOldest.set(Math.max(0, rows[0]?.oldest_seconds ?? 0));
+  const backlog = await readExpiredBacklog(pool, config);
+  metrics.expiredBacklogSessions.set(backlog.sessions);
+  metrics.expiredBacklogOldest.set(backlog.oldestWaitingSeconds);
 }
 
-/**
- * pg-boss's cached queue counts (its monitor refreshes them about once a minute): cheap, a little
- * stale. `queued` is what waits to run now; `deferred` waits for a later start (a retry backoff).
- */
+/** pg-boss's cached queue counts (its monitor refreshes them about once a minute): cheap, a little stale. */
 export async function refreshQueues({ boss, metrics }: GaugeSources): Promise<void> {
-  for (const queue of await boss.getQueues([...ALL_QUEUES])) {
-    metrics.queueJobs.set({ queue: queue.name, state: 'queued' }, Math.max(0, queue.queuedCount - queue.deferredCount));
-    metrics.queueJobs.set({ queue: queue.name, state: 'deferred' }, queue.deferredCount);
-    metrics.queueJobs.set({ queue: queue.name, state: 'active' }, queue.activeCount);
-    metrics.queueJobs.set({ queue: queue.name, state: 'failed' }, queue.failedCount);
+  for (const counts of await boss.getQueues([...ALL_QUEUES])) {
+    const { queue, ...states } = queueDepths(counts);
+    for (const [state, jobs] of Object.entries(states)) metrics.queueJobs.set({ queue, state }, jobs);
   }
 }
 
