@@ -24,7 +24,6 @@ import type { TaskContext } from './tasks/context.ts';
 export interface Worker {
   readonly metrics: Metrics;
   readonly metricsPort: number;
-  readonly connectionString: string;
   /** Graceful: stops taking jobs, lets the running batch finish, releases everything. */
   stop(): Promise<void>;
 }
@@ -169,7 +168,6 @@ export async function startWorker(config: Config, log: Logger): Promise<Worker> 
     return {
       metrics,
       metricsPort,
-      connectionString: database.connectionString,
       stop: () => {
         stopping ??= (async () => {
           log.info('shutting down: finishing the batch in flight');
