@@ -59,7 +59,7 @@ const warmConnections = process.env.SJ_BENCH_TASK === 'revoke' ? 2 : config.purg
 const warm = await Promise.all(Array.from({ length: warmConnections }, () => pool.connect()));
 for (const client of warm) client.release();
 
-process.once('message', async (message: ParentMessage) => {
+async function run(message: ParentMessage): Promise<void> {
   if (message.type !== 'run') return;
   const batches: Array<[number, number]> = [];
   let rssMax = process.memoryUsage.rss();
@@ -98,5 +98,6 @@ process.once('message', async (message: ParentMessage) => {
   }
   // Disconnect only once the (large) message is out.
   process.send?.(result, undefined, {}, () => process.disconnect());
-});
+}
+process.once('message', (message: ParentMessage) => void run(message));
 process.send?.({ type: 'ready' });

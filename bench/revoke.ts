@@ -173,7 +173,7 @@ export async function revocationMemory(ctx: BenchContext, concurrency: number): 
       let sampling = true;
       const sampler = (async () => {
         while (sampling) {
-          peakAnon = Math.max(peakAnon, (await procStatus(pid).catch(() => ({}) as Record<string, number>)).RssAnon ?? 0);
+          peakAnon = Math.max(peakAnon, (await procStatus(pid).catch((): Record<string, number> => ({}))).RssAnon ?? 0);
           await sleep(20);
         }
       })();

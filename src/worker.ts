@@ -142,6 +142,7 @@ export async function startWorker(config: Config, log: Logger): Promise<Worker> 
       if (config.migrateOnStart || !/pg-boss is not installed|requires migrations/.test(message)) throw error;
       throw new Error(
         `${message} (schema ${config.pgbossSchema}): run \`session-janitor migrate\` (JANITOR_MIGRATE=false forbids the worker to do it)`,
+        { cause: error },
       );
     }
     releasers.push({

@@ -39,7 +39,7 @@ export async function requireSessionTable(pool: pg.Pool, config: Config, connect
   try {
     present = await sessionTableExists(pool, config.sessionTable);
   } catch (error) {
-    throw new Error(connectionHint(error, connectionString) ?? safeErrorMessage(error));
+    throw new Error(connectionHint(error, connectionString) ?? safeErrorMessage(error), { cause: error });
   }
   if (!present) throw new Error(noSessionTable(config.sessionTable, connectionString));
 }

@@ -143,7 +143,7 @@ async function readUserIds(file: string): Promise<unknown[]> {
   if (content.trimStart().startsWith('[')) {
     try {
       const parsed: unknown = JSON.parse(content);
-      if (Array.isArray(parsed)) return parsed;
+      if (Array.isArray(parsed)) return parsed as unknown[];
     } catch {
       // reported below
     }
