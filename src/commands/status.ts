@@ -2,7 +2,7 @@
 import { createBoss } from '../boss.ts';
 import { readClusterState, type ClusterState } from '../cluster-state.ts';
 import { safeErrorMessage } from '../db/errors.ts';
-import { formatSeconds } from '../progress.ts';
+import { formatSeconds } from './progress.ts';
 import { setup, withTaskContext } from './common.ts';
 
 export async function statusCommand(options: { json?: boolean }): Promise<void> {
