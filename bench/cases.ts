@@ -23,7 +23,6 @@ export interface CaseResult {
   readonly name: string;
   /** The case whose rows/s this one's ratio divides by. */
   readonly reference?: string;
-  readonly notRun?: string;
   readonly rows?: number;
   /** Median over the runs. */
   readonly seconds?: number;

@@ -6,7 +6,7 @@
  * that its peak RSS is the worker's and not the benchmark's, and so that the refresh workload's
  * timings (another process) do not share an event loop with it.
  *
- * Protocol (IPC, forked by runner.ts): the child opens its pool and warms one connection per lane
+ * Protocol (IPC, forked by children.ts): the child opens its pool and warms one connection per lane
  * (a long-lived worker's pool is warm), sends `ready`, runs on `run`, sends `result` and exits.
  * Configuration: SJ_BENCH_URL and the worker's own JANITOR_* variables in the environment.
  */
@@ -17,6 +17,9 @@ import { createMetrics } from '../src/metrics.ts';
 import type { RunOptions, RunOutput } from '../src/tasks/batching.ts';
 import type { TaskContext } from '../src/tasks/context.ts';
 import { purgeExpired } from '../src/tasks/purge-expired.ts';
+import { reapIdle } from '../src/tasks/reap-idle.ts';
+import { revoke } from '../src/tasks/revoke.ts';
+import type { RevokeRequest } from '../src/revoke-request.ts';
 import type { ChildResult, ParentMessage } from './protocol.ts';
 
 const url = process.env.SJ_BENCH_URL;
@@ -33,39 +36,30 @@ const pool = createPool({
 const ctx: TaskContext = { pool, config, metrics: createMetrics(), log: createLogger('silent') };
 
 type Task = (ctx: TaskContext, options: RunOptions, request: unknown) => Promise<RunOutput>;
-async function loadTask(name: string): Promise<Task> {
+function selectTask(name: string): Task {
   if (name === 'purge-expired') return (c, options) => purgeExpired(c, options);
-  if (name === 'reap-idle') {
-    // A computed specifier: the benchmark must build and run while that module is being written.
-    const module: Record<string, unknown> = await import(new URL('../src/tasks/reap-idle.ts', import.meta.url).href);
-    const reapIdle = module.reapIdle;
-    if (typeof reapIdle !== 'function') throw new Error('src/tasks/reap-idle.ts exports no reapIdle()');
-    return reapIdle as Task;
-  }
+  if (name === 'reap-idle') return (c, options) => reapIdle(c, options);
   if (name === 'revoke') {
-    const module: Record<string, unknown> = await import(new URL('../src/tasks/revoke.ts', import.meta.url).href);
-    const revoke = module.revoke;
-    if (typeof revoke !== 'function') throw new Error('src/tasks/revoke.ts exports no revoke()');
     // The benchmark's knobs of revoke() (RevokeOptions): users or jtis a statement, connections.
     const knobs = {
       ...(process.env.SJ_BENCH_REVOKE_IDS ? { idsPerStatement: Number(process.env.SJ_BENCH_REVOKE_IDS) } : {}),
       ...(process.env.SJ_BENCH_REVOKE_LANES ? { lanes: Number(process.env.SJ_BENCH_REVOKE_LANES) } : {}),
     };
     return async (c, _options, request) => {
-      const output = (await revoke(c, request, knobs)) as { revoked: number };
+      const output = await revoke(c, request as RevokeRequest, knobs);
       return { deleted: output.revoked, batches: 0, stoppedBy: 'drained' };
     };
   }
   throw new Error(`unknown SJ_BENCH_TASK ${name}`);
 }
-const task = await loadTask(process.env.SJ_BENCH_TASK ?? 'purge-expired');
+const task = selectTask(process.env.SJ_BENCH_TASK ?? 'purge-expired');
 
 // A revocation may work on two connections (src/tasks/revoke.ts): a long-lived worker's pool has them.
 const warmConnections = process.env.SJ_BENCH_TASK === 'revoke' ? 2 : config.purgeConcurrency;
 const warm = await Promise.all(Array.from({ length: warmConnections }, () => pool.connect()));
 for (const client of warm) client.release();
 
-process.once('message', async (message: ParentMessage) => {
+async function run(message: ParentMessage): Promise<void> {
   if (message.type !== 'run') return;
   const batches: Array<[number, number]> = [];
   let rssMax = process.memoryUsage.rss();
@@ -104,5 +98,6 @@ process.once('message', async (message: ParentMessage) => {
   }
   // Disconnect only once the (large) message is out.
   process.send?.(result, undefined, {}, () => process.disconnect());
-});
+}
+process.once('message', (message: ParentMessage) => void run(message));
 process.send?.({ type: 'ready' });

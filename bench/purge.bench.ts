@@ -52,7 +52,7 @@ import {
   type WorkloadFigures,
 } from './cases.ts';
 import { buildTemplate, TEMPLATE } from './dataset.ts';
-import { revocationMemory, revocationMissing, revocationSpecs, singleUserRevocations } from './revoke.ts';
+import { revocationMemory, revocationSpecs, singleUserRevocations } from './revoke.ts';
 import { markdown, writeResults, type Results, type Target } from './report.ts';
 import { serverSettings, startServer } from './server.ts';
 import { formatBytes } from './stats.ts';
@@ -155,7 +155,6 @@ try {
   const cases: CaseResult[] = [];
   const workload: WorkloadFigures[] = [];
   let purgeRss: Results['purgeRss'] = null;
-  const notRun: CaseResult[] = [];
 
   // Cases 1, 2, 3 and 5 in interleaved rounds (1, 2a, 2b, 3, ..., then again), each run on a fresh
   // copy: a slow minute on the machine touches every case alike, and each line is the median run.
@@ -167,34 +166,14 @@ try {
     for (const [i, variant] of variants.entries()) specs.push(workerTask(`3.${i + 1}`, 'the worker: purgeExpired()', variant, '1'));
   }
   if (selected.has('idle')) {
-    const reaper = await import(new URL('../src/tasks/reap-idle.ts', import.meta.url).href).then(
-      (m: Record<string, unknown>) => typeof m.reapIdle === 'function',
-      () => false,
+    const reap = { SJ_BENCH_TASK: 'reap-idle', JANITOR_IDLE_TIMEOUT: '14d', JANITOR_MAX_RUN_SECONDS: '86400' };
+    specs.push(
+      idleStatement,
+      workerTask('5', 'the worker: reapIdle(), one full pass', reap, '5-ref'),
+      ...idleVariants.map((variant, i) => workerTask(`5.${i + 1}`, 'the worker: reapIdle(), one full pass', { ...reap, ...variant }, '5-ref')),
     );
-    if (reaper) {
-      const reap = { SJ_BENCH_TASK: 'reap-idle', JANITOR_IDLE_TIMEOUT: '14d', JANITOR_MAX_RUN_SECONDS: '86400' };
-      specs.push(
-        idleStatement,
-        workerTask('5', 'the worker: reapIdle(), one full pass', reap, '5-ref'),
-        ...idleVariants.map((variant, i) => workerTask(`5.${i + 1}`, 'the worker: reapIdle(), one full pass', { ...reap, ...variant }, '5-ref')),
-      );
-    } else {
-      log('case 5: not run, reaper not available');
-      notRun.push({ id: '5', name: 'idle reaper, full pass', notRun: 'reaper not available (src/tasks/reap-idle.ts exports no reapIdle())' });
-    }
   }
-  const revocation = selected.has('revoke') ? revocationMissing() : 'not selected';
-  if (selected.has('revoke')) {
-    if (revocation === null) {
-      specs.push(...revocationSpecs(dataSet.users, revokeVariants));
-    } else {
-      log(`case 6: not run, ${revocation}`);
-      notRun.push(
-        { id: '6a', name: 'revoke 10,000 random users in one job', notRun: revocation },
-        { id: '6b', name: 'single-user revocations through pg-boss, enqueue to rows gone', notRun: revocation },
-      );
-    }
-  }
+  if (selected.has('revoke')) specs.push(...revocationSpecs(dataSet.users, revokeVariants));
   const runs = new Map<string, Run[]>(specs.map((s) => [s.id, []]));
   for (let round = 1; round <= repeat; round += 1) {
     for (const spec of specs) {
@@ -205,7 +184,6 @@ try {
     }
   }
   for (const spec of specs) cases.push(aggregate(spec, runs.get(spec.id) ?? []));
-  cases.push(...notRun);
   const purgeRuns = (runs.get('3') ?? []).flatMap((r) => (r.task ? [r.task] : []));
   if (purgeRuns.length > 0) {
     purgeRss = {
@@ -213,7 +191,7 @@ try {
       rssSampledMaxBytes: Math.max(...purgeRuns.map((t) => t.rssSampledMaxBytes)),
     };
   }
-  if (revocation === null) cases.push(await singleUserRevocations(ctx, dataSet.users, revokeRate, revokeSeconds));
+  if (selected.has('revoke')) cases.push(await singleUserRevocations(ctx, dataSet.users, revokeRate, revokeSeconds));
   if (selected.has('revoke-memory')) cases.push(await revocationMemory(ctx, loadConfig({ LOG_LEVEL: 'silent' }).revokeConcurrency));
   if (selected.has('workload')) {
     workload.push(...(await workloadBesidePurge(ctx, 'the single statement', 'single-statement', workloadOptions)));
@@ -248,7 +226,7 @@ try {
 }
 
 function evaluate(cases: readonly CaseResult[], workload: readonly WorkloadFigures[], rss: Results['purgeRss']): Target[] {
-  const byId = (id: string) => cases.find((c) => c.id === id && c.notRun === undefined);
+  const byId = (id: string) => cases.find((c) => c.id === id);
   const purge = byId('3');
   const ratio = (c: CaseResult | undefined, min: number, what: string): Target =>
     c?.ratio === undefined
@@ -273,7 +251,7 @@ function evaluate(cases: readonly CaseResult[], workload: readonly WorkloadFigur
       met: ratio <= max,
     };
   };
-  const single = cases.find((c) => c.id === '6b' && c.notRun === undefined);
+  const single = cases.find((c) => c.id === '6b');
   const memory = cases.find((c) => c.id === '6c');
   return [
     ratio(purge, 0.8, 'purge rows/s vs single statement >= 0.8'),

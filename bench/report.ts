@@ -48,10 +48,6 @@ export function markdown(results: Results): string {
   lines.push('| case | rows | seconds | rows/s | ratio | batch p50 / p99 / max (ms) | WAL | notes |');
   lines.push('| --- | ---: | ---: | ---: | ---: | --- | ---: | --- |');
   for (const c of results.cases) {
-    if (c.notRun !== undefined) {
-      lines.push(`| ${c.id}. ${c.name} | not run: ${c.notRun} | | | | | | |`);
-      continue;
-    }
     const b = c.batches;
     lines.push(
       `| ${c.id}. ${c.name} | ${c.rows?.toLocaleString('en') ?? '-'} | ${c.seconds?.toFixed(3) ?? '-'} | ${c.rowsPerSecond === undefined ? '-' : Math.round(c.rowsPerSecond).toLocaleString('en')} | ` +

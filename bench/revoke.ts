@@ -1,5 +1,5 @@
 /**
- * Case 6, revocation, when the worker's revocation exists (src/tasks/revoke.ts, src/client.ts):
+ * Case 6, revocation:
  *   6a   revoke() of src/tasks/revoke.ts (what the revoke job's handler calls) on 10,000 random users
  *        in one request, against 6a-ref, one `DELETE ... WHERE user_id = ANY($1)` of the same users;
  *   6b   single-user revocations at a steady rate through pg-boss, end to end: a real worker process
@@ -13,19 +13,11 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import pg from 'pg';
+import { enqueueRevocation } from '../src/client.ts';
 import { measured, oneStatement, withCopy, workerTask, type BenchContext, type CaseResult, type CaseSpec } from './cases.ts';
 import { sleep, summarize } from './stats.ts';
-
-const MODULES = ['../src/tasks/revoke.ts', '../src/client.ts'];
-
-/** null when revocation is there, else why not. */
-export function revocationMissing(): string | null {
-  const missing = MODULES.filter((p) => !existsSync(new URL(p, import.meta.url)));
-  return missing.length === 0 ? null : `revocation not available (${missing.map((m) => m.slice(3)).join(', ')} missing)`;
-}
 
 /** n distinct user ids from 1..users, the same for a given seed (a small LCG). */
 export function sampleUsers(users: number, n: number, seed: number): number[] {
@@ -106,8 +98,6 @@ async function stopWorker(child: ChildProcess): Promise<void> {
 export async function singleUserRevocations(ctx: BenchContext, users: number, rate: number, seconds: number): Promise<CaseResult> {
   const name = `single-user revocations at ${rate}/s for ${seconds} s through pg-boss and a worker process, enqueue to rows gone`;
   ctx.log(`case 6b: ${name}`);
-  const client: Record<string, unknown> = await import(new URL('../src/client.ts', import.meta.url).href);
-  const enqueue = client.enqueueRevocation as (target: pg.Pool, request: unknown) => Promise<string | null>;
   return withCopy(ctx, async (db) => {
     const worker = startWorker(db.url);
     const pool = new pg.Pool({ connectionString: db.url, max: 16, application_name: 'sj-bench-producer' });
@@ -127,7 +117,7 @@ export async function singleUserRevocations(ctx: BenchContext, users: number, ra
           const due = origin + (i * 1000) / rate;
           await sleep(Math.max(0, due - performance.now()));
           const started = performance.now();
-          await enqueue(pool, { userId, reason: 'benchmark' });
+          await enqueueRevocation(pool, { userId, reason: 'benchmark' });
           for (;;) {
             const { rows: left } = await pool.query<{ n: number }>('SELECT count(*)::int AS n FROM auth.refresh_session WHERE user_id = $1', [userId]);
             if ((left[0]?.n ?? 0) === 0) break;
@@ -183,7 +173,7 @@ export async function revocationMemory(ctx: BenchContext, concurrency: number): 
       let sampling = true;
       const sampler = (async () => {
         while (sampling) {
-          peakAnon = Math.max(peakAnon, (await procStatus(pid).catch(() => ({}) as Record<string, number>)).RssAnon ?? 0);
+          peakAnon = Math.max(peakAnon, (await procStatus(pid).catch((): Record<string, number> => ({}))).RssAnon ?? 0);
           await sleep(20);
         }
       })();

@@ -78,12 +78,13 @@ function tick(): void {
 }
 tick();
 
-process.on('message', async (message: ParentMessage) => {
+async function stop(message: ParentMessage): Promise<void> {
   if (message.type !== 'stop') return;
   stopping = true;
   while (inFlight > 0) await new Promise((resolve) => setTimeout(resolve, 5));
   await pool.end();
   // Disconnect only once the (large) message is out.
   process.send?.({ type: 'samples', samples, lateStarts } satisfies WorkloadMessage, undefined, {}, () => process.disconnect());
-});
+}
+process.on('message', (message: ParentMessage) => void stop(message));
 send({ type: 'ready', jtis: jtis.length });

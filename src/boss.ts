@@ -7,7 +7,7 @@ import { PgBoss } from 'pg-boss';
 import type { Config } from './config.ts';
 import type { Logger } from './logger.ts';
 import type { Metrics } from './metrics.ts';
-import { QUEUES, queueDefinitions } from './queues.ts';
+import { SCHEDULED_TASKS, queueDefinitions } from './queues.ts';
 
 export type BossRole =
   /** The worker: consumes, schedules, runs maintenance. */
@@ -64,12 +64,11 @@ export async function ensureQueues(boss: PgBoss, config: Config): Promise<void> 
  * catch-up run, not one per missed tick.
  */
 export async function ensureSchedules(boss: PgBoss, config: Config): Promise<void> {
-  await boss.schedule(QUEUES.purgeExpired, config.purgeCron, {}, { tz: config.cronTz, missed: 'once' });
-  if (config.idleTimeoutSeconds === null) {
-    // Reaping turned off: remove the schedule an earlier start left, which would keep queuing a job
-    // that no worker consumes (and trip the reap-stalled alert for the wrong reason).
-    await boss.unschedule(QUEUES.reapIdle);
-  } else {
-    await boss.schedule(QUEUES.reapIdle, config.reapCron, {}, { tz: config.cronTz, missed: 'once' });
+  for (const { queue, cron } of SCHEDULED_TASKS) {
+    const expression = cron(config);
+    // A task turned off (reaping): remove the schedule an earlier start left, which would keep
+    // queuing a job that no worker consumes (and trip the reap-stalled alert for the wrong reason).
+    if (expression === null) await boss.unschedule(queue);
+    else await boss.schedule(queue, expression, {}, { tz: config.cronTz, missed: 'once' });
   }
 }

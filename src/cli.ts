@@ -7,13 +7,13 @@
  * 64 (EX_USAGE) an invalid revocation request (`revoke`), 78 (EX_CONFIG) a bad configuration value.
  */
 import { Command } from 'commander';
-import { fail } from './commands/common.ts';
 import { devUrlCommand } from './commands/dev-url.ts';
 import { migrateCommand } from './commands/migrate.ts';
 import { purgeExpiredCommand } from './commands/purge-expired.ts';
 import { reapIdleCommand } from './commands/reap-idle.ts';
 import { registerRevokeCommand } from './commands/revoke.ts';
 import { startCommand } from './commands/start.ts';
+import { CommandError } from './commands/process-edge.ts';
 import { statusCommand } from './commands/status.ts';
 import { safeErrorMessage } from './db/errors.ts';
 
@@ -50,4 +50,8 @@ program
 
 registerRevokeCommand(program);
 
-program.parseAsync(process.argv).catch((error: unknown) => fail(safeErrorMessage(error), 1));
+// The one place a failed command becomes an exit code, after its `finally` blocks have run.
+program.parseAsync(process.argv).catch((error: unknown) => {
+  process.stderr.write(`session-janitor: ${safeErrorMessage(error)}\n`);
+  process.exitCode = error instanceof CommandError ? error.exitCode : 1;
+});

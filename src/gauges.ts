@@ -8,14 +8,11 @@ import cron from 'node-cron';
 import type pg from 'pg';
 import type { PgBoss } from 'pg-boss';
 import type { Config } from './config.ts';
-import { safeErrorMessage } from './db/errors.ts';
-import { expiredBacklog, lastCompleted } from './db/sql/gauges.ts';
+import { queueDepths, readExpiredBacklog } from './cluster-state.ts';
+import { lastCompleted } from './db/sql/gauges.ts';
 import type { Logger } from './logger.ts';
 import type { Metrics } from './metrics.ts';
-import { ALL_QUEUES, QUEUES } from './queues.ts';
-
-/** The scheduled tasks whose last success is reported, by queue. */
-const SCHEDULED = { [QUEUES.purgeExpired]: 'purge-expired', [QUEUES.reapIdle]: 'reap-idle' } as const;
+import { ALL_QUEUES, SCHEDULED_TASKS } from './queues.ts';
 
 export interface GaugeSources {
   readonly pool: pg.Pool;
@@ -27,33 +24,28 @@ export interface GaugeSources {
 }
 
 export async function refreshBacklog({ pool, config, metrics }: Pick<GaugeSources, 'pool' | 'config' | 'metrics'>): Promise<void> {
-  const { rows } = await pool.query<{ sessions: string; oldest_seconds: number }>({
-    ...expiredBacklog(config.sessionTable),
-    values: [config.expiredGraceSeconds, config.backlogCountCap],
-  });
-  metrics.expiredBacklogSessions.set(Number(rows[0]?.sessions ?? 0));
-  metrics.expiredBacklogOldest.set(Math.max(0, rows[0]?.oldest_seconds ?? 0));
+  const backlog = await readExpiredBacklog(pool, config);
+  metrics.expiredBacklogSessions.set(backlog.sessions);
+  metrics.expiredBacklogOldest.set(backlog.oldestWaitingSeconds);
 }
 
-/**
- * pg-boss's cached queue counts (its monitor refreshes them about once a minute): cheap, a little
- * stale. `queued` is what waits to run now; `deferred` waits for a later start (a retry backoff).
- */
+/** pg-boss's cached queue counts (its monitor refreshes them about once a minute): cheap, a little stale. */
 export async function refreshQueues({ boss, metrics }: GaugeSources): Promise<void> {
-  for (const queue of await boss.getQueues([...ALL_QUEUES])) {
-    metrics.queueJobs.set({ queue: queue.name, state: 'queued' }, Math.max(0, queue.queuedCount - queue.deferredCount));
-    metrics.queueJobs.set({ queue: queue.name, state: 'deferred' }, queue.deferredCount);
-    metrics.queueJobs.set({ queue: queue.name, state: 'active' }, queue.activeCount);
-    metrics.queueJobs.set({ queue: queue.name, state: 'failed' }, queue.failedCount);
+  for (const counts of await boss.getQueues([...ALL_QUEUES])) {
+    const { queue, ...states } = queueDepths(counts);
+    for (const [state, jobs] of Object.entries(states)) metrics.queueJobs.set({ queue, state }, jobs);
   }
 }
 
 export async function refreshLastSuccess({ pool, config, metrics }: GaugeSources): Promise<void> {
-  const { rows } = await pool.query<{ name: keyof typeof SCHEDULED; completed_at: number }>({
+  const { rows } = await pool.query<{ name: string; completed_at: number }>({
     ...lastCompleted(config.pgbossSchema),
-    values: [Object.keys(SCHEDULED)],
+    values: [SCHEDULED_TASKS.map((t) => t.queue)],
   });
-  for (const row of rows) metrics.lastSuccess.set({ task: SCHEDULED[row.name] }, row.completed_at);
+  for (const { task, queue } of SCHEDULED_TASKS) {
+    const row = rows.find((r) => r.name === queue);
+    if (row !== undefined) metrics.lastSuccess.set({ task }, row.completed_at);
+  }
 }
 
 export async function refreshGauges(sources: GaugeSources, log: Logger): Promise<void> {
@@ -62,7 +54,7 @@ export async function refreshGauges(sources: GaugeSources, log: Logger): Promise
   for (const result of results) {
     if (result.status === 'rejected') {
       sources.metrics.errors.inc({ kind: 'gauge-refresh' });
-      log.warn({ err: { message: safeErrorMessage(result.reason) } }, 'gauge refresh failed; the last values stay');
+      log.warn({ err: result.reason }, 'gauge refresh failed; the last values stay');
     }
   }
 }

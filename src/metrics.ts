@@ -7,10 +7,10 @@
  * from a closed set named in this file.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { QUEUES } from './queues.ts';
+import { QUEUES, SCHEDULED_TASKS, type ScheduledTaskName } from './queues.ts';
 
-export const TASKS = ['purge-expired', 'reap-idle', 'revoke'] as const;
-export type Task = (typeof TASKS)[number];
+export type Task = ScheduledTaskName | 'revoke';
+export const TASKS: readonly Task[] = [...SCHEDULED_TASKS.map((t) => t.task), 'revoke'];
 
 export const DELETE_REASONS = ['expired', 'idle', 'revoked'] as const;
 export type DeleteReason = (typeof DELETE_REASONS)[number];
@@ -36,8 +36,7 @@ const JOB_BUCKETS = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300
  * rejected (an invalid payload); the scheduled runs carry no payload to reject.
  */
 const JOB_SERIES: ReadonlyArray<{ queue: string; outcomes: readonly JobOutcome[] }> = [
-  { queue: QUEUES.purgeExpired, outcomes: ['completed', 'failed'] },
-  { queue: QUEUES.reapIdle, outcomes: ['completed', 'failed'] },
+  ...SCHEDULED_TASKS.map(({ queue }) => ({ queue, outcomes: ['completed', 'failed'] as const })),
   { queue: QUEUES.revoke, outcomes: JOB_OUTCOMES },
 ];
 

@@ -17,11 +17,24 @@ export type QueueName = (typeof QUEUES)[keyof typeof QUEUES];
 export const ALL_QUEUES: readonly QueueName[] = [QUEUES.purgeExpired, QUEUES.reapIdle, QUEUES.revoke, QUEUES.deadLetter];
 
 /**
+ * The scheduled tasks, the one list that says which is which: the queue its runs go to, the `task`
+ * label of its metrics (batch duration, last success), and its cron under the configuration (null:
+ * off, with neither a schedule nor a consumer). The consumers, the schedules, the metrics and the
+ * gauges are derived from it.
+ */
+export const SCHEDULED_TASKS = [
+  { task: 'purge-expired', queue: QUEUES.purgeExpired, cron: (config: Config): string | null => config.purgeCron },
+  { task: 'reap-idle', queue: QUEUES.reapIdle, cron: (config: Config): string | null => (config.idleTimeoutSeconds === null ? null : config.reapCron) },
+] as const;
+
+export type ScheduledTaskName = (typeof SCHEDULED_TASKS)[number]['task'];
+
+/**
  * Retries: a job that fails for a reason other than its payload (the database restarted, refused the
  * login or a privilege, a failover, a lock held for long) is retried with exponential backoff for at
  * least JANITOR_RETRY_WINDOW (1 h by default) before pg-boss dead-letters it: a revocation stays
  * wanted however long the database is away, and a purge or reap run must not end in the dead-letter
- * queue because of an outage. Only an invalid payload is dead-lettered at once (revoke-consumer.ts).
+ * queue because of an outage. Only an invalid payload is dead-lettered at once (consumers/revoke.ts).
  * The first retry waits about JANITOR_RETRY_DELAY (15 s), each next one twice as long, at most
  * RETRY_DELAY_MAX_SECONDS; retryLimit is the fewest retries whose shortest total wait reaches the
  * window (16 with the defaults: 3765 s at least, up to twice that with pg-boss's jitter).

@@ -23,7 +23,7 @@ import fc from 'fast-check';
 import type pg from 'pg';
 import { createBoss } from '../src/boss.ts';
 import { InvalidRevokeRequestError, enqueueRevocation } from '../src/client.ts';
-import { startWorker, type Worker } from '../src/main.ts';
+import { startWorker, type Worker } from '../src/worker.ts';
 import { QUEUES } from '../src/queues.ts';
 import { MAX_IDS, MAX_TEXT, validateRevokeRequest, type RevokeRequest } from '../src/revoke-request.ts';
 import { createTestDatabase, insertSessions, remainingIds, silentLogger, testConfig, type TestDatabase } from './helpers/database.ts';

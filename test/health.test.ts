@@ -11,7 +11,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { PgBoss } from 'pg-boss';
 import { freePort, startEmbedded } from '../src/db/embedded.ts';
-import { startWorker } from '../src/main.ts';
+import { startWorker } from '../src/worker.ts';
 import { QUEUES } from '../src/queues.ts';
 import { insertBulkSessions, installSchema, silentLogger, testConfig } from './helpers/database.ts';
 import pg from 'pg';

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { startWorker } from '../src/main.ts';
+import { startWorker } from '../src/worker.ts';
 import { createLogger } from '../src/logger.ts';
 import { createTestDatabase, testConfig, type TestDatabase } from './helpers/database.ts';
 import { until } from './helpers/wait.ts';

@@ -10,7 +10,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { PgBoss } from 'pg-boss';
 import { parse } from 'yaml';
 import { enqueueRevocation, waitForRevocation } from '../src/client.ts';
-import { startWorker } from '../src/main.ts';
+import { startWorker } from '../src/worker.ts';
 import { QUEUES } from '../src/queues.ts';
 import { createTestDatabase, insertSessions, silentLogger, testConfig, type TestDatabase } from './helpers/database.ts';
 import { sample } from './helpers/scrape.ts';

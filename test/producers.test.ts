@@ -12,7 +12,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { startWorker, type Worker } from '../src/main.ts';
+import { startWorker, type Worker } from '../src/worker.ts';
 import { QUEUES } from '../src/queues.ts';
 import { createTestDatabase, insertSessions, silentLogger, testConfig, type TestDatabase } from './helpers/database.ts';
 import { until } from './helpers/wait.ts';

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import pg from 'pg';
 import { after, before, describe, test } from 'node:test';
 import { createLogger } from '../src/logger.ts';
-import { startWorker, type Worker } from '../src/main.ts';
+import { startWorker, type Worker } from '../src/worker.ts';
 import { createTestDatabase, testConfig, type TestDatabase } from './helpers/database.ts';
 import { runCli } from './helpers/process.ts';
 import { sample } from './helpers/scrape.ts';

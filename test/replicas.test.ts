@@ -146,7 +146,7 @@ describe('three replicas', () => {
       let purgeDone: JobRow | false = false;
       let reapDone: JobRow | false = false;
       for (let i = 0; !(purgeDone && reapDone && sent.length >= 40); i += 1) {
-        if (Date.now() > deadline) assert.fail(`no completed scheduled tick of each queue within the wait: purge ${String(purgeDone)}, reap ${String(reapDone)}`);
+        if (Date.now() > deadline) assert.fail(`no completed scheduled tick of each queue within the wait: purge ${JSON.stringify(purgeDone)}, reap ${JSON.stringify(reapDone)}`);
         const request = revocation(i);
         // Both enqueue paths of the client: boss.send, and the SQL function through a pool.
         const id = await enqueueRevocation(i % 2 === 0 ? producer : db.pool, request);

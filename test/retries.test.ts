@@ -11,7 +11,7 @@ import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
 import type { PgBoss } from 'pg-boss';
 import { createBoss, ensureQueues } from '../src/boss.ts';
-import { startWorker, type Worker } from '../src/main.ts';
+import { startWorker, type Worker } from '../src/worker.ts';
 import { QUEUES, queueDefinitions } from '../src/queues.ts';
 import { createTestDatabase, insertSessions, remainingIds, silentLogger, testConfig, type TestDatabase } from './helpers/database.ts';
 

@@ -20,7 +20,7 @@ import { migrateOwnSchema, readVersion } from '../src/db/migrate.ts';
 import { LATEST_VERSION } from '../src/db/sql/migrations.ts';
 import { install } from '../src/install.ts';
 import { InvalidRevokeRequestError, RevocationFailedError, enqueueRevocation, waitForRevocation } from '../src/client.ts';
-import { startWorker, type Worker } from '../src/main.ts';
+import { startWorker, type Worker } from '../src/worker.ts';
 import { QUEUES } from '../src/queues.ts';
 import { MAX_IDS, type RevokeRequest } from '../src/revoke-request.ts';
 import { createTestDatabase, databaseUrl, insertSessions, remainingIds, silentLogger, testConfig, type InsertedSession, type TestDatabase } from './helpers/database.ts';

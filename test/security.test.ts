@@ -27,7 +27,7 @@ import { createBoss } from '../src/boss.ts';
 import { enqueueRevocation, waitForRevocation } from '../src/client.ts';
 import { ConfigError, loadConfig, type Config, type QualifiedName } from '../src/config.ts';
 import { freePort } from '../src/db/embedded.ts';
-import { startWorker } from '../src/main.ts';
+import { startWorker } from '../src/worker.ts';
 import { DELETE_REASONS, ERROR_KINDS, JOB_OUTCOMES, TASKS } from '../src/metrics.ts';
 import { ALL_QUEUES, QUEUES } from '../src/queues.ts';
 import type { RevokeRequest } from '../src/revoke-request.ts';

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { PgBoss } from 'pg-boss';
 import { QUEUES } from '../src/queues.ts';
-import type { Status } from '../src/status.ts';
+import type { ClusterState } from '../src/cluster-state.ts';
 import { createTestDatabase, insertSessions, type TestDatabase } from './helpers/database.ts';
 import { runCli } from './helpers/process.ts';
 
@@ -26,7 +26,7 @@ test('status shows queue depths, the dead-letter queue, schedules and the expire
 
   const json = await runCli(['status', '--json'], { DATABASE_URL: db.url, LOG_LEVEL: 'warn' }).finished;
   assert.equal(json.code, 0, json.stderr);
-  const status = JSON.parse(json.stdout) as Status;
+  const status = JSON.parse(json.stdout) as ClusterState;
   const queue = (name: string) => status.queues.find((q) => q.queue === name);
   assert.equal(queue(QUEUES.deadLetter)?.queued, 1);
   assert.equal(queue(QUEUES.revoke)?.deferred, 1);

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { PgBoss } from 'pg-boss';
-import { startWorker, type Worker } from '../src/main.ts';
+import { startWorker, type Worker } from '../src/worker.ts';
 import { QUEUES } from '../src/queues.ts';
 import { createTestDatabase, insertBulkSessions, silentLogger, testConfig, type TestDatabase } from './helpers/database.ts';
 import { runCli } from './helpers/process.ts';

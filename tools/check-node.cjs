@@ -3,7 +3,6 @@
 // dependencies node-<platform>-<arch>), else the machine's. Plain ES5 and CommonJS on purpose, so
 // that any Node prints the one line below instead of a syntax error. `test` also needs the test
 // runner's --test-global-setup (Node 24).
-/* eslint-disable no-var */
 var parts = process.versions.node.split('.');
 var major = Number(parts[0]);
 var minor = Number(parts[1]);

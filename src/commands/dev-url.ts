@@ -4,7 +4,8 @@
  * It prints the local development password, which is its purpose; it never starts a server.
  */
 import { embeddedUrl } from '../db/embedded.ts';
-import { fail, setup } from './common.ts';
+import { setup } from './common.ts';
+import { fail } from './process-edge.ts';
 
 export async function devUrlCommand(): Promise<void> {
   const { config } = setup();

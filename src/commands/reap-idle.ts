@@ -3,7 +3,8 @@
  * percentage from the stored position, rows reaped, ETA), then a summary. Like a scheduled run it
  * stops at JANITOR_MAX_RUN_SECONDS and resumes the pass where the last run, scheduled or not, left it.
  */
-import { countIdleSessions, detectStrategy, readReapPosition, reapIdle } from '../tasks/reap-idle.ts';
+import { loadReapPosition } from '../db/reap-position.ts';
+import { countIdleSessions, detectStrategy, reapIdle } from '../tasks/reap-idle.ts';
 import { runInForeground, setup, withTaskContext } from './common.ts';
 
 export async function reapIdleCommand(options: { dryRun?: boolean }): Promise<void> {
@@ -29,7 +30,7 @@ export async function reapIdleCommand(options: { dryRun?: boolean }): Promise<vo
       process.stdout.write(`through the index ${strategy.index} on last_used_at\n`);
       return;
     }
-    const position = await readReapPosition(ctx);
+    const position = await loadReapPosition(ctx.pool, config.sessionTable);
     if (position !== null) {
       const state =
         position.passFinishedAt === null

@@ -19,7 +19,8 @@ import { InvalidRevokeRequestError, RevocationFailedError, RevocationTimeoutErro
 import { openDatabase } from '../db/database.ts';
 import { SQLSTATE, sqlState } from '../db/errors.ts';
 import { validateRevokeRequest } from '../revoke-request.ts';
-import { fail, setup } from './common.ts';
+import { setup } from './common.ts';
+import { fail } from './process-edge.ts';
 
 export const EXIT_USAGE = 64;
 /** --wait: no worker took the job within --take-timeout (EX_TEMPFAIL: it runs when one starts). */
@@ -142,7 +143,7 @@ async function readUserIds(file: string): Promise<unknown[]> {
   if (content.trimStart().startsWith('[')) {
     try {
       const parsed: unknown = JSON.parse(content);
-      if (Array.isArray(parsed)) return parsed;
+      if (Array.isArray(parsed)) return parsed as unknown[];
     } catch {
       // reported below
     }

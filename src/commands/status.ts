@@ -1,8 +1,8 @@
 /** `session-janitor status [--json]`: queues, dead letters, schedules, backlog, the reaper's pass. */
 import { createBoss } from '../boss.ts';
+import { readClusterState, type ClusterState } from '../cluster-state.ts';
 import { safeErrorMessage } from '../db/errors.ts';
-import { formatSeconds } from '../progress.ts';
-import { readStatus, renderStatus } from '../status.ts';
+import { formatSeconds } from './progress.ts';
 import { setup, withTaskContext } from './common.ts';
 
 export async function statusCommand(options: { json?: boolean }): Promise<void> {
@@ -17,10 +17,49 @@ export async function statusCommand(options: { json?: boolean }): Promise<void> 
         const database = decodeURIComponent(new URL(connectionString).pathname.slice(1));
         throw new Error(`${message.replace(/\.$/, '')} in schema ${config.pgbossSchema} of ${database}: run \`session-janitor migrate\``);
       });
-      const status = await readStatus(boss, ctx);
-      process.stdout.write(options.json ? `${JSON.stringify(status, null, 2)}\n` : renderStatus(status, formatSeconds));
+      const status = await readClusterState(boss, ctx.pool, config);
+      process.stdout.write(options.json ? `${JSON.stringify(status, null, 2)}\n` : renderStatus(status));
     } finally {
       await boss.stop({ graceful: false });
     }
   });
+}
+
+/** Left-aligned columns, a header row and a rule. */
+function table(header: readonly string[], rows: ReadonlyArray<readonly string[]>): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: readonly string[]) => cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd();
+  return [line(header), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n');
+}
+
+function describeReaper({ enabled, position: p }: ClusterState['idleReaper']): string {
+  if (!enabled) return 'idle reaper: off (JANITOR_IDLE_TIMEOUT=off)';
+  if (p === null) return 'idle reaper: no pass yet';
+  const state = p.passFinishedAt === null ? `${(p.fraction * 100).toFixed(1)}% done (id ${p.lastId} of ${p.endId})` : 'finished';
+  return `idle reaper: pass ${p.pass} ${state}, ${p.passDeleted} sessions reaped in this pass, started ${p.passStartedAt.toISOString()}`;
+}
+
+function renderStatus(status: ClusterState): string {
+  const sections = [
+    table(
+      ['QUEUE', 'QUEUED', 'ACTIVE', 'DEFERRED', 'FAILED'],
+      status.queues.map((q) => [q.queue, String(q.queued), String(q.active), String(q.deferred), String(q.failed)]),
+    ),
+    table(
+      ['SCHEDULE', 'CRON', 'TZ', 'LAST RUN', 'LAST STATE', 'LAST OUTPUT', 'NEXT RUN'],
+      status.schedules.map((s) => [
+        s.queue,
+        s.cron,
+        s.timezone,
+        s.lastRun?.createdOn ?? 'never',
+        s.lastRun?.state ?? '-',
+        s.lastRun?.output ? JSON.stringify(s.lastRun.output) : '-',
+        s.nextRun ?? '-',
+      ]),
+    ),
+    `expired backlog: ${status.expiredBacklog.capped ? 'at least ' : ''}${status.expiredBacklog.sessions} sessions, ` +
+      `the oldest waiting ${formatSeconds(status.expiredBacklog.oldestWaitingSeconds)}`,
+    describeReaper(status.idleReaper),
+  ];
+  return `${sections.join('\n\n')}\n`;
 }

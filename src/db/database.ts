@@ -12,7 +12,6 @@ import { createPool } from './pool.ts';
 
 export interface OpenedDatabase {
   readonly connectionString: string;
-  readonly embedded: boolean;
   /** Set when this start created the demo data set. */
   readonly demo: DemoData | null;
   close(): Promise<void>;
@@ -21,7 +20,7 @@ export interface OpenedDatabase {
 export async function openDatabase(config: Config, log: Logger): Promise<OpenedDatabase> {
   if (config.databaseUrl !== undefined) {
     log.info({ database: describeDatabase(config.databaseUrl) }, 'using the database of DATABASE_URL');
-    return { connectionString: config.databaseUrl, embedded: false, demo: null, close: async () => {} };
+    return { connectionString: config.databaseUrl, demo: null, close: async () => {} };
   }
   // Logged once the server is up: without the package (the production image) the one line is the error.
   const server = await startEmbedded({ dataDir: config.dataDir });
@@ -48,5 +47,5 @@ export async function openDatabase(config: Config, log: Logger): Promise<OpenedD
       ? 'DATABASE_URL is unset: joined the embedded PostgreSQL that another process of this checkout runs (and stops)'
       : 'DATABASE_URL is unset: embedded PostgreSQL is up (`node src/cli.ts dev-url` prints its DATABASE_URL, for psql or a producer)',
   );
-  return { connectionString: server.connectionString, embedded: true, demo, close: () => server.stop() };
+  return { connectionString: server.connectionString, demo, close: () => server.stop() };
 }

@@ -170,7 +170,7 @@ async function startServer(databaseDir: string, port: number): Promise<void> {
       if (attempt >= 10) {
         const log = await readFile(logFile, 'utf8').catch(() => '');
         const fatal = log.split('\n').filter((line) => /FATAL|ERROR/.test(line)).at(-1);
-        throw new Error(`${error instanceof Error ? error.message : String(error)}${fatal ? ` ${fatal.trim()}` : ''} (log: ${logFile})`);
+        throw new Error(`${error instanceof Error ? error.message : String(error)}${fatal ? ` ${fatal.trim()}` : ''} (log: ${logFile})`, { cause: error });
       }
       await new Promise((resolve) => setTimeout(resolve, 1000));
     }

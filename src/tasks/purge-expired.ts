@@ -57,7 +57,7 @@ export interface PurgeDeps {
 }
 
 export async function purgeExpired(ctx: TaskContext, options: RunOptions = {}, deps: PurgeDeps = {}): Promise<RunOutput & { wouldDelete?: number }> {
-  const { pool, config, metrics } = ctx;
+  const { config, metrics } = ctx;
   const grace = config.expiredGraceSeconds;
   const table = config.sessionTable;
   if (options.dryRun) return { deleted: 0, batches: 0, stoppedBy: 'drained', wouldDelete: await countPurgeableSessions(ctx) };

@@ -21,14 +21,13 @@
  * tasks/held-rows.ts.
  */
 import type pg from 'pg';
-import type { QualifiedName } from '../config.ts';
 import { SQLSTATE, sqlState } from '../db/errors.ts';
+import { loadReapPosition, toPosition, withFraction, type PositionRow, type ReapPosition } from '../db/reap-position.ts';
 import {
   addPassDeleted,
   countIdle,
   findIdleIndex,
   positionKey,
-  readPosition,
   REAP_POSITION_TABLE,
   reapIds,
   reapIndexCandidates,
@@ -39,28 +38,10 @@ import {
   reapThroughIndex,
   startPass,
 } from '../db/sql/reap-idle.ts';
-import { parseInstant } from '../db/sql/timestamps.ts';
 import { AdaptiveBatchSize, RunBudget, shrinkOnTimeout, type RunOptions, type RunOutput, type StoppedBy } from './batching.ts';
 import { withConnection } from './connection.ts';
 import type { TaskContext } from './context.ts';
 import { aroundHeldRows, deleteInHalves, type SessionId } from './held-rows.ts';
-
-/** Where the walk of the table stands. Ids are numbers: the primary key is an integer column. */
-export interface ReapPosition {
-  readonly pass: number;
-  /** The pass covers (firstId, endId]. */
-  readonly firstId: number;
-  /** Every id up to lastId is done in this pass. */
-  readonly lastId: number;
-  readonly endId: number;
-  readonly passStartedAt: Date;
-  /** null while the pass is in progress. */
-  readonly passFinishedAt: Date | null;
-  /** Rows this pass deleted so far. */
-  readonly passDeleted: number;
-  /** lastId's share of the pass, 0..1. */
-  readonly fraction: number;
-}
 
 export type ReapStrategy = { readonly kind: 'range' } | { readonly kind: 'index'; readonly index: string };
 
@@ -153,7 +134,7 @@ async function walkRanges(ctx: TaskContext, client: pg.PoolClient, idleSeconds: 
     metrics.sessionsDeleted.inc({ reason: 'idle' }, rangeDeleted);
     // Rows deleted: the position moved with them. None: no idle row in the range, or another
     // walker moved the position (then the delete read nothing); the position says which.
-    const current = rangeDeleted > 0 ? undefined : await loadPosition(client, key, table);
+    const current = rangeDeleted > 0 ? undefined : await loadReapPosition(client, table);
     const moved = current === undefined || (current !== null && current.pass === position.pass && current.lastId === to);
     if (moved) {
       position = withFraction({ ...position, lastId: to, passDeleted: position.passDeleted + rangeDeleted });
@@ -252,48 +233,9 @@ async function beginPass({ config }: TaskContext, client: pg.ClientBase): Promis
   });
   const started = rows[0];
   if (started !== undefined) return toPosition(started);
-  const position = await loadPosition(client, key, config.sessionTable);
+  const position = await loadReapPosition(client, config.sessionTable);
   if (position === null) throw new Error(`the reap position of ${key} vanished while starting a pass`);
   return position;
-}
-
-/** Where the walk stands, without changing it (null: never reaped). For the command and status. */
-export async function readReapPosition({ pool, config }: TaskContext): Promise<ReapPosition | null> {
-  return loadPosition(pool, positionKey(config.sessionTable), config.sessionTable);
-}
-
-async function loadPosition(db: pg.Pool | pg.ClientBase, key: string, table: QualifiedName): Promise<ReapPosition | null> {
-  const { rows } = await db.query<PositionRow>({ ...readPosition(table), values: [key] });
-  const row = rows[0];
-  return row === undefined ? null : toPosition(row);
-}
-
-interface PositionRow {
-  pass: number;
-  first_id: string;
-  last_id: string;
-  end_id: string;
-  pass_started_at: string;
-  pass_finished_at: string | null;
-  pass_deleted: string;
-}
-
-function toPosition(row: PositionRow): ReapPosition {
-  return withFraction({
-    pass: row.pass,
-    firstId: Number(row.first_id),
-    lastId: Number(row.last_id),
-    endId: Number(row.end_id),
-    passStartedAt: parseInstant(row.pass_started_at),
-    passFinishedAt: row.pass_finished_at === null ? null : parseInstant(row.pass_finished_at),
-    passDeleted: Number(row.pass_deleted),
-  });
-}
-
-function withFraction(position: Omit<ReapPosition, 'fraction'>): ReapPosition {
-  const span = position.endId - position.firstId;
-  const fraction = span <= 0 ? 1 : Math.min(1, Math.max(0, (position.lastId - position.firstId) / span));
-  return { ...position, fraction };
 }
 
 function idleTimeout({ config }: TaskContext): number {

@@ -286,7 +286,7 @@ class Revocation {
     const runHelper = () =>
       pool.connect().then(
         (client) => withConnection(this.#ctx, () => lane(client, undefined, true), client),
-        (error: unknown) => this.#ctx.log.debug({ err: { message: error instanceof Error ? error.message : String(error) } }, 'revocation: no second connection'),
+        (error: unknown) => this.#ctx.log.debug({ err: error }, 'revocation: no second connection'),
       );
 
     // Helpers once the job has its own connection, while work is left after the first unit, and on

@@ -48,10 +48,11 @@ function kubectl(args: readonly string[]): string {
       throw new Error(
         'kubectl is not on PATH: these tests render the manifests with `kubectl kustomize` (kubectl >= 1.27, for kustomize components). ' +
           'Install kubectl; the tests do not skip without it.',
+        { cause: error },
       );
     }
     const stderr = error instanceof Error && 'stderr' in error ? String(error.stderr) : '';
-    throw new Error(`kubectl ${args.join(' ')} failed: ${stderr || String(error)}`);
+    throw new Error(`kubectl ${args.join(' ')} failed: ${stderr || String(error)}`, { cause: error });
   }
 }
 

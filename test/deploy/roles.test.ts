@@ -18,7 +18,7 @@ import type { PgBoss } from 'pg-boss';
 import { createBoss } from '../../src/boss.ts';
 import { SQLSTATE, sqlState } from '../../src/db/errors.ts';
 import { createLogger } from '../../src/logger.ts';
-import { startWorker, type Worker } from '../../src/main.ts';
+import { startWorker, type Worker } from '../../src/worker.ts';
 import { QUEUES } from '../../src/queues.ts';
 import { databaseUrl, insertSessions, silentLogger, testConfig } from '../helpers/database.ts';
 import { runCli } from '../helpers/process.ts';

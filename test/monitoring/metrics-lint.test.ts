@@ -34,8 +34,10 @@ function parseContractMetrics(markdown: string): ContractMetric[] {
   const out: ContractMetric[] = [];
   for (const line of markdown.split('\n')) {
     const cells = line
+      // A NUL stands in for an escaped pipe while the row is split at the others.
       .replace(/\\\|/g, '\u0000')
       .split('|')
+      // eslint-disable-next-line no-control-regex
       .map((cell) => cell.replace(/\u0000/g, '|').trim());
     // '', name, type, labels, ''
     const name = /^`(session_janitor_[a-z0-9_]+)`$/.exec(cells[1] ?? '')?.[1];

@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { PgBoss } from 'pg-boss';
 import { enqueueRevocation, waitForRevocation } from '../../src/client.ts';
 import { freePort } from '../../src/db/embedded.ts';
-import { startWorker, type Worker } from '../../src/main.ts';
+import { startWorker, type Worker } from '../../src/worker.ts';
 import { QUEUES } from '../../src/queues.ts';
 import { createTestDatabase, insertSessions, silentLogger, testConfig, type TestDatabase } from '../helpers/database.ts';
 import { prometheus as prometheusBinary } from '../helpers/promtool.ts';
@@ -63,7 +63,7 @@ async function startPrometheus(target: string): Promise<(query: string, time?: n
   await until('Prometheus to be ready', async () => (await fetch(`${base}/-/ready`).catch(() => undefined))?.ok, 30_000);
   return async (query, time) => {
     const params = new URLSearchParams({ query, ...(time === undefined ? {} : { time: String(time) }) });
-    const body = (await (await fetch(`${base}/api/v1/query?${params}`)).json()) as { status: string; data: { result: Sample[] }; error?: string };
+    const body = (await (await fetch(`${base}/api/v1/query?${params.toString()}`)).json()) as { status: string; data: { result: Sample[] }; error?: string };
     assert.equal(body.status, 'success', body.error);
     return body.data.result;
   };

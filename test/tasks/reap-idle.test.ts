@@ -3,10 +3,9 @@ import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
 import { createBoss, ensureSchedules } from '../../src/boss.ts';
-import { SCHEDULED_TASKS } from '../../src/consumers.ts';
 import { positionKey, reapIds, reapRange, reapRangeCandidates, reapRangeExceptHeld, reapThroughIndex } from '../../src/db/sql/reap-idle.ts';
 import { createLogger } from '../../src/logger.ts';
-import { QUEUES } from '../../src/queues.ts';
+import { QUEUES, SCHEDULED_TASKS } from '../../src/queues.ts';
 import type { RunOptions } from '../../src/tasks/batching.ts';
 import type { TaskContext } from '../../src/tasks/context.ts';
 import { detectStrategy, reapIdle } from '../../src/tasks/reap-idle.ts';
@@ -492,9 +491,9 @@ describe('reap-idle', () => {
 
   test('off: no consumer, and the schedule is removed; on: scheduled with JANITOR_REAP_CRON', async () => {
     const task = SCHEDULED_TASKS.find((t) => t.queue === QUEUES.reapIdle);
-    assert.ok(task?.enabled);
-    assert.equal(task.enabled(testConfig(db.url, { JANITOR_IDLE_TIMEOUT: 'off' })), false);
-    assert.equal(task.enabled(testConfig(db.url)), true);
+    assert.ok(task);
+    assert.equal(task.cron(testConfig(db.url, { JANITOR_IDLE_TIMEOUT: 'off' })), null, 'no consumer');
+    assert.equal(task.cron(testConfig(db.url)), testConfig(db.url).reapCron);
     await assert.rejects(reap({ JANITOR_IDLE_TIMEOUT: 'off' }), /idle reaping is off/);
 
     const on = testConfig(db.url, { JANITOR_REAP_CRON: '15 */2 * * *', JANITOR_CRON_TZ: 'Europe/Berlin' });

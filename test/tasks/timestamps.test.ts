@@ -8,7 +8,8 @@ import pg from 'pg';
 import { instantText } from '../../src/db/sql/timestamps.ts';
 import { refreshBacklog } from '../../src/gauges.ts';
 import { purgeExpired } from '../../src/tasks/purge-expired.ts';
-import { readReapPosition, reapIdle } from '../../src/tasks/reap-idle.ts';
+import { loadReapPosition } from '../../src/db/reap-position.ts';
+import { reapIdle } from '../../src/tasks/reap-idle.ts';
 import { revoke } from '../../src/tasks/revoke.ts';
 import type { TaskContext } from '../../src/tasks/context.ts';
 import { createTestDatabase, insertSessions, remainingIds, taskContext, testConfig, type TestDatabase } from '../helpers/database.ts';
@@ -125,7 +126,7 @@ for (const dateStyle of ['SQL, DMY', 'Postgres']) {
     test("the reaper's position reads its times (for status)", async () => {
       const position = await withTask(db.url, { JANITOR_IDLE_TIMEOUT: '1h' }, async (ctx) => {
         await reapIdle(ctx);
-        return readReapPosition(ctx);
+        return loadReapPosition(ctx.pool, ctx.config.sessionTable);
       });
       assert.ok(position !== null && Math.abs(position.passStartedAt.getTime() - Date.now()) < 60_000, String(position?.passStartedAt));
     });

@@ -25,15 +25,15 @@
  * seconds. Never the user ids or jtis themselves.
  */
 import type { Job, JobResult, PgBoss } from 'pg-boss';
-import { instrumented } from './consumers.ts';
-import { safeErrorMessage } from './db/errors.ts';
-import { jobDataText } from './db/sql/jobs.ts';
-import { ISSUED_BEFORE_MAX_SKEW, freeDedupeKey, issuedBeforeTooLate } from './db/sql/revocation-jobs.ts';
-import type { Logger } from './logger.ts';
-import { QUEUES } from './queues.ts';
-import { idCount, selectorKind, validateRevokeRequest, type RevokeIssue, type RevokeRequest } from './revoke-request.ts';
-import type { TaskContext } from './tasks/context.ts';
-import { revoke } from './tasks/revoke.ts';
+import { safeErrorMessage } from '../db/errors.ts';
+import { jobDataText } from '../db/sql/jobs.ts';
+import { ISSUED_BEFORE_MAX_SKEW, freeDedupeKey, issuedBeforeTooLate } from '../db/sql/revocation-jobs.ts';
+import type { Logger } from '../logger.ts';
+import { QUEUES } from '../queues.ts';
+import { idCount, selectorKind, validateRevokeRequest, type RevokeIssue, type RevokeRequest } from '../revoke-request.ts';
+import type { TaskContext } from '../tasks/context.ts';
+import { revoke } from '../tasks/revoke.ts';
+import { instrumented } from './instrumented.ts';
 
 const QUEUE = QUEUES.revoke;
 
@@ -101,7 +101,7 @@ export async function handleRevokeJob(ctx: TaskContext, job: Job<unknown>, log: 
   const failed = (error: unknown, context: object, progress = { revoked: 0, batches: 0 }): JobResult => {
     const message = safeErrorMessage(error);
     log.error(
-      { ...context, revokedSoFar: progress.revoked, batches: progress.batches, seconds: seconds(), outcome: 'failed', err: { message } },
+      { ...context, revokedSoFar: progress.revoked, batches: progress.batches, seconds: seconds(), outcome: 'failed', err: error },
       'revocation failed: pg-boss retries it with backoff, then dead-letters it',
     );
     const output: RevokeFailedOutput = { error: 'revoke_failed', message };
@@ -181,6 +181,6 @@ async function releaseDedupeKey(ctx: TaskContext, jobId: string, log: Logger): P
   try {
     await ctx.pool.query({ ...freeDedupeKey(ctx.config.pgbossSchema), values: [QUEUE, jobId] });
   } catch (error) {
-    log.warn({ queue: QUEUE, jobId, err: { message: safeErrorMessage(error) } }, 'could not free the dedupe key of an invalid revocation');
+    log.warn({ queue: QUEUE, jobId, err: error }, 'could not free the dedupe key of an invalid revocation');
   }
 }

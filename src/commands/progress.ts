@@ -2,8 +2,8 @@
  * Progress of a foreground command: a line redrawn in place on a terminal, a log line every few
  * seconds otherwise (a Kubernetes Job's log, a CI run).
  */
-import type { Logger } from './logger.ts';
-import type { Progress } from './tasks/batching.ts';
+import type { Logger } from '../logger.ts';
+import type { Progress } from '../tasks/batching.ts';
 
 const REDRAW_MS = 250;
 const LOG_EVERY_MS = 5_000;

@@ -8,7 +8,8 @@ import cron from 'node-cron';
 import { createBoss } from './boss.ts';
 import { startGaugeRefresh } from './gauges.ts';
 import type { Config } from './config.ts';
-import { registerConsumers } from './consumers.ts';
+import { registerRevokeConsumer } from './consumers/revoke.ts';
+import { registerScheduledConsumers } from './consumers/scheduled.ts';
 import { openDatabase } from './db/database.ts';
 import { sessionTableAccess, sessionTableProblem } from './db/dev-bootstrap.ts';
 import { connectionHint, safeErrorMessage } from './db/errors.ts';
@@ -23,7 +24,6 @@ import type { TaskContext } from './tasks/context.ts';
 export interface Worker {
   readonly metrics: Metrics;
   readonly metricsPort: number;
-  readonly connectionString: string;
   /** Graceful: stops taking jobs, lets the running batch finish, releases everything. */
   stop(): Promise<void>;
 }
@@ -35,7 +35,24 @@ export interface Worker {
 const PING_CRON = '*/5 * * * * *';
 const PING_FRESH_MS = 15_000;
 
-type Releaser = { readonly name: string; readonly release: () => Promise<void> };
+export type Releaser = { readonly name: string; readonly release: () => Promise<void> };
+
+/**
+ * Runs every releaser, last acquired first, and then throws the first error (as graphile-worker's
+ * releasers do): a shutdown that left something behind must not look like a clean stop.
+ */
+export async function releaseInReverse(releasers: Releaser[], log: Logger): Promise<void> {
+  const errors: unknown[] = [];
+  for (let r = releasers.pop(); r !== undefined; r = releasers.pop()) {
+    try {
+      await r.release();
+    } catch (error) {
+      log.error({ err: error, releaser: r.name }, 'error while shutting down');
+      errors.push(error);
+    }
+  }
+  if (errors.length > 0) throw errors[0];
+}
 
 export async function startWorker(config: Config, log: Logger): Promise<Worker> {
   const releasers: Releaser[] = [];
@@ -48,15 +65,7 @@ export async function startWorker(config: Config, log: Logger): Promise<Worker> 
   /** Why the sessions table cannot be used (absent: not the auth database; privileges missing), as of the last ping. */
   let unusable: string | null = null;
 
-  const releaseAll = async () => {
-    for (let r = releasers.pop(); r !== undefined; r = releasers.pop()) {
-      try {
-        await r.release();
-      } catch (error) {
-        log.error({ err: { message: safeErrorMessage(error) }, releaser: r.name }, 'error while shutting down');
-      }
-    }
-  };
+  const releaseAll = () => releaseInReverse(releasers, log);
 
   try {
     const database = await openDatabase(config, log);
@@ -71,7 +80,7 @@ export async function startWorker(config: Config, log: Logger): Promise<Worker> 
       lockTimeoutMs: config.lockTimeoutMs,
       onError: (error) => {
         metrics.errors.inc({ kind: 'database' });
-        log.warn({ err: { message: safeErrorMessage(error) } }, 'idle database connection lost');
+        log.warn({ err: error }, 'idle database connection lost');
       },
     });
     releasers.push({ name: 'pool', release: () => pool.end() });
@@ -113,7 +122,7 @@ export async function startWorker(config: Config, log: Logger): Promise<Worker> 
         lastPingError = error;
         metrics.databaseUp.set(0);
         metrics.errors.inc({ kind: 'database' });
-        log.warn({ err: { message: safeErrorMessage(error) } }, 'database ping failed');
+        log.warn({ err: error }, 'database ping failed');
       }
     };
     await ping();
@@ -133,6 +142,7 @@ export async function startWorker(config: Config, log: Logger): Promise<Worker> 
       if (config.migrateOnStart || !/pg-boss is not installed|requires migrations/.test(message)) throw error;
       throw new Error(
         `${message} (schema ${config.pgbossSchema}): run \`session-janitor migrate\` (JANITOR_MIGRATE=false forbids the worker to do it)`,
+        { cause: error },
       );
     }
     releasers.push({
@@ -143,7 +153,8 @@ export async function startWorker(config: Config, log: Logger): Promise<Worker> 
     await install(boss, pool, config, log, config.migrateOnStart);
 
     const ctx: TaskContext = { pool, config, metrics, log };
-    await registerConsumers(boss, ctx, shutdown.signal, log);
+    await registerScheduledConsumers(boss, ctx, shutdown.signal, log);
+    await registerRevokeConsumer(boss, ctx, shutdown.signal, log);
     bossStarted = true;
     const stopGauges = await startGaugeRefresh({ pool, boss, config, metrics, noSessionTable: () => unusable !== null }, log);
     releasers.push({ name: 'gauges', release: stopGauges });
@@ -158,7 +169,6 @@ export async function startWorker(config: Config, log: Logger): Promise<Worker> 
     return {
       metrics,
       metricsPort,
-      connectionString: database.connectionString,
       stop: () => {
         stopping ??= (async () => {
           log.info('shutting down: finishing the batch in flight');
@@ -171,7 +181,8 @@ export async function startWorker(config: Config, log: Logger): Promise<Worker> 
     };
   } catch (error) {
     shutdown.abort();
-    await releaseAll();
+    // Each releaser's error is logged; the start-up error is the one to report.
+    await releaseAll().catch(() => undefined);
     throw error;
   }
 }

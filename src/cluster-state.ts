@@ -1,0 +1,111 @@
+/**
+ * The state of the janitor across the cluster, read from the database: queue depths (the
+ * dead-letter queue included), the schedules with their last and next runs, the expired backlog,
+ * the idle reaper's pass. The gauges present part of it every refresh; `status` all of it, once.
+ */
+import type pg from 'pg';
+import type { PgBoss, QueueStats } from 'pg-boss';
+import type { Config } from './config.ts';
+import { loadReapPosition, type ReapPosition } from './db/reap-position.ts';
+import { expiredBacklog } from './db/sql/gauges.ts';
+import { latestJob } from './db/sql/status.ts';
+import { parseInstant } from './db/sql/timestamps.ts';
+import { ALL_QUEUES } from './queues.ts';
+
+export interface QueueDepths {
+  readonly queue: string;
+  /** Waits to run now. */
+  readonly queued: number;
+  readonly active: number;
+  /** Waits for a later start (a retry's backoff). */
+  readonly deferred: number;
+  readonly failed: number;
+}
+
+export interface ScheduleState {
+  readonly queue: string;
+  readonly cron: string;
+  readonly timezone: string;
+  readonly lastRun: { state: string; createdOn: string; completedOn: string | null; output: unknown } | null;
+  readonly nextRun: string | null;
+}
+
+export interface ExpiredBacklog {
+  /** At most JANITOR_BACKLOG_COUNT_CAP. */
+  readonly sessions: number;
+  /** Since the oldest purgeable session became purgeable (expiry plus grace); 0 when none. */
+  readonly oldestWaitingSeconds: number;
+}
+
+export interface ClusterState {
+  readonly queues: QueueDepths[];
+  readonly schedules: ScheduleState[];
+  readonly expiredBacklog: ExpiredBacklog & { cap: number; capped: boolean };
+  /** position null: reaping is off, or no pass has started yet. */
+  readonly idleReaper: { enabled: boolean; position: ReapPosition | null };
+}
+
+/** pg-boss counts deferred jobs among the queued ones. */
+export function queueDepths(counts: Pick<QueueStats, 'name' | 'queuedCount' | 'deferredCount' | 'activeCount' | 'failedCount'>): QueueDepths {
+  return {
+    queue: counts.name,
+    queued: Math.max(0, counts.queuedCount - counts.deferredCount),
+    active: counts.activeCount,
+    deferred: counts.deferredCount,
+    failed: counts.failedCount,
+  };
+}
+
+export async function readExpiredBacklog(pool: pg.Pool, config: Config): Promise<ExpiredBacklog> {
+  const { rows } = await pool.query<{ sessions: string; oldest_seconds: number }>({
+    ...expiredBacklog(config.sessionTable),
+    values: [config.expiredGraceSeconds, config.backlogCountCap],
+  });
+  return { sessions: Number(rows[0]?.sessions ?? 0), oldestWaitingSeconds: Math.max(0, rows[0]?.oldest_seconds ?? 0) };
+}
+
+/** Everything fresh: pg-boss's counts recomputed (force), not its monitor's cache. */
+export async function readClusterState(boss: PgBoss, pool: pg.Pool, config: Config): Promise<ClusterState> {
+  const queues: QueueDepths[] = [];
+  for (const name of ALL_QUEUES) {
+    const [stats] = await boss.getQueueStats(name, { force: true });
+    queues.push(queueDepths(stats ?? { name, queuedCount: 0, deferredCount: 0, activeCount: 0, failedCount: 0 }));
+  }
+
+  const schedules: ScheduleState[] = [];
+  for (const schedule of await boss.getSchedules()) {
+    const { rows } = await pool.query<{ state: string; created_on: string; completed_on: string | null; output: unknown }>({
+      ...latestJob(config.pgbossSchema),
+      values: [schedule.name],
+    });
+    const last = rows[0];
+    const [next] = boss.previewSchedule(schedule.cron, { tz: schedule.timezone, count: 1 });
+    schedules.push({
+      queue: schedule.name,
+      cron: schedule.cron,
+      timezone: schedule.timezone,
+      lastRun: last
+        ? {
+            state: last.state,
+            createdOn: parseInstant(last.created_on).toISOString(),
+            completedOn: last.completed_on === null ? null : parseInstant(last.completed_on).toISOString(),
+            output: last.output,
+          }
+        : null,
+      nextRun: next?.toISOString() ?? null,
+    });
+  }
+
+  const backlog = await readExpiredBacklog(pool, config);
+  return {
+    queues,
+    schedules,
+    idleReaper: { enabled: config.idleTimeoutSeconds !== null, position: await loadReapPosition(pool, config.sessionTable) },
+    expiredBacklog: {
+      sessions: backlog.sessions,
+      cap: config.backlogCountCap,
+      capped: backlog.sessions >= config.backlogCountCap,
+      oldestWaitingSeconds: Math.round(backlog.oldestWaitingSeconds),
+    },
+  };
+}
