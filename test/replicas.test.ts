@@ -334,7 +334,11 @@ describe('three replicas beside an auth service that holds rows in savepoints an
           return purge && reap && { purge, reap };
         },
         200_000,
-      ).catch(async (error: unknown) => assert.fail(`${String(error)}; jobs: ${JSON.stringify(await jobs())}`));
+      ).catch(async (error: unknown) =>
+        assert.fail(
+          `${String(error)}; jobs: ${JSON.stringify(await jobs())}; replicas' logs (last 40 lines each):\n${replicas.map((r, i) => `--- replica ${i}:\n${r.output().trimEnd().split('\n').slice(-40).join('\n')}`).join('\n')}`,
+        ),
+      );
       assert.equal(first.purge.output?.stoppedBy, 'drained');
       assert.equal(first.reap.output?.stoppedBy, 'drained');
       // Every held row and every live row is still there; the rest went, but for the ids a batch

@@ -34,7 +34,9 @@ export async function migrateOwnSchema(pool: pg.Pool, config: Config, upTo: numb
       await client.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK_KEY]);
     }
   } finally {
-    client.release();
+    // Closed, not returned: its session has no statement or lock timeout, and the pool's next user
+    // (the worker's first purge or reap) would wait for a held row for ever.
+    client.release(true);
   }
   return applied;
 }

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { purgeBatch, purgeBatchExceptHeld, purgeBound, purgeCandidates } from '../../src/db/sql/purge-expired.ts';
+import { migrateOwnSchema } from '../../src/db/migrate.ts';
 import { purgeExpired } from '../../src/tasks/purge-expired.ts';
 import {
   createTestDatabase,
@@ -201,6 +202,30 @@ describe('purge-expired', () => {
     }
     await purge();
     assert.deepEqual(await remainingIds(db.pool), []);
+  });
+
+  test('after the worker migrated its schema on the same pool, a held row still costs only lock_timeout', async () => {
+    await reset();
+    const rows = await insertSessions(db.pool, [{ expiresIn: -300 }, { expiresIn: -200 }, { expiresIn: -100 }]);
+    const held = rows[1];
+    assert.ok(held);
+    const holders = await holdRow(db.url, held.id, 'savepoint');
+    const ctx = taskContext(testConfig(db.url));
+    let run: ReturnType<typeof purgeExpired> | undefined;
+    try {
+      // The worker migrates on start with its own pool (install.ts); the purge then checks out the
+      // connection the migration used.
+      await migrateOwnSchema(ctx.pool, ctx.config);
+      run = purgeExpired(ctx);
+      const stalled = await Promise.race([run.then(() => false), new Promise<boolean>((resolve) => setTimeout(resolve, 15_000, true))]);
+      assert.equal(stalled, false, 'the purge still waited for the held row after 15 s');
+      assert.deepEqual(await run, { deleted: 2, batches: 1, stoppedBy: 'drained' });
+      assert.deepEqual(await remainingIds(db.pool), [held.id]);
+    } finally {
+      await releaseAll(holders);
+      await run?.catch(() => undefined);
+      await ctx.pool.end();
+    }
   });
 
   test('a connection the server ends while a run holds it fails the run, not the process; the next run purges', async () => {
