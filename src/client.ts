@@ -1,6 +1,6 @@
 /**
  * `session-janitor/client`: enqueue a revocation from another Node service, and optionally wait for
- * it (../shared/CONTRACT.md, docs/producers.md).
+ * it (docs/CONTRACT.md, docs/producers.md).
  *
  *   import { enqueueRevocation, waitForRevocation } from 'session-janitor/client';
  *   const id = await enqueueRevocation(boss, { userId: 42, reason: 'password-changed' });

@@ -50,7 +50,7 @@ export interface Config {
    * The purge, the idle reaper and revocations commit asynchronously (synchronous_commit off on
    * their own connections, for their own transactions only).
    */
-  readonly purgeAsyncCommit: boolean;
+  readonly asyncCommit: boolean;
   /** Throttle (tasks/throttle.ts): percent of each lane's wall time spent in batches; 100: off. */
   readonly purgeDutyCyclePercent: number;
   /** Throttle: null is off. */
@@ -346,7 +346,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     batchTargetMs: get('JANITOR_BATCH_TARGET_MS'),
     purgeBatchMaxSize: Math.min(purgeBatchMaxSize, batchMaxSize),
     purgeConcurrency: get('JANITOR_PURGE_CONCURRENCY'),
-    purgeAsyncCommit: get('JANITOR_PURGE_ASYNC_COMMIT'),
+    asyncCommit: get('JANITOR_PURGE_ASYNC_COMMIT'),
     purgeDutyCyclePercent: get('JANITOR_PURGE_DUTY_CYCLE'),
     purgeMaxWalBytesPerSecond: read(env, 'JANITOR_PURGE_MAX_WAL_RATE') ?? null,
     purgeMaxReplicaLagSeconds: read(env, 'JANITOR_PURGE_MAX_REPLICA_LAG') ?? null,

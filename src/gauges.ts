@@ -22,6 +22,8 @@ export interface GaugeSources {
   readonly boss: PgBoss;
   readonly config: Config;
   readonly metrics: Metrics;
+  /** While true (the sessions table is missing, which readiness reports once), the backlog is not read. */
+  readonly noSessionTable?: () => boolean;
 }
 
 export async function refreshBacklog({ pool, config, metrics }: Pick<GaugeSources, 'pool' | 'config' | 'metrics'>): Promise<void> {
@@ -55,7 +57,8 @@ export async function refreshLastSuccess({ pool, config, metrics }: GaugeSources
 }
 
 export async function refreshGauges(sources: GaugeSources, log: Logger): Promise<void> {
-  const results = await Promise.allSettled([refreshBacklog(sources), refreshQueues(sources), refreshLastSuccess(sources)]);
+  const backlog = sources.noSessionTable?.() ? Promise.resolve() : refreshBacklog(sources);
+  const results = await Promise.allSettled([backlog, refreshQueues(sources), refreshLastSuccess(sources)]);
   for (const result of results) {
     if (result.status === 'rejected') {
       sources.metrics.errors.inc({ kind: 'gauge-refresh' });

@@ -2,15 +2,16 @@
  * /metrics, /healthz and /readyz on JANITOR_METRICS_PORT.
  *
  * /healthz never touches the database: a database outage must not make Kubernetes restart every
- * pod. /readyz is 200 when pg-boss is started and the last database ping is fresh, and 503 as soon
- * as shutdown begins. /metrics is served from memory (gauges are refreshed by timers), so a scrape
+ * pod. /readyz is 200 when pg-boss is started and the last database ping (which also finds the
+ * sessions table) is fresh, and 503 with the reason otherwise and as soon as shutdown begins. /metrics is served from memory (gauges are refreshed by timers), so a scrape
  * never waits on, nor fails with, the database.
  */
 import { createServer, type Server } from 'node:http';
 import type { Registry } from 'prom-client';
 
 export interface Readiness {
-  readonly ready: () => boolean;
+  /** null when ready, else why not (the body of the 503, for whoever curls it). */
+  readonly notReady: () => string | null;
 }
 
 export function createHttpServer(registry: Registry, readiness: Readiness): Server {
@@ -28,8 +29,8 @@ export function createHttpServer(registry: Registry, readiness: Readiness): Serv
     } else if (path === '/healthz') {
       response.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
     } else if (path === '/readyz') {
-      const ready = readiness.ready();
-      response.writeHead(ready ? 200 : 503, { 'content-type': 'text/plain' }).end(ready ? 'ready\n' : 'not ready\n');
+      const reason = readiness.notReady();
+      response.writeHead(reason === null ? 200 : 503, { 'content-type': 'text/plain' }).end(reason === null ? 'ready\n' : `not ready: ${reason}\n`);
     } else {
       response.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
     }

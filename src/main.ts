@@ -10,7 +10,8 @@ import { startGaugeRefresh } from './gauges.ts';
 import type { Config } from './config.ts';
 import { registerConsumers } from './consumers.ts';
 import { openDatabase } from './db/database.ts';
-import { safeErrorMessage } from './db/errors.ts';
+import { noSessionTable, sessionTableExists } from './db/dev-bootstrap.ts';
+import { connectionHint, safeErrorMessage } from './db/errors.ts';
 import { createPool } from './db/pool.ts';
 import { close, createHttpServer, listen } from './http.ts';
 import { install } from './install.ts';
@@ -43,6 +44,9 @@ export async function startWorker(config: Config, log: Logger): Promise<Worker> 
   let bossStarted = false;
   let lastPingOk = 0;
   let lastPingFailed = false;
+  let lastPingError: unknown;
+  /** Why the database is the wrong one (no sessions table), as of the last ping. */
+  let missingTable: string | null = null;
 
   const releaseAll = async () => {
     for (let r = releasers.pop(); r !== undefined; r = releasers.pop()) {
@@ -73,25 +77,47 @@ export async function startWorker(config: Config, log: Logger): Promise<Worker> 
     releasers.push({ name: 'pool', release: () => pool.end() });
 
     const server = createHttpServer(metrics.registry, {
-      ready: () => bossStarted && !shutdown.signal.aborted && !lastPingFailed && Date.now() - lastPingOk < PING_FRESH_MS,
+      notReady: () => {
+        if (shutdown.signal.aborted) return 'shutting down';
+        if (lastPingFailed) return `the database does not answer: ${safeErrorMessage(lastPingError)}`;
+        if (missingTable !== null) return missingTable;
+        if (!bossStarted) return 'starting';
+        if (Date.now() - lastPingOk >= PING_FRESH_MS) return `no database ping succeeded in ${PING_FRESH_MS / 1000} s`;
+        return null;
+      },
     });
-    const metricsPort = await listen(server, config.metricsPort, config.metricsHost);
+    const metricsPort = await listen(server, config.metricsPort, config.metricsHost).catch((error: unknown) => {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code !== 'EADDRINUSE' && code !== 'EACCES') throw error;
+      throw new Error(
+        `port ${config.metricsPort} is ${code === 'EADDRINUSE' ? 'in use' : 'not allowed'} (${code}): set JANITOR_METRICS_PORT to a free port (each worker of a machine needs its own)`,
+      );
+    });
     releasers.push({ name: 'http', release: () => close(server) });
     log.info({ port: metricsPort }, `metrics at http://localhost:${metricsPort}/metrics (also /healthz, /readyz)`);
 
+    // The ping also looks for the sessions table: a worker on a database without it (not the auth
+    // database) would run, and delete nothing, forever. It says so once, and again when it changes.
     const ping = async () => {
       try {
-        await pool.query('SELECT 1');
+        const present = await sessionTableExists(pool, config.sessionTable);
         lastPingOk = Date.now();
         lastPingFailed = false;
+        const missing = present ? null : noSessionTable(config.sessionTable, database.connectionString);
+        if (missing !== null && missingTable === null) log.error(`${missing}; not ready until it exists (checked every 5 s)`);
+        if (missing === null && missingTable !== null) log.info(`found ${config.sessionTable.schema}.${config.sessionTable.name}: ready`);
+        missingTable = missing;
       } catch (error) {
         lastPingFailed = true;
+        lastPingError = error;
         metrics.errors.inc({ kind: 'database' });
         log.warn({ err: { message: safeErrorMessage(error) } }, 'database ping failed');
       }
     };
     await ping();
-    if (lastPingOk === 0) throw new Error('the database does not answer (see the ping error above)');
+    if (lastPingOk === 0) {
+      throw new Error(connectionHint(lastPingError, database.connectionString) ?? `the database does not answer: ${safeErrorMessage(lastPingError)}`);
+    }
     const pinger = cron.schedule(PING_CRON, ping, { name: 'readiness-ping', noOverlap: true });
     releasers.push({ name: 'ping', release: async () => void (await pinger.destroy()) });
 
@@ -117,7 +143,7 @@ export async function startWorker(config: Config, log: Logger): Promise<Worker> 
     const ctx: TaskContext = { pool, config, metrics, log };
     await registerConsumers(boss, ctx, shutdown.signal, log);
     bossStarted = true;
-    const stopGauges = await startGaugeRefresh({ pool, boss, config, metrics }, log);
+    const stopGauges = await startGaugeRefresh({ pool, boss, config, metrics, noSessionTable: () => missingTable !== null }, log);
     releasers.push({ name: 'gauges', release: stopGauges });
 
     if (database.demo !== null) {

@@ -1,6 +1,6 @@
 /**
  * The worker's Prometheus metrics: one Registry of the app's own (so two workers in one process,
- * as in the tests, never share counters), the metrics of ../shared/CONTRACT.md, and prom-client's
+ * as in the tests, never share counters), the metrics of docs/CONTRACT.md, and prom-client's
  * default process and Node.js metrics.
  *
  * No label ever holds a user id, a jti, an IP address or free text: every label value below comes

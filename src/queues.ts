@@ -1,5 +1,5 @@
 /**
- * The pg-boss queues of ../shared/CONTRACT.md and their settings. Other services send to these
+ * The pg-boss queues of docs/CONTRACT.md and their settings. Other services send to these
  * names: they are public and never change.
  */
 import type { Queue } from 'pg-boss';

@@ -1,5 +1,5 @@
 /**
- * The consumer of `refresh-session.revoke`: other services' revocations (../shared/CONTRACT.md).
+ * The consumer of `refresh-session.revoke`: other services' revocations (docs/CONTRACT.md).
  *
  * - perJobResults, so that each job gets its own disposition:
  *   - an invalid payload: `deadletter` with `{ error: 'invalid_payload', issues }`, at once and

@@ -1,5 +1,5 @@
 /**
- * RevokeRequest (version 1), the payload of the `refresh-session.revoke` queue (../shared/CONTRACT.md):
+ * RevokeRequest (version 1), the payload of the `refresh-session.revoke` queue (docs/CONTRACT.md):
  * the ONE schema, used by the worker on every job, by the Node client before it sends, and by the
  * `revoke` command. Nothing here does I/O, so the client entry point can import it cheaply.
  *

@@ -55,14 +55,14 @@ describe('database trouble is reported without the password, with a non-zero exi
     assert.equal(result.code, 1);
     const output = result.stdout + result.stderr;
     assert.doesNotMatch(output, /Wr0ng-Passw0rd-xyz/);
-    assert.match(result.stderr, /password authentication failed/);
+    assert.match(result.stderr, /^session-janitor: authentication failed for user \w+ at 127\.0\.0\.1:\d+/m);
   });
 
   test('migrate is idempotent and exits 0', async () => {
     for (let run = 0; run < 2; run++) {
       const result = await runCli(['migrate'], { DATABASE_URL: db.url, JANITOR_METRICS_PORT: '0' }).finished;
       assert.equal(result.code, 0, result.stdout + result.stderr);
-      assert.match(result.stdout, /queues and schedules are installed/);
+      assert.match(result.stderr, /queues and schedules are installed/, 'a one-shot command logs to stderr');
     }
     const queues = await db.pool.query<{ name: string }>('SELECT name FROM pgboss.queue ORDER BY name');
     assert.deepEqual(

@@ -1,10 +1,15 @@
 /**
  * What every command of the CLI shares: reading the configuration (a bad value: one line and exit
- * 78), a task context on the database for one-shot commands, and signal handling.
+ * 78), a task context on the database for one-shot commands, and signal handling. The worker logs
+ * to stdout (a container's log); a one-shot command logs to stderr and prints its result on stdout,
+ * so that `status --json | jq .` works.
  */
+import { pino } from 'pino';
 import { ConfigError, loadConfig, type Config } from '../config.ts';
 import { openDatabase } from '../db/database.ts';
-import { safeErrorMessage, sqlState } from '../db/errors.ts';
+import { connectionHint, safeErrorMessage, sqlState } from '../db/errors.ts';
+import { noSessionTable, sessionTableExists } from '../db/dev-bootstrap.ts';
+import type pg from 'pg';
 import { createPool } from '../db/pool.ts';
 import { createLogger, type Logger } from '../logger.ts';
 import { createMetrics } from '../metrics.ts';
@@ -19,14 +24,28 @@ export function fail(message: string, code: number): never {
   process.exit(code);
 }
 
-export function setup(): { config: Config; log: Logger } {
+export function setup(logs: 'stdout' | 'stderr' = 'stderr'): { config: Config; log: Logger } {
   try {
     const config = loadConfig(process.env);
-    return { config, log: createLogger(config.logLevel) };
+    return { config, log: createLogger(config.logLevel, logs === 'stderr' ? pino.destination({ fd: 2, sync: true }) : undefined) };
   } catch (error) {
     if (error instanceof ConfigError) fail(`configuration error: ${error.message}`, EXIT_CONFIG);
     throw error;
   }
+}
+
+/**
+ * The first query of a one-shot command: fails with the real cause when the database does not
+ * answer, refuses the login, or is not the auth database.
+ */
+export async function requireSessionTable(pool: pg.Pool, config: Config, connectionString: string): Promise<void> {
+  let present: boolean;
+  try {
+    present = await sessionTableExists(pool, config.sessionTable);
+  } catch (error) {
+    throw new Error(connectionHint(error, connectionString) ?? safeErrorMessage(error));
+  }
+  if (!present) throw new Error(noSessionTable(config.sessionTable, connectionString));
 }
 
 /** Opens the database and a task context for a one-shot command, and closes both after fn. */
@@ -43,6 +62,7 @@ export async function withTaskContext<T>(
     lockTimeoutMs: config.lockTimeoutMs,
   });
   try {
+    await requireSessionTable(pool, config, database.connectionString);
     return await fn({ pool, config, metrics: createMetrics(), log }, database.connectionString);
   } finally {
     await pool.end();
@@ -89,9 +109,9 @@ export function onSignals(graceful: () => Promise<void>, log: Logger, exitAfter 
     received = true;
     log.info({ signal }, 'signal received: shutting down gracefully (send it again to force)');
     // pg-boss 12.38 closes its LISTEN client after removing that client's 'error' listener, so a
-    // database that goes away during our shutdown (Ctrl-C also stops the embedded PostgreSQL, which
-    // shares the terminal's process group) raises an unhandled 'error' event. While shutting down,
-    // a lost connection is expected: log it and finish the shutdown.
+    // database that goes away during our shutdown (a server stopped by another process, say)
+    // raises an unhandled 'error' event. While shutting down, a lost connection is expected: log it
+    // and finish the shutdown.
     process.on('uncaughtException', (error) => {
       if (!isConnectionLoss(error)) {
         log.fatal({ err: { message: safeErrorMessage(error) } }, 'uncaught exception during shutdown');

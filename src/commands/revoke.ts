@@ -9,17 +9,21 @@
  *   session-janitor revoke --issued-before 2026-11-28T12:00:00Z [--user 42] --reason key-rotated
  *
  * The request is validated as the worker validates it; an invalid one is refused here (exit 64,
- * EX_USAGE) with every issue listed. Exit 1 when the job fails or --wait times out.
+ * EX_USAGE) with every issue listed. With --wait: exit 75 (EX_TEMPFAIL) when no worker took the job
+ * within --take-timeout (it stays queued: nothing failed, a worker will run it), exit 1 when the
+ * job fails or is still running at --wait-timeout.
  */
 import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
-import { InvalidRevokeRequestError, RevocationFailedError, enqueueRevocation, waitForRevocation } from '../client.ts';
+import { InvalidRevokeRequestError, RevocationFailedError, RevocationTimeoutError, enqueueRevocation, waitForRevocation } from '../client.ts';
 import { openDatabase } from '../db/database.ts';
 import { SQLSTATE, sqlState } from '../db/errors.ts';
 import { validateRevokeRequest } from '../revoke-request.ts';
 import { fail, setup } from './common.ts';
 
 export const EXIT_USAGE = 64;
+/** --wait: no worker took the job within --take-timeout (EX_TEMPFAIL: it runs when one starts). */
+export const EXIT_NOT_TAKEN = 75;
 
 export interface RevokeCommandOptions {
   readonly user?: string;
@@ -32,6 +36,7 @@ export interface RevokeCommandOptions {
   readonly dedupeKey?: string;
   readonly wait?: boolean;
   readonly waitTimeout?: string;
+  readonly takeTimeout?: string;
 }
 
 export function registerRevokeCommand(program: Command): void {
@@ -48,13 +53,19 @@ export function registerRevokeCommand(program: Command): void {
     .option('--dedupe-key <key>', 'drop this request if one with the same key was enqueued already')
     .option('--wait', 'wait until the worker has carried it out, then print how many sessions went')
     .option('--wait-timeout <seconds>', 'with --wait: give up after this many seconds', '300')
+    .option('--take-timeout <seconds>', 'with --wait: give up (exit 75) when no worker has taken the job after this many seconds', '30')
     .action(revokeCommand);
 }
 
 export async function revokeCommand(options: RevokeCommandOptions): Promise<void> {
   const { config, log } = setup();
-  const waitTimeoutSeconds = Number(options.waitTimeout ?? 300);
-  if (!Number.isFinite(waitTimeoutSeconds) || waitTimeoutSeconds <= 0) fail(`--wait-timeout must be a positive number of seconds, not ${JSON.stringify(options.waitTimeout)}`, EXIT_USAGE);
+  const seconds = (option: string, value: string | undefined, fallback: number) => {
+    const parsed = Number(value ?? fallback);
+    if (!Number.isFinite(parsed) || parsed <= 0) fail(`${option} must be a positive number of seconds, not ${JSON.stringify(value)}`, EXIT_USAGE);
+    return parsed;
+  };
+  const waitTimeoutSeconds = seconds('--wait-timeout', options.waitTimeout, 300);
+  const takeTimeoutSeconds = Math.min(seconds('--take-timeout', options.takeTimeout, 30), waitTimeoutSeconds);
   const request = await buildRequest(options);
   const validation = validateRevokeRequest(request);
   if (!validation.ok) {
@@ -80,11 +91,25 @@ export async function revokeCommand(options: RevokeCommandOptions): Promise<void
     }
     process.stdout.write(`enqueued revocation job ${id}\n`);
     if (!options.wait) return;
+    process.stderr.write(
+      `waiting for a worker to carry out revocation job ${id} (for a worker to take it: up to ${takeTimeoutSeconds} s; to finish: up to ${waitTimeoutSeconds} s)\n`,
+    );
+    const wait = (timeoutMs: number) => waitForRevocation(database.connectionString, id, { timeoutMs });
     try {
-      const output = await waitForRevocation(database.connectionString, id, { timeoutMs: waitTimeoutSeconds * 1000 });
+      // First until a worker takes the job; a job still 'created' then has no worker to run it.
+      const output = await wait(takeTimeoutSeconds * 1000).catch((error: unknown) => {
+        if (!(error instanceof RevocationTimeoutError)) throw error;
+        if (error.state === 'created' || error.state === 'retry') {
+          fail(`no worker has taken the job in ${takeTimeoutSeconds} s; it stays queued and runs when a worker starts (\`status\` shows the queue)`, EXIT_NOT_TAKEN);
+        }
+        return wait((waitTimeoutSeconds - takeTimeoutSeconds) * 1000);
+      });
       process.stdout.write(`revoked ${output.revoked} sessions\n`);
     } catch (error) {
       if (error instanceof RevocationFailedError) fail(error.message, 1);
+      if (error instanceof RevocationTimeoutError) {
+        fail(`revocation job ${id} is still ${error.state} after ${waitTimeoutSeconds} s; the worker carries on with it (\`status\` shows the queue)`, 1);
+      }
       throw error;
     }
   } finally {

@@ -5,7 +5,7 @@
  */
 import type { Config } from '../config.ts';
 import type { Logger } from '../logger.ts';
-import { authTablesExist, createAuthTables, loadDemoData, type DemoData } from './dev-bootstrap.ts';
+import { createAuthTables, sessionTableExists, loadDemoData, type DemoData } from './dev-bootstrap.ts';
 import { startEmbedded } from './embedded.ts';
 import { describeDatabase } from './connection-string.ts';
 import { createPool } from './pool.ts';
@@ -23,12 +23,12 @@ export async function openDatabase(config: Config, log: Logger): Promise<OpenedD
     log.info({ database: describeDatabase(config.databaseUrl) }, 'using the database of DATABASE_URL');
     return { connectionString: config.databaseUrl, embedded: false, demo: null, close: async () => {} };
   }
-  log.info({ dataDir: config.dataDir }, 'DATABASE_URL is unset: starting the embedded development PostgreSQL');
-  const server = await startEmbedded({ dataDir: config.dataDir, onLog: (message) => log.debug({ postgres: message.trim() }) });
+  // Logged once the server is up: without the package (the production image) the one line is the error.
+  const server = await startEmbedded({ dataDir: config.dataDir });
   let demo: DemoData | null = null;
   const pool = createPool({ connectionString: server.connectionString, max: 1, statementTimeoutMs: 0, lockTimeoutMs: 0 });
   try {
-    if (!(await authTablesExist(pool))) {
+    if (!(await sessionTableExists(pool))) {
       await createAuthTables(pool);
       log.info('created the auth tables from sql/auth.sql (embedded development database only)');
       if (config.demoData) {
@@ -42,6 +42,11 @@ export async function openDatabase(config: Config, log: Logger): Promise<OpenedD
     throw error;
   }
   await pool.end();
-  log.info({ database: describeDatabase(server.connectionString) }, 'embedded PostgreSQL is up');
+  log.info(
+    { dataDir: config.dataDir, database: describeDatabase(server.connectionString) },
+    server.joined
+      ? 'DATABASE_URL is unset: joined the embedded PostgreSQL that another process of this checkout runs (and stops)'
+      : 'DATABASE_URL is unset: embedded PostgreSQL is up (`node src/cli.ts dev-url` prints its DATABASE_URL, for psql or a producer)',
+  );
   return { connectionString: server.connectionString, embedded: true, demo, close: () => server.stop() };
 }

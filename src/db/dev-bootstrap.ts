@@ -5,11 +5,23 @@
  */
 import { readFile } from 'node:fs/promises';
 import type pg from 'pg';
+import type { QualifiedName } from '../config.ts';
 
 const AUTH_DDL = new URL('../../sql/auth.sql', import.meta.url);
 
-export async function authTablesExist(pool: pg.Pool): Promise<boolean> {
-  const { rows } = await pool.query<{ present: boolean }>("SELECT to_regclass('auth.refresh_session') IS NOT NULL AS present");
+/** Why a database without the sessions table is the wrong one, naming it (never its password). */
+export function noSessionTable(table: QualifiedName, connectionString: string): string {
+  const database = decodeURIComponent(new URL(connectionString).pathname.slice(1));
+  return `database ${database} has no ${table.schema}.${table.name}: is DATABASE_URL the auth database? (JANITOR_SESSION_TABLE names the table)`;
+}
+
+/** Whether the sessions table exists: the sign that DATABASE_URL names the auth service's database. */
+export async function sessionTableExists(pool: pg.Pool, table: QualifiedName = { schema: 'auth', name: 'refresh_session' }): Promise<boolean> {
+  const { rows } = await pool.query<{ present: boolean }>({
+    name: 'session_table_exists',
+    text: "SELECT to_regclass(format('%I.%I', $1::text, $2::text)) IS NOT NULL AS present",
+    values: [table.schema, table.name],
+  });
   return rows[0]?.present ?? false;
 }
 

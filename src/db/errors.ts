@@ -24,3 +24,31 @@ export function safeErrorMessage(error: unknown): string {
   const text = redactMessage(message);
   return code !== undefined && /^[0-9A-Z]{5}$/.test(code) ? `${text} (SQLSTATE ${code})` : text;
 }
+
+const UNREACHABLE = new Set(['ECONNREFUSED', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'ECONNRESET']);
+
+/**
+ * The cause of a failure to reach or log in to the database, in words that name the host and port,
+ * the user or the database of the connection string (never its password); undefined for any other
+ * error. pg reports a host name with several addresses (localhost) as an AggregateError.
+ */
+export function connectionHint(error: unknown, connectionString: string): string | undefined {
+  const first = error instanceof AggregateError && error.errors.length > 0 ? (error.errors[0] as unknown) : error;
+  const code = sqlState(first);
+  let url: URL;
+  try {
+    url = new URL(connectionString);
+  } catch {
+    return undefined;
+  }
+  const where = `${url.hostname}:${url.port || '5432'}`;
+  const database = decodeURIComponent(url.pathname.replace(/^\//, '')) || decodeURIComponent(url.username);
+  if (code !== undefined && UNREACHABLE.has(code)) {
+    return `the database at ${where} does not answer (${code}): is it running, and are DATABASE_URL's host and port right?`;
+  }
+  if (code === '28P01' || code === '28000') {
+    return `authentication failed for user ${decodeURIComponent(url.username)} at ${where} (SQLSTATE ${code}): check DATABASE_URL's user and password`;
+  }
+  if (code === '3D000') return `database ${database} does not exist at ${where} (SQLSTATE 3D000): check DATABASE_URL's database name`;
+  return undefined;
+}

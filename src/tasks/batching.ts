@@ -5,7 +5,7 @@
 import { SQLSTATE, sqlState } from '../db/errors.ts';
 import type { Metrics } from '../metrics.ts';
 
-/** How a run stopped: the job output of ../shared/CONTRACT.md. */
+/** How a run stopped: the job output of docs/CONTRACT.md. */
 export type StoppedBy = 'drained' | 'time-budget' | 'row-budget' | 'shutdown';
 
 export interface RunOutput {

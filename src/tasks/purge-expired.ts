@@ -10,27 +10,29 @@
  * lane already matches the single statement (docs/performance.md); more lanes go faster on a
  * server with idle cores, at the auth service's expense on a small one.
  *
- * Each lane holds one pooled connection for the run: its prepared statements, its asynchronous
- * commit (JANITOR_PURGE_ASYNC_COMMIT, reset before the connection goes back to the pool) and the
- * throttle's probe run on it. The throttle (tasks/throttle.ts) sleeps or pauses between batches.
+ * Each lane holds one pooled connection for the run (tasks/connection.ts): its prepared statements,
+ * its asynchronous commit (JANITOR_PURGE_ASYNC_COMMIT) and the throttle's probe run on it. The
+ * throttle (tasks/throttle.ts) sleeps or pauses between batches. A held row never stalls a batch:
+ * tasks/held-rows.ts.
  */
 import type pg from 'pg';
-import { SQLSTATE, sqlState } from '../db/errors.ts';
 import { qualified } from '../db/sql/identifiers.ts';
 import {
-  ASYNC_COMMIT,
   countPurgeable,
   purgeBatch,
-  purgeBatchSkipLocked,
+  purgeBatchExceptHeld,
   purgeBound,
+  purgeCandidates,
+  purgeIds,
   purgeSliceBoundaries,
   purgeWalPosition,
-  RESET_COMMIT,
   type BoundRow,
 } from '../db/sql/purge-expired.ts';
 import { throttleProbe, type ProbeRow } from '../db/sql/throttle.ts';
 import { AdaptiveBatchSize, RunBudget, shrinkOnTimeout, type RunOptions, type RunOutput, type StoppedBy } from './batching.ts';
+import { withConnection } from './connection.ts';
 import type { TaskContext } from './context.ts';
+import { aroundHeldRows, deleteInHalves, type SessionId } from './held-rows.ts';
 import { isOff, Throttle, type DatabaseState, type ThrottleEvent, type ThrottleSettings } from './throttle.ts';
 
 const SLICES_PER_LANE = 4;
@@ -97,15 +99,14 @@ export async function purgeExpired(ctx: TaskContext, options: RunOptions = {}, d
         throw new Error(`purge made no progress: its bound ${bound} is not after its cursor ${lower}; no batch would delete a row`);
       }
       const values = [lower, slice.to, grace, bound ?? 'infinity'];
-      let deletedRows: number;
-      try {
-        deletedRows = (await client.query({ ...purgeBatch(table, lowerInclusive), values })).rowCount ?? 0;
-      } catch (error) {
-        if (sqlState(error) !== SQLSTATE.lockNotAvailable) throw error;
-        // A concurrent transaction holds a row of this range: take the rest, leave that row for later.
-        metrics.errors.inc({ kind: 'lock-timeout' });
-        deletedRows = (await client.query({ ...purgeBatchSkipLocked(table, lowerInclusive), values })).rowCount ?? 0;
-      }
+      const deletedRows = await aroundHeldRows(
+        ctx,
+        async (exceptHeld) => (await client.query({ ...(exceptHeld ? purgeBatchExceptHeld : purgeBatch)(table, lowerInclusive), values })).rowCount ?? 0,
+        async () => {
+          const { rows: ids } = await client.query<{ id: SessionId }>({ ...purgeCandidates(table, lowerInclusive), values });
+          return deleteInHalves(ctx, ids.map((r) => r.id), async (part) => (await client.query({ ...purgeIds(table), values: [part, grace] })).rowCount ?? 0);
+        },
+      );
       const walEnd = measureWal ? ((await client.query<{ wal: number }>(purgeWalPosition)).rows[0]?.wal ?? Number.NaN) : Number.NaN;
       return { deleted: deletedRows, bound, walStart: rows[0]?.wal ?? Number.NaN, walEnd };
     } finally {
@@ -155,23 +156,15 @@ export async function purgeExpired(ctx: TaskContext, options: RunOptions = {}, d
     }
   };
 
-  const lane = async (laneId: number) => {
-    const client = await pool.connect();
-    clients[laneId] = client;
-    let broken: unknown;
-    try {
-      if (config.purgeAsyncCommit) await client.query(ASYNC_COMMIT);
-      await drain(laneId, client);
-    } catch (error) {
-      broken = error;
-      throw error;
-    } finally {
-      clients[laneId] = undefined;
-      // A connection whose run failed is closed rather than returned with the purge's settings.
-      if (broken === undefined && config.purgeAsyncCommit) await client.query(RESET_COMMIT).catch((error: unknown) => (broken = error));
-      client.release(broken === undefined ? undefined : broken instanceof Error ? broken : true);
-    }
-  };
+  const lane = (laneId: number) =>
+    withConnection(ctx, async (client) => {
+      clients[laneId] = client;
+      try {
+        await drain(laneId, client);
+      } finally {
+        clients[laneId] = undefined;
+      }
+    });
 
   const results = await Promise.allSettled(
     Array.from({ length: config.purgeConcurrency }, (_, laneId) =>

@@ -15,31 +15,35 @@
  * With an index whose first column is last_used_at (a DBA's choice), the run deletes the idle rows
  * in batches through that index instead and keeps no position: the idle rows are one index range.
  *
- * A run works on one pooled connection of its own: its prepared statements and, with
- * JANITOR_PURGE_ASYNC_COMMIT (the default), asynchronous commit, reset before the connection goes
- * back to the pool (what a crash can lose then, and why nothing is skipped: db/sql/reap-idle.ts,
- * ASYNC_COMMIT).
+ * A run works on one pooled connection of its own (tasks/connection.ts): its prepared statements
+ * and, with JANITOR_PURGE_ASYNC_COMMIT (the default), asynchronous commit (what a crash can lose
+ * then, and why nothing is skipped: db/sql/session.ts). A held row never stalls a range or a batch:
+ * tasks/held-rows.ts.
  */
 import type pg from 'pg';
 import type { QualifiedName } from '../config.ts';
 import { SQLSTATE, sqlState } from '../db/errors.ts';
 import {
   addPassDeleted,
-  ASYNC_COMMIT,
   countIdle,
   findIdleIndex,
   positionKey,
   readPosition,
   REAP_POSITION_TABLE,
+  reapIds,
+  reapIndexCandidates,
+  reapMovePosition,
   reapRange,
-  reapRangeSkipLocked,
+  reapRangeCandidates,
+  reapRangeExceptHeld,
   reapThroughIndex,
-  RESET_COMMIT,
   startPass,
 } from '../db/sql/reap-idle.ts';
 import { parseInstant } from '../db/sql/timestamps.ts';
 import { AdaptiveBatchSize, RunBudget, shrinkOnTimeout, type RunOptions, type RunOutput, type StoppedBy } from './batching.ts';
+import { withConnection } from './connection.ts';
 import type { TaskContext } from './context.ts';
+import { aroundHeldRows, deleteInHalves, type SessionId } from './held-rows.ts';
 
 /** Where the walk of the table stands. Ids are numbers: the primary key is an integer column. */
 export interface ReapPosition {
@@ -68,22 +72,15 @@ export async function reapIdle(ctx: TaskContext, options: RunOptions = {}): Prom
   const budget = new RunBudget(ctx.config.maxRunSeconds, ctx.config.maxRunRows, options.signal);
   const strategy = await detectStrategy(ctx);
   logStrategyOnce(ctx, strategy);
-  const asyncCommit = ctx.config.purgeAsyncCommit;
-  const client = await ctx.pool.connect();
-  let broken: unknown;
-  try {
-    if (asyncCommit) await client.query(ASYNC_COMMIT);
-    return strategy.kind === 'index'
-      ? await reapWithIndex(ctx, client, idleSeconds, budget, options)
-      : await walkRanges(ctx, client, idleSeconds, budget, options);
-  } catch (error) {
-    broken = error;
-    throw error;
-  } finally {
-    // A connection whose run failed is closed rather than returned with the reaper's settings.
-    if (broken === undefined && asyncCommit) await client.query(RESET_COMMIT).catch((error: unknown) => (broken = error));
-    client.release(broken === undefined ? undefined : broken instanceof Error ? broken : true);
-  }
+  return withConnection(ctx, (client) =>
+    strategy.kind === 'index' ? reapWithIndex(ctx, client, idleSeconds, budget, options) : walkRanges(ctx, client, idleSeconds, budget, options),
+  );
+}
+
+/** The idle rows among `ids`, in halves around held rows (tasks/held-rows.ts). */
+function reapByIds(ctx: TaskContext, client: pg.PoolClient, idleSeconds: number, ids: readonly SessionId[]): Promise<number> {
+  const statement = reapIds(ctx.config.sessionTable);
+  return deleteInHalves(ctx, ids, async (part) => (await client.query({ ...statement, values: [part, idleSeconds] })).rowCount ?? 0);
 }
 
 async function walkRanges(ctx: TaskContext, client: pg.PoolClient, idleSeconds: number, budget: RunBudget, options: RunOptions): Promise<RunOutput> {
@@ -103,13 +100,16 @@ async function walkRanges(ctx: TaskContext, client: pg.PoolClient, idleSeconds: 
     const values = [key, position.pass, from, to, idleSeconds, uncounted];
     const started = performance.now();
     try {
-      return (await client.query({ ...reapRange(table), values })).rowCount ?? 0;
-    } catch (error) {
-      if (sqlState(error) !== SQLSTATE.lockNotAvailable) throw error;
-      // A transaction holds an idle row of this range for longer than lock_timeout: take the rest of
-      // the range, leave that row to the next pass.
-      metrics.errors.inc({ kind: 'lock-timeout' });
-      return (await client.query({ ...reapRangeSkipLocked(table), values })).rowCount ?? 0;
+      return await aroundHeldRows(
+        ctx,
+        async (exceptHeld) => (await client.query({ ...(exceptHeld ? reapRangeExceptHeld : reapRange)(table), values })).rowCount ?? 0,
+        async () => {
+          const { rows } = await client.query<{ id: SessionId }>({ ...reapRangeCandidates(table), values: [from, to, idleSeconds] });
+          const rangeDeleted = await reapByIds(ctx, client, idleSeconds, rows.map((r) => r.id));
+          await client.query({ ...reapMovePosition(table), values: [key, position.pass, from, to, uncounted] });
+          return rangeDeleted;
+        },
+      );
     } finally {
       metrics.batchDuration.observe({ task: 'reap-idle' }, (performance.now() - started) / 1000);
     }
@@ -174,10 +174,24 @@ async function reapWithIndex(ctx: TaskContext, client: pg.PoolClient, idleSecond
   const statement = reapThroughIndex(config.sessionTable);
   const size = new AdaptiveBatchSize(config.batchSize, config.batchMinSize, config.batchMaxSize, config.batchTargetMs);
   let cursor = '-infinity';
-  const reapBatchThroughIndex = async (limit: number, skipHeld: boolean) => {
-    const { rows } = await client.query<{ deleted: number; cursor: string | null }>({ ...statement, values: [idleSeconds, limit, cursor, skipHeld] });
-    return rows[0] ?? { deleted: 0, cursor: null };
-  };
+  /** The next batch's rows deleted, and where the next batch starts (null: nothing idle is left after it). */
+  const reapBatchThroughIndex = (limit: number) =>
+    aroundHeldRows(
+      ctx,
+      async (exceptHeld) => {
+        const { rows } = await client.query<{ deleted: number; cursor: string | null }>({ ...statement, values: [idleSeconds, limit, cursor, exceptHeld] });
+        const row = rows[0] ?? { deleted: 0, cursor: null };
+        // Fewer rows than asked for: no idle row that is not held is left after the cursor.
+        return { deleted: row.deleted, cursor: row.deleted < limit ? null : row.cursor };
+      },
+      async () => {
+        const { rows } = await client.query<{ id: SessionId; cursor: string }>({ ...reapIndexCandidates(config.sessionTable), values: [idleSeconds, limit, cursor] });
+        const deleted = await reapByIds(ctx, client, idleSeconds, rows.map((r) => r.id));
+        // Nothing deleted from a full batch: every row from the cursor on is held; the run stops here
+        // rather than read the same rows again.
+        return { deleted, cursor: rows.length < limit || deleted === 0 ? null : (rows.at(-1)?.cursor ?? null) };
+      },
+    );
   let deleted = 0;
   let batches = 0;
   for (;;) {
@@ -187,12 +201,7 @@ async function reapWithIndex(ctx: TaskContext, client: pg.PoolClient, idleSecond
     const started = performance.now();
     let result: { deleted: number; cursor: string | null };
     try {
-      result = await reapBatchThroughIndex(limit, false).catch((error: unknown) => {
-        if (sqlState(error) !== SQLSTATE.lockNotAvailable) throw error;
-        // A transaction holds one of these rows for longer than lock_timeout: leave it to a later run.
-        metrics.errors.inc({ kind: 'lock-timeout' });
-        return reapBatchThroughIndex(limit, true);
-      });
+      result = await reapBatchThroughIndex(limit);
     } catch (error) {
       if (shrinkOnTimeout(error, size, metrics)) continue;
       throw error;
@@ -206,8 +215,7 @@ async function reapWithIndex(ctx: TaskContext, client: pg.PoolClient, idleSecond
     batches += 1;
     metrics.sessionsDeleted.inc({ reason: 'idle' }, result.deleted);
     options.onProgress?.({ deleted, batches, elapsedMs: budget.elapsedMs });
-    // Fewer rows than asked for: no unlocked idle row is left after the cursor.
-    if (result.deleted < limit || result.cursor === null) return { deleted, batches, stoppedBy: 'drained' };
+    if (result.cursor === null) return { deleted, batches, stoppedBy: 'drained' };
     cursor = result.cursor;
   }
 }
@@ -300,17 +308,11 @@ function idleTimeout({ config }: TaskContext): number {
  */
 export async function countIdleSessions(ctx: TaskContext): Promise<number> {
   const idleSeconds = idleTimeout(ctx);
-  const client = await ctx.pool.connect();
-  try {
+  return withConnection(ctx, async (client) => {
     await client.query('BEGIN READ ONLY');
     await client.query("SELECT set_config('statement_timeout', $1, true)", [`${ctx.config.maxRunSeconds * 1000}`]);
     const { rows } = await client.query<{ n: string }>({ ...countIdle(ctx.config.sessionTable), values: [idleSeconds] });
     await client.query('COMMIT');
     return Number(rows[0]?.n ?? 0);
-  } catch (error) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw error;
-  } finally {
-    client.release();
-  }
+  });
 }

@@ -19,9 +19,9 @@
  *
  * A statement timeout (57014) halves the chunk (or range) and retries; at one id it is thrown.
  *
- * Connections: a revocation works on a pooled connection of its own for the job, whose commits are
- * asynchronous (JANITOR_PURGE_ASYNC_COMMIT, the default; why a completed revocation is durable all
- * the same: db/sql/revoke.ts, ASYNC_COMMIT), reset before it goes back to the pool. A request of
+ * Connections: a revocation works on a pooled connection of its own for the job (tasks/connection.ts),
+ * whose commits are asynchronous (JANITOR_PURGE_ASYNC_COMMIT, the default; why a completed
+ * revocation is durable all the same: db/sql/session.ts). A request of
  * more than one statement also takes a second connection (at most LANES in all) when the pool has
  * one free at once: the two take the next chunk (or range) in turn from the same list, so they
  * never work on the same users, jtis or ids, and each statement still locks its rows in id order.
@@ -34,10 +34,11 @@
 import type pg from 'pg';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SQLSTATE, sqlState } from '../db/errors.ts';
-import { ASYNC_COMMIT, RESET_COMMIT, revokeByJtis, revokeByUsers, revokeIdRange, sessionIdBounds } from '../db/sql/revoke.ts';
+import { revokeByJtis, revokeByUsers, revokeIdRange, sessionIdBounds } from '../db/sql/revoke.ts';
 import type { Statement } from '../db/sql/identifiers.ts';
 import type { RevokeRequest } from '../revoke-request.ts';
 import { AdaptiveBatchSize } from './batching.ts';
+import { withConnection } from './connection.ts';
 import type { TaskContext } from './context.ts';
 
 /** Users or jtis per statement at most (docs/performance.md: measured from 500 to 5000). */
@@ -250,8 +251,16 @@ class Revocation {
     const { pool, metrics } = this.#ctx;
     const first = work.take();
     if (first === undefined) return;
-    // A failing lane stops the others before their next statement.
+    // A failing lane stops the others before their next statement; the first failure is the job's.
     const failed = new AbortController();
+    let failure: { error: unknown } | undefined;
+    // Each lane's promise is handled the moment it exists: a helper can fail while the job's own lane
+    // still runs, and a rejection without a handler by then would end the process.
+    const settle = (running: Promise<void>) =>
+      running.catch((error: unknown) => {
+        failure ??= { error };
+        failed.abort();
+      });
 
     const lane = async (client: pg.PoolClient, initial: W | undefined, helper: boolean) => {
       for (let unit = initial ?? work.take(); unit !== undefined; unit = work.take()) {
@@ -273,56 +282,28 @@ class Revocation {
         if (helper && pool.waitingCount > 0) return;
       }
     };
-    const stopOthers = (error: unknown) => {
-      failed.abort();
-      throw error;
-    };
+    // A helper that cannot connect is no failure: the job's own connection does its share.
+    const runHelper = () =>
+      pool.connect().then(
+        (client) => withConnection(this.#ctx, () => lane(client, undefined, true), client),
+        (error: unknown) => this.#ctx.log.debug({ err: { message: error instanceof Error ? error.message : String(error) } }, 'revocation: no second connection'),
+      );
 
-    const helpers: Array<Promise<void>> = [];
     // Helpers once the job has its own connection, while work is left after the first unit, and on
-    // a connection the pool can spare now. A helper that cannot connect is no failure: the job's own
-    // connection does its share.
-    const startHelpers = () => {
-      for (let i = 1; i < this.#maxLanes && work.more() && spareConnection(pool); i += 1) {
-        helpers.push(
-          pool.connect().then(
-            (client) => this.#onConnection(client, () => lane(client, undefined, true)).catch(stopOthers),
-            (error: unknown) => this.#ctx.log.debug({ err: { message: error instanceof Error ? error.message : String(error) } }, 'revocation: no second connection'),
-          ),
-        );
-      }
-    };
-    const main = pool
-      .connect()
-      .then((client) => {
-        startHelpers();
-        return this.#onConnection(client, () => lane(client, first, false));
-      })
-      .catch(stopOthers);
-    // The helpers are started (synchronously) before the job's own lane runs its first statement.
-    const results = [...(await Promise.allSettled([main])), ...(await Promise.allSettled(helpers))];
-    const failure = results.find((r) => r.status === 'rejected');
-    if (failure) throw failure.reason;
-  }
-
-  /** Runs fn on client with the revocation's session settings, then gives the client back. */
-  async #onConnection(client: pg.PoolClient, fn: () => Promise<void>): Promise<void> {
-    const asyncCommit = this.#ctx.config.purgeAsyncCommit;
-    let broken: unknown;
-    try {
-      if (asyncCommit) await client.query(ASYNC_COMMIT);
-      await fn();
-    } catch (error) {
-      broken = error;
-      throw error;
-    } finally {
-      // After an error from the server (a lock timeout past its retries) or an abort between
-      // statements the connection is sound (autocommit: no transaction is left open); after any
-      // other error, or when the reset fails, it is closed rather than returned with our settings.
-      let sound = broken === undefined || /^[0-9A-Z]{5}$/.test(sqlState(broken) ?? '') || this.#aborted;
-      if (sound && asyncCommit) sound = await client.query(RESET_COMMIT).then(() => true, () => false);
-      client.release(sound ? undefined : broken instanceof Error ? broken : true);
-    }
+    // a connection the pool can spare now; they start (synchronously) before the job's own lane
+    // runs its first statement.
+    const lanes: Array<Promise<void>> = [];
+    lanes.push(
+      settle(
+        withConnection(this.#ctx, (client) => {
+          for (let i = 1; i < this.#maxLanes && work.more() && spareConnection(pool); i += 1) lanes.push(settle(runHelper()));
+          return lane(client, first, false);
+        }),
+      ),
+    );
+    // Settled promises: none rejects. The helpers are in the list before the first one settles.
+    for (let i = 0; i < lanes.length; i += 1) await lanes[i];
+    if (failure) throw failure.error;
   }
 
   /** One delete statement, retried after lock timeouts and deadlocks; counts what it deleted. */

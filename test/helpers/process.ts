@@ -1,8 +1,11 @@
 /**
  * Runs the CLI as a child process, the way an operator or Kubernetes runs it, with a clean
- * environment (only what the test passes, plus PATH).
+ * environment (only what the test passes, plus PATH). Every child still running when its test file
+ * ends is killed by an after-hook, whatever the tests' outcome: a failed or timed-out test must fail
+ * the run, not hang it on a worker left running.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { after } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
 export const CLI = fileURLToPath(new URL('../../src/cli.ts', import.meta.url));
@@ -23,11 +26,29 @@ export interface Running {
   readonly finished: Promise<Finished>;
 }
 
-export function runCli(args: readonly string[], env: Record<string, string>): Running {
+/** Each child still running, and whether it leads a process group of its own. */
+const running = new Map<ChildProcess, boolean>();
+
+after(() => {
+  for (const [child, detached] of running) {
+    if (detached && child.pid !== undefined) process.kill(-child.pid, 'SIGKILL');
+    else child.kill('SIGKILL');
+  }
+});
+
+export interface RunOptions {
+  /** A process group of its own, as a terminal gives a command: signal it with process.kill(-pid). */
+  readonly detached?: boolean;
+}
+
+export function runCli(args: readonly string[], env: Record<string, string>, options: RunOptions = {}): Running {
   const child = spawn(process.execPath, [CLI, ...args], {
     env: { PATH: process.env.PATH ?? '', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
+    detached: options.detached ?? false,
   });
+  running.set(child, options.detached ?? false);
+  child.once('exit', () => running.delete(child));
   let stdout = '';
   let stderr = '';
   const waiters = new Set<() => void>();

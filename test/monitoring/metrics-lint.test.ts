@@ -4,8 +4,8 @@
  * the public contract exists with exactly its type and labels, and every HELP text says something
  * useful.
  *
- * promtool must be on PATH (CI's .ci/run installs Debian's prometheus package): without it these
- * tests fail, they never skip.
+ * promtool comes from PATH or Debian's prometheus package (test/helpers/promtool.ts): where
+ * neither works these tests fail, they never skip.
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -19,10 +19,7 @@ import { ALL_QUEUES } from '../../src/queues.ts';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
-/**
- * The public contract, kept in the repository as docs/CONTRACT.md (a copy of the steering
- * project's ../shared/CONTRACT.md): its Metrics table is what this test holds the registry to.
- */
+/** The public contract, docs/CONTRACT.md: its Metrics table is what this test holds the registry to. */
 const CONTRACT_METRICS_TABLE = readFileSync(join(root, 'docs', 'CONTRACT.md'), 'utf8');
 
 interface ContractMetric {
@@ -57,8 +54,6 @@ function parseContractMetrics(markdown: string): ContractMetric[] {
   }
   return out;
 }
-
-/** The path of the promtool executable on PATH; fails the test with instructions when absent. */
 
 const QUEUE_STATES = ['queued', 'active', 'deferred', 'failed'] as const;
 const SCHEDULED_TASKS = ['purge-expired', 'reap-idle'] as const;

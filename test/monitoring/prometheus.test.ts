@@ -17,7 +17,7 @@ import { freePort } from '../../src/db/embedded.ts';
 import { startWorker, type Worker } from '../../src/main.ts';
 import { QUEUES } from '../../src/queues.ts';
 import { createTestDatabase, insertSessions, silentLogger, testConfig, type TestDatabase } from '../helpers/database.ts';
-import { promtool } from '../helpers/promtool.ts';
+import { prometheus as prometheusBinary } from '../helpers/promtool.ts';
 import { until } from '../helpers/wait.ts';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -54,8 +54,7 @@ async function startPrometheus(target: string): Promise<(query: string, time?: n
     }),
   );
   const port = await freePort();
-  // The server ships in the same Debian package as promtool, in the same directory.
-  prometheus = spawn(join(dirname(promtool()), 'prometheus'), [
+  prometheus = spawn(prometheusBinary(), [
     `--config.file=${config}`,
     `--storage.tsdb.path=${join(dataDir, 'data')}`,
     `--web.listen-address=127.0.0.1:${port}`,

@@ -2,8 +2,8 @@
  * The alert rules: promtool validates and unit-tests them, the PrometheusRule carries exactly the
  * same groups, and every alert is labelled, annotated and documented in docs/runbook.md.
  *
- * promtool must be on PATH (CI's .ci/run installs Debian's prometheus package): without it these
- * tests fail, they never skip.
+ * promtool comes from PATH or Debian's prometheus package (test/helpers/promtool.ts): where
+ * neither works these tests fail, they never skip.
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -23,8 +23,6 @@ const prometheusRuleFile = join(root, 'k8s', 'base', 'prometheusrule.yaml');
 const runbookFile = join(root, 'docs', 'runbook.md');
 
 const RUNBOOK_URL = 'https://github.com/example/session-janitor/blob/main/docs/runbook.md';
-
-/** The path of the promtool executable on PATH; fails the test with instructions when absent. */
 
 function run(args: readonly string[], cwd: string): { status: number | null; output: string } {
   const result = spawnSync(promtool(), args, { cwd, encoding: 'utf8', timeout: 60_000 });

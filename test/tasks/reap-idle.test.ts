@@ -4,13 +4,25 @@ import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
 import { createBoss, ensureSchedules } from '../../src/boss.ts';
 import { SCHEDULED_TASKS } from '../../src/consumers.ts';
-import { positionKey, reapRange, reapRangeSkipLocked, reapThroughIndex } from '../../src/db/sql/reap-idle.ts';
+import { positionKey, reapIds, reapRange, reapRangeCandidates, reapRangeExceptHeld, reapThroughIndex } from '../../src/db/sql/reap-idle.ts';
 import { createLogger } from '../../src/logger.ts';
 import { QUEUES } from '../../src/queues.ts';
 import type { RunOptions } from '../../src/tasks/batching.ts';
 import type { TaskContext } from '../../src/tasks/context.ts';
 import { detectStrategy, reapIdle } from '../../src/tasks/reap-idle.ts';
-import { createTestDatabase, insertBulkSessions, insertSessions, refreshInFlight, remainingIds, silentLogger, taskContext, testConfig, type TestDatabase } from '../helpers/database.ts';
+import {
+  createTestDatabase,
+  holdRow,
+  insertBulkSessions,
+  insertSessions,
+  refreshInFlight,
+  releaseAll,
+  remainingIds,
+  silentLogger,
+  taskContext,
+  testConfig,
+  type TestDatabase,
+} from '../helpers/database.ts';
 import { runCli } from '../helpers/process.ts';
 
 const HOUR = 3600;
@@ -328,6 +340,39 @@ describe('reap-idle', () => {
     assert.deepEqual(await remainingIds(db.pool), [refreshed.id, fresh.id]);
   });
 
+  for (const strategy of ['range', 'index'] as const) {
+    for (const way of ['savepoint', 'two-lockers'] as const) {
+      test(`${strategy}: a row held ${way === 'savepoint' ? 'inside a savepoint' : 'by two lockers (a MultiXact)'} does not stall the run; a run after the holders end reaps it`, async () => {
+        await reset();
+        if (strategy === 'index') await db.pool.query('CREATE INDEX refresh_session_last_used_at_idx ON auth.refresh_session (last_used_at)');
+        try {
+          const rows = await insertSessions(db.pool, [
+            { expiresIn: DAY, idleFor: 2 * HOUR },
+            { expiresIn: DAY, idleFor: 3 * HOUR },
+            { expiresIn: DAY, idleFor: 4 * HOUR }, // held
+            { expiresIn: DAY, idleFor: 5 * HOUR },
+            { expiresIn: DAY, idleFor: 0 },
+          ]);
+          const [, , held, , fresh] = rows;
+          assert.ok(held && fresh);
+          const holders = await holdRow(db.url, held.id, way);
+          try {
+            const first = await reap({ JANITOR_LOCK_TIMEOUT: '100ms' });
+            assert.deepEqual(first.output, { deleted: 3, batches: 1, stoppedBy: 'drained' });
+            assert.deepEqual(await remainingIds(db.pool), [held.id, fresh.id]);
+            if (strategy === 'range') assert.equal((await position())?.finished, true, 'the position moved past the range');
+          } finally {
+            await releaseAll(holders);
+          }
+          assert.equal((await reap()).output.deleted, 1);
+          assert.deepEqual(await remainingIds(db.pool), [fresh.id]);
+        } finally {
+          await db.pool.query('DROP INDEX IF EXISTS auth.refresh_session_last_used_at_idx');
+        }
+      });
+    }
+  }
+
   test('the range statements walk the primary key: no sequential scan of the sessions', async () => {
     await reset();
     await insertBulkSessions(db.pool, 50_000, 0.4);
@@ -335,9 +380,17 @@ describe('reap-idle', () => {
     await db.pool.query('ANALYZE auth.refresh_session');
     const { rows } = await db.pool.query<{ lo: number }>('SELECT min(id) AS lo FROM auth.refresh_session');
     const lo = rows[0]?.lo ?? 0;
-    for (const statement of [reapRange(TABLE), reapRangeSkipLocked(TABLE)]) {
+    const range = [positionKey(TABLE), 1, lo + 10_000, lo + 15_000, HOUR, 0];
+    const cases = [
+      { statement: reapRange(TABLE), values: range },
+      { statement: reapRangeExceptHeld(TABLE), values: range },
+      // The fallback after a second lock timeout (tasks/held-rows.ts).
+      { statement: reapRangeCandidates(TABLE), values: [lo + 10_000, lo + 15_000, HOUR] },
+      { statement: reapIds(TABLE), values: [Array.from({ length: 2500 }, (_, i) => lo + 10_000 + 2 * i), HOUR] },
+    ];
+    for (const { statement, values } of cases) {
       for (const generic of [false, true]) {
-        const plan = await explain(statement, [positionKey(TABLE), 1, lo + 10_000, lo + 15_000, HOUR, 0], generic);
+        const plan = await explain(statement, values, generic);
         const scans = sessionScans(plan);
         assert.ok(scans.length > 0, JSON.stringify(plan));
         assert.ok(scans.every((scan) => scan['Node Type'] !== 'Seq Scan'), `${statement.name} (generic: ${generic}) scans the table: ${JSON.stringify(plan)}`);

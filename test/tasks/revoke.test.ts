@@ -7,9 +7,11 @@ import { validateRevokeRequest } from '../../src/revoke-request.ts';
 import type { TaskContext } from '../../src/tasks/context.ts';
 import { IDS_PER_STATEMENT, revoke, type RetryCause, type RevokeOptions } from '../../src/tasks/revoke.ts';
 import {
+  blockedBy,
   createTestDatabase,
   insertSessions,
   refreshInFlight,
+  releaseAll,
   remainingIds,
   silentLogger,
   taskContext,
@@ -266,15 +268,20 @@ describe('revoke', () => {
 
   test('a session locked by a refresh in flight is waited for and revoked, never skipped', async () => {
     const { sessions, a, holder } = await fixtureWithRefreshInFlight();
+    // The revocation can finish before the holder's client has read its COMMIT's reply (the server
+    // releases the lock first): ending the client then failed that query with "Connection terminated"
+    // after the test. So the COMMIT is awaited before the client ends.
+    let commit: Promise<unknown> = Promise.resolve();
     try {
       const started = performance.now();
-      const release = setTimeout(() => void holder.query('COMMIT'), 400);
+      const release = setTimeout(() => void (commit = holder.query('COMMIT')), 400);
       const result = await run({ userId: a, reason: 'password-changed' }, { JANITOR_LOCK_TIMEOUT: '100ms' }).finally(() => clearTimeout(release));
       assert.ok(performance.now() - started >= 350, 'the revocation did not wait for the lock');
       assert.deepEqual(result.output, { revoked: 3 });
       assert.ok(result.retries.includes('lock-timeout'), 'no lock timeout was retried');
       await assertRemaining(sessions.filter((s) => s.userId !== a));
     } finally {
+      await commit;
       await holder.end();
     }
   });
@@ -292,6 +299,69 @@ describe('revoke', () => {
       await holder.end();
     }
     assert.deepEqual((await run({ userId: a, reason: 'r' })).output, { revoked: 3 });
+  });
+
+  test('a connection the server ends mid-statement fails the revocation, not the process; a retry revokes', async () => {
+    const { sessions, a, holder } = await fixtureWithRefreshInFlight();
+    try {
+      // The statement waits for the held row; its backend is terminated (a restart, a failover).
+      // Handled at once: the rejection may come before pg_terminate_backend returns.
+      const failed = assert.rejects(run({ userId: a, reason: 'r' }, { JANITOR_LOCK_TIMEOUT: '30s' }));
+      const pid = await blockedBy(db.pool, holder);
+      await db.pool.query('SELECT pg_terminate_backend($1)', [pid]);
+      // An 'error' event of the dying client without a listener would be an uncaught exception of
+      // this process, which fails this file.
+      await failed;
+      await assertRemaining(sessions);
+      await holder.query('COMMIT');
+    } finally {
+      await holder.end();
+    }
+    assert.deepEqual((await run({ userId: a, reason: 'r' })).output, { revoked: 3 });
+    await assertRemaining(sessions.filter((s) => s.userId !== a));
+  });
+
+  test('a helper lane that fails while the main lane still waits rejects the revocation cleanly: no unhandled rejection', async () => {
+    await reset();
+    // Ranges of 10 ids (one INSERT: consecutive ids); even rows are old (selected), odd ones newer than the instant.
+    const sessions = await insertSessions(db.pool, Array.from({ length: 100 }, (_, i) => ({ expiresIn: 86_400, age: i % 2 === 0 ? 86_400 : 60 })));
+    const selected = sessions.filter((_, i) => i % 2 === 0);
+    const [inFirst, inFifth, inSixth] = [sessions[0], sessions[40], sessions[50]];
+    assert.ok(inFirst && inFifth && inSixth);
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+    // The main lane takes range 1 and waits for mainHolder; meanwhile the helper takes ranges 2 to 5
+    // and waits on range 5. Then range 1 is freed: the main lane takes range 6 and waits there, and
+    // the helper runs out of retries while it does.
+    const mainHolder = await refreshInFlight(db.url, inFirst.id);
+    const helperHolder = await refreshInFlight(db.url, inFifth.id);
+    const laterHolder = await refreshInFlight(db.url, inSixth.id);
+    try {
+      const failed = assert.rejects(
+        run(
+          { issuedBefore: await instantAgo(3600), reason: 'r' },
+          { JANITOR_LOCK_TIMEOUT: '200ms', JANITOR_BATCH_SIZE: '10', JANITOR_BATCH_MIN_SIZE: '10', JANITOR_BATCH_MAX_SIZE: '10' },
+          { lockRetry: { attempts: 6, baseDelayMs: 10, maxDelayMs: 10 } },
+        ),
+        (error: unknown) => typeof error === 'object' && error !== null && 'code' in error && error.code === '55P03',
+      );
+      await blockedBy(db.pool, helperHolder);
+      // Range 1 is freed well after the helper started waiting: the main lane's wait on range 6
+      // outlasts the helper's retries whatever their jitter.
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      await mainHolder.query('COMMIT');
+      await failed;
+      assert.deepEqual(unhandled, []);
+      const left = new Set(await remainingIds(db.pool));
+      assert.ok(sessions.filter((_, i) => i % 2 === 1).every((s) => left.has(s.id)), 'a session newer than the instant was deleted');
+      assert.ok(left.has(inFifth.id) && left.has(inSixth.id), 'a held row was skipped');
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+      await releaseAll([mainHolder, helperHolder, laterHolder]);
+    }
+    await run({ issuedBefore: await instantAgo(3600), reason: 'r' });
+    await assertRemaining(sessions.filter((s) => !selected.includes(s)));
   });
 
   test('100 concurrent revocations over overlapping users, 8 at a time: no deadlock, the expected table', async () => {

@@ -185,7 +185,7 @@ describe('throttle: configuration', () => {
     assert.equal(config.purgeMaxWalBytesPerSecond, null);
     assert.equal(config.purgeMaxReplicaLagSeconds, 60);
     assert.equal(config.purgePauseOnVacuum, false);
-    assert.equal(config.purgeAsyncCommit, true);
+    assert.equal(config.asyncCommit, true);
   });
 
   test('parses rates with units, and off', () => {

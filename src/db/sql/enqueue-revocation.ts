@@ -3,7 +3,7 @@
  * and later, see db/sql/migrations.ts):
  *
  * `session_janitor.enqueue_revocation(payload jsonb, dedupe_key text DEFAULT NULL) RETURNS uuid`:
- * enqueueing a revocation from any language, in one SQL call (../shared/CONTRACT.md), and
+ * enqueueing a revocation from any language, in one SQL call (docs/CONTRACT.md), and
  * `session_janitor.revocation_status(job_id uuid)`: where that job stands, for a producer that has
  * no right on pg-boss's tables (the Node client's waitForRevocation uses it with a connection string).
  *

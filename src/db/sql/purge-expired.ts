@@ -10,7 +10,7 @@
  * Deleting the whole range up to the bound (ties included) lets the cursor move to the bound
  * itself, so the next batch starts strictly after it and never re-reads the dead index entries of
  * the batches before it (a LIMIT loop without a cursor slows down by ~75 ms per batch per million
- * dead entries under an old snapshot: ../shared/notes/postgres-deletes.md). It takes no row locks
+ * dead entries under an old snapshot, as measured for this project). It takes no row locks
  * and makes no second pass through the primary key.
  *
  * Why two statements rather than one `WITH bound AS (...), gone AS (DELETE ... RETURNING 1)
@@ -27,9 +27,9 @@
  *
  * Parameters: $1 lower bound (timestamptz text; the cursor), $2 upper bound of the slice
  * ('infinity' for the last one), $3 grace in seconds, then $4 the batch size (purgeBound) or the
- * bound (purgeBatch, purgeBatchSkipLocked; 'infinity' when purgeBound found none: the rest of the
- * slice). The bound and the slice boundaries travel as instantText (timestamps.ts), never in the
- * session's DateStyle.
+ * bound (purgeBatch, purgeBatchExceptHeld, purgeCandidates; 'infinity' when purgeBound found none:
+ * the rest of the slice). The bound and the slice boundaries travel as instantText (timestamps.ts),
+ * never in the session's DateStyle.
  *
  * ±infinity: a '-infinity' expires_at is purgeable and sorts first: it falls in the first slice,
  * whose lower end is '-infinity' inclusive, and a bound of '-infinity' takes all its ties at once.
@@ -79,7 +79,7 @@ export function purgeBound(table: QualifiedName, lowerInclusive: boolean): State
 
 /**
  * The fast batch: a range delete. It waits for a row lock held by a concurrent transaction, at most
- * lock_timeout; the caller then retries the same range with purgeBatchSkipLocked.
+ * lock_timeout; the caller then retries the same range with purgeBatchExceptHeld.
  */
 export function purgeBatch(table: QualifiedName, lowerInclusive: boolean): Statement {
   const t = qualified(table);
@@ -95,28 +95,34 @@ export function purgeBatch(table: QualifiedName, lowerInclusive: boolean): State
  * held-rows.ts, which says why this is not FOR UPDATE SKIP LOCKED): they stay, and a later run
  * purges them. The caller runs it after purgeBatch hit lock_timeout.
  */
-export function purgeBatchSkipLocked(table: QualifiedName, lowerInclusive: boolean): Statement {
+export function purgeBatchExceptHeld(table: QualifiedName, lowerInclusive: boolean): Statement {
   const t = qualified(table);
   const lower = lowerInclusive ? '>=' : '>';
   return {
-    name: statementName(lowerInclusive ? 'purge_skip_from' : 'purge_skip_after', table),
+    name: statementName(lowerInclusive ? 'purge_except_held_from' : 'purge_except_held_after', table),
     text: `DELETE FROM ${t} WHERE ${purgeable(lower)} AND expires_at <= $4::timestamptz AND ${NOT_HELD}`,
+  };
+}
+
+/** The ids of the same range, read without locks: the fallback when purgeBatchExceptHeld timed out too. */
+export function purgeCandidates(table: QualifiedName, lowerInclusive: boolean): Statement {
+  const lower = lowerInclusive ? '>=' : '>';
+  return {
+    name: statementName(lowerInclusive ? 'purge_candidates_from' : 'purge_candidates_after', table),
+    text: `SELECT id FROM ${qualified(table)} WHERE ${purgeable(lower)} AND expires_at <= $4::timestamptz`,
+  };
+}
+
+/** The rows among the ids $1 (bigint[]) still purgeable (re-checked: read before), $2 grace in seconds. */
+export function purgeIds(table: QualifiedName): Statement {
+  return {
+    name: statementName('purge_ids', table),
+    text: `DELETE FROM ${qualified(table)} WHERE id = ANY($1::bigint[]) AND expires_at < now() - make_interval(secs => $2::float8)`,
   };
 }
 
 /** The WAL position after a delete, read only when the WAL cap is on. */
 export const purgeWalPosition: Statement = { name: 'sj_purge_wal_position', text: `SELECT ${walPosition} AS wal` };
-
-/**
- * Asynchronous commit for the purge's connections (JANITOR_PURGE_ASYNC_COMMIT, the default), set on
- * each lane's connection for the run and reset after it: a batch's commit does not wait for its WAL
- * to be flushed (nor for a synchronous standby). A crash can lose the last few hundred
- * milliseconds of batches; their rows come back, still expired, and the next run deletes them. A
- * pg-boss job's completion is a synchronous commit later in the WAL, so a run reported complete
- * was also flushed in full. Measured: docs/performance.md.
- */
-export const ASYNC_COMMIT = 'SET synchronous_commit = off';
-export const RESET_COMMIT = 'RESET synchronous_commit';
 
 /**
  * Boundaries that cut the purgeable expires_at range into $2 slices of equal time, for purging on

@@ -1,6 +1,6 @@
 /**
  * The idle reaper's SQL. last_used_at has no index (one would cost the auth service its HOT
- * refresh updates: ../shared/notes/postgres-deletes.md, "Idle reaping"), so "which rows are idle"
+ * refresh updates: every refresh writes last_used_at, so none could be HOT), so "which rows are idle"
  * cannot be asked through an index, and `DELETE ... WHERE last_used_at < cutoff LIMIT n` would
  * rescan the table from block 0 for every batch. Instead one pass walks the primary key in ranges,
  * `id > $from AND id <= $to`, and deletes the idle rows of each range: every row is read once per
@@ -37,7 +37,8 @@
  *     PostgreSQL re-reads the new row version and re-evaluates the WHERE clause on it (EvalPlanQual):
  *     last_used_at is now fresh, so the row is skipped. The refresh wins, by construction.
  *   - when lock_timeout fires instead (a transaction holds the row for long), the caller retries the
- *     range with reapRangeSkipLocked: locked rows stay, the next pass looks at them again.
+ *     range with reapRangeExceptHeld, then by ids (tasks/held-rows.ts): held rows stay, the next
+ *     pass looks at them again.
  * Waiting first, skipping only after a timeout, is the purge's pattern too: the fast statement takes
  * no row locks of its own and makes no second pass through the primary key, and it only waits in the
  * actual race (a row idle for the whole timeout refreshed at the very moment its range is reaped).
@@ -102,13 +103,13 @@ export function readPosition(table: QualifiedName): Statement {
  * Moves the position past the range, in the statement that deletes it, and only if it still is
  * where this walker read it ($2 pass, $3 from): a second walker (an operator's `reap-idle` while the
  * worker runs) makes the update match nothing, the delete then reads nothing, and the caller
- * re-reads the position rather than overwrite it. $6 is the rows of this walker's previous range,
- * not yet in pass_deleted.
+ * re-reads the position rather than overwrite it. `uncounted` ($6 in the range statements) is the
+ * rows of this walker's previous range, not yet in pass_deleted.
  */
-const movePosition = `WITH moved AS (
+const movePosition = (uncounted: string) => `WITH moved AS (
     UPDATE ${REAP_POSITION_TABLE} AS p
        SET last_id = $4::bigint,
-           pass_deleted = p.pass_deleted + $6::bigint,
+           pass_deleted = p.pass_deleted + ${uncounted}::bigint,
            pass_finished_at = CASE WHEN $4::bigint >= p.end_id THEN now() END,
            updated_at = now()
      WHERE p.table_name = $1::text AND p.pass = $2::int AND p.last_id = $3::bigint
@@ -124,13 +125,13 @@ const inRange = `id > $3::bigint AND id <= $4::bigint`;
  * count is the command tag's; no result rows.
  *
  * Waits for a row lock held by a concurrent transaction, at most lock_timeout (see the top of this
- * file); the caller then retries the range with reapRangeSkipLocked.
+ * file); the caller then retries the range with reapRangeExceptHeld.
  */
 export function reapRange(table: QualifiedName): Statement {
   const t = qualified(table);
   return {
     name: statementName('reap_range', table),
-    text: `${movePosition}
+    text: `${movePosition('$6')}
 DELETE FROM ${t}
  WHERE ${inRange} AND ${IDLE('$5')} AND EXISTS (SELECT 1 FROM moved)`,
   };
@@ -141,14 +142,42 @@ DELETE FROM ${t}
  * and the next pass looks at them again. The caller runs it after the plain range delete hit
  * lock_timeout (which rolled back its position update too).
  */
-export function reapRangeSkipLocked(table: QualifiedName): Statement {
+export function reapRangeExceptHeld(table: QualifiedName): Statement {
   const t = qualified(table);
   return {
-    name: statementName('reap_range_skip', table),
-    text: `${movePosition}
+    name: statementName('reap_range_except_held', table),
+    text: `${movePosition('$6')}
 DELETE FROM ${t}
  WHERE ${inRange} AND ${IDLE('$5')} AND ${NOT_HELD} AND EXISTS (SELECT 1 FROM moved)`,
   };
+}
+
+/**
+ * When reapRangeExceptHeld timed out too, the range is done in several statements
+ * (tasks/held-rows.ts): its idle ids, read without locks ($1 from, $2 to, $3 idle timeout in
+ * seconds); reapIds on them; then reapMovePosition alone. The position moves last, so a crash in
+ * between leaves it before the range, which the next run does again (its deleted rows are simply
+ * gone): the position still never passes a range whose rows were not dealt with.
+ */
+export function reapRangeCandidates(table: QualifiedName): Statement {
+  return {
+    name: statementName('reap_range_candidates', table),
+    text: `SELECT id FROM ${qualified(table)} WHERE id > $1::bigint AND id <= $2::bigint AND ${IDLE('$3')} ORDER BY id`,
+  };
+}
+
+/** The rows among the ids $1 (bigint[]) still idle (re-checked: read before), $2 idle timeout in seconds. */
+export function reapIds(table: QualifiedName): Statement {
+  return { name: statementName('reap_ids', table), text: `DELETE FROM ${qualified(table)} WHERE id = ANY($1::bigint[]) AND ${IDLE('$2')}` };
+}
+
+/**
+ * The move of reapRange alone ($1-$4 as there, $5 its $6). When another walker moved the position
+ * meanwhile it matches nothing, and this walker's next range finds out as after reapRange: its
+ * statement deletes nothing, and the position is read again.
+ */
+export function reapMovePosition(table: QualifiedName): Statement {
+  return { name: statementName('reap_move', table), text: `${movePosition('$5')}\nSELECT FROM moved` };
 }
 
 /**
@@ -163,24 +192,12 @@ export function addPassDeleted(table: QualifiedName): Statement {
 }
 
 /**
- * Asynchronous commit for the reaper's connection, set for the run and reset after it (with
- * JANITOR_PURGE_ASYNC_COMMIT, the default): a range's commit does not wait for its WAL flush. What a
- * crash can lose: the last few hundred milliseconds of commits, each the delete of a range together
- * with the move of the position past it (one statement, one transaction). The WAL is replayed in
- * order, so the position that survives is the last one flushed, and every range before it was
- * flushed with it: the lost ranges are exactly those after the surviving position, and the next
- * run deletes them again (their rows come back, still idle). Nothing is skipped; at most one
- * range's count is missing from pass_deleted.
- */
-export const ASYNC_COMMIT = 'SET synchronous_commit = off';
-export const RESET_COMMIT = 'RESET synchronous_commit';
-
-/**
  * With an index on last_used_at: the oldest $2 idle rows at or after the cursor $3 (a timestamptz,
  * '-infinity' at first), read in index order, then deleted through the primary key with the
  * condition re-checked: a refresh in flight is waited for (at most lock_timeout) and, once it
  * commits, its row no longer matches. $4 true leaves out the rows another transaction holds
- * (held-rows.ts): the retry after a lock timeout. $1 idle timeout in seconds.
+ * (held-rows.ts): the retry after a lock timeout; reapIndexCandidates, then reapIds, the fallback
+ * after a second one. $1 idle timeout in seconds.
  *
  * Returns deleted and cursor, the newest last_used_at deleted (as instantText: timestamps.ts; a
  * '-infinity' last_used_at is idle and sorts first): the next batch starts there (`>=`,
@@ -203,6 +220,17 @@ export function reapThroughIndex(table: QualifiedName): Statement {
     RETURNING last_used_at
   )
 SELECT count(*)::int AS deleted, ${instantText('max(last_used_at)')} AS cursor FROM gone`,
+  };
+}
+
+/** The ids reapThroughIndex would take ($1 to $3 as there), held or not, read without locks, with their last_used_at. */
+export function reapIndexCandidates(table: QualifiedName): Statement {
+  return {
+    name: statementName('reap_index_candidates', table),
+    text: `SELECT id, ${instantText('last_used_at')} AS cursor FROM ${qualified(table)}
+ WHERE last_used_at >= $3::timestamptz AND ${IDLE('$1')}
+ ORDER BY last_used_at
+ LIMIT $2::int`,
   };
 }
 

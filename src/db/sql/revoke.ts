@@ -16,7 +16,7 @@
  *   worker's role has only SELECT and DELETE on the sessions table, sql/roles.sql.)
  * - `= ANY(ARRAY(SELECT ...))`, never `IN (SELECT ...)`: from ~15k ids the planner turns the IN
  *   form into a hash semi join over a sequential scan of the whole table
- *   (../shared/notes/postgres-deletes.md); the array keeps the primary-key index scan.
+ *   (as measured for this project); the array keeps the primary-key index scan.
  * - The inner SELECT goes through the index of its selector: user_id (refresh_session_user_id_idx),
  *   jti (refresh_session_jti_key), or a primary-key range for issuedBefore alone (created_at has no
  *   index, so the table is walked in primary-key ranges, never deleted in one statement).
@@ -39,7 +39,7 @@
  * A row that another transaction deleted while we waited for its lock is not counted (and not an
  * error): revoking is idempotent.
  *
- * The revocation's connections commit asynchronously (ASYNC_COMMIT below).
+ * The revocation's connections commit asynchronously (db/sql/session.ts).
  */
 import type { QualifiedName } from '../../config.ts';
 import { qualified, statementName, type Statement } from './identifiers.ts';
@@ -103,19 +103,3 @@ export function sessionIdBounds(table: QualifiedName): Statement {
   };
 }
 
-/**
- * Asynchronous commit for a revocation's connections, set for the job and reset after it (with
- * JANITOR_PURGE_ASYNC_COMMIT, the default): a statement's commit does not wait for its WAL flush
- * (nor for a synchronous standby). The rows are gone for every other transaction at once, as with a
- * synchronous commit; only their durability waits. Why that is safe: a revocation is a pg-boss job,
- * and the job is reported complete (state `completed`, the `{ revoked }` output that producers
- * wait for) by pg-boss's own transaction on its own connection, which commits synchronously after
- * the revocation returned, so its commit record lies later in the WAL than every delete of the
- * job; WAL is flushed in order, so a completed revocation was flushed in full. A crash before that
- * can lose the last deletes (the sessions come back) but then loses the completion too: the job is
- * not completed, and pg-boss runs it again (a job whose worker lost the database fails and is
- * retried; a job left active is retried when its heartbeat lapses: queues.ts), and revoking again
- * is idempotent. revoke() has no other caller than the job's handler (revoke-consumer.ts).
- */
-export const ASYNC_COMMIT = 'SET synchronous_commit = off';
-export const RESET_COMMIT = 'RESET synchronous_commit';

@@ -1,0 +1,111 @@
+/**
+ * The embedded development database as a newcomer uses it, through the CLI in child processes:
+ * `npm start` in one terminal, every other command in another terminal of the same checkout,
+ * against the same server; a second worker joins it; Ctrl-C stops everything cleanly.
+ */
+import assert from 'node:assert/strict';
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { freePort, runningServer } from '../src/db/embedded.ts';
+import { runCli, type Running } from './helpers/process.ts';
+import { until } from './helpers/wait.ts';
+
+/** A pino line at warn (40) or above: a clean start and stop prints none. */
+const WARNING_OR_ERROR = /"level":\s*(?:"(?:warn|error|fatal)"|[4-6]0)\b/;
+
+describe('beside a running `npm start`, every command uses the same embedded database', { timeout: 240_000 }, () => {
+  let dataDir: string;
+  let env: Record<string, string>;
+  let worker: Running;
+
+  before(async () => {
+    dataDir = await mkdtemp(path.join(tmpdir(), 'sj-dev-'));
+    // As root, PostgreSQL runs as a 'postgres' system user, which must be able to enter the folder.
+    await chmod(dataDir, 0o755);
+    env = { JANITOR_DATA_DIR: dataDir, JANITOR_DEMO_DATA: 'false', JANITOR_PURGE_CRON: '0 0 1 1 *' };
+    // A process group of its own, as a terminal gives `npm start`: Ctrl-C goes to the whole group.
+    worker = runCli(['start'], { ...env, JANITOR_METRICS_PORT: String(await freePort()) }, { detached: true });
+    await worker.waitFor('session-janitor worker started', 120_000);
+  });
+
+  after(async () => {
+    if (dataDir) await rm(dataDir, { recursive: true, force: true });
+  });
+
+  test('dev-url prints the URL of the running server, and status, purge-expired and migrate run against it', async () => {
+    const url = await runCli(['dev-url'], env).finished;
+    assert.equal(url.code, 0, url.stderr);
+    assert.match(url.stdout.trim(), /^postgres:\/\/postgres:[0-9a-f]+@127\.0\.0\.1:\d+\/postgres$/);
+    for (const args of [['status'], ['purge-expired'], ['migrate']]) {
+      const result = await runCli(args, env).finished;
+      assert.equal(result.code, 0, `${args.join(' ')}: ${result.stdout}${result.stderr}`);
+      assert.match(result.stdout + result.stderr, /joined the embedded PostgreSQL/);
+    }
+  });
+
+  test('a second `npm start` joins as a second replica, and leaves the server running at Ctrl-C', async () => {
+    const second = runCli(['start'], { ...env, JANITOR_METRICS_PORT: String(await freePort()) }, { detached: true });
+    await second.waitFor('session-janitor worker started', 60_000);
+    assert.match(second.output(), /joined the embedded PostgreSQL/);
+    process.kill(-(second.child.pid ?? 0), 'SIGINT');
+    const result = await second.finished;
+    assert.equal(result.code, 0, second.output());
+    assert.doesNotMatch(second.output(), WARNING_OR_ERROR);
+    assert.ok(await runningServer(path.join(dataDir, 'postgres')), 'the first worker still runs the server');
+  });
+
+  test('Ctrl-C (SIGINT to the process group): exit 0, no warning or error line, the server stopped last', async () => {
+    process.kill(-(worker.child.pid ?? 0), 'SIGINT');
+    const result = await worker.finished;
+    assert.equal(result.code, 0, worker.output());
+    assert.doesNotMatch(worker.output(), WARNING_OR_ERROR);
+    assert.equal(await runningServer(path.join(dataDir, 'postgres')), undefined);
+    const url = await runCli(['dev-url'], env).finished;
+    assert.equal(url.code, 1);
+    assert.match(url.stderr, /no embedded PostgreSQL is running/);
+  });
+});
+
+describe('after a kill -9', { timeout: 180_000 }, () => {
+  let dataDir: string;
+  let env: Record<string, string>;
+  before(async () => {
+    dataDir = await mkdtemp(path.join(tmpdir(), 'sj-dev-kill-'));
+    await chmod(dataDir, 0o755);
+    env = { JANITOR_DATA_DIR: dataDir, JANITOR_DEMO_DATA: 'false', JANITOR_PURGE_CRON: '0 0 1 1 *' };
+  });
+  after(async () => {
+    if (dataDir) await rm(dataDir, { recursive: true, force: true });
+  });
+
+  test("of the worker, the next command adopts its server; of the server too, postmaster.pid is stale and a new server starts", async () => {
+    const worker = runCli(['start'], { ...env, JANITOR_METRICS_PORT: String(await freePort()) }, { detached: true });
+    await worker.waitFor('session-janitor worker started', 120_000);
+    process.kill(-(worker.child.pid ?? 0), 'SIGKILL');
+    await worker.finished;
+    const databaseDir = path.join(dataDir, 'postgres');
+    const orphan = await runningServer(databaseDir);
+    assert.ok(orphan, 'the server outlives its worker (it runs in a session of its own)');
+
+    // A command adopts the orphan (its owner is dead) and stops it when it is done.
+    const adopted = await runCli(['status'], env).finished;
+    assert.equal(adopted.code, 0, adopted.stderr);
+    assert.match(adopted.stderr, /embedded PostgreSQL is up/);
+    assert.equal(await runningServer(databaseDir), undefined);
+
+    // A server killed with -9 leaves postmaster.pid behind: its pid is dead, so it is ignored.
+    const again = runCli(['start'], { ...env, JANITOR_METRICS_PORT: String(await freePort()) }, { detached: true });
+    await again.waitFor('session-janitor worker started', 120_000);
+    const server = await runningServer(databaseDir);
+    assert.ok(server);
+    process.kill(-(again.child.pid ?? 0), 'SIGKILL');
+    await again.finished;
+    process.kill(server.pid, 'SIGKILL');
+    await until('the server to die', async () => (await runningServer(databaseDir)) === undefined);
+    const fresh = await runCli(['status', '--json'], env).finished;
+    assert.equal(fresh.code, 0, fresh.stderr);
+    assert.ok(Array.isArray((JSON.parse(fresh.stdout) as { queues: unknown[] }).queues));
+  });
+});

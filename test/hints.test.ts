@@ -1,0 +1,81 @@
+/**
+ * One-shot commands write their result to stdout and their logs to stderr, and every failure names
+ * its real cause, on a real server: a closed port, a wrong password, a database without the auth
+ * table, one without pg-boss, the metrics port taken.
+ */
+import assert from 'node:assert/strict';
+import { createServer } from 'node:net';
+import { after, before, describe, test } from 'node:test';
+import { freePort } from '../src/db/embedded.ts';
+import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
+import { runCli } from './helpers/process.ts';
+
+describe('status: the result on stdout, the hints on stderr', { timeout: 120_000 }, () => {
+  let db: TestDatabase;
+  before(async () => {
+    db = await createTestDatabase();
+  });
+  after(async () => {
+    await db?.drop();
+  });
+
+  test('`status --json` at the default log level: stdout is one JSON document (`| jq .` works)', async () => {
+    const result = await runCli(['status', '--json'], { DATABASE_URL: db.url }).finished;
+    assert.equal(result.code, 0, result.stderr);
+    const status = JSON.parse(result.stdout) as { queues: unknown[] };
+    assert.ok(Array.isArray(status.queues));
+    assert.match(result.stderr, /using the database of DATABASE_URL/, 'the logs go to stderr');
+  });
+
+  test('a closed port: the host and port that do not answer', async () => {
+    const port = await freePort();
+    const result = await runCli(['status'], { DATABASE_URL: `postgres://janitor:pw@127.0.0.1:${port}/auth` }).finished;
+    assert.equal(result.code, 1);
+    assert.match(result.stderr, new RegExp(`^session-janitor: the database at 127\\.0\\.0\\.1:${port} does not answer \\(ECONNREFUSED\\)`, 'm'));
+    assert.doesNotMatch(result.stderr, /migrate/);
+  });
+
+  test('a wrong password: authentication failed for the user', async () => {
+    const url = new URL(db.url);
+    url.password = 'Wr0ng-Passw0rd-xyz';
+    const result = await runCli(['status'], { DATABASE_URL: url.toString() }).finished;
+    assert.equal(result.code, 1);
+    assert.match(result.stderr, new RegExp(`^session-janitor: authentication failed for user ${decodeURIComponent(url.username)} at 127\\.0\\.0\\.1`, 'm'));
+    assert.doesNotMatch(result.stderr, /migrate|Wr0ng-Passw0rd-xyz/);
+  });
+
+  test('a database without auth.refresh_session: is DATABASE_URL the auth database?', async () => {
+    await db.pool.query('DROP TABLE auth.refresh_session CASCADE');
+    try {
+      const result = await runCli(['status'], { DATABASE_URL: db.url }).finished;
+      assert.equal(result.code, 1);
+      assert.match(result.stderr, /^session-janitor: database sj_test_\w+ has no auth\.refresh_session: is DATABASE_URL the auth database\?/m);
+    } finally {
+      await db.drop();
+      db = await createTestDatabase();
+    }
+  });
+
+  test('a database without pg-boss: run migrate', async () => {
+    await db.pool.query('DROP SCHEMA pgboss CASCADE');
+    const result = await runCli(['status'], { DATABASE_URL: db.url }).finished;
+    assert.equal(result.code, 1);
+    assert.match(result.stderr, /^session-janitor: pg-boss is not installed in schema pgboss of sj_test_\w+: run `session-janitor migrate`/m);
+  });
+});
+
+test('start with the metrics port taken names JANITOR_METRICS_PORT', { timeout: 60_000 }, async () => {
+  const db = await createTestDatabase();
+  const taken = createServer();
+  await new Promise<void>((resolve) => taken.listen(0, '0.0.0.0', resolve));
+  const address = taken.address();
+  const port = typeof address === 'object' && address ? address.port : 0;
+  try {
+    const result = await runCli(['start'], { DATABASE_URL: db.url, JANITOR_METRICS_PORT: String(port) }).finished;
+    assert.equal(result.code, 1);
+    assert.match(result.stderr, new RegExp(`^session-janitor: port ${port} is in use \\(EADDRINUSE\\): set JANITOR_METRICS_PORT to a free port`, 'm'));
+  } finally {
+    taken.close();
+    await db.drop();
+  }
+});
