@@ -11,8 +11,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { Statement } from '../src/db/sql/identifiers.ts';
-import { purgeBatch, purgeBatchSkipLocked, purgeBound } from '../src/db/sql/purge-expired.ts';
-import { positionKey, reapRange, reapRangeSkipLocked, startPass } from '../src/db/sql/reap-idle.ts';
+import { purgeBatch, purgeBatchExceptHeld, purgeBound, purgeCandidates, purgeIds } from '../src/db/sql/purge-expired.ts';
+import { positionKey, reapIds, reapRange, reapRangeCandidates, reapRangeExceptHeld, startPass } from '../src/db/sql/reap-idle.ts';
 import { revokeByJtis, revokeByUsers, revokeIdRange, sessionIdBounds } from '../src/db/sql/revoke.ts';
 import { IDS_PER_STATEMENT } from '../src/tasks/revoke.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
@@ -69,6 +69,7 @@ describe('plans', () => {
         'SELECT id, jti, user_id FROM auth.refresh_session ORDER BY id LIMIT $1',
         [size.chunk],
       );
+      const ids = some.map((r) => r.id);
       const first = some[0];
       assert.ok(first);
       const now = new Date().toISOString();
@@ -79,14 +80,18 @@ describe('plans', () => {
         ...[true, false].flatMap((from) => [
           { statement: purgeBound(TABLE, from), values: ['-infinity', 'infinity', 0, PURGE_BATCH], indexes: expires },
           { statement: purgeBatch(TABLE, from), values: ['-infinity', 'infinity', 0, bound], indexes: expires },
-          { statement: purgeBatchSkipLocked(TABLE, from), values: ['-infinity', 'infinity', 0, bound], indexes: expires },
+          { statement: purgeBatchExceptHeld(TABLE, from), values: ['-infinity', 'infinity', 0, bound], indexes: expires },
+          { statement: purgeCandidates(TABLE, from), values: ['-infinity', 'infinity', 0, bound], indexes: expires },
         ]),
+        { statement: purgeIds(TABLE), values: [ids, 0], indexes: pkey },
         { statement: startPass(TABLE), values: [positionKey(TABLE)], indexes: pkey },
-        ...[reapRange(TABLE), reapRangeSkipLocked(TABLE)].map((statement) => ({
+        ...[reapRange(TABLE), reapRangeExceptHeld(TABLE)].map((statement) => ({
           statement,
           values: [positionKey(TABLE), 1, first.id + RANGE_IDS, first.id + 2 * RANGE_IDS, HOUR, 0],
           indexes: pkey,
         })),
+        { statement: reapRangeCandidates(TABLE), values: [first.id + RANGE_IDS, first.id + 2 * RANGE_IDS, HOUR], indexes: pkey },
+        { statement: reapIds(TABLE), values: [ids, HOUR], indexes: pkey },
         {
           statement: revokeByUsers(TABLE),
           values: [users.map((r) => r.user_id), null, null],
