@@ -103,7 +103,7 @@ const startedAt = new Date().toISOString();
 const log = (message: string) => process.stderr.write(`[bench ${((performance.now() - began) / 1000).toFixed(1).padStart(6)}s] ${message}\n`);
 const command = [
   ...Object.entries(env)
-    .filter(([k]) => k.startsWith('SJ_BENCH_'))
+    .filter(([k]) => k.startsWith('SJ_BENCH_') || k === 'SJ_TEST_PG')
     .map(([k, v]) => `${k}=${v?.includes(' ') || v?.includes('{') ? `'${v}'` : v}`),
   'npm run bench',
 ].join(' ');
