@@ -16,6 +16,7 @@ import { positionKey, reapIds, reapRange, reapRangeCandidates, reapRangeExceptHe
 import { revokeByJtis, revokeByUsers, revokeIdRange, sessionIdBounds } from '../src/db/sql/revoke.ts';
 import { IDS_PER_STATEMENT } from '../src/tasks/revoke.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
+import { sessionIndexes, sessionScans } from './helpers/plans.ts';
 
 const TABLE = { schema: 'auth', name: 'refresh_session' };
 const HOUR = 3600;
@@ -135,10 +136,8 @@ describe('plans', () => {
         for (const { statement, values, indexes } of cases) {
           const plan = await explain(statement, values, generic);
           const mode = generic ? 'generic' : 'custom';
-          const nodes = planNodes(plan);
-          const seq = nodes.some((n) => n['Relation Name'] === 'refresh_session' && n['Node Type'] === 'Seq Scan');
-          // A bitmap scan names its index on the Bitmap Index Scan node, which has no Relation Name.
-          const used = [...new Set(nodes.map((n) => n['Index Name']).filter((i) => typeof i === 'string' && i.startsWith('refresh_session_')))].sort();
+          const seq = sessionScans(plan).some((n) => n['Node Type'] === 'Seq Scan');
+          const used = sessionIndexes(plan);
           if (seq || JSON.stringify(used) !== JSON.stringify(indexes)) {
             failures.push(`${statement.name} (${mode}): ${seq ? 'Seq Scan, ' : ''}indexes ${used.join(', ') || 'none'}, expected ${indexes.join(', ')}`);
           }
@@ -162,16 +161,3 @@ describe('plans', () => {
     }
   }
 });
-
-type PlanNode = Record<string, unknown> & { Plans?: PlanNode[] };
-
-function planNodes(plan: unknown): PlanNode[] {
-  const found: PlanNode[] = [];
-  const visit = (node: PlanNode) => {
-    found.push(node);
-    for (const child of node.Plans ?? []) visit(child);
-  };
-  const root = (plan as Array<{ Plan: PlanNode }>)[0]?.Plan;
-  if (root) visit(root);
-  return found;
-}
