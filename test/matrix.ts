@@ -33,8 +33,8 @@ const SUITES = [
   'test/faults.test.ts',
 ];
 
-const asked = process.argv.slice(2).map(Number);
-const majors = asked.length > 0 ? asked : EMBEDDED_MAJORS;
+const asked = process.argv.slice(2);
+const majors = asked.length > 0 ? asked : EMBEDDED_MAJORS.map(String);
 // Each major needs its own server: a DATABASE_URL would be one server for all of them.
 const { DATABASE_URL: _ignored, ...env } = process.env;
 
@@ -47,7 +47,7 @@ for (const major of majors) {
     const child = spawn(
       process.execPath,
       ['--test', '--test-global-setup=test/setup/global.ts', '--test-concurrency=1', ...SUITES],
-      { env: { ...env, SJ_TEST_PG: String(major) }, stdio: 'inherit' },
+      { env: { ...env, SJ_TEST_PG: major }, stdio: 'inherit' },
     );
     child.once('error', reject);
     child.once('close', resolve);
