@@ -240,7 +240,12 @@ const study = (id: string, name: string, mode: 'returning' | 'two-statements', a
 });
 
 export const STUDY_SHAPES: readonly CaseSpec[] = [
-  study('2c', 'keyset range, one statement `WITH bound ..., gone AS (DELETE ... RETURNING 1)` (the shape before), 1 connection, 5000 a batch', 'returning', false),
+  study(
+    '2c',
+    'keyset range, one statement `WITH bound ..., gone AS (DELETE ... RETURNING 1)` (the shape before), 1 connection, 5000 a batch',
+    'returning',
+    false,
+  ),
   study('2d', 'keyset range, bound `SELECT` then `DELETE` without RETURNING (the shape now), 1 connection, 5000 a batch', 'two-statements', false),
   study('2e', 'as 2d with synchronous_commit off, 1 connection, 5000 a batch', 'two-statements', true),
   study('2f', 'as 2e with unnamed statements (parsed and planned every time)', 'two-statements', true, false),
@@ -407,12 +412,21 @@ export async function workloadBesidePurge(
   });
   const sum = (values: readonly number[]) => values.reduce((a, b) => a + b, 0);
   const result = [
-    figures(`alone (around ${label})`, runs.flatMap((r) => r.alone), sum(runs.map((r) => r.aloneSeconds))),
-    figures(`during ${label}`, runs.flatMap((r) => r.during), sum(runs.map((r) => r.duringSeconds)), {
-      rows: sum(runs.map((r) => r.purge.rows)) / runs.length,
-      seconds: sum(runs.map((r) => r.purge.seconds)) / runs.length,
-      batches: summarize(runs.flatMap((r) => r.purge.batchMs)),
-    }),
+    figures(
+      `alone (around ${label})`,
+      runs.flatMap((r) => r.alone),
+      sum(runs.map((r) => r.aloneSeconds)),
+    ),
+    figures(
+      `during ${label}`,
+      runs.flatMap((r) => r.during),
+      sum(runs.map((r) => r.duringSeconds)),
+      {
+        rows: sum(runs.map((r) => r.purge.rows)) / runs.length,
+        seconds: sum(runs.map((r) => r.purge.seconds)) / runs.length,
+        batches: summarize(runs.flatMap((r) => r.purge.batchMs)),
+      },
+    ),
   ];
   for (const r of result) {
     ctx.log(

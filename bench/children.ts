@@ -36,7 +36,11 @@ export interface PurgeChild {
 
 /** Forks purge-child.ts and resolves once its pool is warm. */
 export async function forkPurge(url: string, env: Readonly<Record<string, string>>): Promise<PurgeChild> {
-  const child = fork(new URL('./purge-child.ts', import.meta.url), [], { env: childEnv(url, env), stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'advanced' });
+  const child = fork(new URL('./purge-child.ts', import.meta.url), [], {
+    env: childEnv(url, env),
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    serialization: 'advanced',
+  });
   await nextMessage<{ type: 'ready' }>(child, 'the purge child');
   return {
     run: async (request?: unknown) => {

@@ -27,5 +27,4 @@ export type ChildResult =
 export type WorkloadSample = readonly [number, number, 'update' | 'insert' | 'select', boolean];
 
 export type WorkloadMessage =
-  | { readonly type: 'ready'; readonly jtis: number }
-  | { readonly type: 'samples'; readonly samples: readonly WorkloadSample[]; readonly lateStarts: number };
+  { readonly type: 'ready'; readonly jtis: number } | { readonly type: 'samples'; readonly samples: readonly WorkloadSample[]; readonly lateStarts: number };

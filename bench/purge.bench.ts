@@ -125,7 +125,12 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
 try {
   const settings = await serverSettings(server.adminUrl);
   log(`server: ${settings.version}`);
-  log(`settings: ${Object.entries(settings).filter(([k]) => k !== 'version').map(([k, v]) => `${k}=${v}`).join(' ')}`);
+  log(
+    `settings: ${Object.entries(settings)
+      .filter(([k]) => k !== 'version')
+      .map(([k, v]) => `${k}=${v}`)
+      .join(' ')}`,
+  );
   log(`building the template: ${sessions.toLocaleString('en')} sessions`);
   const notes: string[] = [];
   const dataSet = await buildTemplate(server.adminUrl, sessions, async (url) => {
@@ -230,9 +235,7 @@ function evaluate(cases: readonly CaseResult[], workload: readonly WorkloadFigur
   const byId = (id: string) => cases.find((c) => c.id === id);
   const purge = byId('3');
   const ratio = (c: CaseResult | undefined, min: number, what: string): Target =>
-    c?.ratio === undefined
-      ? { target: what, figure: 'not run', met: null }
-      : { target: what, figure: `${c.ratio.toFixed(2)}`, met: c.ratio >= min };
+    c?.ratio === undefined ? { target: what, figure: 'not run', met: null } : { target: what, figure: `${c.ratio.toFixed(2)}`, met: c.ratio >= min };
   const alone = workload.find((w) => w.scenario.startsWith('alone (around the purge at full speed'));
   const full = workload.find((w) => w.scenario.startsWith('during the purge at full speed'));
   const throttledAlone = workload.find((w) => w.scenario.startsWith('alone (around the throttled'));
@@ -270,7 +273,11 @@ function evaluate(cases: readonly CaseResult[], workload: readonly WorkloadFigur
       ? { target: 'worker peak RSS <= 150 MB', figure: formatBytes(rss.maxRssBytes), met: rss.maxRssBytes <= 150 * 1024 ** 2 }
       : { target: 'worker peak RSS <= 150 MB', figure: 'not run', met: null },
     memory?.peakRssBytes
-      ? { target: 'worker peak RSS with max-size revocations < 256 MiB (production limit)', figure: formatBytes(memory.peakRssBytes), met: memory.peakRssBytes < 256 * 1024 ** 2 }
+      ? {
+          target: 'worker peak RSS with max-size revocations < 256 MiB (production limit)',
+          figure: formatBytes(memory.peakRssBytes),
+          met: memory.peakRssBytes < 256 * 1024 ** 2,
+        }
       : { target: 'worker peak RSS with max-size revocations < 256 MiB (production limit)', figure: 'not run', met: null },
   ];
 }

@@ -97,7 +97,10 @@ export async function writeResults(results: Results): Promise<{ json: string; md
   const json = new URL(`purge-${stamp}.json`, dir);
   const md = new URL(`purge-${stamp}.md`, dir);
   const text = markdown(results);
-  await writeFile(json, `${JSON.stringify(results, (_k, v: unknown) => (typeof v === 'number' && !Number.isFinite(v) ? null : typeof v === 'number' ? round(v, 3) : v), 2)}\n`);
+  await writeFile(
+    json,
+    `${JSON.stringify(results, (_k, v: unknown) => (typeof v === 'number' && !Number.isFinite(v) ? null : typeof v === 'number' ? round(v, 3) : v), 2)}\n`,
+  );
   await writeFile(md, text);
   await writeFile(new URL('latest.md', dir), text);
   await writeFile(new URL('latest.json', dir), await import('node:fs/promises').then((fs) => fs.readFile(json, 'utf8')));

@@ -46,10 +46,16 @@ export function revocationSpecs(users: number, variants: ReadonlyArray<Readonly<
       run: (ctx) => measured(ctx, (db) => oneStatement(db, statement, [userIds])),
     },
     ...[{}, ...variants].map((variant, i) =>
-      workerTask(i === 0 ? '6a' : `6a.${i}`, `the worker: revoke() of ${count.toLocaleString('en')} random users in one request`, { SJ_BENCH_TASK: 'revoke', ...variant }, '6a-ref', {
-        userIds,
-        reason: 'benchmark',
-      }),
+      workerTask(
+        i === 0 ? '6a' : `6a.${i}`,
+        `the worker: revoke() of ${count.toLocaleString('en')} random users in one request`,
+        { SJ_BENCH_TASK: 'revoke', ...variant },
+        '6a-ref',
+        {
+          userIds,
+          reason: 'benchmark',
+        },
+      ),
     ),
   ];
 }

@@ -249,7 +249,9 @@ try {
   let loginsAtLastMinute = 0;
   let printedDeleted: Record<string, number> = { expired: 0, idle: 0, revoked: 0 };
   log('');
-  log('  min   RSS MB  heap MB  lag p99/max ms  conns worker (pool+pg-boss) / load  expired backlog  deleted in the minute: expired idle revoked  load ops/s  revocations sent/done');
+  log(
+    '  min   RSS MB  heap MB  lag p99/max ms  conns worker (pool+pg-boss) / load  expired backlog  deleted in the minute: expired idle revoked  load ops/s  revocations sent/done',
+  );
   while (!stopping && Date.now() < endAt) {
     await sleep(Math.min(SAMPLE_SECONDS * 1000, Math.max(0, endAt - Date.now())));
     const scrape = await fetch(`http://127.0.0.1:${metricsPort}/metrics`)
@@ -260,7 +262,9 @@ try {
     );
     const connections = Object.fromEntries(activity.map((r) => [r.app, r.n]));
     const { rows: backlogRows } = await load.query<{ n: number }>('SELECT count(*)::int AS n FROM auth.refresh_session WHERE expires_at < now()');
-    const { rows: purgeRows } = await load.query<{ n: number }>(`SELECT count(*)::int AS n FROM pgboss.job WHERE name = 'refresh-session.purge-expired' AND state = 'completed'`);
+    const { rows: purgeRows } = await load.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM pgboss.job WHERE name = 'refresh-session.purge-expired' AND state = 'completed'`,
+    );
     const sample: Sample = {
       at: Date.now(),
       rssMb: metric(scrape, 'process_resident_memory_bytes') / 2 ** 20,
@@ -283,7 +287,9 @@ try {
       const minute = samples.filter((s) => s.at > lastPrinted);
       const elapsedMin = (sample.at - started) / 60_000;
       const ops = (counts.refresh + counts.login + counts.lookup) / ((sample.at - started) / 1000);
-      const { rows: done } = await load.query<{ n: number }>(`SELECT count(*)::int AS n FROM pgboss.job WHERE id = ANY($1::uuid[]) AND state = 'completed'`, [revocationIds]);
+      const { rows: done } = await load.query<{ n: number }>(`SELECT count(*)::int AS n FROM pgboss.job WHERE id = ANY($1::uuid[]) AND state = 'completed'`, [
+        revocationIds,
+      ]);
       const delta = (reason: string) => (sample.deleted[reason] ?? 0) - (printedDeleted[reason] ?? 0);
       expiringPerMinute = Math.max(expiringPerMinute, ((counts.login - loginsAtLastMinute) / 2) * (60_000 / (sample.at - lastPrinted)));
       loginsAtLastMinute = counts.login;
@@ -293,7 +299,9 @@ try {
           sample.rssMb.toFixed(1).padStart(8),
           sample.heapMb.toFixed(1).padStart(8),
           `${round(max(minute.map((s) => s.lagP99Ms)))}/${round(max(minute.map((s) => s.lagMaxMs)))}`.padStart(15),
-          `${sample.workerConnections} (${sample.connections['session-janitor'] ?? 0}+${sample.connections['session-janitor-pgboss'] ?? 0}) / ${sample.connections['sj-soak-load'] ?? 0}`.padStart(33),
+          `${sample.workerConnections} (${sample.connections['session-janitor'] ?? 0}+${sample.connections['session-janitor-pgboss'] ?? 0}) / ${sample.connections['sj-soak-load'] ?? 0}`.padStart(
+            33,
+          ),
           String(sample.backlog).padStart(16),
           `${delta('expired')} ${delta('idle')} ${delta('revoked')}`.padStart(44),
           round(ops).toString().padStart(11),
@@ -310,7 +318,10 @@ try {
   // --- the end: the worker stops gracefully, then the verdict
   worker.kill('SIGTERM');
   const code = await exited;
-  const { rows: revoked } = await load.query<{ state: string; n: number }>(`SELECT state::text, count(*)::int AS n FROM pgboss.job WHERE id = ANY($1::uuid[]) GROUP BY 1`, [revocationIds]);
+  const { rows: revoked } = await load.query<{ state: string; n: number }>(
+    `SELECT state::text, count(*)::int AS n FROM pgboss.job WHERE id = ANY($1::uuid[]) GROUP BY 1`,
+    [revocationIds],
+  );
   const third = Math.max(1, Math.floor(samples.length / 3));
   const first = samples.slice(0, third);
   const last = samples.slice(-third);
@@ -339,7 +350,9 @@ try {
     `event-loop lag p99 max ${round(max(samples.map((s) => s.lagP99Ms)))} ms, max ${round(max(samples.map((s) => s.lagMaxMs)))} ms`,
   ];
   const pass = rssFlat && heapFlat && connectionsFlat && backlogBounded && code === 0 && (levels.error ?? 0) === 0 && (levels.fatal ?? 0) === 0;
-  log(`VERDICT: ${pass ? 'PASS' : 'FAIL'}: ${verdicts.join('; ')}${code === 0 ? '' : `; the worker exited ${code}`}${(levels.error ?? 0) > 0 ? `; ${levels.error} error log lines` : ''}`);
+  log(
+    `VERDICT: ${pass ? 'PASS' : 'FAIL'}: ${verdicts.join('; ')}${code === 0 ? '' : `; the worker exited ${code}`}${(levels.error ?? 0) > 0 ? `; ${levels.error} error log lines` : ''}`,
+  );
   process.exitCode = pass ? 0 : 1;
 } finally {
   if (worker && worker.exitCode === null && worker.signalCode === null) worker.kill('SIGKILL');

@@ -45,10 +45,12 @@ export async function sampleWaits(url: string, intervalMs = 2): Promise<WaitSamp
         total += 1;
       }
       if (total === 0) return 'no active backend seen';
-      return [...counts]
-        .sort((a, b) => b[1] - a[1])
-        .map(([event, n]) => `${event} ${((100 * n) / total).toFixed(0)}%`)
-        .join(', ') + ` (${total} samples)`;
+      return (
+        [...counts]
+          .sort((a, b) => b[1] - a[1])
+          .map(([event, n]) => `${event} ${((100 * n) / total).toFixed(0)}%`)
+          .join(', ') + ` (${total} samples)`
+      );
     },
     async stop() {
       stopping = true;

@@ -117,7 +117,7 @@ export async function enqueueRevocation(target: RevocationTarget, request: Revok
     // The key as the SQL functions scope it, by this connection's role, so both paths dedupe alike.
     const { rows } = await target.getDb().executeSql(scopedDedupeKey.text, [key]);
     const singletonKey = (rows[0] as { key?: unknown } | undefined)?.key;
-    if (typeof singletonKey !== 'string') throw new Error('could not scope the dedupe key by the connection\'s role');
+    if (typeof singletonKey !== 'string') throw new Error("could not scope the dedupe key by the connection's role");
     return target.send(QUEUES.revoke, validation.request, { singletonKey, singletonSeconds: DEDUPE_SLOT_SECONDS });
   }
   return withQueryable(target, async (db) => {

@@ -91,23 +91,16 @@ const IDENTIFIER = /^[a-z_][a-z0-9_]{0,62}$/;
 const identifier = z.string().regex(IDENTIFIER);
 
 const duration = (minSeconds: number, maxSeconds: number) =>
-  z
-    .string()
-    .transform((text, ctx) => {
-      const seconds = parseDurationSeconds(text);
-      if (seconds === undefined || seconds < minSeconds || seconds > maxSeconds) {
-        ctx.addIssue({ code: 'custom', message: 'out of range' });
-        return z.NEVER;
-      }
-      return seconds;
-    });
+  z.string().transform((text, ctx) => {
+    const seconds = parseDurationSeconds(text);
+    if (seconds === undefined || seconds < minSeconds || seconds > maxSeconds) {
+      ctx.addIssue({ code: 'custom', message: 'out of range' });
+      return z.NEVER;
+    }
+    return seconds;
+  });
 
-const integer = (min: number, max: number) =>
-  z
-    .string()
-    .regex(/^\d+$/)
-    .transform(Number)
-    .pipe(z.number().int().min(min).max(max));
+const integer = (min: number, max: number) => z.string().regex(/^\d+$/).transform(Number).pipe(z.number().int().min(min).max(max));
 
 const boolean = z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1');
 
@@ -286,11 +279,7 @@ const VARIABLES = {
   JANITOR_RETRY_WINDOW: variable(duration(60, 7 * 86400), '1h', 'a duration from 60s to 7d'),
   JANITOR_MIGRATE: variable(boolean, 'true', 'true or false'),
   JANITOR_DEMO_DATA: variable(boolean, 'true', 'true or false (only used with the embedded PostgreSQL)'),
-  LOG_LEVEL: variable(
-    z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
-    'info',
-    'one of fatal, error, warn, info, debug, trace, silent',
-  ),
+  LOG_LEVEL: variable(z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']), 'info', 'one of fatal, error, warn, info, debug, trace, silent'),
 } as const;
 
 type Parsed = { [K in keyof typeof VARIABLES]: (typeof VARIABLES)[K] extends Variable<infer T> ? T : never };

@@ -66,8 +66,10 @@ const NEEDS = {
 /** Longest issuedBefore: far beyond any real instant, far below what PostgreSQL refuses (about 150). */
 const MAX_INSTANT = 64;
 
-const requirement = (need: string, requiredField = false) => (issue: { input?: unknown }) =>
-  requiredField && issue.input === undefined ? `is required and ${need}` : need;
+const requirement =
+  (need: string, requiredField = false) =>
+  (issue: { input?: unknown }) =>
+    requiredField && issue.input === undefined ? `is required and ${need}` : need;
 
 const userId = z
   .number({ error: requirement(NEEDS.userId) })
@@ -88,8 +90,8 @@ const MAX_OFFSET_HOURS = 15;
  * MAX_INSTANT characters) and an offset beyond ±15:59 (22009). test/instants.test.ts checks on the
  * real server that PostgreSQL accepts every instant accepted here.
  */
-const instant = z
-  .iso.datetime({ offset: true, error: requirement(NEEDS.instant) })
+const instant = z.iso
+  .datetime({ offset: true, error: requirement(NEEDS.instant) })
   .refine(
     (text) =>
       text.length <= MAX_INSTANT &&

@@ -140,10 +140,9 @@ export async function startWorker(config: Config, log: Logger): Promise<Worker> 
       // not say that with JANITOR_MIGRATE=false only `migrate` can fix it.
       const message = safeErrorMessage(error);
       if (config.migrateOnStart || !/pg-boss is not installed|requires migrations/.test(message)) throw error;
-      throw new Error(
-        `${message} (schema ${config.pgbossSchema}): run \`session-janitor migrate\` (JANITOR_MIGRATE=false forbids the worker to do it)`,
-        { cause: error },
-      );
+      throw new Error(`${message} (schema ${config.pgbossSchema}): run \`session-janitor migrate\` (JANITOR_MIGRATE=false forbids the worker to do it)`, {
+        cause: error,
+      });
     }
     releasers.push({
       name: 'pg-boss',

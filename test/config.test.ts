@@ -76,14 +76,21 @@ describe('loadConfig', () => {
   for (const [variable, value, allowed] of refusals) {
     test(`${variable}=${JSON.stringify(value)} is refused, naming the variable, the value and what is allowed`, () => {
       expectRefused({ [variable]: value }, variable, allowed);
-      assert.throws(() => loadConfig({ [variable]: value }), (error: Error) => error.message.includes(JSON.stringify(value).slice(1, -1)) || variable === 'DATABASE_URL');
+      assert.throws(
+        () => loadConfig({ [variable]: value }),
+        (error: Error) => error.message.includes(JSON.stringify(value).slice(1, -1)) || variable === 'DATABASE_URL',
+      );
     });
   }
 
   test('batch bounds must bracket the starting size', () => {
     expectRefused({ JANITOR_BATCH_SIZE: '100', JANITOR_BATCH_MIN_SIZE: '500' }, 'JANITOR_BATCH_MIN_SIZE', /not be above JANITOR_BATCH_SIZE/);
     expectRefused({ JANITOR_BATCH_SIZE: '5000', JANITOR_BATCH_MAX_SIZE: '1000' }, 'JANITOR_BATCH_MAX_SIZE', /not be below JANITOR_BATCH_SIZE/);
-    expectRefused({ JANITOR_BATCH_MIN_SIZE: '500', JANITOR_PURGE_BATCH_MAX_SIZE: '200' }, 'JANITOR_PURGE_BATCH_MAX_SIZE', /not be below JANITOR_BATCH_MIN_SIZE/);
+    expectRefused(
+      { JANITOR_BATCH_MIN_SIZE: '500', JANITOR_PURGE_BATCH_MAX_SIZE: '200' },
+      'JANITOR_PURGE_BATCH_MAX_SIZE',
+      /not be below JANITOR_BATCH_MIN_SIZE/,
+    );
   });
 
   test("the purge's cap is the smaller of JANITOR_PURGE_BATCH_MAX_SIZE and JANITOR_BATCH_MAX_SIZE", () => {
@@ -105,7 +112,19 @@ describe('loadConfig', () => {
   });
 
   test('every variable of the contract is read', () => {
-    for (const name of ['DATABASE_URL', 'PGBOSS_SCHEMA', 'JANITOR_PURGE_CRON', 'JANITOR_REAP_CRON', 'JANITOR_CRON_TZ', 'JANITOR_EXPIRED_GRACE', 'JANITOR_IDLE_TIMEOUT', 'JANITOR_BATCH_SIZE', 'JANITOR_MAX_RUN_SECONDS', 'JANITOR_METRICS_PORT', 'LOG_LEVEL']) {
+    for (const name of [
+      'DATABASE_URL',
+      'PGBOSS_SCHEMA',
+      'JANITOR_PURGE_CRON',
+      'JANITOR_REAP_CRON',
+      'JANITOR_CRON_TZ',
+      'JANITOR_EXPIRED_GRACE',
+      'JANITOR_IDLE_TIMEOUT',
+      'JANITOR_BATCH_SIZE',
+      'JANITOR_MAX_RUN_SECONDS',
+      'JANITOR_METRICS_PORT',
+      'LOG_LEVEL',
+    ]) {
       assert.ok((CONFIG_VARIABLES as readonly string[]).includes(name), name);
     }
   });

@@ -79,7 +79,8 @@ describe('a unix socket connection', () => {
     db = await createTestDatabase();
     const client = new pg.Client({ connectionString: db.url });
     await client.connect();
-    socketDir = (await client.query<{ dirs: string }>('SELECT current_setting($1) AS dirs', ['unix_socket_directories'])).rows[0]?.dirs.split(',')[0]?.trim() ?? '';
+    socketDir =
+      (await client.query<{ dirs: string }>('SELECT current_setting($1) AS dirs', ['unix_socket_directories'])).rows[0]?.dirs.split(',')[0]?.trim() ?? '';
     await client.end();
   });
   after(async () => {

@@ -80,7 +80,7 @@ describe('after a kill -9', { timeout: 180_000 }, () => {
     if (dataDir) await rm(dataDir, { recursive: true, force: true });
   });
 
-  test("of the worker, the next command adopts its server; of the server too, postmaster.pid is stale and a new server starts", async () => {
+  test('of the worker, the next command adopts its server; of the server too, postmaster.pid is stale and a new server starts', async () => {
     const worker = runCli(['start'], { ...env, JANITOR_METRICS_PORT: String(await freePort()) }, { detached: true });
     await worker.waitFor('session-janitor worker started', 120_000);
     process.kill(-(worker.child.pid ?? 0), 'SIGKILL');

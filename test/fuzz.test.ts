@@ -119,7 +119,24 @@ const SQL = [
   '<script>alert(1)</script>',
   '../../etc/passwd',
 ];
-const NUMBERS = [0, -0, -1, 1.5, 2 ** 31, 2 ** 31 - 1, 2 ** 32, Number.MAX_SAFE_INTEGER + 2, 1e308, -1e308, Number.MAX_VALUE, Number.MIN_VALUE, 5e-324, Number.NaN, Infinity, -Infinity];
+const NUMBERS = [
+  0,
+  -0,
+  -1,
+  1.5,
+  2 ** 31,
+  2 ** 31 - 1,
+  2 ** 32,
+  Number.MAX_SAFE_INTEGER + 2,
+  1e308,
+  -1e308,
+  Number.MAX_VALUE,
+  Number.MIN_VALUE,
+  5e-324,
+  Number.NaN,
+  Infinity,
+  -Infinity,
+];
 const INSTANTS_BAD = [
   '2026-02-30T00:00:00Z',
   '2025-02-29T00:00:00Z',
@@ -147,9 +164,30 @@ const INSTANTS_BAD = [
   '',
   '2026-01-01T00:00:00Z; DROP TABLE auth.refresh_session',
 ];
-const INSTANTS_GOOD = ['2026-11-28T12:00:00Z', '2026-11-28T13:00:00+01:00', '0001-01-01T00:00:00+14:00', '9999-12-31T23:59:59-14:00', '2024-02-29T23:59:59.999999999Z', '2000-01-01T00:00:00-00:00'];
+const INSTANTS_GOOD = [
+  '2026-11-28T12:00:00Z',
+  '2026-11-28T13:00:00+01:00',
+  '0001-01-01T00:00:00+14:00',
+  '9999-12-31T23:59:59-14:00',
+  '2024-02-29T23:59:59.999999999Z',
+  '2000-01-01T00:00:00-00:00',
+];
 const UNSTORABLE = ['a\u0000b', '\u0000', '\ud800', 'x\udfff', 'ok\ud83d'];
-const HOSTILE_KEYS = ['__proto__', 'constructor', 'prototype', 'toString', 'hasOwnProperty', 'valueOf', 'userID', ' userId', 'reason ', 'user_id', 'selector', '', 'a'.repeat(300)];
+const HOSTILE_KEYS = [
+  '__proto__',
+  'constructor',
+  'prototype',
+  'toString',
+  'hasOwnProperty',
+  'valueOf',
+  'userID',
+  ' userId',
+  'reason ',
+  'user_id',
+  'selector',
+  '',
+  'a'.repeat(300),
+];
 
 /** Pre-built huge arrays, shared (generating 100001 elements per case would dominate the run). */
 const HUGE = {
@@ -166,8 +204,12 @@ function nested(depth: number, leaf: unknown, asObject: boolean): unknown {
 }
 
 const userId = fc.integer({ min: 1, max: INT32_MAX });
-const uuid = fc.oneof(fc.uuid(), fc.uuid().map((u) => u.toUpperCase()));
-const text = (min: number) => fc.string({ minLength: min, maxLength: MAX_TEXT, unit: 'grapheme-composite' }).filter((s) => s.length >= min && s.length <= MAX_TEXT);
+const uuid = fc.oneof(
+  fc.uuid(),
+  fc.uuid().map((u) => u.toUpperCase()),
+);
+const text = (min: number) =>
+  fc.string({ minLength: min, maxLength: MAX_TEXT, unit: 'grapheme-composite' }).filter((s) => s.length >= min && s.length <= MAX_TEXT);
 const instant = fc.oneof(
   fc.constantFrom(...INSTANTS_GOOD),
   fc.date({ min: new Date('0001-01-02T00:00:00Z'), max: new Date('9999-12-30T00:00:00Z'), noInvalidDate: true }).map((d) => d.toISOString()),
@@ -210,7 +252,13 @@ const hostileValue: fc.Arbitrary<unknown> = fc.oneof(
 
 /** A valid request with one thing wrong, or two. */
 const mutated: fc.Arbitrary<unknown> = fc
-  .tuple(validRequest, fc.array(fc.tuple(fc.oneof(fc.constantFrom(...FIELDS), fc.constantFrom(...HOSTILE_KEYS)), fc.oneof(hostileValue, fc.constant(undefined)), fc.boolean()), { minLength: 1, maxLength: 2 }))
+  .tuple(
+    validRequest,
+    fc.array(fc.tuple(fc.oneof(fc.constantFrom(...FIELDS), fc.constantFrom(...HOSTILE_KEYS)), fc.oneof(hostileValue, fc.constant(undefined)), fc.boolean()), {
+      minLength: 1,
+      maxLength: 2,
+    }),
+  )
   .map(([request, edits]) => {
     const payload: Record<string, unknown> = { ...request };
     for (const [key, value, remove] of edits) {
@@ -222,14 +270,29 @@ const mutated: fc.Arbitrary<unknown> = fc
   });
 
 /** Objects built from the field names and junk, with values of any kind. */
-const soup: fc.Arbitrary<unknown> = fc.dictionary(fc.oneof(fc.constantFrom(...FIELDS), fc.constantFrom(...HOSTILE_KEYS), fc.string({ maxLength: 10 })), hostileValue, { maxKeys: 5 });
+const soup: fc.Arbitrary<unknown> = fc.dictionary(
+  fc.oneof(fc.constantFrom(...FIELDS), fc.constantFrom(...HOSTILE_KEYS), fc.string({ maxLength: 10 })),
+  hostileValue,
+  { maxKeys: 5 },
+);
 
 const payload: fc.Arbitrary<unknown> = fc.oneof(
   { weight: 3, arbitrary: validRequest },
   { weight: 5, arbitrary: mutated },
   { weight: 2, arbitrary: soup },
   { weight: 1, arbitrary: fc.jsonValue() },
-  { weight: 1, arbitrary: fc.anything({ withNullPrototype: true, withBigInt: true, withDate: true, withMap: true, withSet: true, withTypedArray: true, withSparseArray: true }) },
+  {
+    weight: 1,
+    arbitrary: fc.anything({
+      withNullPrototype: true,
+      withBigInt: true,
+      withDate: true,
+      withMap: true,
+      withSet: true,
+      withTypedArray: true,
+      withSparseArray: true,
+    }),
+  },
   { weight: 1, arbitrary: hostileValue },
 );
 
@@ -266,7 +329,11 @@ function checkValidation(data: unknown): void {
     assert.fail(`validateRevokeRequest threw ${String(error)}`);
   }
   const expected = model(data);
-  assert.equal(result.ok, expected.valid, `the model says ${expected.valid ? 'valid' : `invalid (${expected.badFields.join(', ')})`}, the validator ${JSON.stringify(result).slice(0, 400)}`);
+  assert.equal(
+    result.ok,
+    expected.valid,
+    `the model says ${expected.valid ? 'valid' : `invalid (${expected.badFields.join(', ')})`}, the validator ${JSON.stringify(result).slice(0, 400)}`,
+  );
   if (result.ok) {
     assert.ok(isRecord(data));
     assert.deepEqual(result.request, defined(data));
@@ -279,7 +346,10 @@ function checkValidation(data: unknown): void {
     assert.ok(typeof issue.message === 'string' && issue.message.length > 0);
     const top = /^[^[.]*/.exec(issue.path)?.[0] ?? '';
     // An unknown key is its own path, verbatim (it may hold '[' or '.').
-    assert.ok(top === '' || keys.includes(issue.path) || keys.includes(top) || top === 'reason', `issue path ${JSON.stringify(issue.path).slice(0, 80)} names no field of the payload`);
+    assert.ok(
+      top === '' || keys.includes(issue.path) || keys.includes(top) || top === 'reason',
+      `issue path ${JSON.stringify(issue.path).slice(0, 80)} names no field of the payload`,
+    );
   }
   if (result.issues.length < 20) {
     for (const field of expected.badFields) {
@@ -294,7 +364,10 @@ function checkValidation(data: unknown): void {
 describe('fuzz: the revocation path', () => {
   test('(a) validateRevokeRequest: never throws, accepts exactly the valid payloads, names the field of every issue', () => {
     for (const data of FIXED) checkValidation(data);
-    fc.assert(fc.property(payload, (data) => checkValidation(data)), { numRuns: 4000 * SCALE, ...SEED });
+    fc.assert(
+      fc.property(payload, (data) => checkValidation(data)),
+      { numRuns: 4000 * SCALE, ...SEED },
+    );
     assert.equal(Object.hasOwn(Object.prototype, 'polluted'), false, 'Object.prototype was polluted');
     assert.equal(({} as Record<string, unknown>).userId, undefined);
   });
@@ -307,7 +380,8 @@ describe('fuzz: the revocation path', () => {
     after(async () => {
       await db.drop();
     });
-    const revokeJobs = async () => (await db.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM pgboss.job WHERE name = $1', [QUEUES.revoke])).rows[0]?.n ?? -1;
+    const revokeJobs = async () =>
+      (await db.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM pgboss.job WHERE name = $1', [QUEUES.revoke])).rows[0]?.n ?? -1;
 
     test('(b) the Node client refuses an invalid request before sending anything, and sends a valid one as validated', async () => {
       // A target that records every query: an invalid request must never reach it.
@@ -342,7 +416,10 @@ describe('fuzz: the revocation path', () => {
       const producer = createBoss(testConfig(db.url), db.url, { role: 'tool', migrate: false }, silentLogger());
       await producer.start();
       try {
-        const invalid = fc.sample(payload.filter((data) => !model(data).valid), { numRuns: 200 * SCALE, seed: 7 });
+        const invalid = fc.sample(
+          payload.filter((data) => !model(data).valid),
+          { numRuns: 200 * SCALE, seed: 7 },
+        );
         for (const [i, data] of [...FIXED.filter((d) => !model(d).valid), ...invalid].entries()) {
           await assert.rejects(enqueueRevocation(i % 2 === 0 ? db.pool : producer, data as RevokeRequest), InvalidRevokeRequestError);
         }
@@ -352,137 +429,146 @@ describe('fuzz: the revocation path', () => {
       assert.equal(await revokeJobs(), 0, 'an invalid request reached the queue');
     });
 
-    test('(c) raw JSON through the SQL function into a running worker: clear errors, dead letters, nothing deleted, the worker stays up', { timeout: 120_000 }, async (t) => {
-      const sessions = await insertSessions(db.pool, Array.from({ length: 200 }, (_, i) => ({ expiresIn: 86_400, user: i % 20 })));
-      const before = await remainingIds(db.pool);
-      const userIds = [...new Set(sessions.map((s) => s.userId))];
-      const unhandled: unknown[] = [];
-      const onUnhandled = (reason: unknown) => unhandled.push(reason);
-      process.on('unhandledRejection', onUnhandled);
-      let worker: Worker | undefined;
-      try {
-        worker = await startWorker(testConfig(db.url, { JANITOR_REVOKE_CONCURRENCY: '8' }), silentLogger());
-
-        // JSON texts: generated invalid payloads (those with a valid user id aimed at the real users),
-        // judged after the JSON round trip (undefined fields vanish, NaN turns null), and hand-written
-        // texts that JSON.stringify cannot produce.
-        const aimed = (data: unknown) => (isRecord(data) && isUserId(data.userId) ? { ...data, userId: userIds[Number(data.userId) % userIds.length] } : data);
-        const generated = fc.sample(
-          fc
-            .oneof(mutated, soup, fc.jsonValue({ maxDepth: 4 }))
-            .map((data) => JSON.stringify(aimed(data)) ?? 'null')
-            .filter((text) => !model(JSON.parse(text)).valid),
-          { numRuns: 300, seed: 11 },
+    test(
+      '(c) raw JSON through the SQL function into a running worker: clear errors, dead letters, nothing deleted, the worker stays up',
+      { timeout: 120_000 },
+      async (t) => {
+        const sessions = await insertSessions(
+          db.pool,
+          Array.from({ length: 200 }, (_, i) => ({ expiresIn: 86_400, user: i % 20 })),
         );
-        const handWritten = [
-          `{"userId": 1e400, "reason": "r"}`,
-          `{"userId": ${userIds[0]}.5, "reason": "r"}`,
-          `{"userId": ${userIds[0]}, "userId": "twice", "reason": "r"}`,
-          `{"userIds": [${HUGE.ids100001.join(',')}], "reason": "r"}`,
-          `{"issuedBefore": "2026-01-01T00:00:00.${'1'.repeat(150)}Z", "reason": "r"}`,
-          `{"__proto__": {"userId": ${userIds[0]}}, "reason": "r"}`,
-          `{"userId": ${userIds[0]}, "reason": "r", "constructor": {"prototype": {"isAdmin": true}}}`,
-          `{"userId": ${'['.repeat(3000)}${']'.repeat(3000)}, "reason": "r"}`,
-          `"${SQL[0]}"`,
-          'null',
-          '12345678901234567890',
-        ];
-        const texts = [...generated.filter((text) => !unstorable(JSON.parse(text))), ...handWritten];
-        const unstorableTexts = generated.filter((text) => unstorable(JSON.parse(text)));
-        const refused = [
-          ...unstorableTexts.map((text) => ({ text, code: /^22P0[25]$/, message: /unsupported Unicode escape sequence|invalid input syntax for type json/ })),
-          { text: `{"userId": ${userIds[0]}, "reason": "a\\u0000b"}`, code: /^22P05$/, message: /unsupported Unicode escape sequence/ },
-          { text: `{"userId": ${userIds[0]}, "reason": "\\ud800"}`, code: /^22P02$/, message: /invalid input syntax for type json/ },
-          { text: `{"a\\u0000": 1}`, code: /^22P05$/, message: /unsupported Unicode escape sequence/ },
-          { text: `{"userIds": ${'['.repeat(50_000)}${']'.repeat(50_000)}, "reason": "r"}`, code: /^54001$/, message: /stack depth/ },
-          { text: `{"userId": 1e1000000, "reason": "r"}`, code: /^22003$/, message: /overflows numeric/ },
-        ];
+        const before = await remainingIds(db.pool);
+        const userIds = [...new Set(sessions.map((s) => s.userId))];
+        const unhandled: unknown[] = [];
+        const onUnhandled = (reason: unknown) => unhandled.push(reason);
+        process.on('unhandledRejection', onUnhandled);
+        let worker: Worker | undefined;
+        try {
+          worker = await startWorker(testConfig(db.url, { JANITOR_REVOKE_CONCURRENCY: '8' }), silentLogger());
 
-        // What cannot be stored fails the call itself, clearly, and enqueues nothing.
-        for (const { text, code, message } of refused) {
-          await assert.rejects(db.pool.query('SELECT session_janitor.enqueue_revocation($1::jsonb)', [text]), (error: unknown) => {
-            assert.ok(error instanceof Error && 'code' in error, String(error));
-            assert.match(String(error.code), code, error.message);
-            assert.match(error.message, message);
-            return true;
-          });
-        }
-        assert.equal(await revokeJobs(), 0);
+          // JSON texts: generated invalid payloads (those with a valid user id aimed at the real users),
+          // judged after the JSON round trip (undefined fields vanish, NaN turns null), and hand-written
+          // texts that JSON.stringify cannot produce.
+          const aimed = (data: unknown) =>
+            isRecord(data) && isUserId(data.userId) ? { ...data, userId: userIds[Number(data.userId) % userIds.length] } : data;
+          const generated = fc.sample(
+            fc
+              .oneof(mutated, soup, fc.jsonValue({ maxDepth: 4 }))
+              .map((data) => JSON.stringify(aimed(data)) ?? 'null')
+              .filter((text) => !model(JSON.parse(text)).valid),
+            { numRuns: 300, seed: 11 },
+          );
+          const handWritten = [
+            `{"userId": 1e400, "reason": "r"}`,
+            `{"userId": ${userIds[0]}.5, "reason": "r"}`,
+            `{"userId": ${userIds[0]}, "userId": "twice", "reason": "r"}`,
+            `{"userIds": [${HUGE.ids100001.join(',')}], "reason": "r"}`,
+            `{"issuedBefore": "2026-01-01T00:00:00.${'1'.repeat(150)}Z", "reason": "r"}`,
+            `{"__proto__": {"userId": ${userIds[0]}}, "reason": "r"}`,
+            `{"userId": ${userIds[0]}, "reason": "r", "constructor": {"prototype": {"isAdmin": true}}}`,
+            `{"userId": ${'['.repeat(3000)}${']'.repeat(3000)}, "reason": "r"}`,
+            `"${SQL[0]}"`,
+            'null',
+            '12345678901234567890',
+          ];
+          const texts = [...generated.filter((text) => !unstorable(JSON.parse(text))), ...handWritten];
+          const unstorableTexts = generated.filter((text) => unstorable(JSON.parse(text)));
+          const refused = [
+            ...unstorableTexts.map((text) => ({ text, code: /^22P0[25]$/, message: /unsupported Unicode escape sequence|invalid input syntax for type json/ })),
+            { text: `{"userId": ${userIds[0]}, "reason": "a\\u0000b"}`, code: /^22P05$/, message: /unsupported Unicode escape sequence/ },
+            { text: `{"userId": ${userIds[0]}, "reason": "\\ud800"}`, code: /^22P02$/, message: /invalid input syntax for type json/ },
+            { text: `{"a\\u0000": 1}`, code: /^22P05$/, message: /unsupported Unicode escape sequence/ },
+            { text: `{"userIds": ${'['.repeat(50_000)}${']'.repeat(50_000)}, "reason": "r"}`, code: /^54001$/, message: /stack depth/ },
+            { text: `{"userId": 1e1000000, "reason": "r"}`, code: /^22003$/, message: /overflows numeric/ },
+          ];
 
-        // enqueue_global_revocation: it takes every request (enqueue_revocation refuses issuedBefore
-        // without userId) and refuses at once, with a documented error, an issuedBefore later than
-        // now() + 5 minutes and more than 100000 ids or 5000000 bytes (migration 4).
-        const ids: string[] = [];
-        const limited: string[] = [];
-        const enqueued: string[] = [];
-        for (const text of texts) {
-          try {
-            const { rows } = await db.pool.query<{ id: string }>('SELECT session_janitor.enqueue_global_revocation($1::jsonb) AS id', [text]);
-            assert.ok(rows[0]?.id, text.slice(0, 200));
-            ids.push(rows[0].id);
-            enqueued.push(text);
-          } catch (error) {
-            assert.ok(error instanceof Error && 'code' in error, String(error));
-            const documented =
-              (error.code === '22023' && /issuedBefore .* now\(\) plus 5 minutes|has \d+ ids, at most 100000/.test(error.message)) ||
-              (error.code === '54000' && /at most 5000000/.test(error.message));
-            assert.ok(documented, `${text.slice(0, 200)}: ${String(error.code)} ${error.message}`);
-            limited.push(text);
+          // What cannot be stored fails the call itself, clearly, and enqueues nothing.
+          for (const { text, code, message } of refused) {
+            await assert.rejects(db.pool.query('SELECT session_janitor.enqueue_revocation($1::jsonb)', [text]), (error: unknown) => {
+              assert.ok(error instanceof Error && 'code' in error, String(error));
+              assert.match(String(error.code), code, error.message);
+              assert.match(error.message, message);
+              return true;
+            });
           }
-        }
-        assert.ok(limited.includes(handWritten[3] ?? ''), 'the 100001 ids were enqueued');
-        texts.splice(0, texts.length, ...enqueued);
-        // SQL NULL, not JSON null: the job carries no data at all.
-        const { rows: nullJob } = await db.pool.query<{ id: string }>('SELECT session_janitor.enqueue_global_revocation(NULL) AS id');
-        if (nullJob[0]?.id) ids.push(nullJob[0].id);
-        texts.push('<SQL NULL>');
-        assert.ok(ids.length >= 250, `${ids.length} payloads`);
+          assert.equal(await revokeJobs(), 0);
 
-        interface JobRow {
-          id: string;
-          state: string;
-          retry_count: number;
-          output: { error?: string; issues?: Array<{ path?: unknown; message?: unknown }> } | null;
-          dead: number;
-        }
-        const settled = async () =>
-          (
-            await db.pool.query<JobRow>(
-              `SELECT j.id, j.state::text, j.retry_count, j.output,
+          // enqueue_global_revocation: it takes every request (enqueue_revocation refuses issuedBefore
+          // without userId) and refuses at once, with a documented error, an issuedBefore later than
+          // now() + 5 minutes and more than 100000 ids or 5000000 bytes (migration 4).
+          const ids: string[] = [];
+          const limited: string[] = [];
+          const enqueued: string[] = [];
+          for (const text of texts) {
+            try {
+              const { rows } = await db.pool.query<{ id: string }>('SELECT session_janitor.enqueue_global_revocation($1::jsonb) AS id', [text]);
+              assert.ok(rows[0]?.id, text.slice(0, 200));
+              ids.push(rows[0].id);
+              enqueued.push(text);
+            } catch (error) {
+              assert.ok(error instanceof Error && 'code' in error, String(error));
+              const documented =
+                (error.code === '22023' && /issuedBefore .* now\(\) plus 5 minutes|has \d+ ids, at most 100000/.test(error.message)) ||
+                (error.code === '54000' && /at most 5000000/.test(error.message));
+              assert.ok(documented, `${text.slice(0, 200)}: ${String(error.code)} ${error.message}`);
+              limited.push(text);
+            }
+          }
+          assert.ok(limited.includes(handWritten[3] ?? ''), 'the 100001 ids were enqueued');
+          texts.splice(0, texts.length, ...enqueued);
+          // SQL NULL, not JSON null: the job carries no data at all.
+          const { rows: nullJob } = await db.pool.query<{ id: string }>('SELECT session_janitor.enqueue_global_revocation(NULL) AS id');
+          if (nullJob[0]?.id) ids.push(nullJob[0].id);
+          texts.push('<SQL NULL>');
+          assert.ok(ids.length >= 250, `${ids.length} payloads`);
+
+          interface JobRow {
+            id: string;
+            state: string;
+            retry_count: number;
+            output: { error?: string; issues?: Array<{ path?: unknown; message?: unknown }> } | null;
+            dead: number;
+          }
+          const settled = async () =>
+            (
+              await db.pool.query<JobRow>(
+                `SELECT j.id, j.state::text, j.retry_count, j.output,
                       (SELECT count(*)::int FROM pgboss.job d WHERE d.name = $2 AND d.source_id = j.id) AS dead
                  FROM pgboss.job j WHERE j.name = $1 AND j.id = ANY($3::uuid[])`,
-              [QUEUES.revoke, QUEUES.deadLetter, ids],
-            )
-          ).rows;
-        const deadline = Date.now() + 60_000;
-        let jobs = await settled();
-        while (jobs.some((j) => j.state !== 'failed' || j.dead === 0) && Date.now() < deadline) {
-          assert.equal((await fetch(`http://127.0.0.1:${worker.metricsPort}/healthz`)).status, 200);
-          await sleep(250);
-          jobs = await settled();
-        }
-        assert.equal(jobs.length, ids.length);
-        for (const job of jobs) {
-          const text = texts[ids.indexOf(job.id)]?.slice(0, 200);
-          assert.equal(job.state, 'failed', `${text}: ${job.state} ${JSON.stringify(job.output)}`);
-          assert.equal(job.retry_count, 0, `${text}: retried`);
-          assert.equal(job.output?.error, 'invalid_payload', `${text}: ${JSON.stringify(job.output)}`);
-          assert.ok(Array.isArray(job.output.issues) && job.output.issues.length >= 1, text);
-          for (const issue of job.output.issues) assert.ok(typeof issue.path === 'string' && typeof issue.message === 'string' && issue.message.length > 0, `${text}: ${JSON.stringify(issue)}`);
-          assert.equal(job.dead, 1, `${text}: ${job.dead} dead-letter copies`);
-        }
+                [QUEUES.revoke, QUEUES.deadLetter, ids],
+              )
+            ).rows;
+          const deadline = Date.now() + 60_000;
+          let jobs = await settled();
+          while (jobs.some((j) => j.state !== 'failed' || j.dead === 0) && Date.now() < deadline) {
+            assert.equal((await fetch(`http://127.0.0.1:${worker.metricsPort}/healthz`)).status, 200);
+            await sleep(250);
+            jobs = await settled();
+          }
+          assert.equal(jobs.length, ids.length);
+          for (const job of jobs) {
+            const text = texts[ids.indexOf(job.id)]?.slice(0, 200);
+            assert.equal(job.state, 'failed', `${text}: ${job.state} ${JSON.stringify(job.output)}`);
+            assert.equal(job.retry_count, 0, `${text}: retried`);
+            assert.equal(job.output?.error, 'invalid_payload', `${text}: ${JSON.stringify(job.output)}`);
+            assert.ok(Array.isArray(job.output.issues) && job.output.issues.length >= 1, text);
+            for (const issue of job.output.issues)
+              assert.ok(typeof issue.path === 'string' && typeof issue.message === 'string' && issue.message.length > 0, `${text}: ${JSON.stringify(issue)}`);
+            assert.equal(job.dead, 1, `${text}: ${job.dead} dead-letter copies`);
+          }
 
-        assert.deepEqual(await remainingIds(db.pool), before, 'an invalid payload deleted sessions');
-        assert.deepEqual(unhandled, []);
-        assert.equal((await fetch(`http://127.0.0.1:${worker.metricsPort}/healthz`)).status, 200);
-        assert.equal((await fetch(`http://127.0.0.1:${worker.metricsPort}/readyz`)).status, 200);
-        const rejected = (await worker.metrics.jobs.get()).values.find((v) => v.labels.queue === QUEUES.revoke && v.labels.outcome === 'rejected')?.value;
-        assert.equal(rejected, ids.length);
-        t.diagnostic(`${ids.length} payloads dead-lettered as invalid_payload, ${refused.length + limited.length} refused by the SQL call itself`);
-      } finally {
-        process.off('unhandledRejection', onUnhandled);
-        await worker?.stop();
-      }
-    });
+          assert.deepEqual(await remainingIds(db.pool), before, 'an invalid payload deleted sessions');
+          assert.deepEqual(unhandled, []);
+          assert.equal((await fetch(`http://127.0.0.1:${worker.metricsPort}/healthz`)).status, 200);
+          assert.equal((await fetch(`http://127.0.0.1:${worker.metricsPort}/readyz`)).status, 200);
+          const rejected = (await worker.metrics.jobs.get()).values.find((v) => v.labels.queue === QUEUES.revoke && v.labels.outcome === 'rejected')?.value;
+          assert.equal(rejected, ids.length);
+          t.diagnostic(`${ids.length} payloads dead-lettered as invalid_payload, ${refused.length + limited.length} refused by the SQL call itself`);
+        } finally {
+          process.off('unhandledRejection', onUnhandled);
+          await worker?.stop();
+        }
+      },
+    );
   });
 });

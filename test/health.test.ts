@@ -52,11 +52,15 @@ test('the worker rides out a database restart', { timeout: 180_000 }, async () =
     const jobId = await boss.send(QUEUES.purgeExpired, {});
     assert.ok(jobId);
     let state = '';
-    await until('the purge after the outage', async () => {
-      const [job] = await boss.findJobs(QUEUES.purgeExpired, { id: jobId });
-      state = job?.state ?? '';
-      return state === 'completed' || state === 'failed';
-    }, 60_000);
+    await until(
+      'the purge after the outage',
+      async () => {
+        const [job] = await boss.findJobs(QUEUES.purgeExpired, { id: jobId });
+        state = job?.state ?? '';
+        return state === 'completed' || state === 'failed';
+      },
+      60_000,
+    );
     await boss.stop({ graceful: false });
     assert.equal(state, 'completed');
     assert.deepEqual(unhandled, []);

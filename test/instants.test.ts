@@ -15,7 +15,11 @@ const SEED = process.env.SJ_FUZZ_SEED === undefined ? {} : { seed: Number(proces
 const pad = (n: number, width = 2) => String(n).padStart(width, '0');
 
 /** Each field within its range, at its edges, or one past them. */
-const field = (min: number, max: number) => fc.oneof(fc.integer({ min, max }), fc.constantFrom(min, max, min - 1, max + 1).filter((n) => n >= 0));
+const field = (min: number, max: number) =>
+  fc.oneof(
+    fc.integer({ min, max }),
+    fc.constantFrom(min, max, min - 1, max + 1).filter((n) => n >= 0),
+  );
 
 const instant = fc
   .record({
@@ -26,9 +30,12 @@ const instant = fc
     minute: field(0, 59),
     second: field(0, 59),
     fraction: fc.oneof(fc.constant(''), fc.stringMatching(/^\.\d{1,40}$/)),
-    offset: fc.oneof(fc.constant('Z'), fc.tuple(fc.constantFrom('+', '-'), field(0, 15), field(0, 59), fc.integer({ min: 16, max: 99 }), fc.boolean()).map(
-      ([sign, hours, minutes, beyond, far]) => `${sign}${pad(far ? beyond : hours)}:${pad(minutes)}`,
-    )),
+    offset: fc.oneof(
+      fc.constant('Z'),
+      fc
+        .tuple(fc.constantFrom('+', '-'), field(0, 15), field(0, 59), fc.integer({ min: 16, max: 99 }), fc.boolean())
+        .map(([sign, hours, minutes, beyond, far]) => `${sign}${pad(far ? beyond : hours)}:${pad(minutes)}`),
+    ),
   })
   .map((f) => `${pad(f.year, 4)}-${pad(f.month)}-${pad(f.day)}T${pad(f.hour)}:${pad(f.minute)}:${pad(f.second)}${f.fraction}${f.offset}`);
 

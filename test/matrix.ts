@@ -44,11 +44,10 @@ const started = performance.now();
 for (const major of majors) {
   const t0 = performance.now();
   const code = await new Promise<number | null>((resolve, reject) => {
-    const child = spawn(
-      process.execPath,
-      ['--test', '--test-global-setup=test/setup/global.ts', '--test-concurrency=1', ...SUITES],
-      { env: { ...env, SJ_TEST_PG: major }, stdio: 'inherit' },
-    );
+    const child = spawn(process.execPath, ['--test', '--test-global-setup=test/setup/global.ts', '--test-concurrency=1', ...SUITES], {
+      env: { ...env, SJ_TEST_PG: major },
+      stdio: 'inherit',
+    });
     child.once('error', reject);
     child.once('close', resolve);
   });

@@ -53,7 +53,11 @@ test('the first scrape of a fresh worker holds every counter and histogram serie
     for (const task of ['purge-expired', 'reap-idle', 'revoke']) {
       assert.equal(sample(scrape, 'session_janitor_batch_duration_seconds_count', { task }), 0, task);
     }
-    const outcomes = { [QUEUES.purgeExpired]: ['completed', 'failed'], [QUEUES.reapIdle]: ['completed', 'failed'], [QUEUES.revoke]: ['completed', 'failed', 'rejected'] };
+    const outcomes = {
+      [QUEUES.purgeExpired]: ['completed', 'failed'],
+      [QUEUES.reapIdle]: ['completed', 'failed'],
+      [QUEUES.revoke]: ['completed', 'failed', 'rejected'],
+    };
     for (const [queue, wanted] of Object.entries(outcomes)) {
       assert.equal(sample(scrape, 'session_janitor_job_duration_seconds_count', { queue }), 0, queue);
       for (const outcome of wanted) assert.equal(sample(scrape, 'session_janitor_jobs_total', { queue, outcome }), 0, `${queue} ${outcome}`);

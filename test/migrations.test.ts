@@ -34,8 +34,13 @@ test('the migrations are numbered 1..N without a gap, one file each, and CHECKSU
     MIGRATIONS.map((m) => m.version),
     Array.from({ length: LATEST_VERSION }, (_, i) => i + 1),
   );
-  const files = readdirSync(MIGRATIONS_DIR).filter((f) => f.endsWith('.sql')).sort();
-  assert.deepEqual(files, MIGRATIONS.map((m) => m.file));
+  const files = readdirSync(MIGRATIONS_DIR)
+    .filter((f) => f.endsWith('.sql'))
+    .sort();
+  assert.deepEqual(
+    files,
+    MIGRATIONS.map((m) => m.file),
+  );
   assert.deepEqual([...checksums.keys()].sort(), files);
 });
 

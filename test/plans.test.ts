@@ -86,10 +86,9 @@ describe('plans', () => {
         await db.pool.query(index.constraint ? `ALTER TABLE auth.refresh_session ADD CONSTRAINT "${index.constraint}" ${index.condef}` : index.indexdef);
       }
       await db.pool.query('ANALYZE auth.refresh_session');
-      const { rows: users } = await db.pool.query<{ user_id: number }>(
-        'SELECT DISTINCT user_id FROM auth.refresh_session ORDER BY user_id LIMIT $1',
-        [size.chunk],
-      );
+      const { rows: users } = await db.pool.query<{ user_id: number }>('SELECT DISTINCT user_id FROM auth.refresh_session ORDER BY user_id LIMIT $1', [
+        size.chunk,
+      ]);
       const { rows: some } = await db.pool.query<{ id: number; jti: string; user_id: number }>(
         'SELECT id, jti, user_id FROM auth.refresh_session ORDER BY id LIMIT $1',
         [size.chunk],

@@ -59,14 +59,23 @@ describe('producers on older pg-boss versions', { timeout: 120_000 }, () => {
   });
 
   const job = async (id: string) =>
-    (await db.pool.query<{ state: string; heartbeat_seconds: number | null; output: { revoked?: number } | null }>('SELECT state, heartbeat_seconds, output FROM pgboss.job WHERE id = $1', [id])).rows[0];
+    (
+      await db.pool.query<{ state: string; heartbeat_seconds: number | null; output: { revoked?: number } | null }>(
+        'SELECT state, heartbeat_seconds, output FROM pgboss.job WHERE id = $1',
+        [id],
+      )
+    ).rows[0];
 
   for (const { alias, heartbeat } of [
     { alias: 'pg-boss-12-12', heartbeat: true },
     { alias: 'pg-boss-11', heartbeat: false },
   ]) {
     test(`${alias} enqueues a revocation the worker carries out; heartbeat takeover: ${heartbeat ? 'yes' : 'no (15-minute expiry)'}`, async () => {
-      const sessions = await insertSessions(db.pool, [{ expiresIn: 86_400, user: 0 }, { expiresIn: 86_400, user: 0 }, { expiresIn: 86_400, user: 1 }]);
+      const sessions = await insertSessions(db.pool, [
+        { expiresIn: 86_400, user: 0 },
+        { expiresIn: 86_400, user: 0 },
+        { expiresIn: 86_400, user: 1 },
+      ]);
       const userId = sessions[0]?.userId;
       assert.ok(userId);
       const id = await send(alias, db.url, { userId, reason: alias });
@@ -79,7 +88,10 @@ describe('producers on older pg-boss versions', { timeout: 120_000 }, () => {
       assert.deepEqual(done.output, { revoked: 2 });
       assert.equal(done.heartbeat_seconds, heartbeat ? queue?.heartbeat_seconds : null);
       const left = await db.pool.query<{ id: number }>('SELECT id FROM auth.refresh_session WHERE id = ANY($1) ORDER BY id', [sessions.map((s) => s.id)]);
-      assert.deepEqual(left.rows.map((r) => r.id), [sessions[2]?.id]);
+      assert.deepEqual(
+        left.rows.map((r) => r.id),
+        [sessions[2]?.id],
+      );
     });
   }
 

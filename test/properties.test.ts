@@ -40,8 +40,16 @@ const DAY_SECONDS = 86_400;
 /** Valid user ids nobody has: revoking them deletes nothing. */
 const UNKNOWN_USERS = [2_147_483_647, 1_000_000_000];
 
-const GRACES = [['0s', 0], ['90s', 90], ['1h', 3600]] as const;
-const IDLE_TIMEOUTS = [['1h', 3600], ['2h', 7200], ['30d', 30 * DAY_SECONDS]] as const;
+const GRACES = [
+  ['0s', 0],
+  ['90s', 90],
+  ['1h', 3600],
+] as const;
+const IDLE_TIMEOUTS = [
+  ['1h', 3600],
+  ['2h', 7200],
+  ['30d', 30 * DAY_SECONDS],
+] as const;
 
 // ---------------------------------------------------------------------------------------------
 // Scenarios: plain data, with rows and users referred to by index (resolved after the insert).
@@ -76,7 +84,10 @@ const jtiSpec = fc.oneof(
 );
 type JtiSpec = typeof jtiSpec extends fc.Arbitrary<infer T> ? T : never;
 
-const userSpec = fc.oneof({ weight: 5, arbitrary: fc.nat().map((user) => ({ kind: 'known' as const, user })) }, { weight: 1, arbitrary: fc.constantFrom(...UNKNOWN_USERS).map((id) => ({ kind: 'unknown' as const, id })) });
+const userSpec = fc.oneof(
+  { weight: 5, arbitrary: fc.nat().map((user) => ({ kind: 'known' as const, user })) },
+  { weight: 1, arbitrary: fc.constantFrom(...UNKNOWN_USERS).map((id) => ({ kind: 'unknown' as const, id })) },
+);
 type UserSpec = typeof userSpec extends fc.Arbitrary<infer T> ? T : never;
 
 const jobSpec = fc.oneof(
@@ -84,7 +95,14 @@ const jobSpec = fc.oneof(
   fc.constant({ kind: 'reap' as const }),
   fc.record({ kind: fc.constant('userId' as const), user: userSpec }),
   // The session kept is most often one of the user's own (the "other devices" case).
-  fc.record({ kind: fc.constant('userId+exceptJti' as const), user: userSpec, except: fc.oneof(fc.nat().map((n) => ({ kind: 'own' as const, n })), jtiSpec) }),
+  fc.record({
+    kind: fc.constant('userId+exceptJti' as const),
+    user: userSpec,
+    except: fc.oneof(
+      fc.nat().map((n) => ({ kind: 'own' as const, n })),
+      jtiSpec,
+    ),
+  }),
   fc.record({ kind: fc.constant('userIds' as const), users: fc.array(userSpec, { minLength: 1, maxLength: 6 }) }),
   fc.record({ kind: fc.constant('jtis' as const), jtis: fc.array(jtiSpec, { minLength: 1, maxLength: 8 }) }),
   fc.record({ kind: fc.constant('issuedBefore' as const), before: instantSpec }),
@@ -288,7 +306,11 @@ describe('properties: purge, reap and revoke under any sequence', () => {
         const gone = alive.filter((row) => jobs.some((job) => matches(job, row)));
         alive = alive.filter((row) => !gone.includes(row));
         const reported = outputs.reduce((a, b) => a + b, 0);
-        assert.equal(reported, gone.length, `step ${stepIndex} (${jobs.map((j) => (j.kind === 'revoke' ? JSON.stringify(j.request) : j.kind)).join(' | ')}): the jobs reported ${reported} rows, the model deletes ${gone.length}`);
+        assert.equal(
+          reported,
+          gone.length,
+          `step ${stepIndex} (${jobs.map((j) => (j.kind === 'revoke' ? JSON.stringify(j.request) : j.kind)).join(' | ')}): the jobs reported ${reported} rows, the model deletes ${gone.length}`,
+        );
         if (step.length === 1) {
           assert.deepEqual(await remainingIds(db.pool), ids(alive), `step ${stepIndex}: the rows left`);
         }
@@ -316,7 +338,8 @@ describe('properties: purge, reap and revoke under any sequence', () => {
     // Every cutoff position on both clocks, ties in created_at, and every selector once.
     const positions = [0n, -1n, MARGIN, -3600n * US, MARGIN + 1n];
     const rows: RowSpec[] = [];
-    for (const [i, expires] of positions.entries()) for (const [j, idle] of positions.entries()) rows.push({ expires, idle, createdAgo: BigInt((i + j) % 3) * 3600n * US, user: i + j });
+    for (const [i, expires] of positions.entries())
+      for (const [j, idle] of positions.entries()) rows.push({ expires, idle, createdAgo: BigInt((i + j) % 3) * 3600n * US, user: i + j });
     const row = (n: number) => ({ kind: 'row' as const, row: n, upper: n % 2 === 0 });
     const known = (n: number) => ({ kind: 'known' as const, user: n });
     await check({

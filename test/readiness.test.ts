@@ -44,7 +44,11 @@ describe('a database without auth.refresh_session', { timeout: 120_000 }, () => 
       await new Promise((resolve) => setTimeout(resolve, 11_000));
       assert.equal((await readyz(port)).status, 503);
       assert.equal(lines.filter((line) => line.includes('has no auth.refresh_session')).length, 1, lines.join(''));
-      assert.deepEqual(lines.filter((line) => /"level":"(warn|error)"/.test(line) && !line.includes('has no auth.refresh_session')), [], 'no other warning about it');
+      assert.deepEqual(
+        lines.filter((line) => /"level":"(warn|error)"/.test(line) && !line.includes('has no auth.refresh_session')),
+        [],
+        'no other warning about it',
+      );
 
       await db.pool.query('ALTER TABLE auth.refresh_session_elsewhere RENAME TO refresh_session');
       await until('ready once the table exists', async () => (await readyz(port)).status === 200, 20_000);

@@ -21,12 +21,15 @@ import { createTestDatabase, insertSessions, remainingIds, silentLogger, testCon
  */
 function shortestBackoffSeconds(limit: number, delay: number, delayMax: number | undefined): number {
   let total = 0;
-  for (let n = 0; n < limit; n++) total += Math.min(delayMax ?? Infinity, Math.max(delay, 1) * 2 ** Math.min(16, n + 1) / 2);
+  for (let n = 0; n < limit; n++) total += Math.min(delayMax ?? Infinity, (Math.max(delay, 1) * 2 ** Math.min(16, n + 1)) / 2);
   return total;
 }
 
 test('every retried queue keeps a job retrying for at least an hour with the defaults, and for JANITOR_RETRY_WINDOW when set', () => {
-  for (const [env, window] of [[{}, 3600], [{ JANITOR_RETRY_WINDOW: '6h', JANITOR_RETRY_DELAY: '5s' }, 6 * 3600]] as const) {
+  for (const [env, window] of [
+    [{}, 3600],
+    [{ JANITOR_RETRY_WINDOW: '6h', JANITOR_RETRY_DELAY: '5s' }, 6 * 3600],
+  ] as const) {
     const config = testConfig('postgres://localhost/x', env);
     for (const queue of queueDefinitions(config).filter((q) => q.name !== QUEUES.deadLetter)) {
       assert.equal(queue.retryBackoff, true, queue.name);
@@ -58,13 +61,14 @@ describe('retries on a real server', () => {
     await admin.end();
   });
 
-  test('install brings an existing queue\'s retry policy up to date (updateQueue)', async () => {
+  test("install brings an existing queue's retry policy up to date (updateQueue)", async () => {
     const config = testConfig(db.url);
     await db.pool.query('UPDATE pgboss.queue SET retry_limit = 3 WHERE name = ANY($1)', [[QUEUES.purgeExpired, QUEUES.reapIdle, QUEUES.revoke]]);
     await ensureQueues(boss, config);
-    const { rows } = await db.pool.query<{ name: string; retry_limit: number }>('SELECT name, retry_limit FROM pgboss.queue WHERE name = ANY($1) ORDER BY name', [
-      [QUEUES.purgeExpired, QUEUES.reapIdle, QUEUES.revoke],
-    ]);
+    const { rows } = await db.pool.query<{ name: string; retry_limit: number }>(
+      'SELECT name, retry_limit FROM pgboss.queue WHERE name = ANY($1) ORDER BY name',
+      [[QUEUES.purgeExpired, QUEUES.reapIdle, QUEUES.revoke]],
+    );
     const expected = queueDefinitions(config).find((q) => q.name === QUEUES.revoke)?.retryLimit;
     assert.ok(expected !== undefined && expected > 3);
     for (const row of rows) assert.equal(row.retry_limit, expected, row.name);
@@ -83,68 +87,78 @@ describe('retries on a real server', () => {
     assert.ok(await boss.send(QUEUES.purgeExpired, {}), 'the slot is free once the run ended');
   });
 
-  test('a revocation that fails while the worker may not DELETE is retried past the old limit of 3, not dead-lettered, and completes once the grant is back', { timeout: 120_000 }, async () => {
-    const role = `sj_worker_${randomBytes(5).toString('hex')}`;
-    const password = randomBytes(12).toString('hex');
-    roles.push(role);
-    await db.pool.query(`CREATE ROLE ${role} LOGIN PASSWORD '${password}'`);
-    for (const statement of [
-      `GRANT USAGE ON SCHEMA pgboss, session_janitor, auth TO ${role}`,
-      `GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA pgboss, session_janitor TO ${role}`,
-      `GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA pgboss, session_janitor TO ${role}`,
-      `GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA pgboss TO ${role}`,
-      // SELECT only: every DELETE of the revocation fails with insufficient_privilege.
-      `GRANT SELECT ON auth.refresh_session TO ${role}`,
-    ]) {
-      await db.pool.query(statement);
-    }
-    const url = new URL(db.url);
-    url.username = role;
-    url.password = password;
-    const sessions = await insertSessions(db.pool, [{ expiresIn: 86_400 }, { expiresIn: 86_400 }]);
-    const target = sessions[0];
-    assert.ok(target);
-    let worker: Worker | undefined;
-    try {
-      worker = await startWorker(testConfig(url.toString(), { JANITOR_MIGRATE: 'false', JANITOR_RETRY_DELAY: '1s' }), silentLogger());
-      const id = (await db.pool.query<{ id: string }>('SELECT session_janitor.enqueue_revocation($1::jsonb) AS id', [JSON.stringify({ userId: target.userId, reason: 'outage' })])).rows[0]?.id;
-      assert.ok(id);
-      const job = async () =>
-        (await db.pool.query<{ state: string; retry_count: number; retry_limit: number; output: { error?: string; message?: string } | null }>(
-          'SELECT state::text, retry_count, retry_limit, output FROM pgboss.job WHERE id = $1',
-          [id],
-        )).rows[0];
-      // Each failed attempt: the job waits in retry. Rather than wait out the backoff, the test
-      // brings the next attempt forward; pg-boss counts it all the same.
-      for (let attempt = 1; attempt <= 5; attempt++) {
+  test(
+    'a revocation that fails while the worker may not DELETE is retried past the old limit of 3, not dead-lettered, and completes once the grant is back',
+    { timeout: 120_000 },
+    async () => {
+      const role = `sj_worker_${randomBytes(5).toString('hex')}`;
+      const password = randomBytes(12).toString('hex');
+      roles.push(role);
+      await db.pool.query(`CREATE ROLE ${role} LOGIN PASSWORD '${password}'`);
+      for (const statement of [
+        `GRANT USAGE ON SCHEMA pgboss, session_janitor, auth TO ${role}`,
+        `GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA pgboss, session_janitor TO ${role}`,
+        `GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA pgboss, session_janitor TO ${role}`,
+        `GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA pgboss TO ${role}`,
+        // SELECT only: every DELETE of the revocation fails with insufficient_privilege.
+        `GRANT SELECT ON auth.refresh_session TO ${role}`,
+      ]) {
+        await db.pool.query(statement);
+      }
+      const url = new URL(db.url);
+      url.username = role;
+      url.password = password;
+      const sessions = await insertSessions(db.pool, [{ expiresIn: 86_400 }, { expiresIn: 86_400 }]);
+      const target = sessions[0];
+      assert.ok(target);
+      let worker: Worker | undefined;
+      try {
+        worker = await startWorker(testConfig(url.toString(), { JANITOR_MIGRATE: 'false', JANITOR_RETRY_DELAY: '1s' }), silentLogger());
+        const id = (
+          await db.pool.query<{ id: string }>('SELECT session_janitor.enqueue_revocation($1::jsonb) AS id', [
+            JSON.stringify({ userId: target.userId, reason: 'outage' }),
+          ])
+        ).rows[0]?.id;
+        assert.ok(id);
+        const job = async () =>
+          (
+            await db.pool.query<{ state: string; retry_count: number; retry_limit: number; output: { error?: string; message?: string } | null }>(
+              'SELECT state::text, retry_count, retry_limit, output FROM pgboss.job WHERE id = $1',
+              [id],
+            )
+          ).rows[0];
+        // Each failed attempt: the job waits in retry. Rather than wait out the backoff, the test
+        // brings the next attempt forward; pg-boss counts it all the same.
+        for (let attempt = 1; attempt <= 5; attempt++) {
+          const deadline = performance.now() + 20_000;
+          let row = await job();
+          while (!(row?.state === 'retry' && row.retry_count === attempt) && performance.now() < deadline) {
+            assert.notEqual(row?.state, 'failed', `dead-lettered after ${attempt - 1} retries: ${JSON.stringify(row)}`);
+            await sleep(50);
+            row = await job();
+          }
+          assert.equal(row?.state, 'retry', `attempt ${attempt}: ${JSON.stringify(row)}`);
+          assert.match(row?.output?.message ?? '', /permission denied/);
+          assert.ok((row?.retry_limit ?? 0) > 5, `retry_limit ${row?.retry_limit}`);
+          if (attempt < 5) await db.pool.query('UPDATE pgboss.job SET start_after = now() WHERE id = $1', [id]);
+        }
+        const { rows: dead } = await db.pool.query('SELECT 1 FROM pgboss.job WHERE name = $1 AND source_id = $2', [QUEUES.deadLetter, id]);
+        assert.deepEqual(dead, []);
+
+        await db.pool.query(`GRANT DELETE ON auth.refresh_session TO ${role}`);
+        await db.pool.query('UPDATE pgboss.job SET start_after = now() WHERE id = $1', [id]);
         const deadline = performance.now() + 20_000;
         let row = await job();
-        while (!(row?.state === 'retry' && row.retry_count === attempt) && performance.now() < deadline) {
-          assert.notEqual(row?.state, 'failed', `dead-lettered after ${attempt - 1} retries: ${JSON.stringify(row)}`);
+        while (row?.state !== 'completed' && performance.now() < deadline) {
           await sleep(50);
           row = await job();
         }
-        assert.equal(row?.state, 'retry', `attempt ${attempt}: ${JSON.stringify(row)}`);
-        assert.match(row?.output?.message ?? '', /permission denied/);
-        assert.ok((row?.retry_limit ?? 0) > 5, `retry_limit ${row?.retry_limit}`);
-        if (attempt < 5) await db.pool.query('UPDATE pgboss.job SET start_after = now() WHERE id = $1', [id]);
+        assert.equal(row?.state, 'completed', JSON.stringify(row));
+        assert.deepEqual(row?.output, { revoked: 1 });
+        assert.ok(!(await remainingIds(db.pool)).includes(target.id));
+      } finally {
+        await worker?.stop();
       }
-      const { rows: dead } = await db.pool.query('SELECT 1 FROM pgboss.job WHERE name = $1 AND source_id = $2', [QUEUES.deadLetter, id]);
-      assert.deepEqual(dead, []);
-
-      await db.pool.query(`GRANT DELETE ON auth.refresh_session TO ${role}`);
-      await db.pool.query('UPDATE pgboss.job SET start_after = now() WHERE id = $1', [id]);
-      const deadline = performance.now() + 20_000;
-      let row = await job();
-      while (row?.state !== 'completed' && performance.now() < deadline) {
-        await sleep(50);
-        row = await job();
-      }
-      assert.equal(row?.state, 'completed', JSON.stringify(row));
-      assert.deepEqual(row?.output, { revoked: 1 });
-      assert.ok(!(await remainingIds(db.pool)).includes(target.id));
-    } finally {
-      await worker?.stop();
-    }
-  });
+    },
+  );
 });

@@ -23,7 +23,16 @@ import { InvalidRevokeRequestError, RevocationFailedError, enqueueRevocation, wa
 import { startWorker, type Worker } from '../src/worker.ts';
 import { QUEUES } from '../src/queues.ts';
 import { MAX_IDS, type RevokeRequest } from '../src/revoke-request.ts';
-import { createTestDatabase, databaseUrl, insertSessions, remainingIds, silentLogger, testConfig, type InsertedSession, type TestDatabase } from './helpers/database.ts';
+import {
+  createTestDatabase,
+  databaseUrl,
+  insertSessions,
+  remainingIds,
+  silentLogger,
+  testConfig,
+  type InsertedSession,
+  type TestDatabase,
+} from './helpers/database.ts';
 
 interface JobRow {
   state: string;
@@ -98,7 +107,9 @@ describe('the revoke queue', () => {
     await db.pool.query(`CREATE ROLE ${role} LOGIN PASSWORD '${password}'`);
     roles.push(role);
     await db.pool.query(`GRANT USAGE ON SCHEMA session_janitor TO ${role}`);
-    await db.pool.query(`GRANT EXECUTE ON FUNCTION session_janitor.enqueue_revocation(jsonb, text), session_janitor.revocation_status(uuid), session_janitor.revocation_by_key(text) TO ${role}`);
+    await db.pool.query(
+      `GRANT EXECUTE ON FUNCTION session_janitor.enqueue_revocation(jsonb, text), session_janitor.revocation_status(uuid), session_janitor.revocation_by_key(text) TO ${role}`,
+    );
     const url = new URL(db.url);
     url.username = role;
     url.password = password;
@@ -113,7 +124,10 @@ describe('the revoke queue', () => {
   const usersOf = (sessions: readonly InsertedSession[]) => [...new Set(sessions.map((s) => s.userId))];
 
   test('invalid payloads of every kind fail at once, without retry, into the dead-letter queue, deleting nothing', async () => {
-    const sessions = await insertSessions(db.pool, Array.from({ length: 6 }, (_, i) => ({ expiresIn: 86_400, user: i % 3 })));
+    const sessions = await insertSessions(
+      db.pool,
+      Array.from({ length: 6 }, (_, i) => ({ expiresIn: 86_400, user: i % 3 })),
+    );
     const [u1, u2] = usersOf(sessions);
     const before = await remainingIds(db.pool);
     const cases: Array<{ name: string; payload: string; path: string; names: string[] }> = [
@@ -131,7 +145,12 @@ describe('the revoke queue', () => {
       { name: 'an unknown field', payload: JSON.stringify({ userId: u1, reason: 'r', force: true }), path: 'force', names: ['force'] },
       { name: 'a JSON array', payload: JSON.stringify([{ userId: u1, reason: 'r' }]), path: '', names: ['JSON object'] },
       { name: 'a JSON string', payload: JSON.stringify('revoke user 1'), path: '', names: ['JSON object'] },
-      { name: 'an issuedBefore without offset', payload: JSON.stringify({ userId: u1, issuedBefore: '2000-01-01T00:00:00', reason: 'r' }), path: 'issuedBefore', names: ['issuedBefore'] },
+      {
+        name: 'an issuedBefore without offset',
+        payload: JSON.stringify({ userId: u1, issuedBefore: '2000-01-01T00:00:00', reason: 'r' }),
+        path: 'issuedBefore',
+        names: ['issuedBefore'],
+      },
     ];
     // More than 100000 ids is refused by the SQL function at enqueue (the test of oversized payloads
     // below): sent past it, the worker dead-letters it.
@@ -162,7 +181,10 @@ describe('the revoke queue', () => {
 
   test('ids that JSON.parse would round to an integer, and offsets PostgreSQL refuses, fail at once as invalid_payload, deleting nothing', async () => {
     // Two users with consecutive ids: "<below>.99999999999999999" parses to `above` in JavaScript.
-    const sessions = await insertSessions(db.pool, Array.from({ length: 4 }, (_, i) => ({ expiresIn: 86_400, user: i % 2 })));
+    const sessions = await insertSessions(
+      db.pool,
+      Array.from({ length: 4 }, (_, i) => ({ expiresIn: 86_400, user: i % 2 })),
+    );
     const [below, above] = usersOf(sessions).sort((a, b) => a - b);
     assert.ok(below !== undefined && above === below + 1, `users ${below} and ${above} are not consecutive`);
     const before = await remainingIds(db.pool);
@@ -170,22 +192,40 @@ describe('the revoke queue', () => {
       { name: 'a userId just below an integer', payload: `{"userId": ${below}.99999999999999999, "reason": "r"}`, path: 'userId' },
       { name: 'a userIds element just below an integer', payload: `{"userIds": [${below}.99999999999999999], "reason": "r"}`, path: 'userIds[0]' },
       { name: 'a userId just above an integer', payload: `{"userId": ${above}.00000000000000001, "reason": "r"}`, path: 'userId' },
-      { name: 'an offset beyond +15:59', payload: JSON.stringify({ userId: below, issuedBefore: '2026-01-01T00:00:00+16:00', reason: 'r' }), path: 'issuedBefore' },
-      { name: 'an offset beyond -15:59', payload: JSON.stringify({ userId: below, issuedBefore: '2026-01-01T00:00:00-23:59', reason: 'r' }), path: 'issuedBefore' },
+      {
+        name: 'an offset beyond +15:59',
+        payload: JSON.stringify({ userId: below, issuedBefore: '2026-01-01T00:00:00+16:00', reason: 'r' }),
+        path: 'issuedBefore',
+      },
+      {
+        name: 'an offset beyond -15:59',
+        payload: JSON.stringify({ userId: below, issuedBefore: '2026-01-01T00:00:00-23:59', reason: 'r' }),
+        path: 'issuedBefore',
+      },
     ];
     for (const c of cases) {
       const id = await enqueueSql(c.payload);
       assert.ok(id, `${c.name}: not enqueued`);
       const job = await settled(id, ['failed', 'completed']);
-      assert.deepEqual({ state: job.state, retries: job.retry_count, error: job.output?.error }, { state: 'failed', retries: 0, error: 'invalid_payload' }, `${c.name}: ${JSON.stringify(job.output)}`);
-      assert.ok(job.output?.issues?.some((i) => i.path === c.path), `${c.name}: ${JSON.stringify(job.output?.issues)}`);
+      assert.deepEqual(
+        { state: job.state, retries: job.retry_count, error: job.output?.error },
+        { state: 'failed', retries: 0, error: 'invalid_payload' },
+        `${c.name}: ${JSON.stringify(job.output)}`,
+      );
+      assert.ok(
+        job.output?.issues?.some((i) => i.path === c.path),
+        `${c.name}: ${JSON.stringify(job.output?.issues)}`,
+      );
       assert.equal((await deadLetterOf(id)).length, 1, `${c.name}: no dead-letter copy`);
     }
     assert.deepEqual(await remainingIds(db.pool), before, 'sessions were revoked');
   });
 
-  test('the SQL function enqueues a valid job with the queue\'s settings; the worker carries it out at once (NOTIFY)', async () => {
-    const sessions = await insertSessions(db.pool, Array.from({ length: 4 }, (_, i) => ({ expiresIn: 86_400, user: i % 2 })));
+  test("the SQL function enqueues a valid job with the queue's settings; the worker carries it out at once (NOTIFY)", async () => {
+    const sessions = await insertSessions(
+      db.pool,
+      Array.from({ length: 4 }, (_, i) => ({ expiresIn: 86_400, user: i % 2 })),
+    );
     const [u1, u2] = usersOf(sessions);
     const started = performance.now();
     const id = await enqueueSql(JSON.stringify({ userId: u1, reason: 'password-changed', requestedBy: 'test' }));
@@ -194,12 +234,14 @@ describe('the revoke queue', () => {
     // With notify on, the worker's poll is a 30 s backstop: a pick-up within seconds is the NOTIFY.
     assert.ok(performance.now() - started < 5_000, `took ${Math.round(performance.now() - started)} ms`);
     assert.deepEqual(
-      (await db.pool.query<{ user_id: number }>('SELECT user_id FROM auth.refresh_session WHERE id = ANY($1)', [sessions.map((s) => s.id)])).rows.map((r) => r.user_id),
+      (await db.pool.query<{ user_id: number }>('SELECT user_id FROM auth.refresh_session WHERE id = ANY($1)', [sessions.map((s) => s.id)])).rows.map(
+        (r) => r.user_id,
+      ),
       [u2, u2],
     );
   });
 
-  test('the SQL function\'s job matches boss.send\'s: retry, expiry, retention, dead letter, dedupe slot', async () => {
+  test("the SQL function's job matches boss.send's: retry, expiry, retention, dead letter, dedupe slot", async () => {
     const [viaSql, viaClient] = await assertSqlJobMatchesSend(db.pool, producer);
     await settled(viaSql, ['completed']);
     await settled(viaClient, ['completed']);
@@ -226,7 +268,8 @@ describe('the revoke queue', () => {
     const [u1] = usersOf(sessions);
     const before = await remainingIds(db.pool);
     const instant = async (offset: string) =>
-      (await db.pool.query<{ at: string }>(`SELECT to_char((now() + $1::interval) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS at`, [offset])).rows[0]?.at ?? '';
+      (await db.pool.query<{ at: string }>(`SELECT to_char((now() + $1::interval) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS at`, [offset])).rows[0]
+        ?.at ?? '';
     const [aYear, sixMinutes, fourMinutes] = [await instant('1 year'), await instant('6 minutes'), await instant('4 minutes')];
 
     // Past the SQL function (a producer with its own pg-boss): the worker checks against the database clock.
@@ -241,14 +284,23 @@ describe('the revoke queue', () => {
       assert.equal(job.state, 'failed', JSON.stringify(job));
       assert.equal(job.retry_count, 0);
       assert.equal(job.output?.error, 'invalid_payload', JSON.stringify(job.output));
-      assert.ok(job.output?.issues?.some((i) => i.path === 'issuedBefore' && /5 minutes/.test(i.message)), JSON.stringify(job.output));
+      assert.ok(
+        job.output?.issues?.some((i) => i.path === 'issuedBefore' && /5 minutes/.test(i.message)),
+        JSON.stringify(job.output),
+      );
     }
     assert.deepEqual(await remainingIds(db.pool), before, 'a future issuedBefore deleted sessions');
 
     // Through the SQL functions: refused at once, nothing enqueued.
     const refused = (error: unknown) => error instanceof Error && 'code' in error && error.code === '22023' && /issuedBefore.*5 minutes/.test(error.message);
-    await assert.rejects(db.pool.query(`SELECT session_janitor.enqueue_global_revocation('{"issuedBefore": "9999-12-31T23:59:59Z", "reason": "typo"}')`), refused);
-    await assert.rejects(db.pool.query('SELECT session_janitor.enqueue_global_revocation($1::jsonb)', [JSON.stringify({ issuedBefore: aYear, reason: 'typo' })]), refused);
+    await assert.rejects(
+      db.pool.query(`SELECT session_janitor.enqueue_global_revocation('{"issuedBefore": "9999-12-31T23:59:59Z", "reason": "typo"}')`),
+      refused,
+    );
+    await assert.rejects(
+      db.pool.query('SELECT session_janitor.enqueue_global_revocation($1::jsonb)', [JSON.stringify({ issuedBefore: aYear, reason: 'typo' })]),
+      refused,
+    );
     await assert.rejects(enqueueSql(JSON.stringify({ userId: u1, issuedBefore: sixMinutes, reason: 'typo' })), refused);
     await assert.rejects(enqueueRevocation(db.url, { issuedBefore: aYear, reason: 'typo' }), refused);
 
@@ -260,7 +312,10 @@ describe('the revoke queue', () => {
 
   test('issuedBefore without userId (every user) is refused by enqueue_revocation: it takes enqueue_global_revocation', async () => {
     const past = JSON.stringify({ issuedBefore: '2000-01-01T00:00:00Z', reason: 'key rotation 2000' });
-    await assert.rejects(enqueueSql(past), (error: unknown) => error instanceof Error && 'code' in error && error.code === '42501' && /enqueue_global_revocation/.test(error.message));
+    await assert.rejects(
+      enqueueSql(past),
+      (error: unknown) => error instanceof Error && 'code' in error && error.code === '42501' && /enqueue_global_revocation/.test(error.message),
+    );
     const { rows } = await db.pool.query<{ id: string }>('SELECT session_janitor.enqueue_global_revocation($1::jsonb) AS id', [past]);
     assert.ok(rows[0]?.id);
     assert.deepEqual(await waitForRevocation(db.url, rows[0].id, { intervalMs: 50 }), { revoked: 0 });
@@ -273,10 +328,14 @@ describe('the revoke queue', () => {
     const jtis = Array.from({ length: MAX_IDS }, () => randomUUID());
     // The largest valid request: 100000 jtis, reason and requestedBy of 200 three-byte characters.
     const largest = { jtis, reason: '€'.repeat(200), requestedBy: '€'.repeat(200) };
-    const tooMany = (error: unknown) => error instanceof Error && 'code' in error && error.code === '22023' && /jtis has 100001 ids, at most 100000/.test(error.message);
+    const tooMany = (error: unknown) =>
+      error instanceof Error && 'code' in error && error.code === '22023' && /jtis has 100001 ids, at most 100000/.test(error.message);
     const tooBig = (error: unknown) => error instanceof Error && 'code' in error && error.code === '54000' && /bytes.*at most 5000000/.test(error.message);
     await assert.rejects(enqueueSql(JSON.stringify({ ...largest, jtis: [...jtis, randomUUID()] })), tooMany);
-    await assert.rejects(enqueueSql(JSON.stringify({ userIds: Array.from({ length: MAX_IDS + 1 }, (_, i) => i + 1), reason: 'r' })), (e: unknown) => e instanceof Error && /userIds has 100001 ids/.test(e.message));
+    await assert.rejects(
+      enqueueSql(JSON.stringify({ userIds: Array.from({ length: MAX_IDS + 1 }, (_, i) => i + 1), reason: 'r' })),
+      (e: unknown) => e instanceof Error && /userIds has 100001 ids/.test(e.message),
+    );
     await assert.rejects(enqueueSql(JSON.stringify({ userId: 1, reason: 'r', padding: 'x'.repeat(5_000_000) })), tooBig);
     await assert.rejects(enqueueSql(JSON.stringify({ userId: 1, reason: 'r', nested: [Array.from({ length: 1_000_000 }, (_, i) => i)] })), tooBig);
     const { rows: size } = await db.pool.query<{ bytes: number }>('SELECT octet_length($1::jsonb::text) AS bytes', [JSON.stringify(largest)]);
@@ -286,7 +345,7 @@ describe('the revoke queue', () => {
     assert.equal((await settled(id, ['completed', 'failed'], 30_000)).state, 'completed');
   });
 
-  test('the SQL function notifies on pg-boss\'s channel, in the same transaction', async () => {
+  test("the SQL function notifies on pg-boss's channel, in the same transaction", async () => {
     const channel = `pgboss_${createHash('sha224').update('pgboss').digest('hex').slice(0, 24)}`;
     const listener = new pg.Client({ connectionString: db.url });
     await listener.connect();
@@ -313,7 +372,10 @@ describe('the revoke queue', () => {
   });
 
   test('the Node client: validates, enqueues through a PgBoss or a connection string, waits for the output', async () => {
-    const sessions = await insertSessions(db.pool, Array.from({ length: 6 }, (_, i) => ({ expiresIn: 86_400, user: i % 3 })));
+    const sessions = await insertSessions(
+      db.pool,
+      Array.from({ length: 6 }, (_, i) => ({ expiresIn: 86_400, user: i % 3 })),
+    );
     const [u1, u2, u3] = usersOf(sessions);
     assert.ok(u1 !== undefined && u2 !== undefined && u3 !== undefined);
     const viaBoss = await enqueueRevocation(producer, { userIds: [u1, u2], reason: 'admin', requestedBy: 'test' });
@@ -325,7 +387,10 @@ describe('the revoke queue', () => {
     assert.ok(viaUrl);
     assert.deepEqual(await waitForRevocation(db.url, viaUrl, { intervalMs: 50 }), { revoked: 1 });
     const left = new Set(await remainingIds(db.pool));
-    assert.deepEqual(sessions.filter((s) => left.has(s.id)).map((s) => s.id), [kept.id]);
+    assert.deepEqual(
+      sessions.filter((s) => left.has(s.id)).map((s) => s.id),
+      [kept.id],
+    );
 
     // Invalid: refused before anything is sent.
     const { rows: countBefore } = await db.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM pgboss.job WHERE name = $1', [QUEUES.revoke]);
@@ -378,12 +443,13 @@ describe('the revoke queue', () => {
       const [u1, u2] = usersOf(sessions);
       const key = `ticket-${randomUUID()}`;
       const call = 'SELECT session_janitor.enqueue_revocation($1::jsonb, $2) AS id';
-      const enqueueAs = async (client: pg.Client, payload: object) => (await client.query<{ id: string | null }>(call, [JSON.stringify(payload), key])).rows[0]?.id ?? null;
+      const enqueueAs = async (client: pg.Client, payload: object) =>
+        (await client.query<{ id: string | null }>(call, [JSON.stringify(payload), key])).rows[0]?.id ?? null;
       // Squatting: bob's no-op request with alice's key must not take it from her.
       const squat = await enqueueAs(bob, { userId: 2_000_000_123, reason: 'noop' });
       assert.ok(squat, 'bob could not use the key');
       const real = await enqueueAs(alice, { userId: u1, reason: 'password-changed' });
-      assert.ok(real, 'alice\'s revocation was not enqueued: her key was squatted');
+      assert.ok(real, "alice's revocation was not enqueued: her key was squatted");
       assert.equal(await enqueueAs(alice, { userId: u1, reason: 'password-changed' }), null, 'the same role twice: a duplicate');
       assert.deepEqual(await waitForRevocation(alice, real, { intervalMs: 50 }), { revoked: 1 });
 
@@ -397,14 +463,24 @@ describe('the revoke queue', () => {
       const corrected = (await bob.query<{ id: string | null }>(call, [JSON.stringify({ userId: u2, reason: 'password-changed' }), key2])).rows[0]?.id;
       assert.ok(corrected, 'the corrected request was refused as a duplicate of the invalid one');
       assert.deepEqual(await waitForRevocation(bob, corrected, { intervalMs: 50 }), { revoked: 1 });
-      assert.equal((await bob.query<{ id: string | null }>(call, [JSON.stringify({ userId: u2, reason: 'password-changed' }), key2])).rows[0]?.id, null, 'a completed job keeps its key');
+      assert.equal(
+        (await bob.query<{ id: string | null }>(call, [JSON.stringify({ userId: u2, reason: 'password-changed' }), key2])).rows[0]?.id,
+        null,
+        'a completed job keeps its key',
+      );
 
       // The jobs of a key, newest first, the caller's own only.
-      const byKey = await bob.query<{ job_id: string; state: string; output: { error?: string; revoked?: number } }>('SELECT job_id, state, output FROM session_janitor.revocation_by_key($1)', [key2]);
-      assert.deepEqual(byKey.rows.map((r) => [r.job_id, r.state, r.output.error ?? r.output.revoked]), [
-        [corrected, 'completed', 1],
-        [first, 'failed', 'invalid_payload'],
-      ]);
+      const byKey = await bob.query<{ job_id: string; state: string; output: { error?: string; revoked?: number } }>(
+        'SELECT job_id, state, output FROM session_janitor.revocation_by_key($1)',
+        [key2],
+      );
+      assert.deepEqual(
+        byKey.rows.map((r) => [r.job_id, r.state, r.output.error ?? r.output.revoked]),
+        [
+          [corrected, 'completed', 1],
+          [first, 'failed', 'invalid_payload'],
+        ],
+      );
       assert.deepEqual((await alice.query('SELECT * FROM session_janitor.revocation_by_key($1)', [key2])).rows, []);
     } finally {
       await alice.end();
@@ -441,7 +517,10 @@ describe('the revoke queue', () => {
   });
 
   test('the revoke command: --users-file with --wait; an invalid request exits 64 and enqueues nothing', async () => {
-    const sessions = await insertSessions(db.pool, Array.from({ length: 6 }, (_, i) => ({ expiresIn: 86_400, user: i % 3 })));
+    const sessions = await insertSessions(
+      db.pool,
+      Array.from({ length: 6 }, (_, i) => ({ expiresIn: 86_400, user: i % 3 })),
+    );
     const [u1, u2, u3] = usersOf(sessions);
     const dir = await mkdtemp(path.join(tmpdir(), 'sj-revoke-'));
     const cli = (args: string[]) =>
@@ -485,7 +564,11 @@ describe('the revoke queue', () => {
     url.password = password;
     const client = new pg.Client({ connectionString: url.toString() });
     await client.connect();
-    const sessions = await insertSessions(db.pool, [{ expiresIn: 86_400, user: 0 }, { expiresIn: 86_400, user: 0 }, { expiresIn: 86_400, user: 1 }]);
+    const sessions = await insertSessions(db.pool, [
+      { expiresIn: 86_400, user: 0 },
+      { expiresIn: 86_400, user: 0 },
+      { expiresIn: 86_400, user: 1 },
+    ]);
     const [u1] = usersOf(sessions);
     const call = `SELECT session_janitor.enqueue_revocation('${JSON.stringify({ userId: u1, reason: 'password-changed', requestedBy: 'auth-service' })}'::jsonb) AS id`;
     const denied = (error: unknown) => typeof error === 'object' && error !== null && 'code' in error && error.code === '42501';
@@ -514,7 +597,12 @@ describe('the revoke queue', () => {
 /** Enqueues the same request through the SQL function and boss.send (the client); both jobs carry the queue's settings alike. */
 async function assertSqlJobMatchesSend(pool: pg.Pool, boss: PgBoss): Promise<[string, string]> {
   const request = { userId: 2_000_000_000, reason: 'settings' };
-  const viaSql = (await pool.query<{ id: string | null }>('SELECT session_janitor.enqueue_revocation($1::jsonb, $2) AS id', [JSON.stringify(request), `settings-sql-${randomUUID()}`])).rows[0]?.id;
+  const viaSql = (
+    await pool.query<{ id: string | null }>('SELECT session_janitor.enqueue_revocation($1::jsonb, $2) AS id', [
+      JSON.stringify(request),
+      `settings-sql-${randomUUID()}`,
+    ])
+  ).rows[0]?.id;
   const viaClient = await enqueueRevocation(boss, request, { singletonKey: `settings-client-${randomUUID()}` });
   assert.ok(viaSql && viaClient);
   const { rows } = await pool.query(
@@ -557,7 +645,10 @@ async function createUpgradedDatabase(version: number): Promise<{ url: string; p
   const boss = createBoss(config, url, { role: 'tool', migrate: true }, log);
   await boss.start();
   try {
-    assert.deepEqual(await migrateOwnSchema(pool, config, version), Array.from({ length: version }, (_, i) => i + 1));
+    assert.deepEqual(
+      await migrateOwnSchema(pool, config, version),
+      Array.from({ length: version }, (_, i) => i + 1),
+    );
     await ensureQueues(boss, config);
     await install(boss, pool, config, log, true);
     assert.equal(await readVersion(pool), LATEST_VERSION);

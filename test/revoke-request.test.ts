@@ -27,7 +27,12 @@ function assertIssue(issues: RevokeIssue[], path: string, ...names: string[]) {
 describe('RevokeRequest: the valid shapes', () => {
   test('each selector of the contract, with reason and the optional requestedBy', () => {
     assert.deepEqual(valid({ userId: 42, reason: 'password-changed' }), { userId: 42, reason: 'password-changed' });
-    assert.deepEqual(valid({ userId: 42, exceptJti: JTI, reason: 'r', requestedBy: 'user:42' }), { userId: 42, exceptJti: JTI, reason: 'r', requestedBy: 'user:42' });
+    assert.deepEqual(valid({ userId: 42, exceptJti: JTI, reason: 'r', requestedBy: 'user:42' }), {
+      userId: 42,
+      exceptJti: JTI,
+      reason: 'r',
+      requestedBy: 'user:42',
+    });
     assert.deepEqual(valid({ userIds: [1, 2, 3], reason: 'r' }), { userIds: [1, 2, 3], reason: 'r' });
     assert.deepEqual(valid({ jtis: [JTI, JTI2.toUpperCase()], reason: 'r' }), { jtis: [JTI, JTI2.toUpperCase()], reason: 'r' });
     assert.deepEqual(valid({ issuedBefore: '2026-11-28T12:00:00Z', reason: 'r' }), { issuedBefore: '2026-11-28T12:00:00Z', reason: 'r' });
@@ -87,7 +92,14 @@ describe('RevokeRequest: every rule, and messages that name the field', () => {
     assertIssue(invalid({ userId: 1, userIds: [2], reason: 'r' }), '', 'userId', 'userIds');
     assertIssue(invalid({ userIds: [1], jtis: [JTI], reason: 'r' }), '', 'userIds', 'jtis');
     assertIssue(invalid({ jtis: [JTI], issuedBefore: '2026-01-01T00:00:00Z', reason: 'r' }), '', 'jtis', 'issuedBefore');
-    assertIssue(invalid({ userId: 1, userIds: [1], jtis: [JTI], issuedBefore: '2026-01-01T00:00:00Z', reason: 'r' }), '', 'userId', 'userIds', 'jtis', 'issuedBefore');
+    assertIssue(
+      invalid({ userId: 1, userIds: [1], jtis: [JTI], issuedBefore: '2026-01-01T00:00:00Z', reason: 'r' }),
+      '',
+      'userId',
+      'userIds',
+      'jtis',
+      'issuedBefore',
+    );
   });
 
   test('exceptJti goes only with userId alone', () => {
@@ -150,7 +162,11 @@ describe('RevokeRequest: every rule, and messages that name the field', () => {
 
   test('every problem is reported at once, and a long list is capped', () => {
     const issues = invalid({ userId: '1', jtis: ['x'], reason: '', extra: 1 });
-    for (const path of ['', 'userId', 'jtis[0]', 'reason', 'extra']) assert.ok(issues.some((i) => i.path === path), `no issue at ${path}`);
+    for (const path of ['', 'userId', 'jtis[0]', 'reason', 'extra'])
+      assert.ok(
+        issues.some((i) => i.path === path),
+        `no issue at ${path}`,
+      );
     const many = invalid({ userIds: Array.from({ length: 1000 }, () => 'x'), reason: 'r' });
     assert.equal(many.length, 20);
     assert.match(many.at(-1)?.message ?? '', /and 981 more issues/);

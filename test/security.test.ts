@@ -184,9 +184,12 @@ describe('the password of DATABASE_URL never shows', () => {
       assert.match(logs, /revocation failed/);
       // A failed scheduled run is logged, with its cause.
       for (const queue of [QUEUES.purgeExpired, QUEUES.reapIdle]) {
-        assert.ok(logs.split('\n').some((line) => line.includes(`${queue} run failed`) && line.includes('no_such_table') && line.includes('"level":"error"')), `no error line for the failed ${queue} run`);
+        assert.ok(
+          logs.split('\n').some((line) => line.includes(`${queue} run failed`) && line.includes('no_such_table') && line.includes('"level":"error"')),
+          `no error line for the failed ${queue} run`,
+        );
       }
-      assertNoSecret(logs, secrets, 'the worker\'s logs');
+      assertNoSecret(logs, secrets, "the worker's logs");
 
       const { rows: stored } = await db.pool.query<{ text: string; n: number }>(
         `SELECT string_agg(coalesce(data::text, '') || ' ' || coalesce(output::text, ''), E'\\n') AS text, count(*)::int AS n FROM pgboss.job`,
@@ -263,7 +266,9 @@ describe('metric labels come from closed sets only', () => {
         await waitForRevocation(db.pool, id, { intervalMs: 50, timeoutMs: 20_000 });
       }
       // An invalid payload with free text and ids in it: outcome `rejected`.
-      await db.pool.query('SELECT session_janitor.enqueue_revocation($1::jsonb)', [JSON.stringify({ userId: String(u0), reason: freeText, ip: '198.51.100.23' })]);
+      await db.pool.query('SELECT session_janitor.enqueue_revocation($1::jsonb)', [
+        JSON.stringify({ userId: String(u0), reason: freeText, ip: '198.51.100.23' }),
+      ]);
       for (const queue of [QUEUES.purgeExpired, QUEUES.reapIdle]) {
         const id = await producer.send(queue, {});
         await until(`${queue} to complete`, async () => (await producer.findJobs(queue, { id: id ?? '' }))[0]?.state === 'completed', 30_000);
@@ -289,7 +294,10 @@ describe('metric labels come from closed sets only', () => {
         const expectedNames = FAMILIES[family];
         assert.ok(expectedNames, `${family} is not a metric of the contract: add it, with its closed label sets, to this test (${line})`);
         assert.deepEqual(
-          labels.map(([k]) => k).filter((k) => k !== 'le').sort(),
+          labels
+            .map(([k]) => k)
+            .filter((k) => k !== 'le')
+            .sort(),
           [...expectedNames].sort(),
           `the label names of ${line}`,
         );
@@ -300,15 +308,36 @@ describe('metric labels come from closed sets only', () => {
             continue;
           }
           assert.ok(CLOSED[key]?.includes(value), `${key}="${value}" is not in its closed set: ${line}`);
-          assert.doesNotMatch(value, /[0-9a-f]{8}-[0-9a-f]{4}-|^\d+$|\d+\.\d+\.\d+\.\d+|::|@|\s/i, `${key}="${value}" looks like an id, an address or free text`);
+          assert.doesNotMatch(
+            value,
+            /[0-9a-f]{8}-[0-9a-f]{4}-|^\d+$|\d+\.\d+\.\d+\.\d+|::|@|\s/i,
+            `${key}="${value}" looks like an id, an address or free text`,
+          );
           seen.add(`${key}=${value}`);
         }
       }
-      for (const expected of ['reason=revoked', 'reason=expired', 'reason=idle', `queue=${QUEUES.revoke}`, 'outcome=completed', 'outcome=rejected', 'task=revoke']) {
+      for (const expected of [
+        'reason=revoked',
+        'reason=expired',
+        'reason=idle',
+        `queue=${QUEUES.revoke}`,
+        'outcome=completed',
+        'outcome=rejected',
+        'task=revoke',
+      ]) {
         assert.ok(seen.has(expected), `no sample with ${expected}: the scenario did not exercise it`);
       }
       // Nothing of the requests anywhere in the scrape, the default metrics included.
-      for (const leak of [freeText.slice(0, 20), '198.51.100.23', '2001:db8::1', '203.0.113.', 'alice@example.com', 'SEC-1234', 'Mozilla', ...sessions.map((s) => s.jti)]) {
+      for (const leak of [
+        freeText.slice(0, 20),
+        '198.51.100.23',
+        '2001:db8::1',
+        '203.0.113.',
+        'alice@example.com',
+        'SEC-1234',
+        'Mozilla',
+        ...sessions.map((s) => s.jti),
+      ]) {
         assert.ok(!scrape.includes(leak), `the scrape holds ${leak}`);
       }
     } finally {
@@ -373,11 +402,14 @@ describe('hostile configuration is refused at start', () => {
 
   test('the command stops with exit 78 before it connects to anything', async () => {
     const port = await freePort();
-    const picks = refusals.filter(([variable]) => ['JANITOR_SESSION_TABLE', 'JANITOR_REVOKE_CONCURRENCY', 'JANITOR_PURGE_CRON', 'JANITOR_REAP_CRON'].includes(variable)).slice(0, 6);
+    const picks = refusals
+      .filter(([variable]) => ['JANITOR_SESSION_TABLE', 'JANITOR_REVOKE_CONCURRENCY', 'JANITOR_PURGE_CRON', 'JANITOR_REAP_CRON'].includes(variable))
+      .slice(0, 6);
     const results = await Promise.all(
-      picks.map(([variable, value]) =>
-        // A database that does not answer: exit 1 would mean the value got as far as a connection.
-        runCli(['start'], { [variable]: value, DATABASE_URL: `postgres://janitor:pw@127.0.0.1:${port}/auth`, JANITOR_METRICS_PORT: '0' }).finished,
+      picks.map(
+        ([variable, value]) =>
+          // A database that does not answer: exit 1 would mean the value got as far as a connection.
+          runCli(['start'], { [variable]: value, DATABASE_URL: `postgres://janitor:pw@127.0.0.1:${port}/auth`, JANITOR_METRICS_PORT: '0' }).finished,
       ),
     );
     for (const [i, result] of results.entries()) {
@@ -393,7 +425,13 @@ describe('hostile configuration is refused at start', () => {
     const boss = new PgBoss('postgres://nobody@127.0.0.1:1/none');
     // Mostly plausible fields (values near their bounds, ranges either way, steps around the span),
     // some junk: the interesting cases are where node-cron and pg-boss's parser disagree.
-    const BOUNDS: ReadonlyArray<readonly [number, number]> = [[0, 59], [0, 23], [1, 31], [1, 12], [0, 7]];
+    const BOUNDS: ReadonlyArray<readonly [number, number]> = [
+      [0, 59],
+      [0, 23],
+      [1, 31],
+      [1, 12],
+      [0, 7],
+    ];
     const field = (min: number, max: number) => {
       const value = fc.integer({ min: Math.max(0, min - 2), max: max + 2 }).map(String);
       const range = fc.tuple(value, value).map(([a, b]) => `${a}-${b}`);
@@ -401,7 +439,10 @@ describe('hostile configuration is refused at start', () => {
         { weight: 10, arbitrary: fc.constant('*') },
         { weight: 4, arbitrary: value },
         { weight: 2, arbitrary: range },
-        { weight: 2, arbitrary: fc.tuple(fc.oneof(fc.constant('*'), range, value), fc.integer({ min: 0, max: max - min + 3 })).map(([a, step]) => `${a}/${step}`) },
+        {
+          weight: 2,
+          arbitrary: fc.tuple(fc.oneof(fc.constant('*'), range, value), fc.integer({ min: 0, max: max - min + 3 })).map(([a, step]) => `${a}/${step}`),
+        },
         { weight: 1, arbitrary: fc.constantFrom('MON', 'mon-fri', 'JAN', 'L', '?', '5#2', '15W', 'LW', '*/x', '') },
       );
       return fc.array(atom, { minLength: 1, maxLength: 2 }).map((atoms) => atoms.join(','));
@@ -418,7 +459,10 @@ describe('hostile configuration is refused at start', () => {
           return;
         }
         accepted += 1;
-        assert.doesNotThrow(() => boss.previewSchedule(config.purgeCron, { tz: config.cronTz }), `JANITOR_PURGE_CRON=${cron} passes the configuration, pg-boss refuses it`);
+        assert.doesNotThrow(
+          () => boss.previewSchedule(config.purgeCron, { tz: config.cronTz }),
+          `JANITOR_PURGE_CRON=${cron} passes the configuration, pg-boss refuses it`,
+        );
       }),
       // A fixed seed (SJ_PROPERTY_SEED to vary it): about one generated expression in sixty is valid,
       // and the check below must not depend on luck.
@@ -459,7 +503,26 @@ describe('SQL text is built from validated identifiers only', () => {
     JANITOR_IDLE_TIMEOUT: '2h',
   });
   /** Values of configA that must never reach SQL text. */
-  const VALUES = ['4321', '3217', '1234', '9876', '17 3', '47 5', 'Ushuaia', '13000', '333', '555', 'zz-metrics-host', 'zz-data-dir', 'zzuser', 'zzSecretPw', 'zz-db-host', '6543', 'zzdb', '277200'];
+  const VALUES = [
+    '4321',
+    '3217',
+    '1234',
+    '9876',
+    '17 3',
+    '47 5',
+    'Ushuaia',
+    '13000',
+    '333',
+    '555',
+    'zz-metrics-host',
+    'zz-data-dir',
+    'zzuser',
+    'zzSecretPw',
+    'zz-db-host',
+    '6543',
+    'zzdb',
+    '277200',
+  ];
   const IDENTIFIERS_A = ['zz_boss_a', 'zz_schema_a', 'zz_table_a'];
   const toB = (text: string) => text.replaceAll('zz_boss_a', 'zz_boss_b').replaceAll('zz_schema_a', 'zz_schema_b').replaceAll('zz_table_a', 'zz_table_b');
   /**
@@ -497,15 +560,12 @@ describe('SQL text is built from validated identifiers only', () => {
     return built;
   }
 
-  const isStatement = (value: unknown): value is { text: string } => typeof value === 'object' && value !== null && 'text' in value && typeof value.text === 'string';
+  const isStatement = (value: unknown): value is { text: string } =>
+    typeof value === 'object' && value !== null && 'text' in value && typeof value.text === 'string';
 
   /** Finds how the builder is called: (table[, flag]), (pgboss schema) or (config). */
   function callBuilder(id: string, fn: (...args: unknown[]) => unknown): (config: Config) => string {
-    const ways: Array<(config: Config) => unknown> = [
-      (config) => fn(config.sessionTable, true),
-      (config) => fn(config.pgbossSchema),
-      (config) => fn(config),
-    ];
+    const ways: Array<(config: Config) => unknown> = [(config) => fn(config.sessionTable, true), (config) => fn(config.pgbossSchema), (config) => fn(config)];
     // The first way that builds a text naming an identifier; else the first that builds one at all.
     const working: Array<(config: Config) => string> = [];
     for (const way of ways) {

@@ -81,7 +81,8 @@ describe('the worker', () => {
     try {
       workers.push(await startWorker(testConfig(db.url, env), silentLogger()));
       workers.push(await startWorker(testConfig(db.url, env), silentLogger()));
-      const jobs = () => db.pool.query<{ id: string; created_on: Date; state: string }>(`SELECT id, created_on, state FROM pgboss.job WHERE name = $1`, [QUEUES.purgeExpired]);
+      const jobs = () =>
+        db.pool.query<{ id: string; created_on: Date; state: string }>(`SELECT id, created_on, state FROM pgboss.job WHERE name = $1`, [QUEUES.purgeExpired]);
       await until('the first scheduled purge', async () => (await jobs()).rows.length > 0, 90_000, 500);
       // Both instances evaluate the schedule; give the slower one time to try within the same minute.
       await sleep(15_000);

@@ -13,8 +13,16 @@ else if (process.argv[2] === 'test' && !(process.allowedNodeEnvironmentFlags && 
 }
 if (missing) {
   process.stderr.write(
-    'session-janitor needs ' + missing + ', but this is Node ' + process.versions.node + ' (' + process.execPath +
-      ') and npm has no Node 24 package for ' + process.platform + '-' + process.arch +
+    'session-janitor needs ' +
+      missing +
+      ', but this is Node ' +
+      process.versions.node +
+      ' (' +
+      process.execPath +
+      ') and npm has no Node 24 package for ' +
+      process.platform +
+      '-' +
+      process.arch +
       ' to bring: install Node 24 (https://nodejs.org/en/download, or `nvm install 24`) and run the command again.\n',
   );
   process.exit(1);

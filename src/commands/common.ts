@@ -45,11 +45,7 @@ export async function requireSessionTable(pool: pg.Pool, config: Config, connect
 }
 
 /** Opens the database and a task context for a one-shot command, and closes both after fn. */
-export async function withTaskContext<T>(
-  config: Config,
-  log: Logger,
-  fn: (ctx: TaskContext, connectionString: string) => Promise<T>,
-): Promise<T> {
+export async function withTaskContext<T>(config: Config, log: Logger, fn: (ctx: TaskContext, connectionString: string) => Promise<T>): Promise<T> {
   const database = await openDatabase(config, log);
   const pool = createPool({
     connectionString: database.connectionString,

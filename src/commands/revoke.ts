@@ -43,7 +43,9 @@ export interface RevokeCommandOptions {
 export function registerRevokeCommand(program: Command): void {
   program
     .command('revoke')
-    .description('enqueue a revocation (a RevokeRequest) for the workers; exactly one of --user, --users-file, --jti, --issued-before (--user may go with --except or --issued-before)')
+    .description(
+      'enqueue a revocation (a RevokeRequest) for the workers; exactly one of --user, --users-file, --jti, --issued-before (--user may go with --except or --issued-before)',
+    )
     .option('--user <id>', 'every session of this user id')
     .option('--except <jti>', 'with --user: keep this one session ("sign out my other devices")')
     .option('--users-file <file>', 'every session of each user id in FILE (one per line, # comments; or a JSON array)')
@@ -101,7 +103,10 @@ export async function revokeCommand(options: RevokeCommandOptions): Promise<void
       const output = await wait(takeTimeoutSeconds * 1000).catch((error: unknown) => {
         if (!(error instanceof RevocationTimeoutError)) throw error;
         if (error.state === 'created' || error.state === 'retry') {
-          fail(`no worker has taken the job in ${takeTimeoutSeconds} s; it stays queued and runs when a worker starts (\`status\` shows the queue)`, EXIT_NOT_TAKEN);
+          fail(
+            `no worker has taken the job in ${takeTimeoutSeconds} s; it stays queued and runs when a worker starts (\`status\` shows the queue)`,
+            EXIT_NOT_TAKEN,
+          );
         }
         return wait((waitTimeoutSeconds - takeTimeoutSeconds) * 1000);
       });

@@ -112,7 +112,10 @@ export async function handleRevokeJob(ctx: TaskContext, job: Job<unknown>, log: 
     await releaseDedupeKey(ctx, job.id, log);
     metrics.jobs.inc({ queue: QUEUE, outcome: 'rejected' });
     metrics.jobDuration.observe({ queue: QUEUE }, seconds());
-    log.warn({ queue: QUEUE, jobId: job.id, issues, outcome: 'rejected' }, 'revocation rejected: invalid payload, dead-lettered without retry, nothing deleted');
+    log.warn(
+      { queue: QUEUE, jobId: job.id, issues, outcome: 'rejected' },
+      'revocation rejected: invalid payload, dead-lettered without retry, nothing deleted',
+    );
     const output: InvalidPayloadOutput = { error: 'invalid_payload', issues };
     return { id: job.id, status: 'deadletter', output };
   };
@@ -148,9 +151,7 @@ export async function handleRevokeJob(ctx: TaskContext, job: Job<unknown>, log: 
   if (late.length > 0) return reject(late);
   let progress = { revoked: 0, batches: 0 };
   try {
-    const { revoked } = await instrumented(metrics, QUEUE, () =>
-      revoke(ctx, request, { signal: job.signal, onProgress: (p) => (progress = p) }),
-    );
+    const { revoked } = await instrumented(metrics, QUEUE, () => revoke(ctx, request, { signal: job.signal, onProgress: (p) => (progress = p) }));
     log.info({ ...audit, revoked, batches: progress.batches, seconds: seconds(), outcome: 'completed' }, 'revocation done');
     return { id: job.id, status: 'completed', output: { revoked } };
   } catch (error) {

@@ -199,7 +199,10 @@ async function startServer(pgCtl: string, databaseDir: string, port: number): Pr
     } catch (error) {
       if (attempt >= 10) {
         const log = await readFile(logFile, 'utf8').catch(() => '');
-        const fatal = log.split('\n').filter((line) => /FATAL|ERROR/.test(line)).at(-1);
+        const fatal = log
+          .split('\n')
+          .filter((line) => /FATAL|ERROR/.test(line))
+          .at(-1);
         throw new Error(`${error instanceof Error ? error.message : String(error)}${fatal ? ` ${fatal.trim()}` : ''} (log: ${logFile})`, { cause: error });
       }
       await new Promise((resolve) => setTimeout(resolve, 1000));

@@ -36,7 +36,8 @@ export async function withConnection<T>(ctx: TaskContext, fn: (client: pg.PoolCl
     failure = error instanceof Error ? error : true;
     throw error;
   } finally {
-    if (failure === undefined && lost === undefined && asyncCommit) await connection.query(RESET_COMMIT).catch((error: unknown) => (failure = error instanceof Error ? error : true));
+    if (failure === undefined && lost === undefined && asyncCommit)
+      await connection.query(RESET_COMMIT).catch((error: unknown) => (failure = error instanceof Error ? error : true));
     const broken = failure ?? lost;
     // A connection going back to the pool gets the pool's idle listener again; a closed one keeps
     // ours, so an 'error' it emits while it ends is still handled.

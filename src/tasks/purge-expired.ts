@@ -104,7 +104,11 @@ export async function purgeExpired(ctx: TaskContext, options: RunOptions = {}, d
         async (exceptHeld) => (await client.query({ ...(exceptHeld ? purgeBatchExceptHeld : purgeBatch)(table, lowerInclusive), values })).rowCount ?? 0,
         async () => {
           const { rows: ids } = await client.query<{ id: SessionId }>({ ...purgeCandidates(table, lowerInclusive), values });
-          return deleteInHalves(ctx, ids.map((r) => r.id), async (part) => (await client.query({ ...purgeIds(table), values: [part, grace] })).rowCount ?? 0);
+          return deleteInHalves(
+            ctx,
+            ids.map((r) => r.id),
+            async (part) => (await client.query({ ...purgeIds(table), values: [part, grace] })).rowCount ?? 0,
+          );
         },
       );
       const walEnd = measureWal ? ((await client.query<{ wal: number }>(purgeWalPosition)).rows[0]?.wal ?? Number.NaN) : Number.NaN;

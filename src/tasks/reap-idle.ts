@@ -86,7 +86,12 @@ async function walkRanges(ctx: TaskContext, client: pg.PoolClient, idleSeconds: 
         async (exceptHeld) => (await client.query({ ...(exceptHeld ? reapRangeExceptHeld : reapRange)(table), values })).rowCount ?? 0,
         async () => {
           const { rows } = await client.query<{ id: SessionId }>({ ...reapRangeCandidates(table), values: [from, to, idleSeconds] });
-          const rangeDeleted = await reapByIds(ctx, client, idleSeconds, rows.map((r) => r.id));
+          const rangeDeleted = await reapByIds(
+            ctx,
+            client,
+            idleSeconds,
+            rows.map((r) => r.id),
+          );
           await client.query({ ...reapMovePosition(table), values: [key, position.pass, from, to, uncounted] });
           return rangeDeleted;
         },
@@ -166,8 +171,16 @@ async function reapWithIndex(ctx: TaskContext, client: pg.PoolClient, idleSecond
         return { deleted: row.deleted, cursor: row.deleted < limit ? null : row.cursor };
       },
       async () => {
-        const { rows } = await client.query<{ id: SessionId; cursor: string }>({ ...reapIndexCandidates(config.sessionTable), values: [idleSeconds, limit, cursor] });
-        const deleted = await reapByIds(ctx, client, idleSeconds, rows.map((r) => r.id));
+        const { rows } = await client.query<{ id: SessionId; cursor: string }>({
+          ...reapIndexCandidates(config.sessionTable),
+          values: [idleSeconds, limit, cursor],
+        });
+        const deleted = await reapByIds(
+          ctx,
+          client,
+          idleSeconds,
+          rows.map((r) => r.id),
+        );
         // Nothing deleted from a full batch: every row from the cursor on is held; the run stops here
         // rather than read the same rows again.
         return { deleted, cursor: rows.length < limit || deleted === 0 ? null : (rows.at(-1)?.cursor ?? null) };

@@ -214,9 +214,7 @@ class Revocation {
 
   async byUsers(userIds: readonly number[], exceptJti: string | null, issuedBefore: string | null): Promise<void> {
     const statement = revokeByUsers(this.#ctx.config.sessionTable);
-    await this.#lanes(this.#chunks(userIds), (client, chunk) =>
-      this.#statement(client, statement, [chunk, exceptJti, issuedBefore]),
-    );
+    await this.#lanes(this.#chunks(userIds), (client, chunk) => this.#statement(client, statement, [chunk, exceptJti, issuedBefore]));
   }
 
   async byJtis(jtis: readonly string[]): Promise<void> {

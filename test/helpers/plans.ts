@@ -15,7 +15,9 @@ export function planNodes(plan: unknown): PlanNode[] {
 
 /** The indexes of auth.refresh_session the plan reads, sorted (a bitmap scan names its index on its Bitmap Index Scan node). */
 export function sessionIndexes(plan: unknown): string[] {
-  const names = planNodes(plan).map((node) => node['Index Name']).filter((name): name is string => typeof name === 'string' && name.startsWith('refresh_session_'));
+  const names = planNodes(plan)
+    .map((node) => node['Index Name'])
+    .filter((name): name is string => typeof name === 'string' && name.startsWith('refresh_session_'));
   return [...new Set(names)].sort();
 }
 

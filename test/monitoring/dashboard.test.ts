@@ -65,22 +65,7 @@ function exprsOf(panel: Panel): string[] {
 
 const STRINGS = /"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|`[^`]*`/g;
 
-const KEYWORDS = new Set([
-  'by',
-  'without',
-  'on',
-  'ignoring',
-  'group_left',
-  'group_right',
-  'bool',
-  'and',
-  'or',
-  'unless',
-  'offset',
-  'atan2',
-  'inf',
-  'nan',
-]);
+const KEYWORDS = new Set(['by', 'without', 'on', 'ignoring', 'group_left', 'group_right', 'bool', 'and', 'or', 'unless', 'offset', 'atan2', 'inf', 'nan']);
 
 /**
  * The metric names a PromQL expression reads: string literals, label matchers, ranges, grouping
@@ -152,10 +137,7 @@ const normalise = (expr: string) => expr.replace(/\s+/g, ' ');
 
 describe('Grafana dashboard', () => {
   test('metricNames extracts metric names only', () => {
-    assert.deepEqual(
-      metricNames('histogram_quantile(0.99, sum by (le, task) (rate(a_bucket{job="x", pod=~"$pod"}[$__rate_interval])))'),
-      ['a_bucket'],
-    );
+    assert.deepEqual(metricNames('histogram_quantile(0.99, sum by (le, task) (rate(a_bucket{job="x", pod=~"$pod"}[$__rate_interval])))'), ['a_bucket']);
     assert.deepEqual(metricNames('time() - max by (task) (b{job="by"}) > 1e9 and on() c offset 5m'), ['b', 'c']);
     assert.deepEqual(metricNames('sum(rate(d_total[5m])) / sum without (pod) (rate(e_total[5m]))'), ['d_total', 'e_total']);
   });

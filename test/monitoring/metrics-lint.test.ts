@@ -169,8 +169,7 @@ describe('metrics lint', () => {
   });
 
   test('every HELP text is useful: long enough, and names a unit or what to do', async () => {
-    const unitOrAction =
-      /\b(seconds?|unix time|bytes|sessions|jobs|rows|errors|per second|rate it|alert|means|needs a human|read the logs)\b/i;
+    const unitOrAction = /\b(seconds?|unix time|bytes|sessions|jobs|rows|errors|per second|rate it|alert|means|needs a human|read the logs)\b/i;
     for (const family of own(families(await populatedScrape()))) {
       assert.ok(family.help.length >= 40, `${family.name}: HELP too short: "${family.help}"`);
       assert.notEqual(family.help.toLowerCase().replace(/[^a-z]/g, ''), family.name.replace(/[^a-z]/g, ''));

@@ -54,11 +54,11 @@ async function startPrometheus(target: string): Promise<(query: string, time?: n
     }),
   );
   const port = await freePort();
-  prometheus = spawn(prometheusBinary(), [
-    `--config.file=${config}`,
-    `--storage.tsdb.path=${join(dataDir, 'data')}`,
-    `--web.listen-address=127.0.0.1:${port}`,
-  ], { stdio: 'ignore' });
+  prometheus = spawn(
+    prometheusBinary(),
+    [`--config.file=${config}`, `--storage.tsdb.path=${join(dataDir, 'data')}`, `--web.listen-address=127.0.0.1:${port}`],
+    { stdio: 'ignore' },
+  );
   const base = `http://127.0.0.1:${port}`;
   await until('Prometheus to be ready', async () => (await fetch(`${base}/-/ready`).catch(() => undefined))?.ok, 30_000);
   return async (query, time) => {

@@ -59,7 +59,10 @@ describe('purge-expired', () => {
       { expiresIn: 30 * 86_400 },
     ]);
     const { output, counted } = await purge({ JANITOR_PURGE_CONCURRENCY: '1' });
-    assert.deepEqual(await remainingIds(db.pool), rows.slice(3).map((r) => r.id));
+    assert.deepEqual(
+      await remainingIds(db.pool),
+      rows.slice(3).map((r) => r.id),
+    );
     assert.deepEqual(output, { deleted: 3, batches: 1, stoppedBy: 'drained' });
     assert.equal(counted, 3);
   });
@@ -74,7 +77,10 @@ describe('purge-expired', () => {
       { expiresIn: 60 },
     ]);
     const { output } = await purge({ JANITOR_EXPIRED_GRACE: '1h' });
-    assert.deepEqual(await remainingIds(db.pool), rows.slice(2).map((r) => r.id));
+    assert.deepEqual(
+      await remainingIds(db.pool),
+      rows.slice(2).map((r) => r.id),
+    );
     assert.equal(output.deleted, 2);
   });
 
@@ -84,7 +90,10 @@ describe('purge-expired', () => {
     const batchRows: number[] = [];
     const { output } = await purge({ JANITOR_BATCH_MAX_SIZE: '20000', JANITOR_BATCH_TARGET_MS: '10000' }, undefined, undefined, batchRows);
     assert.equal(output.deleted, 12_000);
-    assert.equal(batchRows.reduce((a, b) => a + b, 0), 12_000);
+    assert.equal(
+      batchRows.reduce((a, b) => a + b, 0),
+      12_000,
+    );
     assert.ok(Math.max(...batchRows) <= 5000, `batches of ${batchRows.join(', ')} rows`);
     assert.ok(output.batches >= 3, `expected at least 3 batches, got ${output.batches}`);
     assert.equal((await expiredAndLive(db.pool)).expired, 0);
@@ -94,8 +103,15 @@ describe('purge-expired', () => {
     await reset();
     await insertBulkSessions(db.pool, 5000, 0.8);
     // 300 rows sharing one expires_at straddle several batch boundaries.
-    await db.pool.query(`UPDATE auth.refresh_session SET expires_at = now() - interval '1 day' WHERE id IN (SELECT id FROM auth.refresh_session WHERE expires_at < now() ORDER BY id LIMIT 300)`);
-    const { output, counted } = await purge({ JANITOR_BATCH_SIZE: '100', JANITOR_BATCH_MIN_SIZE: '100', JANITOR_BATCH_MAX_SIZE: '100', JANITOR_PURGE_CONCURRENCY: '3' });
+    await db.pool.query(
+      `UPDATE auth.refresh_session SET expires_at = now() - interval '1 day' WHERE id IN (SELECT id FROM auth.refresh_session WHERE expires_at < now() ORDER BY id LIMIT 300)`,
+    );
+    const { output, counted } = await purge({
+      JANITOR_BATCH_SIZE: '100',
+      JANITOR_BATCH_MIN_SIZE: '100',
+      JANITOR_BATCH_MAX_SIZE: '100',
+      JANITOR_PURGE_CONCURRENCY: '3',
+    });
     assert.equal(output.deleted, 4000);
     assert.equal(counted, 4000);
     assert.equal(output.stoppedBy, 'drained');
@@ -106,7 +122,13 @@ describe('purge-expired', () => {
   test('the row budget stops a run early and the next run carries on', async () => {
     await reset();
     await insertBulkSessions(db.pool, 2000, 0.5);
-    const env = { JANITOR_BATCH_SIZE: '100', JANITOR_BATCH_MIN_SIZE: '100', JANITOR_BATCH_MAX_SIZE: '100', JANITOR_PURGE_CONCURRENCY: '1', JANITOR_MAX_RUN_ROWS: '300' };
+    const env = {
+      JANITOR_BATCH_SIZE: '100',
+      JANITOR_BATCH_MIN_SIZE: '100',
+      JANITOR_BATCH_MAX_SIZE: '100',
+      JANITOR_PURGE_CONCURRENCY: '1',
+      JANITOR_MAX_RUN_ROWS: '300',
+    };
     const first = await purge(env);
     assert.deepEqual(first.output, { deleted: 300, batches: 3, stoppedBy: 'row-budget' });
     const second = await purge({ ...env, JANITOR_MAX_RUN_ROWS: '0' });
@@ -117,7 +139,13 @@ describe('purge-expired', () => {
   test('the time budget stops a run early and the next run carries on', async () => {
     await reset();
     await insertBulkSessions(db.pool, 100_000, 1);
-    const env = { JANITOR_BATCH_SIZE: '10', JANITOR_BATCH_MIN_SIZE: '10', JANITOR_BATCH_MAX_SIZE: '10', JANITOR_PURGE_CONCURRENCY: '1', JANITOR_MAX_RUN_SECONDS: '1' };
+    const env = {
+      JANITOR_BATCH_SIZE: '10',
+      JANITOR_BATCH_MIN_SIZE: '10',
+      JANITOR_BATCH_MAX_SIZE: '10',
+      JANITOR_PURGE_CONCURRENCY: '1',
+      JANITOR_MAX_RUN_SECONDS: '1',
+    };
     const first = await purge(env);
     assert.equal(first.output.stoppedBy, 'time-budget');
     assert.ok(first.output.deleted > 0 && first.output.deleted < 100_000, `deleted ${first.output.deleted}`);
@@ -184,7 +212,10 @@ describe('purge-expired', () => {
 
   test('many rows held in a savepoint: a batch spends at most 16 lock timeouts on them, leaves the rest for the next run, and completes', async () => {
     await reset();
-    const rows = await insertSessions(db.pool, Array.from({ length: 64 }, (_, i) => ({ expiresIn: -1000 + i })));
+    const rows = await insertSessions(
+      db.pool,
+      Array.from({ length: 64 }, (_, i) => ({ expiresIn: -1000 + i })),
+    );
     // Every eighth row is held: finding all 8 by halving would take more than 16 timed-out tries.
     const holders = await holdRow(db.url, rows[0]?.id ?? 0, 'savepoint');
     const [holder] = holders;
@@ -233,9 +264,17 @@ describe('purge-expired', () => {
     await insertBulkSessions(db.pool, 1000, 1);
     let batches = 0;
     // A 1 % duty cycle: between two batches the lane's connection idles, still checked out.
-    const failed = assert.rejects(purge({ JANITOR_BATCH_SIZE: '10', JANITOR_BATCH_MIN_SIZE: '10', JANITOR_BATCH_MAX_SIZE: '10', JANITOR_PURGE_DUTY_CYCLE: '1' }, undefined, (b) => (batches = b)));
+    const failed = assert.rejects(
+      purge(
+        { JANITOR_BATCH_SIZE: '10', JANITOR_BATCH_MIN_SIZE: '10', JANITOR_BATCH_MAX_SIZE: '10', JANITOR_PURGE_DUTY_CYCLE: '1' },
+        undefined,
+        (b) => (batches = b),
+      ),
+    );
     await until('a batch', async () => batches > 0, 15_000, 10);
-    const { rows } = await db.pool.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'session-janitor'`);
+    const { rows } = await db.pool.query(
+      `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'session-janitor'`,
+    );
     assert.equal(rows.length, 1, 'the lane has one connection');
     // Without a listener of the task's, the dying client's 'error' event is an uncaught exception: this file fails.
     await failed;
@@ -263,7 +302,7 @@ describe('purge-expired', () => {
     await db.pool.query('ANALYZE auth.refresh_session');
     const table = { schema: 'auth', name: 'refresh_session' };
     // The bound statement takes the batch size as $4, the deletes the bound it read.
-    const bound = (await db.pool.query<{ b: string }>('SELECT (now() - interval \'1 hour\')::text AS b')).rows[0]?.b;
+    const bound = (await db.pool.query<{ b: string }>("SELECT (now() - interval '1 hour')::text AS b")).rows[0]?.b;
     const cases = [
       { statement: purgeBound(table, true), values: ['-infinity', 'infinity', 0, 5000] },
       { statement: purgeBound(table, false), values: ['-infinity', 'infinity', 0, 5000] },
@@ -279,7 +318,11 @@ describe('purge-expired', () => {
         // A generic plan is what a prepared statement settles on after five executions.
         await client.query("SET LOCAL plan_cache_mode = 'force_generic_plan'");
         await client.query({ name: `explain_${statement.name}`, text: `EXPLAIN (FORMAT JSON) ${statement.text}`, values });
-        const { rows } = await client.query<{ 'QUERY PLAN': unknown }>({ name: `explain_${statement.name}`, text: `EXPLAIN (FORMAT JSON) ${statement.text}`, values });
+        const { rows } = await client.query<{ 'QUERY PLAN': unknown }>({
+          name: `explain_${statement.name}`,
+          text: `EXPLAIN (FORMAT JSON) ${statement.text}`,
+          values,
+        });
         const plan = JSON.stringify(rows[0]?.['QUERY PLAN']);
         assert.doesNotMatch(plan, /"Seq Scan"/, `${statement.name} scans the table`);
         assert.doesNotMatch(plan, /"Node Type":"Sort"/, `${statement.name} sorts`);

@@ -82,7 +82,9 @@ describe('reap-idle', () => {
   }
 
   const idleIds = async () =>
-    (await db.pool.query<{ id: number }>(`SELECT id FROM auth.refresh_session WHERE last_used_at < now() - interval '1 hour' ORDER BY id`)).rows.map((r) => r.id);
+    (await db.pool.query<{ id: number }>(`SELECT id FROM auth.refresh_session WHERE last_used_at < now() - interval '1 hour' ORDER BY id`)).rows.map(
+      (r) => r.id,
+    );
 
   /** Both sides of the cutoff (1h), each with expires_at on both sides of now. */
   const MIXED = [
@@ -107,7 +109,14 @@ describe('reap-idle', () => {
     assert.deepEqual(output, { deleted: 4, batches: 1, stoppedBy: 'drained' });
     assert.equal(counted, 4);
     assert.equal(observed, 1);
-    assert.deepEqual(await position(), { pass: 1, first_id: (rows[0]?.id ?? 0) - 1, last_id: rows.at(-1)?.id, end_id: rows.at(-1)?.id, finished: true, pass_deleted: 4 });
+    assert.deepEqual(await position(), {
+      pass: 1,
+      first_id: (rows[0]?.id ?? 0) - 1,
+      last_id: rows.at(-1)?.id,
+      end_id: rows.at(-1)?.id,
+      finished: true,
+      pass_deleted: 4,
+    });
   });
 
   test('with a 1-hour timeout a table of fresh sessions loses nothing', async () => {
@@ -148,7 +157,10 @@ describe('reap-idle', () => {
     assert.equal(afterFirst.pass_deleted, 100);
 
     // Sessions created during the pass are beyond its end: the next pass reaps them.
-    const late = await insertSessions(db.pool, [{ expiresIn: DAY, idleFor: 2 * HOUR }, { expiresIn: DAY, idleFor: 0 }]);
+    const late = await insertSessions(db.pool, [
+      { expiresIn: DAY, idleFor: 2 * HOUR },
+      { expiresIn: DAY, idleFor: 0 },
+    ]);
 
     let runs = 1;
     let deleted = first.output.deleted;
@@ -211,7 +223,10 @@ describe('reap-idle', () => {
 
   test('a position moved by another walker: the range statement deletes nothing, the walk goes on from where the position stands', async () => {
     await reset();
-    const rows = await insertSessions(db.pool, Array.from({ length: 500 }, () => ({ expiresIn: DAY, idleFor: 2 * HOUR })));
+    const rows = await insertSessions(
+      db.pool,
+      Array.from({ length: 500 }, () => ({ expiresIn: DAY, idleFor: 2 * HOUR })),
+    );
     let moved: Promise<unknown> | undefined;
     // After the first range, "another walker" takes the next 100 ids (here: only moves the position).
     const { output } = await reap(width(50), {
@@ -223,12 +238,22 @@ describe('reap-idle', () => {
     assert.deepEqual(output.stoppedBy, 'drained');
     assert.equal(output.deleted, 400, 'the 100 ids the other walker took were left to it');
     assert.equal((await remainingIds(db.pool)).length, 100);
-    assert.deepEqual(await position(), { pass: 1, first_id: (rows[0]?.id ?? 0) - 1, last_id: rows.at(-1)?.id, end_id: rows.at(-1)?.id, finished: true, pass_deleted: 400 });
+    assert.deepEqual(await position(), {
+      pass: 1,
+      first_id: (rows[0]?.id ?? 0) - 1,
+      last_id: rows.at(-1)?.id,
+      end_id: rows.at(-1)?.id,
+      finished: true,
+      pass_deleted: 400,
+    });
   });
 
-  test('a run works on one connection and gives it back with the server\'s synchronous_commit', async () => {
+  test("a run works on one connection and gives it back with the server's synchronous_commit", async () => {
     await reset();
-    await insertSessions(db.pool, Array.from({ length: 300 }, (_, i) => ({ expiresIn: DAY, idleFor: i % 2 === 0 ? 2 * HOUR : 0 })));
+    await insertSessions(
+      db.pool,
+      Array.from({ length: 300 }, (_, i) => ({ expiresIn: DAY, idleFor: i % 2 === 0 ? 2 * HOUR : 0 })),
+    );
     const ctx = taskContext(testConfig(db.url, { JANITOR_IDLE_TIMEOUT: '1h', ...width(50) }));
     let inUse = 0;
     try {
@@ -238,7 +263,8 @@ describe('reap-idle', () => {
       assert.equal(ctx.pool.idleCount, ctx.pool.totalCount);
       const clients = await Promise.all(Array.from({ length: ctx.pool.totalCount }, () => ctx.pool.connect()));
       try {
-        for (const client of clients) assert.equal((await client.query<{ synchronous_commit: string }>('SHOW synchronous_commit')).rows[0]?.synchronous_commit, 'on');
+        for (const client of clients)
+          assert.equal((await client.query<{ synchronous_commit: string }>('SHOW synchronous_commit')).rows[0]?.synchronous_commit, 'on');
       } finally {
         for (const client of clients) client.release();
       }
@@ -393,7 +419,10 @@ describe('reap-idle', () => {
         const plan = await explain(statement, values, generic);
         const scans = sessionScans(plan);
         assert.ok(scans.length > 0, JSON.stringify(plan));
-        assert.ok(scans.every((scan) => scan['Node Type'] !== 'Seq Scan'), `${statement.name} (generic: ${generic}) scans the table: ${JSON.stringify(plan)}`);
+        assert.ok(
+          scans.every((scan) => scan['Node Type'] !== 'Seq Scan'),
+          `${statement.name} (generic: ${generic}) scans the table: ${JSON.stringify(plan)}`,
+        );
         assert.deepEqual(sessionIndexes(plan), ['refresh_session_pkey'], `${statement.name} (generic: ${generic})`);
       }
     }
@@ -441,7 +470,10 @@ describe('reap-idle', () => {
       await db.pool.query('ANALYZE auth.refresh_session');
       for (const generic of [false, true]) {
         const plan = await explain(reapThroughIndex(TABLE), [HOUR, 500, '-infinity', false], generic);
-        assert.ok(sessionScans(plan).every((s) => s['Node Type'] !== 'Seq Scan'), `generic ${generic}: ${JSON.stringify(plan)}`);
+        assert.ok(
+          sessionScans(plan).every((s) => s['Node Type'] !== 'Seq Scan'),
+          `generic ${generic}: ${JSON.stringify(plan)}`,
+        );
         assert.deepEqual(sessionIndexes(plan), ['refresh_session_last_used_at_idx', 'refresh_session_pkey'], `generic ${generic}: ${JSON.stringify(plan)}`);
       }
       const bulk = await reapIdle(ctx);
@@ -519,7 +551,11 @@ describe('reap-idle', () => {
       await client.query('BEGIN');
       // A generic plan is what a prepared statement may settle on after five executions.
       await client.query(`SET LOCAL plan_cache_mode = '${generic ? 'force_generic_plan' : 'force_custom_plan'}'`);
-      const { rows } = await client.query<{ 'QUERY PLAN': unknown }>({ name: `explain_${statement.name}`, text: `EXPLAIN (FORMAT JSON) ${statement.text}`, values });
+      const { rows } = await client.query<{ 'QUERY PLAN': unknown }>({
+        name: `explain_${statement.name}`,
+        text: `EXPLAIN (FORMAT JSON) ${statement.text}`,
+        values,
+      });
       await client.query('ROLLBACK');
       return rows[0]?.['QUERY PLAN'];
     } finally {

@@ -128,7 +128,7 @@ describe('revoke', () => {
     await assertRemaining(sessions.filter((s) => !chosen.includes(s)));
   });
 
-  test('userId + issuedBefore deletes that user\'s sessions created before the instant', async () => {
+  test("userId + issuedBefore deletes that user's sessions created before the instant", async () => {
     const sessions = await fixture();
     const [, b] = usersOf(sessions);
     const ages = new Map(sessions.map((s, i) => [s.id, [2 * 86_400, 7200, 60][Math.floor(i / 5)]]));
@@ -153,7 +153,10 @@ describe('revoke', () => {
 
   test('more users or jtis than a statement takes are chunked into several statements, as many as the lanes can share evenly', async () => {
     await reset();
-    const sessions = await insertSessions(db.pool, Array.from({ length: 4700 }, () => ({ expiresIn: 86_400 })));
+    const sessions = await insertSessions(
+      db.pool,
+      Array.from({ length: 4700 }, () => ({ expiresIn: 86_400 })),
+    );
     // One connection: chunks of at most 1000, in order.
     const oneLane = await run({ userIds: usersOf(sessions.slice(0, 2100)), reason: 'admin' }, {}, { idsPerStatement: 1000, lanes: 1 });
     assert.deepEqual(oneLane.output, { revoked: 2100 });
@@ -174,21 +177,29 @@ describe('revoke', () => {
 
   test('a large request works on two connections at once, counts every row once, and leaves its connections as it found them', async () => {
     await reset();
-    const sessions = await insertSessions(db.pool, Array.from({ length: 600 }, (_, i) => ({ expiresIn: 86_400, user: i % 300 })));
+    const sessions = await insertSessions(
+      db.pool,
+      Array.from({ length: 600 }, (_, i) => ({ expiresIn: 86_400, user: i % 300 })),
+    );
     const ctx = taskContext(testConfig(db.url));
     let inUse = 0;
     try {
-      const output = await revoke(ctx, { userIds: usersOf(sessions), reason: 'admin' }, {
-        idsPerStatement: 10,
-        onProgress: () => (inUse = Math.max(inUse, ctx.pool.totalCount - ctx.pool.idleCount)),
-      });
+      const output = await revoke(
+        ctx,
+        { userIds: usersOf(sessions), reason: 'admin' },
+        {
+          idsPerStatement: 10,
+          onProgress: () => (inUse = Math.max(inUse, ctx.pool.totalCount - ctx.pool.idleCount)),
+        },
+      );
       assert.deepEqual(output, { revoked: 600 });
       assert.equal(inUse, 2, 'two connections at once');
       assert.equal(ctx.pool.idleCount, ctx.pool.totalCount, 'both given back');
       // Every connection of the pool is back to the server's synchronous_commit.
       const clients = await Promise.all(Array.from({ length: ctx.pool.totalCount }, () => ctx.pool.connect()));
       try {
-        for (const client of clients) assert.equal((await client.query<{ synchronous_commit: string }>('SHOW synchronous_commit')).rows[0]?.synchronous_commit, 'on');
+        for (const client of clients)
+          assert.equal((await client.query<{ synchronous_commit: string }>('SHOW synchronous_commit')).rows[0]?.synchronous_commit, 'on');
       } finally {
         for (const client of clients) client.release();
       }
@@ -200,7 +211,10 @@ describe('revoke', () => {
 
   test('the second connection is given back, between two statements, as soon as somebody waits for the pool', async () => {
     await reset();
-    const sessions = await insertSessions(db.pool, Array.from({ length: 400 }, (_, i) => ({ expiresIn: 86_400, user: i })));
+    const sessions = await insertSessions(
+      db.pool,
+      Array.from({ length: 400 }, (_, i) => ({ expiresIn: 86_400, user: i })),
+    );
     const config = testConfig(db.url);
     const ctx: TaskContext = {
       pool: createPool({ connectionString: db.url, max: 2, statementTimeoutMs: config.statementTimeoutMs, lockTimeoutMs: config.lockTimeoutMs }),
@@ -211,19 +225,23 @@ describe('revoke', () => {
     let waiting: Promise<number> | undefined;
     let batches = 0;
     try {
-      const output = await revoke(ctx, { userIds: usersOf(sessions), reason: 'admin' }, {
-        idsPerStatement: 5,
-        onProgress: (p) => {
-          batches = p.batches;
-          // Both connections are the revocation's: another task asks for one.
-          if (waiting === undefined && ctx.pool.idleCount === 0 && ctx.pool.totalCount === 2) {
-            waiting = ctx.pool.connect().then((client) => {
-              client.release();
-              return batches;
-            });
-          }
+      const output = await revoke(
+        ctx,
+        { userIds: usersOf(sessions), reason: 'admin' },
+        {
+          idsPerStatement: 5,
+          onProgress: (p) => {
+            batches = p.batches;
+            // Both connections are the revocation's: another task asks for one.
+            if (waiting === undefined && ctx.pool.idleCount === 0 && ctx.pool.totalCount === 2) {
+              waiting = ctx.pool.connect().then((client) => {
+                client.release();
+                return batches;
+              });
+            }
+          },
         },
-      });
+      );
       assert.deepEqual(output, { revoked: 400 });
       assert.ok(waiting, 'the revocation never held both connections');
       const servedAfter = await waiting;
@@ -237,11 +255,19 @@ describe('revoke', () => {
     const { sessions, a, locked, holder } = await fixtureWithRefreshInFlight();
     try {
       await assert.rejects(
-        run({ userIds: usersOf(sessions), reason: 'r' }, { JANITOR_LOCK_TIMEOUT: '50ms' }, { idsPerStatement: 1, lockRetry: { attempts: 3, baseDelayMs: 10, maxDelayMs: 20 } }),
+        run(
+          { userIds: usersOf(sessions), reason: 'r' },
+          { JANITOR_LOCK_TIMEOUT: '50ms' },
+          { idsPerStatement: 1, lockRetry: { attempts: 3, baseDelayMs: 10, maxDelayMs: 20 } },
+        ),
         (error: unknown) => typeof error === 'object' && error !== null && 'code' in error && error.code === '55P03',
       );
       assert.ok((await remainingIds(db.pool)).includes(locked.id), 'the locked row was not skipped');
-      assert.equal(sessions.filter((s) => s.userId === a).length, (await db.pool.query('SELECT 1 FROM auth.refresh_session WHERE user_id = $1', [a])).rowCount, "user a's statement rolled back whole");
+      assert.equal(
+        sessions.filter((s) => s.userId === a).length,
+        (await db.pool.query('SELECT 1 FROM auth.refresh_session WHERE user_id = $1', [a])).rowCount,
+        "user a's statement rolled back whole",
+      );
       await holder.query('COMMIT');
     } finally {
       await holder.end();
@@ -324,7 +350,10 @@ describe('revoke', () => {
   test('a helper lane that fails while the main lane still waits rejects the revocation cleanly: no unhandled rejection', async () => {
     await reset();
     // Ranges of 10 ids (one INSERT: consecutive ids); even rows are old (selected), odd ones newer than the instant.
-    const sessions = await insertSessions(db.pool, Array.from({ length: 100 }, (_, i) => ({ expiresIn: 86_400, age: i % 2 === 0 ? 86_400 : 60 })));
+    const sessions = await insertSessions(
+      db.pool,
+      Array.from({ length: 100 }, (_, i) => ({ expiresIn: 86_400, age: i % 2 === 0 ? 86_400 : 60 })),
+    );
     const selected = sessions.filter((_, i) => i % 2 === 0);
     const [inFirst, inFifth, inSixth] = [sessions[0], sessions[40], sessions[50]];
     assert.ok(inFirst && inFifth && inSixth);
@@ -354,7 +383,10 @@ describe('revoke', () => {
       await failed;
       assert.deepEqual(unhandled, []);
       const left = new Set(await remainingIds(db.pool));
-      assert.ok(sessions.filter((_, i) => i % 2 === 1).every((s) => left.has(s.id)), 'a session newer than the instant was deleted');
+      assert.ok(
+        sessions.filter((_, i) => i % 2 === 1).every((s) => left.has(s.id)),
+        'a session newer than the instant was deleted',
+      );
       assert.ok(left.has(inFifth.id) && left.has(inSixth.id), 'a held row was skipped');
     } finally {
       process.off('unhandledRejection', onUnhandled);
@@ -373,7 +405,7 @@ describe('revoke', () => {
     );
     const users = usersOf(sessions);
     let seed = 7;
-    const random = () => ((seed = (seed * 1_103_515_245 + 12_345) % 2_147_483_648) / 2_147_483_648);
+    const random = () => (seed = (seed * 1_103_515_245 + 12_345) % 2_147_483_648) / 2_147_483_648;
     const pick = <T>(items: readonly T[], n: number): T[] => [...items].sort(() => random() - 0.5).slice(0, n);
     const requests = Array.from({ length: 100 }, (_, i) => {
       switch (i % 4) {
@@ -383,7 +415,10 @@ describe('revoke', () => {
           return { jtis: pick(sessions, 60).map((s) => s.jti), reason: 'compromised' };
         case 2: {
           const [user] = pick(users.slice(60), 1);
-          const except = pick(sessions.filter((s) => s.userId === user), 1)[0];
+          const except = pick(
+            sessions.filter((s) => s.userId === user),
+            1,
+          )[0];
           return { userId: user, exceptJti: except?.jti, reason: 'sign-out-other-devices' };
         }
         default:

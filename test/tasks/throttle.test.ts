@@ -61,7 +61,7 @@ describe('throttle: pure logic', () => {
     assert.ok(needsProbe(settings({ pauseOnVacuum: true })));
   });
 
-  test('the WAL meter counts the union of the batches\' intervals', () => {
+  test("the WAL meter counts the union of the batches' intervals", () => {
     const meter = new WalMeter();
     meter.add(100, 200);
     meter.add(150, 300); // overlaps the first: adds 100
@@ -207,7 +207,11 @@ describe('throttle: configuration', () => {
       ['JANITOR_PURGE_PAUSE_ON_VACUUM', 'yes'],
       ['JANITOR_PURGE_ASYNC_COMMIT', 'maybe'],
     ] as const) {
-      assert.throws(() => load({ [variable]: value }), (error: unknown) => error instanceof ConfigError && error.variable === variable, `${variable}=${value}`);
+      assert.throws(
+        () => load({ [variable]: value }),
+        (error: unknown) => error instanceof ConfigError && error.variable === variable,
+        `${variable}=${value}`,
+      );
     }
   });
 });
@@ -244,7 +248,7 @@ describe('throttle: a purge on a real database', () => {
     }
   });
 
-  test('a WAL cap keeps exact deletes, measures the purge\'s WAL and sleeps', async () => {
+  test("a WAL cap keeps exact deletes, measures the purge's WAL and sleeps", async () => {
     await reset();
     await insertBulkSessions(db.pool, 2500, 0.8);
     const lines: string[] = [];
@@ -274,12 +278,16 @@ describe('throttle: a purge on a real database', () => {
     const ctx = taskContext(testConfig(db.url, { JANITOR_PURGE_PAUSE_ON_VACUUM: 'true', JANITOR_MAX_RUN_SECONDS: '1' }));
     let probes = 0;
     try {
-      const output = await purgeExpired(ctx, {}, {
-        probe: async () => {
-          probes += 1;
-          return { replicaLagSeconds: 0, vacuumRunning: true };
+      const output = await purgeExpired(
+        ctx,
+        {},
+        {
+          probe: async () => {
+            probes += 1;
+            return { replicaLagSeconds: 0, vacuumRunning: true };
+          },
         },
-      });
+      );
       assert.deepEqual(output, { deleted: 0, batches: 0, stoppedBy: 'time-budget' });
       assert.ok(probes >= 1);
       assert.equal((await remainingIds(db.pool)).length, 500);

@@ -91,7 +91,16 @@ for (const dateStyle of ['SQL, DMY', 'Postgres']) {
     });
 
     test('instantText reads back as the same instant: microseconds, summer and winter, BC and far years, ±infinity', async () => {
-      const instants = ['2025-07-01 12:00:00.123456Z', '2026-01-10 12:00:00Z', '0044-03-15 12:00:00.5Z BC', '4713-11-24 00:00:00Z BC', '294276-12-31 23:59:59.999999Z', '10000-01-01Z', 'infinity', '-infinity'];
+      const instants = [
+        '2025-07-01 12:00:00.123456Z',
+        '2026-01-10 12:00:00Z',
+        '0044-03-15 12:00:00.5Z BC',
+        '4713-11-24 00:00:00Z BC',
+        '294276-12-31 23:59:59.999999Z',
+        '10000-01-01Z',
+        'infinity',
+        '-infinity',
+      ];
       const { rows } = await db.pool.query<{ shown: string; carried: string; same: boolean }>(
         `SELECT x::text AS shown, ${instantText('x')} AS carried, (${instantText('x')})::timestamptz = x AS same FROM unnest($1::timestamptz[]) AS x`,
         [instants],
@@ -99,7 +108,10 @@ for (const dateStyle of ['SQL, DMY', 'Postgres']) {
       assert.equal(rows.length, instants.length);
       for (const row of rows) assert.ok(row.same, `${row.shown} carried as ${row.carried}`);
       // The session really prints in its own style (else this test would prove nothing).
-      assert.ok(rows.some((row) => row.shown.includes('IST')), rows.map((r) => r.shown).join(', '));
+      assert.ok(
+        rows.some((row) => row.shown.includes('IST')),
+        rows.map((r) => r.shown).join(', '),
+      );
     });
 
     for (const concurrency of ['1', '2']) {
@@ -166,7 +178,10 @@ describe('±infinity timestamps', () => {
   const backlog = () =>
     withTask(db.url, {}, async (ctx) => {
       await refreshBacklog(ctx);
-      return { sessions: (await ctx.metrics.expiredBacklogSessions.get()).values[0]?.value, oldest: (await ctx.metrics.expiredBacklogOldest.get()).values[0]?.value ?? Number.NaN };
+      return {
+        sessions: (await ctx.metrics.expiredBacklogSessions.get()).values[0]?.value,
+        oldest: (await ctx.metrics.expiredBacklogOldest.get()).values[0]?.value ?? Number.NaN,
+      };
     });
 
   test('the backlog gauges count -infinity rows and report the oldest finite wait', async () => {

@@ -49,7 +49,10 @@ export const MIGRATIONS: readonly Migration[] = [
   migration(1, 'the schema and its version table'),
   migration(2, 'the idle reaper position (db/sql/reap-idle.ts)'),
   migration(3, 'session_janitor.enqueue_revocation and revocation_status (db/sql/enqueue-revocation.ts)'),
-  migration(4, 'at most 100000 ids and 5000000 bytes; issuedBefore no later than now() + 5 minutes; enqueue_global_revocation for issuedBefore without userId; dedupe keys scoped by role, revocation_by_key'),
+  migration(
+    4,
+    'at most 100000 ids and 5000000 bytes; issuedBefore no later than now() + 5 minutes; enqueue_global_revocation for issuedBefore without userId; dedupe keys scoped by role, revocation_by_key',
+  ),
 ];
 
 export const LATEST_VERSION = Math.max(...MIGRATIONS.map((m) => m.version));

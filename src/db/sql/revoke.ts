@@ -102,4 +102,3 @@ export function sessionIdBounds(table: QualifiedName): Statement {
     text: `SELECT (SELECT min(id) FROM ${t}) AS lo, (SELECT max(id) FROM ${t}) AS hi`,
   };
 }
-
