@@ -1,14 +1,15 @@
 /**
  * A worker pointed at a database without the sessions table (not the auth database) is not ready:
  * /readyz 503 with the reason, said once at start, checked again at every ping, ready once the
- * table is there. `migrate` there refuses, before installing anything, with the same reason.
+ * table is there. `migrate` there refuses, before installing anything, with the same reason. A role
+ * without DELETE is named the same way by the worker and by a one-shot purge.
  */
 import assert from 'node:assert/strict';
 import pg from 'pg';
 import { after, before, describe, test } from 'node:test';
 import { createLogger } from '../src/logger.ts';
 import { startWorker, type Worker } from '../src/worker.ts';
-import { createTestDatabase, testConfig, type TestDatabase } from './helpers/database.ts';
+import { createTestDatabase, insertSessions, remainingIds, testConfig, type TestDatabase } from './helpers/database.ts';
 import { runCli } from './helpers/process.ts';
 import { sample } from './helpers/scrape.ts';
 import { until } from './helpers/wait.ts';
@@ -93,6 +94,19 @@ describe('a role without DELETE on the sessions table', { timeout: 120_000 }, ()
     await admin.connect();
     await admin.query(`DROP ROLE IF EXISTS ${role}`);
     await admin.end();
+  });
+
+  test('purge-expired from the command line exits 1 naming the missing privilege, and deletes nothing', async () => {
+    await insertSessions(db.pool, [{ expiresIn: -2 * 86_400 }, { expiresIn: -3 * 86_400 }]);
+    const expired = await remainingIds(db.pool);
+    const url = new URL(db.url);
+    url.username = role;
+    url.password = 'readonly-test';
+    const result = await runCli(['purge-expired'], { DATABASE_URL: url.toString() }).finished;
+    assert.equal(result.code, 1, result.stdout + result.stderr);
+    assert.match(result.stderr, new RegExp(`^session-janitor: ${role} lacks DELETE on auth\\.refresh_session: grant them`, 'm'));
+    assert.deepEqual(await remainingIds(db.pool), expired);
+    assert.equal(expired.length, 2);
   });
 
   test('the worker is not ready, says which privilege is missing, and reports session_janitor_database_up 0 until it is granted', async () => {

@@ -8,7 +8,7 @@ import { pino } from 'pino';
 import { ConfigError, loadConfig, type Config } from '../config.ts';
 import { openDatabase } from '../db/database.ts';
 import { connectionHint, safeErrorMessage } from '../db/errors.ts';
-import { noSessionTable, sessionTableExists } from '../db/dev-bootstrap.ts';
+import { sessionTableAccess, sessionTableProblem, type SessionTableAccess } from '../db/dev-bootstrap.ts';
 import type pg from 'pg';
 import { createPool } from '../db/pool.ts';
 import { createLogger, type Logger } from '../logger.ts';
@@ -32,20 +32,29 @@ export function setup(logs: 'stdout' | 'stderr' = 'stderr'): { config: Config; l
 
 /**
  * The first query of a one-shot command: fails with the real cause when the database does not
- * answer, refuses the login, or is not the auth database.
+ * answer, refuses the login, or is not the auth database, and, for a command that deletes, when the
+ * role lacks SELECT or DELETE on the table (the worker's readiness check says the same).
+ * `migrate` runs as the migrator, which needs neither: it asks only that the table exists.
  */
-export async function requireSessionTable(pool: pg.Pool, config: Config, connectionString: string): Promise<void> {
-  let present: boolean;
+export async function requireSessionTable(pool: pg.Pool, config: Config, connectionString: string, needs: 'presence' | 'select-and-delete'): Promise<void> {
+  let access: SessionTableAccess;
   try {
-    present = await sessionTableExists(pool, config.sessionTable);
+    access = await sessionTableAccess(pool, config.sessionTable);
   } catch (error) {
     throw new Error(connectionHint(error, connectionString) ?? safeErrorMessage(error), { cause: error });
   }
-  if (!present) throw new Error(noSessionTable(config.sessionTable, connectionString));
+  if (needs === 'presence') access = { ...access, canSelect: true, canDelete: true };
+  const problem = sessionTableProblem(access, config.sessionTable, connectionString);
+  if (problem !== null) throw new Error(problem);
 }
 
 /** Opens the database and a task context for a one-shot command, and closes both after fn. */
-export async function withTaskContext<T>(config: Config, log: Logger, fn: (ctx: TaskContext, connectionString: string) => Promise<T>): Promise<T> {
+export async function withTaskContext<T>(
+  config: Config,
+  log: Logger,
+  fn: (ctx: TaskContext, connectionString: string) => Promise<T>,
+  needs: 'presence' | 'select-and-delete' = 'select-and-delete',
+): Promise<T> {
   const database = await openDatabase(config, log);
   const pool = createPool({
     connectionString: database.connectionString,
@@ -54,7 +63,7 @@ export async function withTaskContext<T>(config: Config, log: Logger, fn: (ctx: 
     lockTimeoutMs: config.lockTimeoutMs,
   });
   try {
-    await requireSessionTable(pool, config, database.connectionString);
+    await requireSessionTable(pool, config, database.connectionString, needs);
     return await fn({ pool, config, metrics: createMetrics(), log }, database.connectionString);
   } finally {
     await pool.end();

@@ -57,8 +57,9 @@ export interface LockRetryPolicy {
 /**
  * 8 tries with sleeps of about 50, 100, 200, 400, 800, 1000, 1000 ms between them: with the default
  * lock_timeout of 200 ms a statement keeps trying for about 5 s, far beyond any healthy refresh
- * transaction, before the job is failed and left to pg-boss's retries (by default after about
- * 15 s, 30 s, 60 s: JANITOR_RETRY_DELAY).
+ * transaction, before the job is failed and left to pg-boss's retries (the first about
+ * JANITOR_RETRY_DELAY later, each next one twice as long, for at least JANITOR_RETRY_WINDOW:
+ * queues.ts).
  */
 export const DEFAULT_LOCK_RETRY: LockRetryPolicy = { attempts: 8, baseDelayMs: 50, maxDelayMs: 1000 };
 
