@@ -81,6 +81,16 @@ describe('reap-idle', () => {
     return rows[0];
   }
 
+  /** The position after the first pass walked every one of rows (inserted in id order) and reaped `deleted`. */
+  const firstPassFinished = (rows: readonly { id: number }[], deleted: number): PositionRow => ({
+    pass: 1,
+    first_id: (rows[0]?.id ?? 0) - 1,
+    last_id: rows.at(-1)?.id ?? 0,
+    end_id: rows.at(-1)?.id ?? 0,
+    finished: true,
+    pass_deleted: deleted,
+  });
+
   const idleIds = async () =>
     (await db.pool.query<{ id: number }>(`SELECT id FROM auth.refresh_session WHERE last_used_at < now() - interval '1 hour' ORDER BY id`)).rows.map(
       (r) => r.id,
@@ -109,14 +119,7 @@ describe('reap-idle', () => {
     assert.deepEqual(output, { deleted: 4, batches: 1, stoppedBy: 'drained' });
     assert.equal(counted, 4);
     assert.equal(observed, 1);
-    assert.deepEqual(await position(), {
-      pass: 1,
-      first_id: (rows[0]?.id ?? 0) - 1,
-      last_id: rows.at(-1)?.id,
-      end_id: rows.at(-1)?.id,
-      finished: true,
-      pass_deleted: 4,
-    });
+    assert.deepEqual(await position(), firstPassFinished(rows, 4));
   });
 
   test('with a 1-hour timeout a table of fresh sessions loses nothing', async () => {
@@ -238,14 +241,7 @@ describe('reap-idle', () => {
     assert.deepEqual(output.stoppedBy, 'drained');
     assert.equal(output.deleted, 400, 'the 100 ids the other walker took were left to it');
     assert.equal((await remainingIds(db.pool)).length, 100);
-    assert.deepEqual(await position(), {
-      pass: 1,
-      first_id: (rows[0]?.id ?? 0) - 1,
-      last_id: rows.at(-1)?.id,
-      end_id: rows.at(-1)?.id,
-      finished: true,
-      pass_deleted: 400,
-    });
+    assert.deepEqual(await position(), firstPassFinished(rows, 400));
   });
 
   test("a run works on one connection and gives it back with the server's synchronous_commit", async () => {
