@@ -2,7 +2,8 @@
  * The gauges every pod reports about the whole cluster (the expired backlog, queue depths, the last
  * successful run of each scheduled task), refreshed from the database by a per-process node-cron
  * timer and served from memory: a scrape never waits on the database and never fails because of
- * it. A failed refresh keeps the last values and counts an error.
+ * it. A failed refresh keeps the last values and counts an error. The same timer counts the rows of
+ * manual runs (countManualRuns).
  */
 import cron from 'node-cron';
 import type pg from 'pg';
@@ -10,6 +11,7 @@ import type { PgBoss } from 'pg-boss';
 import type { Config } from './config.ts';
 import { queueDepths, readExpiredBacklog } from './cluster-state.ts';
 import { lastCompleted } from './db/sql/gauges.ts';
+import { claimManualRuns } from './db/sql/manual-runs.ts';
 import type { Logger } from './logger.ts';
 import type { Metrics } from './metrics.ts';
 import { ALL_QUEUES, SCHEDULED_TASKS } from './queues.ts';
@@ -21,6 +23,12 @@ export interface GaugeSources {
   readonly metrics: Metrics;
   /** While true (the sessions table is missing, which readiness reports once), the backlog is not read. */
   readonly noSessionTable?: () => boolean;
+  /**
+   * Whether Prometheus has scraped this pod yet. Manual runs are counted only after that: an
+   * increment before a series' first scrape is lost to rate() and increase(), so a fresh pod that
+   * claimed a run at once would count it for nobody.
+   */
+  readonly scraped?: () => boolean;
 }
 
 export async function refreshBacklog({ pool, config, metrics }: Pick<GaugeSources, 'pool' | 'config' | 'metrics'>): Promise<void> {
@@ -48,9 +56,27 @@ export async function refreshLastSuccess({ pool, config, metrics }: GaugeSources
   }
 }
 
+/**
+ * Adds the rows of manual runs no worker has counted yet to session_janitor_sessions_deleted_total
+ * (db/sql/manual-runs.ts): the dashboard's panels and rate() see a manual purge like a scheduled one.
+ */
+export async function countManualRuns({ pool, config, metrics }: GaugeSources, log: Logger): Promise<void> {
+  const { rows } = await pool.query<{ name: string; deleted: number }>({
+    ...claimManualRuns(config.pgbossSchema),
+    values: [SCHEDULED_TASKS.map((t) => t.queue)],
+  });
+  for (const { name, deleted } of rows) {
+    const task = SCHEDULED_TASKS.find((t) => t.queue === name);
+    if (task === undefined) continue;
+    metrics.sessionsDeleted.inc({ reason: task.reason }, deleted);
+    log.info({ queue: name, deleted }, 'counted a manual run recorded in the job history');
+  }
+}
+
 export async function refreshGauges(sources: GaugeSources, log: Logger): Promise<void> {
   const backlog = sources.noSessionTable?.() ? Promise.resolve() : refreshBacklog(sources);
-  const results = await Promise.allSettled([backlog, refreshQueues(sources), refreshLastSuccess(sources)]);
+  const manualRuns = sources.scraped?.() ? countManualRuns(sources, log) : Promise.resolve();
+  const results = await Promise.allSettled([backlog, refreshQueues(sources), refreshLastSuccess(sources), manualRuns]);
   for (const result of results) {
     if (result.status === 'rejected') {
       sources.metrics.errors.inc({ kind: 'gauge-refresh' });

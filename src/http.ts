@@ -14,7 +14,8 @@ export interface Readiness {
   readonly notReady: () => string | null;
 }
 
-export function createHttpServer(registry: Registry, readiness: Readiness): Server {
+/** onScraped: after each /metrics response that was served whole. */
+export function createHttpServer(registry: Registry, readiness: Readiness, onScraped: () => void = () => {}): Server {
   return createServer((request, response) => {
     const path = (request.url ?? '/').split('?')[0];
     if (request.method !== 'GET' && request.method !== 'HEAD') {
@@ -23,7 +24,7 @@ export function createHttpServer(registry: Registry, readiness: Readiness): Serv
     }
     if (path === '/metrics') {
       registry.metrics().then(
-        (text) => response.writeHead(200, { 'content-type': registry.contentType }).end(text),
+        (text) => response.writeHead(200, { 'content-type': registry.contentType }).end(text, onScraped),
         () => response.writeHead(500).end('metrics unavailable\n'),
       );
     } else if (path === '/healthz') {

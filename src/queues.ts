@@ -18,13 +18,19 @@ export const ALL_QUEUES: readonly QueueName[] = [QUEUES.purgeExpired, QUEUES.rea
 
 /**
  * The scheduled tasks, the one list that says which is which: the queue its runs go to, the `task`
- * label of its metrics (batch duration, last success), and its cron under the configuration (null:
+ * label of its metrics (batch duration, last success), the `reason` label of the sessions it deletes,
+ * and its cron under the configuration (null:
  * off, with neither a schedule nor a consumer). The consumers, the schedules, the metrics and the
  * gauges are derived from it.
  */
 export const SCHEDULED_TASKS = [
-  { task: 'purge-expired', queue: QUEUES.purgeExpired, cron: (config: Config): string | null => config.purgeCron },
-  { task: 'reap-idle', queue: QUEUES.reapIdle, cron: (config: Config): string | null => (config.idleTimeoutSeconds === null ? null : config.reapCron) },
+  { task: 'purge-expired', queue: QUEUES.purgeExpired, reason: 'expired', cron: (config: Config): string | null => config.purgeCron },
+  {
+    task: 'reap-idle',
+    queue: QUEUES.reapIdle,
+    reason: 'idle',
+    cron: (config: Config): string | null => (config.idleTimeoutSeconds === null ? null : config.reapCron),
+  },
 ] as const;
 
 export type ScheduledTaskName = (typeof SCHEDULED_TASKS)[number]['task'];

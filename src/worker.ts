@@ -64,6 +64,7 @@ export async function startWorker(config: Config, log: Logger): Promise<Worker> 
   let lastPingError: unknown;
   /** Why the sessions table cannot be used (absent: not the auth database; privileges missing), as of the last ping. */
   let unusable: string | null = null;
+  let scraped = false;
 
   const releaseAll = () => releaseInReverse(releasers, log);
 
@@ -85,16 +86,20 @@ export async function startWorker(config: Config, log: Logger): Promise<Worker> 
     });
     releasers.push({ name: 'pool', release: () => pool.end() });
 
-    const server = createHttpServer(metrics.registry, {
-      notReady: () => {
-        if (shutdown.signal.aborted) return 'shutting down';
-        if (lastPingFailed) return `the database does not answer: ${safeErrorMessage(lastPingError)}`;
-        if (unusable !== null) return unusable;
-        if (!bossStarted) return 'starting';
-        if (Date.now() - lastPingOk >= PING_FRESH_MS) return `no database ping succeeded in ${PING_FRESH_MS / 1000} s`;
-        return null;
+    const server = createHttpServer(
+      metrics.registry,
+      {
+        notReady: () => {
+          if (shutdown.signal.aborted) return 'shutting down';
+          if (lastPingFailed) return `the database does not answer: ${safeErrorMessage(lastPingError)}`;
+          if (unusable !== null) return unusable;
+          if (!bossStarted) return 'starting';
+          if (Date.now() - lastPingOk >= PING_FRESH_MS) return `no database ping succeeded in ${PING_FRESH_MS / 1000} s`;
+          return null;
+        },
       },
-    });
+      () => (scraped = true),
+    );
     const metricsPort = await listen(server, config.metricsPort, config.metricsHost).catch((error: unknown) => {
       const code = (error as NodeJS.ErrnoException).code;
       if (code !== 'EADDRINUSE' && code !== 'EACCES') throw error;
@@ -155,7 +160,7 @@ export async function startWorker(config: Config, log: Logger): Promise<Worker> 
     await registerScheduledConsumers(boss, ctx, shutdown.signal, log);
     await registerRevokeConsumer(boss, ctx, shutdown.signal, log);
     bossStarted = true;
-    const stopGauges = await startGaugeRefresh({ pool, boss, config, metrics, noSessionTable: () => unusable !== null }, log);
+    const stopGauges = await startGaugeRefresh({ pool, boss, config, metrics, noSessionTable: () => unusable !== null, scraped: () => scraped }, log);
     releasers.push({ name: 'gauges', release: stopGauges });
 
     if (database.demo !== null) {

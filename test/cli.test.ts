@@ -84,5 +84,27 @@ describe('database trouble is reported without the password, with a non-zero exi
     assert.match(real.stdout, /^purged 250 sessions in \d+ batches, .* stopped by: drained$/m);
     const left = await db.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM auth.refresh_session WHERE expires_at < now()');
     assert.equal(left.rows[0]?.n, 0);
+    // The real run is in the job history, the dry run is not.
+    const recorded = await db.pool.query<{ output: { deleted: number } }>(`SELECT output FROM pgboss.job WHERE data @> '{"manual": true}'`);
+    assert.deepEqual(
+      recorded.rows.map((r) => r.output.deleted),
+      [250],
+    );
+  });
+
+  test('without pg-boss installed, the foreground purge still purges, and says that it is not recorded', async () => {
+    await db.pool.query('DROP SCHEMA pgboss CASCADE');
+    await db.pool.query(
+      `INSERT INTO auth.refresh_session (user_id, expires_at) SELECT (SELECT max(id) FROM auth."user"), now() - g * interval '1 minute' FROM generate_series(1, 7) g`,
+    );
+    const result = await runCli(['purge-expired'], { DATABASE_URL: db.url, LOG_LEVEL: 'warn' }).finished;
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(result.stdout, /^purged 7 sessions/m);
+    assert.match(
+      result.stderr,
+      /^session-janitor: this run is not recorded in the job history \(relation "pgboss\.job" does not exist.*run `session-janitor migrate`$/m,
+    );
+    const left = await db.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM auth.refresh_session WHERE expires_at < now()');
+    assert.equal(left.rows[0]?.n, 0);
   });
 });

@@ -17,6 +17,8 @@ import { formatSeconds, progressReporter } from './progress.ts';
 import { fail, onProcessEvents } from './process-edge.ts';
 import type { RunOptions, RunOutput } from '../tasks/batching.ts';
 import type { TaskContext } from '../tasks/context.ts';
+import { recordManualRun as recordManualRunStatement } from '../db/sql/manual-runs.ts';
+import type { QueueName } from '../queues.ts';
 
 export const EXIT_CONFIG = 78;
 
@@ -80,7 +82,7 @@ export async function runInForeground(
   total: number | null,
   what: { readonly verb: string; readonly noun: string },
   run: (options: RunOptions) => Promise<RunOutput>,
-): Promise<RunOutput> {
+): Promise<{ output: RunOutput; seconds: number }> {
   const progress = progressReporter(log, total, what.verb);
   const controller = new AbortController();
   const unsubscribe = onProcessEvents(async () => controller.abort(), log, false);
@@ -91,5 +93,26 @@ export async function runInForeground(
   process.stdout.write(
     `${what.verb} ${output.deleted} ${what.noun} in ${output.batches} batches, ${formatSeconds(seconds)} (${Math.round(output.deleted / Math.max(seconds, 0.001))} rows/s), stopped by: ${output.stoppedBy}\n`,
   );
-  return output;
+  return { output, seconds };
+}
+
+/**
+ * Records a finished manual run of a scheduled task in its queue's job history, where the scheduled
+ * runs are (db/sql/manual-runs.ts): the last-success time moves, the stall alert clears, `status`
+ * shows it, and a worker adds its rows to session_janitor_sessions_deleted_total. A run whose record
+ * fails (pg-boss not installed) has still deleted its rows: it says so on stderr and succeeds.
+ */
+export async function recordManualRun(ctx: TaskContext, queue: QueueName, output: RunOutput, seconds: number): Promise<void> {
+  try {
+    const { rows } = await ctx.pool.query<{ id: string }>({
+      ...recordManualRunStatement(ctx.config.pgbossSchema),
+      values: [queue, JSON.stringify(output), seconds],
+    });
+    if (rows[0] === undefined) throw new Error(`queue ${queue} does not exist in schema ${ctx.config.pgbossSchema}`);
+    ctx.log.info({ queue, jobId: rows[0].id }, 'recorded this run in the job history of its queue');
+  } catch (error) {
+    process.stderr.write(
+      `session-janitor: this run is not recorded in the job history (${safeErrorMessage(error)}): the last-success time and the dashboard do not show it; run \`session-janitor migrate\`\n`,
+    );
+  }
 }

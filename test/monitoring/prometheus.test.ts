@@ -5,72 +5,26 @@
  * conditions, then asks Prometheus what an SRE's dashboard and pager would see.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { PgBoss } from 'pg-boss';
 import { enqueueRevocation, waitForRevocation } from '../../src/client.ts';
-import { freePort } from '../../src/db/embedded.ts';
 import { startWorker, type Worker } from '../../src/worker.ts';
 import { QUEUES } from '../../src/queues.ts';
 import { createTestDatabase, insertSessions, silentLogger, testConfig, type TestDatabase } from '../helpers/database.ts';
-import { prometheus as prometheusBinary } from '../helpers/promtool.ts';
+import { startPrometheus, type Prometheus } from '../helpers/prometheus.ts';
 import { until } from '../helpers/wait.ts';
-
-const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const RULES = join(root, 'monitoring', 'prometheus', 'session-janitor.rules.yml');
 
 let db: TestDatabase;
 let worker: Worker | undefined;
-let prometheus: ChildProcess | undefined;
-let dataDir: string | undefined;
+let prometheus: Prometheus | undefined;
 before(async () => {
   db = await createTestDatabase();
 });
 after(async () => {
-  prometheus?.kill('SIGKILL');
+  await prometheus?.stop();
   await worker?.stop();
   await db.drop();
-  if (dataDir) await rm(dataDir, { recursive: true, force: true });
 });
-
-interface Sample {
-  metric: Record<string, string>;
-  value: [number, string];
-}
-
-async function startPrometheus(target: string): Promise<(query: string, time?: number) => Promise<Sample[]>> {
-  dataDir = await mkdtemp(join(tmpdir(), 'sj-prometheus-'));
-  const config = join(dataDir, 'prometheus.yml');
-  await writeFile(
-    config,
-    JSON.stringify({
-      global: { scrape_interval: '1s', evaluation_interval: '1s' },
-      rule_files: [RULES],
-      scrape_configs: [{ job_name: 'session-janitor', static_configs: [{ targets: [target] }] }],
-    }),
-  );
-  const port = await freePort();
-  prometheus = spawn(
-    prometheusBinary(),
-    [`--config.file=${config}`, `--storage.tsdb.path=${join(dataDir, 'data')}`, `--web.listen-address=127.0.0.1:${port}`],
-    { stdio: 'ignore' },
-  );
-  const base = `http://127.0.0.1:${port}`;
-  await until('Prometheus to be ready', async () => (await fetch(`${base}/-/ready`).catch(() => undefined))?.ok, 30_000);
-  return async (query, time) => {
-    const params = new URLSearchParams({ query, ...(time === undefined ? {} : { time: String(time) }) });
-    const body = (await (await fetch(`${base}/api/v1/query?${params.toString()}`)).json()) as { status: string; data: { result: Sample[] }; error?: string };
-    assert.equal(body.status, 'success', body.error);
-    return body.data.result;
-  };
-}
-
-const alertStates = async (query: (q: string) => Promise<Sample[]>) =>
-  new Map((await query('ALERTS')).map((s) => [s.metric.alertname ?? '', s.metric.alertstate ?? '']));
 
 test('increase() counts exactly the rows deleted, reason by reason, and the alerts go pending as their conditions arise', { timeout: 180_000 }, async () => {
   const sessions = await insertSessions(db.pool, [
@@ -92,7 +46,8 @@ test('increase() counts exactly the rows deleted, reason by reason, and the aler
     }),
     silentLogger(),
   );
-  const query = await startPrometheus(`127.0.0.1:${worker.metricsPort}`);
+  prometheus = await startPrometheus(`127.0.0.1:${worker.metricsPort}`);
+  const { query, alertStates } = prometheus;
   // Prometheus has the series at 0 before anything is deleted.
   await until('a first scrape', async () => (await query('session_janitor_sessions_deleted_total')).length === 3);
 
@@ -133,14 +88,14 @@ test('increase() counts exactly the rows deleted, reason by reason, and the aler
   await db.pool.query(`UPDATE pgboss.job SET completed_on = now() - interval '20 minutes' WHERE name = $1`, [QUEUES.purgeExpired]);
   const active = new Set(['pending', 'firing']);
   await until('the purge-stalled and dead-letter alerts to go pending', async () => {
-    const states = await alertStates(query);
+    const states = await alertStates();
     return active.has(states.get('SessionJanitorPurgeStalled') ?? '') && active.has(states.get('SessionJanitorDeadLetterNotEmpty') ?? '') && states;
   });
 
   // The database becomes unusable for every pod (here: the sessions table is gone), though the pod is up.
   await db.pool.query('ALTER TABLE auth.refresh_session RENAME TO refresh_session_away');
   try {
-    await until('the database-unusable alert to go pending', async () => active.has((await alertStates(query)).get('SessionJanitorDatabaseUnusable') ?? ''));
+    await until('the database-unusable alert to go pending', async () => active.has((await alertStates()).get('SessionJanitorDatabaseUnusable') ?? ''));
   } finally {
     await db.pool.query('ALTER TABLE auth.refresh_session_away RENAME TO refresh_session');
   }
@@ -149,10 +104,10 @@ test('increase() counts exactly the rows deleted, reason by reason, and the aler
   // goes pending.
   await worker.stop();
   worker = undefined;
-  await until('the no-worker alert to go pending', async () => active.has((await alertStates(query)).get('SessionJanitorNoWorkerUp') ?? ''));
+  await until('the no-worker alert to go pending', async () => active.has((await alertStates()).get('SessionJanitorNoWorkerUp') ?? ''));
   const afterScrapesFailed = await until('a few evaluations without the pod', async () => {
     const up = await query('up{job="session-janitor"} == 0');
-    return up.length === 1 && (await query('session_janitor_last_success_timestamp_seconds')).length === 0 && (await alertStates(query));
+    return up.length === 1 && (await query('session_janitor_last_success_timestamp_seconds')).length === 0 && (await alertStates());
   });
   assert.ok(active.has(afterScrapesFailed.get('SessionJanitorPurgeStalled') ?? ''), 'the purge-stalled alert resolved when the pod went away');
   assert.ok(active.has(afterScrapesFailed.get('SessionJanitorDeadLetterNotEmpty') ?? ''), 'the dead-letter alert resolved when the pod went away');
