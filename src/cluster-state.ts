@@ -26,7 +26,8 @@ export interface ScheduleState {
   readonly queue: string;
   readonly cron: string;
   readonly timezone: string;
-  readonly lastRun: { state: string; createdOn: string; completedOn: string | null; output: unknown } | null;
+  /** manual: a command-line run (db/sql/manual-runs.ts), not a scheduled one. */
+  readonly lastRun: { state: string; createdOn: string; completedOn: string | null; output: unknown; manual: boolean } | null;
   readonly nextRun: string | null;
 }
 
@@ -74,7 +75,7 @@ export async function readClusterState(boss: PgBoss, pool: pg.Pool, config: Conf
 
   const schedules: ScheduleState[] = [];
   for (const schedule of await boss.getSchedules()) {
-    const { rows } = await pool.query<{ state: string; created_on: string; completed_on: string | null; output: unknown }>({
+    const { rows } = await pool.query<{ state: string; created_on: string; completed_on: string | null; output: unknown; manual: boolean }>({
       ...latestJob(config.pgbossSchema),
       values: [schedule.name],
     });
@@ -90,6 +91,7 @@ export async function readClusterState(boss: PgBoss, pool: pg.Pool, config: Conf
             createdOn: parseInstant(last.created_on).toISOString(),
             completedOn: last.completed_on === null ? null : parseInstant(last.completed_on).toISOString(),
             output: last.output,
+            manual: last.manual,
           }
         : null,
       nextRun: next?.toISOString() ?? null,

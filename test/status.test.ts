@@ -48,4 +48,10 @@ test('status shows queue depths, the dead-letter queue, schedules and the expire
   assert.equal(reap.code, 0, reap.stderr);
   const after = await runCli(['status'], { DATABASE_URL: db.url, LOG_LEVEL: 'warn' }).finished;
   assert.match(after.stdout, /^idle reaper: pass 1 finished, 0 sessions reaped in this pass/m);
+  // The manual reap is the queue's last run.
+  assert.match(after.stdout, /^refresh-session\.reap-idle\s.*\scompleted \(manual\)\s+\{"batches":1,"deleted":0,"stoppedBy":"drained"\}/m);
+  const afterJson = JSON.parse((await runCli(['status', '--json'], { DATABASE_URL: db.url, LOG_LEVEL: 'warn' }).finished).stdout) as ClusterState;
+  const reapRun = afterJson.schedules.find((s) => s.queue === QUEUES.reapIdle)?.lastRun;
+  assert.equal(reapRun?.manual, true);
+  assert.equal(reapRun?.state, 'completed');
 });

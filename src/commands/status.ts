@@ -62,7 +62,7 @@ function renderStatus(status: ClusterState): string {
         s.cron,
         s.timezone,
         s.lastRun?.createdOn ?? 'never',
-        s.lastRun?.state ?? '-',
+        s.lastRun ? `${s.lastRun.state}${s.lastRun.manual ? ' (manual)' : ''}` : '-',
         s.lastRun?.output ? JSON.stringify(s.lastRun.output) : '-',
         s.nextRun ?? '-',
       ]),
