@@ -25,8 +25,8 @@ export async function statusCommand(options: { json?: boolean }): Promise<void> 
       } finally {
         await boss.stop({ graceful: false });
       }
-      // It deletes nothing: a role that may read but not delete (an SRE's) can ask.
     },
+    // It deletes nothing: a role that may read but not delete (an SRE's) can ask.
     'presence',
   );
 }
