@@ -13,6 +13,15 @@
  *     each probe taken after the janitor has paused for SETTLE_MS (its WAL flushed by then): what
  *     the others' commits cost without it. A busy 9 a.m. raises the baseline with it, so the guard
  *     does not hold the purge back for a load it does not cause.
+ *   - Someone to protect: the probe alone cannot tell 3 a.m. from 9 a.m. (at 3 a.m. the janitor's
+ *     own WAL slows the probe's commit as much, with no commit of anyone else to slow down: measured,
+ *     a purge held back to 0.07 of its speed for nobody). So the guard holds back only while the
+ *     auth service writes to the sessions table: at least MIN_FOREGROUND_WRITES_PER_SECOND rows
+ *     inserted or updated a second, from the cumulative statistics (db/sql/latency-guard.ts; the
+ *     janitor only deletes), over at least ACTIVITY_SPAN_MS (the statistics lag by about a second).
+ *     The worker keeps that reading between runs (ActivityTracker, one per pool), so a run starts
+ *     knowing; with no reading yet (a process's first run) or none possible, the guard assumes
+ *     someone is there.
  *   - Control (AIMD, like TCP's congestion window): a probe while the janitor works, at most every
  *     PROBE_INTERVAL_MS whatever the number of lanes, above factor x baseline (and baseline +
  *     MIN_EXCESS_MS) halves the scale, down to MIN_SCALE, and pauses every lane for SETTLE_MS; a probe
@@ -58,6 +67,52 @@ export const SCALE_STEP = 1 / 8;
 /** How far a calm probe moves the baseline; each moves it at most twice or half its value, so one spike cannot poison it. */
 export const BASELINE_WEIGHT = 0.5;
 
+/**
+ * The auth service counts as there at this many session writes a second or more: one refresh a
+ * second already makes a p99 over a minute; below that, a few sessions a minute may wait a few
+ * milliseconds more while a backlog drains at full speed.
+ */
+export const MIN_FOREGROUND_WRITES_PER_SECOND = 1;
+
+/**
+ * A write rate is judged over at least this span: each backend reports its counts at most once a
+ * second (PostgreSQL 15 and later; every 500 ms to the collector before), so a shorter span can
+ * show none under load. Also how often the guard reads the counter during a run.
+ */
+export const ACTIVITY_SPAN_MS = 1500;
+
+/**
+ * Whether the auth service is writing, from readings of its cumulative write counter: one per pool,
+ * kept between runs. Unknown (no reading yet, or the counter unreadable) counts as present.
+ */
+export class ActivityTracker {
+  #last: { readonly at: number; readonly writes: number } | null = null;
+  #present = true;
+
+  get present(): boolean {
+    return this.#present;
+  }
+
+  /** The milliseconds since the last reading that counted, or +Infinity. */
+  sinceLast(now: number): number {
+    return this.#last === null ? Number.POSITIVE_INFINITY : now - this.#last.at;
+  }
+
+  /** A reading of the counter at `now`; null: unknown. Readings closer than ACTIVITY_SPAN_MS to the last one are ignored. */
+  observe(now: number, writes: number | null): void {
+    if (writes === null || !Number.isFinite(writes)) {
+      this.#last = null;
+      this.#present = true;
+      return;
+    }
+    const last = this.#last;
+    if (last !== null && now - last.at < ACTIVITY_SPAN_MS) return;
+    // A counter that went down was reset (pg_stat_reset): unknown until the next reading.
+    this.#present = last === null || writes < last.writes || (writes - last.writes) / ((now - last.at) / 1000) >= MIN_FOREGROUND_WRITES_PER_SECOND;
+    this.#last = { at: now, writes };
+  }
+}
+
 export interface LatencyGuardSettings {
   /** Hold back while a probe takes more than factor x baseline. */
   readonly factor: number;
@@ -97,10 +152,13 @@ export class LatencyPolicy {
     return this.#scale;
   }
 
-  /** A probe taken while the janitor worked: true when it slowed the commits down too much (hold back). */
-  busy(latencyMs: number): boolean {
+  /**
+   * A probe taken while the janitor worked: true when it slowed the commits down too much (hold
+   * back). foreground false: nobody writes, so nobody is slowed down: never hot.
+   */
+  busy(latencyMs: number, foreground = true): boolean {
     if (!Number.isFinite(latencyMs)) return false;
-    const hot = latencyMs > this.thresholdMs;
+    const hot = foreground && latencyMs > this.thresholdMs;
     this.#scale = hot ? Math.max(MIN_SCALE, this.#scale / 2) : Math.min(1, this.#scale + SCALE_STEP);
     return hot;
   }
@@ -140,6 +198,8 @@ export interface LatencyGuardDeps {
   /** A lane waited ms because of the guard (a duty-cycle sleep or a hold). */
   readonly onHeldBack?: (ms: number, lane: number) => void;
   readonly onEvent?: (event: LatencyGuardEvent) => void;
+  /** Whether the auth service writes: the tracker (kept between runs) and its counter; without them, always. */
+  readonly activity?: { readonly tracker: ActivityTracker; readonly read: () => Promise<number | null> };
 }
 
 export interface LatencyGuardStats {
@@ -148,6 +208,8 @@ export interface LatencyGuardStats {
   readonly probes: number;
   readonly holds: number;
   readonly scale: number;
+  /** Whether the auth service was writing, as last read. */
+  readonly foreground: boolean;
 }
 
 /**
@@ -164,6 +226,7 @@ export class LatencyGuard {
   readonly #onHeldBack: (ms: number, lane: number) => void;
   readonly #onEvent: (event: LatencyGuardEvent) => void;
   readonly #signal: AbortSignal;
+  readonly #activity: LatencyGuardDeps['activity'];
   readonly #owed = new Map<number, number>();
   #policy: LatencyPolicy | null = null;
   #probedAt = Number.NEGATIVE_INFINITY;
@@ -182,14 +245,22 @@ export class LatencyGuard {
     this.#onHeldBack = deps.onHeldBack ?? (() => {});
     this.#onEvent = deps.onEvent ?? (() => {});
     this.#signal = signal;
+    this.#activity = deps.activity;
   }
 
   get stats(): LatencyGuardStats {
-    return { baselineMs: this.#policy?.baselineMs ?? null, probes: this.#probes, holds: this.#holds, scale: this.#policy?.scale ?? 1 };
+    return {
+      baselineMs: this.#policy?.baselineMs ?? null,
+      probes: this.#probes,
+      holds: this.#holds,
+      scale: this.#policy?.scale ?? 1,
+      foreground: this.#activity?.tracker.present ?? true,
+    };
   }
 
   /** Learns the baseline before the first batch. A probe that fails leaves the guard off for the run. */
   async start(): Promise<void> {
+    await this.#readActivity();
     const samples: number[] = [];
     for (let i = 0; i < BASELINE_PROBES && !this.#signal.aborted; i++) {
       const latency = await this.#measure();
@@ -255,7 +326,9 @@ export class LatencyGuard {
 
   async #check(policy: LatencyPolicy): Promise<void> {
     const latency = await this.#measure();
-    if (latency === null || this.#finished || !policy.busy(latency)) return;
+    if (latency === null || this.#finished) return;
+    await this.#readActivity();
+    if (!policy.busy(latency, this.#activity?.tracker.present ?? true)) return;
     this.#holds += 1;
     this.#hold = this.#settle(policy).finally(() => {
       this.#hold = null;
@@ -268,6 +341,14 @@ export class LatencyGuard {
     if (!(await this.#sleep(SETTLE_MS, this.#signal)) || this.#finished) return;
     const latency = await this.#measure();
     if (latency !== null) policy.calm(latency);
+  }
+
+  /** Reads the auth service's write counter into the tracker, at most once per ACTIVITY_SPAN_MS. A failed read is unknown. */
+  async #readActivity(): Promise<void> {
+    const activity = this.#activity;
+    if (activity === undefined || activity.tracker.sinceLast(this.#now()) < ACTIVITY_SPAN_MS) return;
+    const writes = await activity.read().catch(() => null);
+    activity.tracker.observe(this.#now(), writes);
   }
 
   /** One probe's milliseconds, or null (and the guard off for the run) when it failed. */

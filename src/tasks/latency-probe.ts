@@ -10,11 +10,12 @@
  */
 import type pg from 'pg';
 import { SQLSTATE, sqlState } from '../db/errors.ts';
-import { latencyProbe } from '../db/sql/latency-guard.ts';
+import { qualified } from '../db/sql/identifiers.ts';
+import { latencyProbe, sessionWrites } from '../db/sql/latency-guard.ts';
 import type { ScheduledTaskName } from '../queues.ts';
 import type { TaskContext } from './context.ts';
 import type { HeldBack } from './held-back.ts';
-import { LatencyGuard, type LatencyGuardEvent } from './latency-guard.ts';
+import { ActivityTracker, LatencyGuard, type LatencyGuardEvent } from './latency-guard.ts';
 
 export type LatencyProbe = () => Promise<number>;
 
@@ -44,6 +45,34 @@ export function commitLatencyProbe(pool: pg.Pool): LatencyProbe {
   };
 }
 
+/** The auth service's writes to the sessions table so far (db/sql/latency-guard.ts), or null. */
+export function sessionWriteCounter({ pool, config }: TaskContext): () => Promise<number | null> {
+  return async () => {
+    const { rows } = await pool.query<{ writes: number | null }>({ ...sessionWrites, values: [qualified(config.sessionTable)] });
+    return rows[0]?.writes ?? null;
+  };
+}
+
+/** One tracker per pool (one per worker process): a run starts with what the runs before it read. */
+const trackers = new WeakMap<pg.Pool, ActivityTracker>();
+
+export function activityTracker(pool: pg.Pool): ActivityTracker {
+  let tracker = trackers.get(pool);
+  if (tracker === undefined) {
+    tracker = new ActivityTracker();
+    trackers.set(pool, tracker);
+  }
+  return tracker;
+}
+
+/**
+ * Takes a reading of the auth service's write counter now (a worker about to run, the benchmark's
+ * warm child): the next run then knows whether anyone writes, from ACTIVITY_SPAN_MS on.
+ */
+export async function primeActivity(ctx: TaskContext): Promise<void> {
+  activityTracker(ctx.pool).observe(performance.now(), await sessionWriteCounter(ctx)().catch(() => null));
+}
+
 /** The run's latency guard, or null with JANITOR_LATENCY_GUARD=off. Call start() before the first batch. */
 export function createLatencyGuard(
   ctx: TaskContext,
@@ -51,6 +80,10 @@ export function createLatencyGuard(
   heldBack: HeldBack,
   signal: AbortSignal,
   probe: LatencyProbe = commitLatencyProbe(ctx.pool),
+  activity: { readonly tracker: ActivityTracker; readonly read: () => Promise<number | null> } = {
+    tracker: activityTracker(ctx.pool),
+    read: sessionWriteCounter(ctx),
+  },
 ): LatencyGuard | null {
   const factor = ctx.config.latencyGuardFactor;
   if (factor === null) return null;
@@ -58,6 +91,7 @@ export function createLatencyGuard(
     { factor },
     {
       probe,
+      activity,
       onHeldBack: (ms, lane) => heldBack.wait('latency', ms, lane),
       onEvent: (event) => logGuardEvent(ctx, task, event),
     },

@@ -7,6 +7,8 @@ import { ConfigError, loadConfig } from '../../src/config.ts';
 import { createLogger } from '../../src/logger.ts';
 import { HeldBack } from '../../src/tasks/held-back.ts';
 import {
+  ACTIVITY_SPAN_MS,
+  ActivityTracker,
   BASELINE_PROBES,
   LatencyGuard,
   LatencyPolicy,
@@ -74,6 +76,32 @@ describe('latency guard: pure logic', () => {
     assert.equal(p.baselineMs, 2.25); // 3 + (1.5 - 3) / 2
     p.calm(Number.NaN);
     assert.equal(p.baselineMs, 2.25);
+  });
+
+  test('the auth service counts as there from one session write a second, judged over ACTIVITY_SPAN_MS; unknown counts as there', () => {
+    const t = new ActivityTracker();
+    assert.equal(t.present, true); // no reading yet
+    t.observe(0, 1000);
+    assert.equal(t.present, true);
+    t.observe(ACTIVITY_SPAN_MS, 1000); // nothing written for a span
+    assert.equal(t.present, false);
+    t.observe(ACTIVITY_SPAN_MS + 100, 5000); // too soon after the last reading: ignored
+    assert.equal(t.present, false);
+    t.observe(2 * ACTIVITY_SPAN_MS, 1000 + ACTIVITY_SPAN_MS / 1000); // exactly one write a second
+    assert.equal(t.present, true);
+    t.observe(3 * ACTIVITY_SPAN_MS, 10); // the statistics were reset
+    assert.equal(t.present, true);
+    t.observe(4 * ACTIVITY_SPAN_MS, 10);
+    assert.equal(t.present, false);
+    t.observe(5 * ACTIVITY_SPAN_MS, null); // unreadable
+    assert.equal(t.present, true);
+  });
+
+  test('a hot probe while nobody writes holds nothing back (3 a.m.)', () => {
+    const p = new LatencyPolicy({ factor: 1.5 }, 1);
+    assert.equal(p.busy(50, false), false);
+    assert.equal(p.scale, 1);
+    assert.equal(p.busy(50, true), true);
   });
 
   test('median of the probes, ignoring what is not a duration', () => {
@@ -169,6 +197,46 @@ describe('latency guard: LatencyGuard', () => {
     assert.ok(g.guard.stats.baselineMs !== null && g.guard.stats.baselineMs > 2.5, `baseline ${g.guard.stats.baselineMs}`);
     assert.equal(g.guard.stats.scale, 1);
     assert.equal(g.guard.batchRows(5000, 100), 5000);
+  });
+
+  test('while the write counter says nobody writes, hot probes hold nothing back; once writes come, they do', async () => {
+    let now = 0;
+    let writes = 100;
+    const tracker = new ActivityTracker();
+    tracker.observe(-ACTIVITY_SPAN_MS, 100); // an earlier run's reading
+    const holds: number[] = [];
+    const guard = new LatencyGuard(
+      { factor: 1.5 },
+      {
+        probe: async () => (now === 0 ? 1 : 30),
+        activity: { tracker, read: async () => writes },
+        sleep: async (ms) => {
+          await tick();
+          now += ms;
+          return true;
+        },
+        now: () => now,
+        onHeldBack: (ms) => holds.push(ms),
+      },
+      new AbortController().signal,
+    );
+    await guard.start();
+    for (let i = 0; i < 10; i++) {
+      now += 250;
+      await guard.beforeBatch(0);
+      await tick();
+    }
+    assert.equal(guard.stats.foreground, false);
+    assert.equal(guard.stats.holds, 0);
+    assert.deepEqual(holds, []);
+    writes += 10_000; // the auth service starts refreshing
+    for (let i = 0; i < 20 && guard.stats.holds === 0; i++) {
+      now += 250;
+      await guard.beforeBatch(0);
+      await tick();
+    }
+    assert.equal(guard.stats.foreground, true);
+    assert.ok(guard.stats.holds > 0);
   });
 
   test('a probe that cannot run leaves the guard off for the run, and says so', async () => {

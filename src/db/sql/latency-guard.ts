@@ -22,3 +22,20 @@ export const latencyProbe: Statement = {
   text: `INSERT INTO ${quote(OWN_SCHEMA)}.latency_probe AS p (slot, probed_at) VALUES ((pg_backend_pid() % 1024)::smallint, now())
 ON CONFLICT (slot) DO UPDATE SET probed_at = excluded.probed_at`,
 };
+
+/**
+ * The auth service's writes to the sessions table so far (rows inserted plus rows updated, HOT or
+ * not, since the statistics were reset), from the cumulative statistics, which every role may read:
+ * the guard's sign that someone is there to be hurt. The janitor itself only deletes, so none of
+ * this is its own. Each backend reports its counts when it goes idle, at most once a second, so the
+ * figure lags the writes by about a second. NULL: the table is not there.
+ *
+ * Not in the timed probe: on PostgreSQL 13 and 14 the first statistics read of a transaction loads
+ * the statistics collector's file, which would add its time to the commit's.
+ *
+ * $1: the table, schema-qualified and quoted (a regclass literal).
+ */
+export const sessionWrites: Statement = {
+  name: 'sj_latency_session_writes',
+  text: `SELECT (pg_stat_get_tuples_inserted(t) + pg_stat_get_tuples_updated(t))::float8 AS writes FROM to_regclass($1::text) AS t`,
+};
