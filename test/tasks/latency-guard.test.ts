@@ -17,6 +17,7 @@ import {
   median,
   SCALE_STEP,
   SETTLE_MS,
+  START_SCALE_WITH_FOREGROUND,
   type LatencyGuardEvent,
 } from '../../src/tasks/latency-guard.ts';
 import { commitLatencyProbe } from '../../src/tasks/latency-probe.ts';
@@ -144,7 +145,7 @@ function fakeGuard(latencies: number[], rest = 1, factor = 1.5) {
     },
     controller.signal,
   );
-  return { guard, sleeps, events, heldBack, controller, probes: () => probes, advance: (ms: number) => (now += ms) };
+  return { guard, sleeps, events, heldBack, controller, probes: () => probes, now: () => now, advance: (ms: number) => (now += ms) };
 }
 
 describe('latency guard: LatencyGuard', () => {
@@ -153,17 +154,25 @@ describe('latency guard: LatencyGuard', () => {
     await g.guard.start();
     assert.equal(g.probes(), BASELINE_PROBES);
     assert.equal(g.guard.stats.baselineMs, 1);
+    // Someone writes (no counter here: unknown counts as someone): the run starts at a quarter.
+    assert.equal(g.guard.stats.scale, START_SCALE_WITH_FOREGROUND);
+    assert.equal(g.guard.batchRows(5000, 100), 1250);
+    let rows = 0;
     for (let i = 0; i < 20; i++) {
       assert.equal(await g.guard.beforeBatch(i % 2), true);
-      assert.equal(g.guard.batchRows(5000, 100), 5000);
+      const next = g.guard.batchRows(5000, 100);
+      assert.ok(next >= rows, 'good probes only ever grow the batches');
+      rows = next;
       g.guard.afterBatch(i % 2, 5);
       g.advance(50);
       await tick();
     }
-    assert.deepEqual(g.sleeps, []);
-    assert.deepEqual(g.heldBack, []);
-    // 20 batches x 50 ms over two lanes: the first batch's probe, then one per 200 ms, not one per batch.
-    assert.equal(g.probes(), BASELINE_PROBES + 5);
+    assert.equal(g.guard.stats.holds, 0);
+    assert.ok(!g.sleeps.includes(SETTLE_MS), 'only duty-cycle sleeps');
+    // 20 batches over two lanes: the first batch's probe, then one per 200 ms, not one per batch.
+    const probes = g.probes() - BASELINE_PROBES;
+    assert.ok(probes >= 5 && probes <= 1 + Math.floor(g.now() / 200), `${probes} probes in ${g.now()} ms`);
+    assert.equal(g.guard.stats.scale, START_SCALE_WITH_FOREGROUND + probes * SCALE_STEP);
   });
 
   test('a probe above the threshold holds every lane for SETTLE_MS, then shrinks and spaces out the batches', async () => {
@@ -178,10 +187,10 @@ describe('latency guard: LatencyGuard', () => {
     assert.deepEqual(g.sleeps, [SETTLE_MS]);
     assert.equal(g.heldBack.length, 2);
     assert.ok(g.heldBack.every((ms) => ms === SETTLE_MS));
-    assert.equal(g.guard.batchRows(5000, 100), 2500);
+    assert.equal(g.guard.batchRows(5000, 100), 625); // a quarter at the start, halved
     g.guard.afterBatch(0, 10);
     assert.equal(await g.guard.beforeBatch(0), true);
-    assert.deepEqual(g.sleeps, [SETTLE_MS, 10]); // scale 1/2: sleeps as long as the batch took
+    assert.deepEqual(g.sleeps, [SETTLE_MS, 70]); // scale 1/8: batches fill an eighth of the lane's time
   });
 
   test('a load that raises every commit (9 a.m.) raises the baseline: the guard recovers full speed instead of giving up', async () => {
@@ -265,8 +274,8 @@ describe('latency guard: LatencyGuard', () => {
 });
 
 describe('latency guard: configuration', () => {
-  test('on by default at 1.5; off; a factor; bad values name the variable', () => {
-    assert.equal(loadConfig({}).latencyGuardFactor, 1.5);
+  test('on by default at 1.3; off; a factor; bad values name the variable', () => {
+    assert.equal(loadConfig({}).latencyGuardFactor, 1.3);
     assert.equal(loadConfig({ JANITOR_LATENCY_GUARD: 'off' }).latencyGuardFactor, null);
     assert.equal(loadConfig({ JANITOR_LATENCY_GUARD: '2' }).latencyGuardFactor, 2);
     assert.equal(loadConfig({ JANITOR_LATENCY_GUARD: '1.25' }).latencyGuardFactor, 1.25);
