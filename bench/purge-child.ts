@@ -59,7 +59,8 @@ function selectTask(name: string): Task {
 const task = selectTask(process.env.SJ_BENCH_TASK ?? 'purge-expired');
 
 // A revocation may work on two connections (src/tasks/revoke.ts): a long-lived worker's pool has them.
-const warmConnections = process.env.SJ_BENCH_TASK === 'revoke' ? 2 : config.purgeConcurrency;
+// The latency guard's probe takes one more (tasks/latency-probe.ts).
+const warmConnections = process.env.SJ_BENCH_TASK === 'revoke' ? 2 : config.purgeConcurrency + (config.latencyGuardFactor === null ? 0 : 1);
 const warm = await Promise.all(Array.from({ length: warmConnections }, () => pool.connect()));
 for (const client of warm) client.release();
 // A long-lived worker's latency guard knows from its earlier runs whether the auth service writes
