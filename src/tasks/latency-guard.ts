@@ -240,6 +240,10 @@ export class LatencyGuard {
   readonly #onHeldBack: (ms: number, lane: number) => void;
   readonly #onEvent: (event: LatencyGuardEvent) => void;
   readonly #signal: AbortSignal;
+  /** Ends a hold at once when the run finishes (its lanes are done: nothing is left to hold back). */
+  readonly #finishing = new AbortController();
+  /** The run's signal or the end of the run: what ends the guard's sleeps. */
+  readonly #wake: AbortSignal;
   readonly #activity: LatencyGuardDeps['activity'];
   readonly #owed = new Map<number, number>();
   #policy: LatencyPolicy | null = null;
@@ -259,6 +263,7 @@ export class LatencyGuard {
     this.#onHeldBack = deps.onHeldBack ?? (() => {});
     this.#onEvent = deps.onEvent ?? (() => {});
     this.#signal = signal;
+    this.#wake = AbortSignal.any([signal, this.#finishing.signal]);
     this.#activity = deps.activity;
   }
 
@@ -307,7 +312,7 @@ export class LatencyGuard {
     this.#owed.set(lane, 0);
     if (owed > 0) {
       const started = this.#now();
-      const completed = await this.#sleep(owed, this.#signal);
+      const completed = await this.#sleep(owed, this.#wake);
       this.#onHeldBack(this.#now() - started, lane);
       if (!completed) return false;
     }
@@ -331,9 +336,10 @@ export class LatencyGuard {
     return !this.#signal.aborted;
   }
 
-  /** After the last batch: waits for a probe or hold in flight, and starts none. */
+  /** After the last batch: ends a hold at once, waits for a probe in flight (milliseconds), starts none. */
   async finish(): Promise<void> {
     this.#finished = true;
+    this.#finishing.abort();
     await this.#probing;
     await this.#hold;
   }
@@ -352,7 +358,7 @@ export class LatencyGuard {
 
   /** Every lane pauses SETTLE_MS; then the calm probe moves the baseline. */
   async #settle(policy: LatencyPolicy): Promise<void> {
-    if (!(await this.#sleep(SETTLE_MS, this.#signal)) || this.#finished) return;
+    if (!(await this.#sleep(SETTLE_MS, this.#wake)) || this.#finished) return;
     const latency = await this.#measure();
     if (latency !== null) policy.calm(latency);
   }

@@ -262,6 +262,25 @@ describe('latency guard: LatencyGuard', () => {
     assert.equal(g.guard.batchRows(5000, 100), 5000);
   });
 
+  test('the end of the run ends a hold at once: the job completes without waiting it out', { timeout: 5000 }, async () => {
+    let probes = 0;
+    // Sleeps that end only when their signal aborts: without finish() ending the hold, this test times out.
+    const guard = new LatencyGuard(
+      { factor: 1.5 },
+      {
+        probe: async () => (++probes <= BASELINE_PROBES ? 1 : 50),
+        sleep: (_ms, signal) => new Promise((resolve) => signal.addEventListener('abort', () => resolve(false), { once: true })),
+        now: () => 0,
+      },
+      new AbortController().signal,
+    );
+    await guard.start();
+    await guard.beforeBatch(0); // starts the probe, which comes back hot: a hold begins
+    await tick();
+    assert.equal(guard.stats.holds, 1);
+    await guard.finish();
+  });
+
   test('an aborted run ends a hold: beforeBatch says stop', async () => {
     const g = fakeGuard([1, 1, 1, 1, 1, 50]);
     await g.guard.start();
