@@ -5,7 +5,10 @@
  * refresh workload's where one runs).
  */
 import type pg from 'pg';
-import { forkPurge, startWorkload, type PurgeRun } from './children.ts';
+import { createPool } from '../src/db/pool.ts';
+import { PROBE_INTERVAL_MS } from '../src/tasks/latency-guard.ts';
+import { commitLatencyProbe } from '../src/tasks/latency-probe.ts';
+import { forkPurge, startWorkload, type PurgeRun, type RateProfile } from './children.ts';
 import { copyOfTemplate, walPosition, withClient, type CaseDatabase } from './db.ts';
 import { IDLE_DAYS } from './dataset.ts';
 import type { WorkloadSample } from './protocol.ts';
@@ -310,8 +313,8 @@ export interface WorkloadFigures {
   readonly latency: Summary;
   readonly failed: number;
   readonly seconds: number;
-  /** The purge's own figures, when one ran. */
-  readonly purge?: { readonly rows: number; readonly seconds: number; readonly batches: Summary };
+  /** The purge's own figures, when one ran (heldBackSeconds: per run, what held it back, summed over reasons). */
+  readonly purge?: { readonly rows: number; readonly seconds: number; readonly batches: Summary; readonly heldBackSeconds?: number };
   /** Each run's p99 during the purge divided by its own p99 alone (the "during" line only). */
   readonly p99Ratios?: readonly number[];
 }
@@ -324,20 +327,51 @@ interface WorkloadRun {
   readonly during: readonly WorkloadSample[];
   readonly aloneSeconds: number;
   readonly duringSeconds: number;
-  readonly purge: { readonly rows: number; readonly seconds: number; readonly batchMs: readonly number[] };
+  readonly purge: { readonly rows: number; readonly seconds: number; readonly batchMs: readonly number[]; readonly heldBackSeconds: number };
+}
+
+/**
+ * What runs beside the workload: the single statement, the worker's purge with these settings, or
+ * only the latency guard's probe (tasks/latency-probe.ts) at its highest rate, one every
+ * PROBE_INTERVAL_MS for probeSeconds, with nothing to purge: the guard's own cost.
+ */
+export type BesideWorkload = Readonly<Record<string, string>> | 'single-statement' | { readonly probeSeconds: number };
+
+export interface WorkloadOptions {
+  readonly rate: number;
+  readonly clients: number;
+  readonly aloneSeconds: number;
+  readonly waitEvents: boolean;
+  /** A rate that rises and falls instead of `rate` (bench/workload-child.ts). */
+  readonly profile?: RateProfile;
+}
+
+/** The guard's probe, back to back at its interval, on a pool like the worker's, for ms. */
+async function probeOnly(url: string, ms: number): Promise<{ probes: number; p50: number; p99: number }> {
+  const pool = createPool({ connectionString: url, max: 1, statementTimeoutMs: 10_000, lockTimeoutMs: 200, applicationName: 'sj-bench-probe' });
+  const probe = commitLatencyProbe(pool);
+  const latencies: number[] = [];
+  try {
+    const until = performance.now() + ms;
+    while (performance.now() < until) {
+      const started = performance.now();
+      latencies.push(await probe());
+      await sleep(Math.max(0, PROBE_INTERVAL_MS - (performance.now() - started)));
+    }
+  } finally {
+    await pool.end();
+  }
+  const s = summarize(latencies);
+  return { probes: s.n, p50: s.p50, p99: s.p99 };
 }
 
 /**
  * On one fresh copy: the workload alone for aloneSeconds, then the same workload while a purge
  * runs with purgeEnv (or the single statement); "during" is the transactions due while it ran.
  */
-async function workloadRun(
-  ctx: BenchContext,
-  purgeEnv: Readonly<Record<string, string>> | 'single-statement',
-  options: { rate: number; clients: number; aloneSeconds: number; waitEvents: boolean },
-): Promise<WorkloadRun> {
+async function workloadRun(ctx: BenchContext, purgeEnv: BesideWorkload, options: WorkloadOptions): Promise<WorkloadRun> {
   return withCopy(ctx, async (db) => {
-    const workload = await startWorkload(db.url, options.rate, options.clients);
+    const workload = await startWorkload(db.url, options.rate, options.clients, options.profile);
     const waits = options.waitEvents ? await sampleWaits(db.url) : undefined;
     try {
       await sleep(2000); // connections, plans and caches settle
@@ -351,13 +385,23 @@ async function workloadRun(
         from = Date.now();
         const timed = await oneStatement(db, SINGLE_STATEMENT);
         to = Date.now();
-        purge = { rows: timed.rows, seconds: timed.ms / 1000, batchMs: [timed.ms] };
+        purge = { rows: timed.rows, seconds: timed.ms / 1000, batchMs: [timed.ms], heldBackSeconds: 0 };
+      } else if ('probeSeconds' in purgeEnv && typeof purgeEnv.probeSeconds === 'number') {
+        from = Date.now();
+        const probes = await probeOnly(db.url, purgeEnv.probeSeconds * 1000);
+        to = Date.now();
+        ctx.log(`  ${probes.probes} probes, p50 ${probes.p50.toFixed(2)} ms, p99 ${probes.p99.toFixed(2)} ms`);
+        purge = { rows: 0, seconds: (to - from) / 1000, batchMs: [], heldBackSeconds: 0 };
       } else {
-        const child = await forkPurge(db.url, purgeEnv);
+        const child = await forkPurge(db.url, purgeEnv as Readonly<Record<string, string>>);
         const run = await child.run();
         from = run.startedAt;
         to = run.endedAt;
-        purge = { rows: run.output.deleted, seconds: run.elapsedMs / 1000, batchMs: run.batches.map(([, ms]) => ms) };
+        const heldBackSeconds = Object.values(run.heldBack?.heldBackSeconds ?? {}).reduce((a, b) => a + b, 0);
+        purge = { rows: run.output.deleted, seconds: run.elapsedMs / 1000, batchMs: run.batches.map(([, ms]) => ms), heldBackSeconds };
+        if (run.heldBack && run.heldBack.heldBackBatches > 0) {
+          ctx.log(`  held back: ${run.heldBack.heldBackBatches} of ${run.output.batches} batches, ${JSON.stringify(run.heldBack.heldBackSeconds)} s`);
+        }
       }
       // The workload alone again after the purge, so that the baseline surrounds the purge: the
       // machine's other load drifts over seconds, and a long (throttled) purge sees more of it.
@@ -392,12 +436,13 @@ async function workloadRun(
 export async function workloadBesidePurge(
   ctx: BenchContext,
   label: string,
-  purgeEnv: Readonly<Record<string, string>> | 'single-statement',
-  options: { rate: number; clients: number; aloneSeconds: number; repeat: number; waitEvents: boolean },
+  purgeEnv: BesideWorkload,
+  options: WorkloadOptions & { readonly repeat: number },
 ): Promise<WorkloadFigures[]> {
   const runs: WorkloadRun[] = [];
+  const rate = options.profile ? `${options.profile.low} to ${options.profile.high} and back every ${options.profile.periodSeconds} s` : `${options.rate}`;
   for (let i = 1; i <= options.repeat; i += 1) {
-    ctx.log(`case 4, run ${i}/${options.repeat}: refresh workload at ${options.rate} tx/s, alone then beside ${label}`);
+    ctx.log(`case 4, run ${i}/${options.repeat}: refresh workload at ${rate} tx/s, alone then beside ${label}`);
     const run = await workloadRun(ctx, purgeEnv, options);
     ctx.log(`  purge: ${run.purge.rows} rows in ${run.purge.seconds.toFixed(2)} s; ${run.during.length} transactions during it`);
     runs.push(run);
@@ -425,6 +470,7 @@ export async function workloadBesidePurge(
         rows: sum(runs.map((r) => r.purge.rows)) / runs.length,
         seconds: sum(runs.map((r) => r.purge.seconds)) / runs.length,
         batches: summarize(runs.flatMap((r) => r.purge.batchMs)),
+        heldBackSeconds: sum(runs.map((r) => r.purge.heldBackSeconds)) / runs.length,
       },
     ),
   ];

@@ -61,9 +61,20 @@ export interface Workload {
   kill(): void;
 }
 
-export async function startWorkload(url: string, rate: number, clients: number): Promise<Workload> {
+/** A rate that rises and falls (workload-child.ts): low to high and back every periodSeconds. */
+export interface RateProfile {
+  readonly low: number;
+  readonly high: number;
+  readonly periodSeconds: number;
+}
+
+export async function startWorkload(url: string, rate: number, clients: number, profile?: RateProfile): Promise<Workload> {
   const child = fork(new URL('./workload-child.ts', import.meta.url), [], {
-    env: childEnv(url, { SJ_BENCH_WORKLOAD_RATE: String(rate), SJ_BENCH_WORKLOAD_CLIENTS: String(clients) }),
+    env: childEnv(url, {
+      SJ_BENCH_WORKLOAD_RATE: String(rate),
+      SJ_BENCH_WORKLOAD_CLIENTS: String(clients),
+      ...(profile ? { SJ_BENCH_WORKLOAD_PROFILE: JSON.stringify(profile) } : {}),
+    }),
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     serialization: 'advanced',
   });

@@ -1,5 +1,6 @@
 /** Messages between the benchmark and its child processes (purge-child.ts, workload-child.ts). */
 import type { RunOutput } from '../src/tasks/batching.ts';
+import type { HeldBackSummary } from '../src/tasks/held-back.ts';
 
 /** run: request is the RevokeRequest of SJ_BENCH_TASK=revoke. */
 export type ParentMessage = { readonly type: 'run'; readonly request?: unknown } | { readonly type: 'stop' };
@@ -20,6 +21,8 @@ export type ChildResult =
       readonly maxRssBytes: number;
       /** session_janitor_batch_duration_seconds: [le, cumulative count] (for a task without onBatch). */
       readonly histogram: ReadonlyArray<readonly [number, number]>;
+      /** What held the task back (the latency guard, the throttle): tasks/held-back.ts. */
+      readonly heldBack?: HeldBackSummary;
     }
   | { readonly type: 'error'; readonly message: string };
 

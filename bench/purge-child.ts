@@ -16,6 +16,9 @@ import { createLogger } from '../src/logger.ts';
 import { createMetrics } from '../src/metrics.ts';
 import type { RunOptions, RunOutput } from '../src/tasks/batching.ts';
 import type { TaskContext } from '../src/tasks/context.ts';
+import { HeldBack } from '../src/tasks/held-back.ts';
+import { ACTIVITY_SPAN_MS } from '../src/tasks/latency-guard.ts';
+import { primeActivity } from '../src/tasks/latency-probe.ts';
 import { purgeExpired } from '../src/tasks/purge-expired.ts';
 import { reapIdle } from '../src/tasks/reap-idle.ts';
 import { revoke } from '../src/tasks/revoke.ts';
@@ -28,7 +31,8 @@ if (url === undefined || process.send === undefined) throw new Error('purge-chil
 const config = loadConfig({ ...process.env, DATABASE_URL: url, LOG_LEVEL: 'silent', JANITOR_METRICS_PORT: '0' });
 const pool = createPool({
   connectionString: url,
-  max: config.purgeConcurrency + 2,
+  // A connection per lane, one for the task's own statements, one for the latency guard's probe (as the worker's pool).
+  max: config.purgeConcurrency + 3,
   statementTimeoutMs: config.statementTimeoutMs,
   lockTimeoutMs: config.lockTimeoutMs,
   applicationName: 'sj-bench-purge',
@@ -55,20 +59,29 @@ function selectTask(name: string): Task {
 const task = selectTask(process.env.SJ_BENCH_TASK ?? 'purge-expired');
 
 // A revocation may work on two connections (src/tasks/revoke.ts): a long-lived worker's pool has them.
-const warmConnections = process.env.SJ_BENCH_TASK === 'revoke' ? 2 : config.purgeConcurrency;
+// The latency guard's probe takes one more (tasks/latency-probe.ts).
+const warmConnections = process.env.SJ_BENCH_TASK === 'revoke' ? 2 : config.purgeConcurrency + (config.latencyGuardFactor === null ? 0 : 1);
 const warm = await Promise.all(Array.from({ length: warmConnections }, () => pool.connect()));
 for (const client of warm) client.release();
+// A long-lived worker's latency guard knows from its earlier runs whether the auth service writes
+// (tasks/latency-guard.ts, ActivityTracker); this fresh process reads the counter once and waits
+// out the span a rate needs, so that its run starts knowing as well.
+if (config.latencyGuardFactor !== null) {
+  await primeActivity(ctx);
+  await new Promise((resolve) => setTimeout(resolve, ACTIVITY_SPAN_MS));
+}
 
 async function run(message: ParentMessage): Promise<void> {
   if (message.type !== 'run') return;
   const batches: Array<[number, number]> = [];
+  const heldBack = new HeldBack(ctx.metrics, process.env.SJ_BENCH_TASK === 'reap-idle' ? 'reap-idle' : 'purge-expired');
   let rssMax = process.memoryUsage.rss();
   const sampler = setInterval(() => (rssMax = Math.max(rssMax, process.memoryUsage.rss())), 10);
   const startedAt = Date.now();
   const started = performance.now();
   let result: ChildResult;
   try {
-    const output = await task(ctx, { onBatch: (b) => batches.push([b.rows, b.durationMs]) }, message.request);
+    const output = await task(ctx, { onBatch: (b) => batches.push([b.rows, b.durationMs]), heldBack }, message.request);
     const elapsedMs = performance.now() - started;
     const endedAt = Date.now();
     clearInterval(sampler);
@@ -83,6 +96,7 @@ async function run(message: ParentMessage): Promise<void> {
       batches,
       rssSampledMaxBytes: rssMax,
       maxRssBytes: process.resourceUsage().maxRSS * 1024,
+      heldBack: heldBack.summary,
       histogram: histogram.values
         .filter((v) => v.metricName === 'session_janitor_batch_duration_seconds_bucket')
         .map((v) => {

@@ -68,7 +68,7 @@ export function markdown(results: Results): string {
       lines.push(
         `| ${w.scenario} | ${w.latency.n} | ${ms(w.latency.p50)} | ${ms(w.latency.p99)} | ${ms(w.latency.max)} | ${w.failed} | ` +
           `${w.p99Ratios ? w.p99Ratios.map((x) => x.toFixed(2)).join(', ') : ''} | ` +
-          `${p ? `${Math.round(p.rows).toLocaleString('en')} rows in ${p.seconds.toFixed(2)} s, batch p99 ${ms(p.batches.p99)} ms` : ''} |`,
+          `${p ? `${Math.round(p.rows).toLocaleString('en')} rows in ${p.seconds.toFixed(2)} s (${p.seconds > 0 ? Math.round(p.rows / p.seconds).toLocaleString('en') : '-'} rows/s)${p.heldBackSeconds ? `, held back ${p.heldBackSeconds.toFixed(2)} s` : ''}, batch p99 ${ms(p.batches.p99)} ms` : ''} |`,
       );
     }
   }

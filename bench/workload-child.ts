@@ -1,11 +1,17 @@
 /**
- * The auth service's own traffic, at a fixed rate, in a process of its own: 70% refreshes (UPDATE
+ * The auth service's own traffic, at a fixed rate (or one that rises and falls, see
+ * SJ_BENCH_WORKLOAD_PROFILE), in a process of its own: 70% refreshes (UPDATE
  * last_used_at by jti), 20% sign-ins (INSERT), 10% reads (SELECT by jti), on live sessions only,
  * each one autocommit statement, prepared, over a small pool (SJ_BENCH_WORKLOAD_CLIENTS).
  *
  * Open loop, as pgbench --rate: transaction i is due at start + i / rate whatever happened before,
  * and its latency counts from when it was due, so a stall shows as latency rather than as fewer
  * transactions (no coordinated omission). Samples go to the parent on `stop`.
+ *
+ * SJ_BENCH_WORKLOAD_PROFILE (JSON `{"low":100,"high":800,"periodSeconds":8}`): the rate rises
+ * linearly from low to high and falls back to low every period (a triangle wave from the first
+ * transaction on), the morning and evening of an auth service in seconds; each transaction is due
+ * 1 / rate after the one before, at the rate of its own due time. Without it: SJ_BENCH_WORKLOAD_RATE.
  */
 import pg from 'pg';
 import type { ParentMessage, WorkloadMessage, WorkloadSample } from './protocol.ts';
@@ -62,19 +68,30 @@ function done(dueAt: number, kind: WorkloadSample[2], failed: boolean): void {
   samples.push([now, now - dueAt, kind, failed]);
 }
 
-const interval = 1000 / rate;
+interface Profile {
+  readonly low: number;
+  readonly high: number;
+  readonly periodSeconds: number;
+}
+const profile = process.env.SJ_BENCH_WORKLOAD_PROFILE ? (JSON.parse(process.env.SJ_BENCH_WORKLOAD_PROFILE) as Profile) : null;
+/** Transactions a second at `elapsedMs` after the first one was due. */
+function rateAt(elapsedMs: number): number {
+  if (profile === null) return rate;
+  const phase = (elapsedMs / (profile.periodSeconds * 1000)) % 1;
+  return profile.low + (profile.high - profile.low) * (1 - Math.abs(2 * phase - 1));
+}
+
 const origin = performance.timeOrigin + performance.now();
-let next = 0;
+let nextDue = origin;
 function tick(): void {
   if (stopping) return;
   const now = performance.timeOrigin + performance.now();
-  while (origin + next * interval <= now) {
-    const due = origin + next * interval;
-    if (now - due > 5) lateStarts += 1;
-    fire(due);
-    next += 1;
+  while (nextDue <= now) {
+    if (now - nextDue > 5) lateStarts += 1;
+    fire(nextDue);
+    nextDue += 1000 / rateAt(nextDue - origin);
   }
-  setTimeout(tick, Math.max(0, origin + next * interval - (performance.timeOrigin + performance.now())));
+  setTimeout(tick, Math.max(0, nextDue - (performance.timeOrigin + performance.now())));
 }
 tick();
 

@@ -58,6 +58,11 @@ export interface Config {
   /** Throttle: null is off. */
   readonly purgeMaxReplicaLagSeconds: number | null;
   readonly purgePauseOnVacuum: boolean;
+  /**
+   * The latency guard (tasks/latency-guard.ts) of the purge and the reaper: they hold back while a
+   * commit takes more than this factor of its baseline. null: off.
+   */
+  readonly latencyGuardFactor: number | null;
   readonly maxRunSeconds: number;
   /** null: no row budget. */
   readonly maxRunRows: number | null;
@@ -103,6 +108,17 @@ const duration = (minSeconds: number, maxSeconds: number) =>
 const integer = (min: number, max: number) => z.string().regex(/^\d+$/).transform(Number).pipe(z.number().int().min(min).max(max));
 
 const boolean = z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1');
+
+/** `off`, or a factor such as 1.5 (a decimal number) within [min, max]. */
+const factorOrOff = (min: number, max: number) =>
+  z.union([
+    z.literal('off').transform(() => null),
+    z
+      .string()
+      .regex(/^\d+(\.\d+)?$/)
+      .transform(Number)
+      .pipe(z.number().min(min).max(max)),
+  ]);
 
 const SIZE_UNITS: Readonly<Record<string, number>> = { B: 1, kB: 1024, MB: 1024 ** 2, GB: 1024 ** 3 };
 
@@ -229,6 +245,9 @@ const variable = <T>(schema: z.ZodType<T, string>, fallback: string | undefined,
  *   idle reaper's ranges and revocations' statements (db/sql/reap-idle.ts, db/sql/revoke.ts: why
  *   nothing is skipped or reported done before it is durable), where it measured within the noise.
  * - The throttle (tasks/throttle.ts) is off, but for a pause while a replica lags more than 60 s.
+ * - JANITOR_LATENCY_GUARD 1.3 (docs/performance.md, "Latency guard"): the purge and the reaper hold
+ *   back while a commit takes over 1.3 times (and 0.25 ms more than) what it takes without them and
+ *   the auth service writes; at 1.5 (and 1 ms) the refreshes' p99 rose 1.5-1.7 fold beside the purge.
  */
 const VARIABLES = {
   DATABASE_URL: variable(databaseUrl, undefined, 'a postgres:// or postgresql:// URL with a host, or a unix socket directory as ?host=/path', true),
@@ -259,6 +278,7 @@ const VARIABLES = {
     '`off` or a duration from 1s to 1d, such as 30s, 5m',
   ),
   JANITOR_PURGE_PAUSE_ON_VACUUM: variable(boolean, 'false', 'true or false'),
+  JANITOR_LATENCY_GUARD: variable(factorOrOff(1.05, 100), '1.3', '`off` or a factor from 1.05 to 100, such as 1.5'),
   JANITOR_MAX_RUN_SECONDS: variable(integer(1, 86_400), '240', 'an integer number of seconds from 1 to 86400'),
   JANITOR_MAX_RUN_ROWS: variable(integer(0, 1_000_000_000), '0', 'an integer from 0 (no limit) to 1000000000'),
   JANITOR_STATEMENT_TIMEOUT: variable(duration(0.1, 600), '10s', 'a duration from 100ms to 600s'),
@@ -340,6 +360,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     purgeMaxWalBytesPerSecond: read(env, 'JANITOR_PURGE_MAX_WAL_RATE') ?? null,
     purgeMaxReplicaLagSeconds: read(env, 'JANITOR_PURGE_MAX_REPLICA_LAG') ?? null,
     purgePauseOnVacuum: get('JANITOR_PURGE_PAUSE_ON_VACUUM'),
+    latencyGuardFactor: read(env, 'JANITOR_LATENCY_GUARD') ?? null,
     maxRunSeconds: get('JANITOR_MAX_RUN_SECONDS'),
     maxRunRows: maxRunRows === 0 ? null : maxRunRows,
     statementTimeoutMs: Math.round(get('JANITOR_STATEMENT_TIMEOUT') * 1000),

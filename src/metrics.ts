@@ -23,6 +23,19 @@ export const ERROR_KINDS = ['batch-timeout', 'lock-timeout', 'gauge-refresh', 'd
 export type ErrorKind = (typeof ERROR_KINDS)[number];
 
 /**
+ * Why a purge or reap waited instead of deleting, for session_janitor_held_back_seconds_total: the
+ * latency guard (tasks/latency-guard.ts), and the purge's throttle brakes (tasks/throttle.ts).
+ */
+export const HELD_BACK_REASONS = ['latency', 'duty-cycle', 'wal-rate', 'replica-lag', 'vacuum'] as const;
+export type HeldBackReason = (typeof HELD_BACK_REASONS)[number];
+
+/** The reasons each task can be held back for: the throttle is the purge's only; both have the guard. */
+const HELD_BACK_SERIES: ReadonlyArray<{ task: ScheduledTaskName; reasons: readonly HeldBackReason[] }> = [
+  { task: 'purge-expired', reasons: HELD_BACK_REASONS },
+  { task: 'reap-idle', reasons: ['latency'] },
+];
+
+/**
  * Batches aim at a few tens of milliseconds (JANITOR_BATCH_TARGET_MS); the buckets are dense there
  * and reach the statement timeout so that a slow batch is visible rather than lumped into +Inf.
  */
@@ -105,6 +118,12 @@ export function createMetrics() {
       labelNames: ['kind'] as const,
       registers,
     }),
+    heldBack: new Counter({
+      name: 'session_janitor_held_back_seconds_total',
+      help: 'Seconds a purge or reap waited between batches instead of deleting, by task and reason: latency (the latency guard saw the commits of others slow down, JANITOR_LATENCY_GUARD), duty-cycle, wal-rate, replica-lag, vacuum (the purge throttle). Summed over the purge lanes. Beside the deletion rate it says why the rate fell.',
+      labelNames: ['task', 'reason'] as const,
+      registers,
+    }),
   };
   startAtZero(metrics);
   return metrics;
@@ -123,6 +142,7 @@ function startAtZero(metrics: Metrics): void {
   for (const reason of DELETE_REASONS) metrics.sessionsDeleted.inc({ reason }, 0);
   for (const kind of ERROR_KINDS) metrics.errors.inc({ kind }, 0);
   for (const task of TASKS) metrics.batchDuration.zero({ task });
+  for (const { task, reasons } of HELD_BACK_SERIES) for (const reason of reasons) metrics.heldBack.inc({ task, reason }, 0);
   for (const { queue, outcomes } of JOB_SERIES) {
     metrics.jobDuration.zero({ queue });
     for (const outcome of outcomes) metrics.jobs.inc({ queue, outcome }, 0);

@@ -73,10 +73,11 @@ export async function startWorker(config: Config, log: Logger): Promise<Worker> 
     releasers.push({ name: 'database', release: () => database.close() });
 
     // One connection per purge lane and per concurrent revocation, plus two for gauges, pings and the
-    // reaper. A large revocation borrows a second connection only when one is free at that moment.
+    // reaper, and one for the latency guard's probe (tasks/latency-probe.ts). A large revocation
+    // borrows a second connection only when one is free at that moment.
     const pool = createPool({
       connectionString: database.connectionString,
-      max: config.purgeConcurrency + config.revokeConcurrency + 2,
+      max: config.purgeConcurrency + config.revokeConcurrency + 3,
       statementTimeoutMs: config.statementTimeoutMs,
       lockTimeoutMs: config.lockTimeoutMs,
       onError: (error) => {

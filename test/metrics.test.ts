@@ -53,6 +53,10 @@ test('the first scrape of a fresh worker holds every counter and histogram serie
     for (const task of ['purge-expired', 'reap-idle', 'revoke']) {
       assert.equal(sample(scrape, 'session_janitor_batch_duration_seconds_count', { task }), 0, task);
     }
+    for (const reason of ['latency', 'duty-cycle', 'wal-rate', 'replica-lag', 'vacuum']) {
+      assert.equal(sample(scrape, 'session_janitor_held_back_seconds_total', { task: 'purge-expired', reason }), 0, reason);
+    }
+    assert.equal(sample(scrape, 'session_janitor_held_back_seconds_total', { task: 'reap-idle', reason: 'latency' }), 0);
     const outcomes = {
       [QUEUES.purgeExpired]: ['completed', 'failed'],
       [QUEUES.reapIdle]: ['completed', 'failed'],

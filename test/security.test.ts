@@ -28,7 +28,7 @@ import { enqueueRevocation, waitForRevocation } from '../src/client.ts';
 import { ConfigError, loadConfig, type Config, type QualifiedName } from '../src/config.ts';
 import { freePort } from '../src/db/embedded.ts';
 import { startWorker } from '../src/worker.ts';
-import { DELETE_REASONS, ERROR_KINDS, JOB_OUTCOMES, TASKS } from '../src/metrics.ts';
+import { DELETE_REASONS, ERROR_KINDS, HELD_BACK_REASONS, JOB_OUTCOMES, TASKS } from '../src/metrics.ts';
 import { ALL_QUEUES, QUEUES } from '../src/queues.ts';
 import type { RevokeRequest } from '../src/revoke-request.ts';
 import { createTestDatabase, insertSessions, silentLogger, testConfig, type TestDatabase } from './helpers/database.ts';
@@ -221,6 +221,10 @@ describe('metric labels come from closed sets only', () => {
     kind: ERROR_KINDS,
     state: ['queued', 'active', 'deferred', 'failed'],
   };
+  /** Where a family's label takes another closed set than the one of its name above. */
+  const CLOSED_BY_FAMILY: Readonly<Record<string, Readonly<Record<string, readonly string[]>>>> = {
+    session_janitor_held_back_seconds_total: { reason: HELD_BACK_REASONS, task: ['purge-expired', 'reap-idle'] },
+  };
   /** The label names of each family of the contract (histograms add `le` to their buckets). */
   const FAMILIES: Readonly<Record<string, readonly string[]>> = {
     session_janitor_sessions_deleted_total: ['reason'],
@@ -233,6 +237,7 @@ describe('metric labels come from closed sets only', () => {
     session_janitor_queue_jobs: ['queue', 'state'],
     session_janitor_errors_total: ['kind'],
     session_janitor_database_up: [],
+    session_janitor_held_back_seconds_total: ['task', 'reason'],
   };
 
   test('after revocations of every selector with free text, purges and reaps, every label value is in its closed set', { timeout: 60_000 }, async () => {
@@ -307,7 +312,7 @@ describe('metric labels come from closed sets only', () => {
             assert.ok(name.endsWith('_bucket'), line);
             continue;
           }
-          assert.ok(CLOSED[key]?.includes(value), `${key}="${value}" is not in its closed set: ${line}`);
+          assert.ok((CLOSED_BY_FAMILY[family]?.[key] ?? CLOSED[key])?.includes(value), `${key}="${value}" is not in its closed set: ${line}`);
           assert.doesNotMatch(
             value,
             /[0-9a-f]{8}-[0-9a-f]{4}-|^\d+$|\d+\.\d+\.\d+\.\d+|::|@|\s/i,

@@ -60,7 +60,8 @@ export async function withTaskContext<T>(
   const database = await openDatabase(config, log);
   const pool = createPool({
     connectionString: database.connectionString,
-    max: config.purgeConcurrency + 1,
+    // A connection per purge lane, one for the commands' own statements, one for the latency guard's probe.
+    max: config.purgeConcurrency + 2,
     statementTimeoutMs: config.statementTimeoutMs,
     lockTimeoutMs: config.lockTimeoutMs,
   });

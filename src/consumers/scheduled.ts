@@ -9,13 +9,14 @@ import type { Logger } from '../logger.ts';
 import { SCHEDULED_TASKS, type ScheduledTaskName } from '../queues.ts';
 import type { RunOutput } from '../tasks/batching.ts';
 import type { TaskContext } from '../tasks/context.ts';
+import { HeldBack } from '../tasks/held-back.ts';
 import { purgeExpired } from '../tasks/purge-expired.ts';
 import { reapIdle } from '../tasks/reap-idle.ts';
 import { instrumented } from './instrumented.ts';
 
-const RUNS: Record<ScheduledTaskName, (ctx: TaskContext, signal: AbortSignal) => Promise<RunOutput>> = {
-  'purge-expired': (ctx, signal) => purgeExpired(ctx, { signal }),
-  'reap-idle': (ctx, signal) => reapIdle(ctx, { signal }),
+const RUNS: Record<ScheduledTaskName, (ctx: TaskContext, signal: AbortSignal, heldBack: HeldBack) => Promise<RunOutput>> = {
+  'purge-expired': (ctx, signal, heldBack) => purgeExpired(ctx, { signal, heldBack }),
+  'reap-idle': (ctx, signal, heldBack) => reapIdle(ctx, { signal, heldBack }),
 };
 
 /** A task without a cron (JANITOR_IDLE_TIMEOUT=off) has no consumer; ensureSchedules removes its schedule. */
@@ -25,9 +26,12 @@ export async function registerScheduledConsumers(boss: PgBoss, ctx: TaskContext,
     await boss.work<object, RunOutput>(queue, { pollingIntervalSeconds: 2 }, async ([job]) => {
       if (!job) throw new Error(`pg-boss handed ${queue} an empty batch`);
       const started = performance.now();
+      // The run's waits (latency guard, throttle) go to the log line below, not to the job output,
+      // whose shape is the contract's.
+      const heldBack = new HeldBack(ctx.metrics, task);
       let output: RunOutput;
       try {
-        output = await instrumented(ctx.metrics, queue, () => RUNS[task](ctx, AbortSignal.any([job.signal, shutdown])));
+        output = await instrumented(ctx.metrics, queue, () => RUNS[task](ctx, AbortSignal.any([job.signal, shutdown]), heldBack));
       } catch (error) {
         // Without this line a failing purge or reap (a missing table, a revoked grant) left no trace
         // in the log: only the metrics and the job's stored output told.
@@ -37,7 +41,7 @@ export async function registerScheduledConsumers(boss: PgBoss, ctx: TaskContext,
         );
         throw error;
       }
-      log.info({ queue, jobId: job.id, ...output, seconds: round((performance.now() - started) / 1000) }, `${queue} run finished`);
+      log.info({ queue, jobId: job.id, ...output, seconds: round((performance.now() - started) / 1000), ...heldBack.summary }, `${queue} run finished`);
       return output;
     });
   }

@@ -4,6 +4,7 @@
  */
 import { SQLSTATE, sqlState } from '../db/errors.ts';
 import type { Metrics } from '../metrics.ts';
+import type { HeldBack } from './held-back.ts';
 
 /** How a run stopped: the job output of docs/CONTRACT.md. */
 export type StoppedBy = 'drained' | 'time-budget' | 'row-budget' | 'shutdown';
@@ -32,6 +33,8 @@ export interface RunOptions {
   readonly onProgress?: (progress: Progress) => void;
   /** Called after every batch with its own figures (the benchmark's exact batch timings). */
   readonly onBatch?: (batch: BatchReport) => void;
+  /** Where the run accounts for its waits (the latency guard, the throttle); one of its own when absent. */
+  readonly heldBack?: HeldBack;
 }
 
 export interface BatchReport {

@@ -12,8 +12,9 @@
  *
  * Each lane holds one pooled connection for the run (tasks/connection.ts): its prepared statements,
  * its asynchronous commit (JANITOR_PURGE_ASYNC_COMMIT) and the throttle's probe run on it. The
- * throttle (tasks/throttle.ts) sleeps or pauses between batches. A held row never stalls a batch:
- * tasks/held-rows.ts.
+ * throttle (tasks/throttle.ts) sleeps or pauses between batches, and so does the latency guard
+ * (tasks/latency-guard.ts), which also makes batches smaller while the auth service's commits slow
+ * down. A held row never stalls a batch: tasks/held-rows.ts.
  */
 import type pg from 'pg';
 import { qualified } from '../db/sql/identifiers.ts';
@@ -32,8 +33,10 @@ import { throttleProbe, type ProbeRow } from '../db/sql/throttle.ts';
 import { AdaptiveBatchSize, RunBudget, shrinkOnTimeout, type RunOptions, type RunOutput, type StoppedBy } from './batching.ts';
 import { withConnection } from './connection.ts';
 import type { TaskContext } from './context.ts';
+import { HeldBack } from './held-back.ts';
 import { aroundHeldRows, deleteInHalves, type SessionId } from './held-rows.ts';
-import { isOff, Throttle, type DatabaseState, type ThrottleEvent, type ThrottleSettings } from './throttle.ts';
+import { createLatencyGuard, type LatencyProbe } from './latency-probe.ts';
+import { isOff, Throttle, type Brake, type DatabaseState, type ThrottleEvent, type ThrottleSettings } from './throttle.ts';
 
 const SLICES_PER_LANE = 4;
 
@@ -51,9 +54,10 @@ interface BatchResult {
   readonly walEnd: number;
 }
 
-/** For tests: the throttle's view of the database instead of the real probe. */
+/** For tests: the throttle's view of the database, and the latency guard's probe, instead of the real ones. */
 export interface PurgeDeps {
   readonly probe?: (lane: number) => Promise<DatabaseState>;
+  readonly latencyProbe?: LatencyProbe;
 }
 
 export async function purgeExpired(ctx: TaskContext, options: RunOptions = {}, deps: PurgeDeps = {}): Promise<RunOutput & { wouldDelete?: number }> {
@@ -69,6 +73,7 @@ export async function purgeExpired(ctx: TaskContext, options: RunOptions = {}, d
   // Each lane works on a connection of its own for the whole run: its session settings (asynchronous
   // commit) and its prepared statements, and the throttle's probe, run on it.
   const clients: Array<pg.PoolClient | undefined> = [];
+  const heldBack = options.heldBack ?? new HeldBack(metrics, 'purge-expired');
   const throttle = createThrottle(
     ctx,
     deps.probe ??
@@ -76,14 +81,19 @@ export async function purgeExpired(ctx: TaskContext, options: RunOptions = {}, d
         const client = clients[lane];
         return client === undefined ? Promise.resolve(UNKNOWN) : probeDatabase(client, ctx);
       }),
+    heldBack,
   );
   const measureWal = config.purgeMaxWalBytesPerSecond !== null;
-  // Ends a throttle's sleep or pause early: shutdown, a failed lane, or the end of the time budget.
+  // Ends a throttle's or the guard's sleep or pause early: shutdown, a failed lane, or the end of the time budget.
   const wake = AbortSignal.any([
     failed.signal,
-    ...(throttle === null ? [] : [AbortSignal.timeout(Math.max(1, Math.ceil(config.maxRunSeconds * 1000 - budget.elapsedMs)))]),
+    ...(throttle === null && config.latencyGuardFactor === null
+      ? []
+      : [AbortSignal.timeout(Math.max(1, Math.ceil(config.maxRunSeconds * 1000 - budget.elapsedMs)))]),
     ...(options.signal ? [options.signal] : []),
   ]);
+  const guard = createLatencyGuard(ctx, 'purge-expired', heldBack, wake, deps.latencyProbe);
+  await guard?.start();
   let deleted = 0;
   let batches = 0;
   let stoppedBy: StoppedBy | null = null;
@@ -132,11 +142,14 @@ export async function purgeExpired(ctx: TaskContext, options: RunOptions = {}, d
           // Woken early: the reason is one of the budget's, or a failed lane.
           stop = stopReason() ?? 'time-budget';
         }
+        if (stop === null && guard !== null && !(await guard.beforeBatch(laneId))) stop = stopReason() ?? 'time-budget';
         if (stop !== null) {
           stoppedBy ??= stop;
           return;
         }
-        const limit = Math.max(1, Math.min(size.size, budget.rowsLeft(deleted)));
+        const unguarded = Math.max(1, Math.min(size.size, budget.rowsLeft(deleted)));
+        const limit = guard === null ? unguarded : guard.batchRows(unguarded, Math.min(unguarded, config.batchMinSize));
+        heldBack.batch(laneId, limit < unguarded);
         const started = performance.now();
         let result: BatchResult;
         try {
@@ -148,6 +161,7 @@ export async function purgeExpired(ctx: TaskContext, options: RunOptions = {}, d
         const durationMs = performance.now() - started;
         size.record(result.deleted, durationMs);
         throttle?.afterBatch(laneId, durationMs, result.walStart, result.walEnd);
+        guard?.afterBatch(laneId, durationMs);
         deleted += result.deleted;
         batches += 1;
         metrics.sessionsDeleted.inc({ reason: 'expired' }, result.deleted);
@@ -179,7 +193,9 @@ export async function purgeExpired(ctx: TaskContext, options: RunOptions = {}, d
     ),
   );
   throttle?.finish();
+  await guard?.finish();
   if (throttle !== null) ctx.log.debug({ ...throttle.stats }, 'purge throttle');
+  if (guard !== null) ctx.log.debug({ ...guard.stats, ...heldBack.summary }, 'purge latency guard');
   const failure = results.find((r) => r.status === 'rejected');
   if (failure) throw failure.reason;
   return { deleted, batches, stoppedBy: stoppedBy ?? 'drained' };
@@ -197,10 +213,14 @@ export function throttleSettings(config: TaskContext['config']): ThrottleSetting
 }
 
 /** The run's throttle, or null when every brake is off. */
-export function createThrottle(ctx: TaskContext, probe: (lane: number) => Promise<DatabaseState>): Throttle | null {
+export function createThrottle(ctx: TaskContext, probe: (lane: number) => Promise<DatabaseState>, heldBack?: HeldBack): Throttle | null {
   const settings = throttleSettings(ctx.config);
   if (isOff(settings)) return null;
-  return new Throttle(settings, { probe, onEvent: (event) => logThrottleEvent(ctx, event) });
+  return new Throttle(settings, {
+    probe,
+    onEvent: (event) => logThrottleEvent(ctx, event),
+    ...(heldBack ? { onHeldBack: (brake: Brake, ms: number, lane: number) => heldBack.wait(brake, ms, lane) } : {}),
+  });
 }
 
 /** What this process has already warned about: a purge runs every few minutes, the role stays the same. */

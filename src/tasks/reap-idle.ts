@@ -18,7 +18,9 @@
  * A run works on one pooled connection of its own (tasks/connection.ts): its prepared statements
  * and, with JANITOR_PURGE_ASYNC_COMMIT (the default), asynchronous commit (what a crash can lose
  * then, and why nothing is skipped: db/sql/session.ts). A held row never stalls a range or a batch:
- * tasks/held-rows.ts.
+ * tasks/held-rows.ts. Its deletes write the same kind of WAL as the purge's, so the latency guard
+ * (tasks/latency-guard.ts) holds it back the same way: smaller ranges and sleeps while the auth
+ * service's commits slow down.
  */
 import type pg from 'pg';
 import { SQLSTATE, sqlState } from '../db/errors.ts';
@@ -41,21 +43,63 @@ import {
 import { AdaptiveBatchSize, RunBudget, shrinkOnTimeout, type RunOptions, type RunOutput, type StoppedBy } from './batching.ts';
 import { withConnection } from './connection.ts';
 import type { TaskContext } from './context.ts';
+import { HeldBack } from './held-back.ts';
 import { aroundHeldRows, deleteInHalves, type SessionId } from './held-rows.ts';
+import type { LatencyGuard } from './latency-guard.ts';
+import { createLatencyGuard, type LatencyProbe } from './latency-probe.ts';
 
 export type ReapStrategy = { readonly kind: 'range' } | { readonly kind: 'index'; readonly index: string };
 
 export type ReapOutput = RunOutput & { wouldDelete?: number };
 
-export async function reapIdle(ctx: TaskContext, options: RunOptions = {}): Promise<ReapOutput> {
+/** For tests: the latency guard's probe instead of the real one. */
+export interface ReapDeps {
+  readonly latencyProbe?: LatencyProbe;
+}
+
+/** The run's brakes: the latency guard (null when off) and where its waits are counted. */
+interface Brakes {
+  readonly guard: LatencyGuard | null;
+  readonly heldBack: HeldBack;
+}
+
+export async function reapIdle(ctx: TaskContext, options: RunOptions = {}, deps: ReapDeps = {}): Promise<ReapOutput> {
   const idleSeconds = idleTimeout(ctx);
   if (options.dryRun) return { deleted: 0, batches: 0, stoppedBy: 'drained', wouldDelete: await countIdleSessions(ctx) };
   const budget = new RunBudget(ctx.config.maxRunSeconds, ctx.config.maxRunRows, options.signal);
   const strategy = await detectStrategy(ctx);
   logStrategyOnce(ctx, strategy);
-  return withConnection(ctx, (client) =>
-    strategy.kind === 'index' ? reapWithIndex(ctx, client, idleSeconds, budget, options) : walkRanges(ctx, client, idleSeconds, budget, options),
-  );
+  const heldBack = options.heldBack ?? new HeldBack(ctx.metrics, 'reap-idle');
+  // Ends the guard's sleeps and holds early: shutdown, or the end of the time budget.
+  const wake = AbortSignal.any([AbortSignal.timeout(Math.max(1, Math.ceil(ctx.config.maxRunSeconds * 1000))), ...(options.signal ? [options.signal] : [])]);
+  const guard = createLatencyGuard(ctx, 'reap-idle', heldBack, wake, deps.latencyProbe);
+  await guard?.start();
+  const brakes: Brakes = { guard, heldBack };
+  try {
+    return await withConnection(ctx, (client) =>
+      strategy.kind === 'index'
+        ? reapWithIndex(ctx, client, idleSeconds, budget, options, brakes)
+        : walkRanges(ctx, client, idleSeconds, budget, options, brakes),
+    );
+  } finally {
+    await guard?.finish();
+    if (guard !== null) ctx.log.debug({ ...guard.stats, ...heldBack.summary }, 'reap latency guard');
+  }
+}
+
+/**
+ * Waits as the guard requires before the next batch, and its size: `unguarded` scaled down by the
+ * guard. null: the run must stop (woken early by shutdown or the time budget).
+ */
+async function guardedSize({ guard, heldBack }: Brakes, unguarded: number, min: number): Promise<number | null> {
+  if (guard === null) {
+    heldBack.batch(0, false);
+    return unguarded;
+  }
+  if (!(await guard.beforeBatch(0))) return null;
+  const size = guard.batchRows(unguarded, Math.min(unguarded, min));
+  heldBack.batch(0, size < unguarded);
+  return size;
 }
 
 /** The idle rows among `ids`, in halves around held rows (tasks/held-rows.ts). */
@@ -64,7 +108,14 @@ function reapByIds(ctx: TaskContext, client: pg.PoolClient, idleSeconds: number,
   return deleteInHalves(ctx, ids, async (part) => (await client.query({ ...statement, values: [part, idleSeconds] })).rowCount ?? 0);
 }
 
-async function walkRanges(ctx: TaskContext, client: pg.PoolClient, idleSeconds: number, budget: RunBudget, options: RunOptions): Promise<RunOutput> {
+async function walkRanges(
+  ctx: TaskContext,
+  client: pg.PoolClient,
+  idleSeconds: number,
+  budget: RunBudget,
+  options: RunOptions,
+  brakes: Brakes,
+): Promise<RunOutput> {
   const { config, metrics } = ctx;
   const table = config.sessionTable;
   const key = positionKey(table);
@@ -120,7 +171,11 @@ async function walkRanges(ctx: TaskContext, client: pg.PoolClient, idleSeconds: 
       break;
     }
     // A range holds at most as many rows as ids: capping the width keeps the row budget exact.
-    const width = Math.max(1, Math.min(size.size, budget.rowsLeft(deleted)));
+    const width = await guardedSize(brakes, Math.max(1, Math.min(size.size, budget.rowsLeft(deleted))), config.batchMinSize);
+    if (width === null) {
+      stoppedBy = budget.stopReason(deleted) ?? 'time-budget';
+      break;
+    }
     const from = position.lastId;
     const to = Math.min(from + width, position.endId);
     const started = performance.now();
@@ -133,6 +188,7 @@ async function walkRanges(ctx: TaskContext, client: pg.PoolClient, idleSeconds: 
     }
     const durationMs = performance.now() - started;
     size.record(to - from, durationMs);
+    brakes.guard?.afterBatch(0, durationMs);
     options.onBatch?.({ rows: rangeDeleted, durationMs });
     deleted += rangeDeleted;
     batches += 1;
@@ -155,7 +211,14 @@ async function walkRanges(ctx: TaskContext, client: pg.PoolClient, idleSeconds: 
   return { deleted, batches, stoppedBy };
 }
 
-async function reapWithIndex(ctx: TaskContext, client: pg.PoolClient, idleSeconds: number, budget: RunBudget, options: RunOptions): Promise<RunOutput> {
+async function reapWithIndex(
+  ctx: TaskContext,
+  client: pg.PoolClient,
+  idleSeconds: number,
+  budget: RunBudget,
+  options: RunOptions,
+  brakes: Brakes,
+): Promise<RunOutput> {
   const { config, metrics } = ctx;
   const statement = reapThroughIndex(config.sessionTable);
   const size = new AdaptiveBatchSize(config.batchSize, config.batchMinSize, config.batchMaxSize, config.batchTargetMs);
@@ -191,7 +254,8 @@ async function reapWithIndex(ctx: TaskContext, client: pg.PoolClient, idleSecond
   for (;;) {
     const stop = budget.stopReason(deleted);
     if (stop !== null) return { deleted, batches, stoppedBy: stop };
-    const limit = Math.max(1, Math.min(size.size, budget.rowsLeft(deleted)));
+    const limit = await guardedSize(brakes, Math.max(1, Math.min(size.size, budget.rowsLeft(deleted))), config.batchMinSize);
+    if (limit === null) return { deleted, batches, stoppedBy: budget.stopReason(deleted) ?? 'time-budget' };
     const started = performance.now();
     let result: { deleted: number; cursor: string | null };
     try {
@@ -204,6 +268,7 @@ async function reapWithIndex(ctx: TaskContext, client: pg.PoolClient, idleSecond
     }
     const durationMs = performance.now() - started;
     size.record(result.deleted, durationMs);
+    brakes.guard?.afterBatch(0, durationMs);
     options.onBatch?.({ rows: result.deleted, durationMs });
     deleted += result.deleted;
     batches += 1;

@@ -45,6 +45,9 @@ export interface DatabaseState {
 
 export type PauseReason = 'replica-lag' | 'vacuum';
 
+/** What made a lane wait: a sleep (duty cycle, WAL rate) or a pause. */
+export type Brake = 'duty-cycle' | 'wal-rate' | PauseReason;
+
 export const needsProbe = (s: ThrottleSettings): boolean => s.maxReplicaLagSeconds !== null || s.pauseOnVacuum;
 
 export const isOff = (s: ThrottleSettings): boolean => s.dutyCyclePercent >= 100 && s.maxWalBytesPerSecond === null && !needsProbe(s);
@@ -104,6 +107,8 @@ export interface ThrottleDeps {
   readonly probeIntervalMs?: number;
   /** Told once per run and kind when the probe cannot see something, and on each pause. */
   readonly onEvent?: (event: ThrottleEvent) => void;
+  /** Lane waited ms because of brake (a pause, which holds every lane, once in wall time, on the lane that resumed it). */
+  readonly onHeldBack?: (brake: Brake, ms: number, lane: number) => void;
 }
 
 export type ThrottleEvent =
@@ -148,6 +153,7 @@ export class Throttle {
   readonly #now: () => number;
   readonly #probeIntervalMs: number;
   readonly #onEvent: (event: ThrottleEvent) => void;
+  readonly #onHeldBack: (brake: Brake, ms: number, lane: number) => void;
   readonly #startedAt: number;
   readonly #wal = new WalMeter();
   readonly #owed = new Map<number, number>();
@@ -166,6 +172,7 @@ export class Throttle {
     this.#now = deps.now ?? (() => performance.now());
     this.#probeIntervalMs = deps.probeIntervalMs ?? PROBE_INTERVAL_MS;
     this.#onEvent = deps.onEvent ?? (() => {});
+    this.#onHeldBack = deps.onHeldBack ?? (() => {});
     this.#startedAt = this.#now();
   }
 
@@ -188,14 +195,16 @@ export class Throttle {
     if (rest > 0) {
       const started = this.#now();
       const completed = await this.#sleep(rest, signal);
-      this.#sleptMs += this.#now() - started;
+      const slept = this.#now() - started;
+      this.#sleptMs += slept;
+      this.#onHeldBack(wal > owed ? 'wal-rate' : 'duty-cycle', slept, lane);
       if (!completed) return false;
     }
     if (!needsProbe(this.#s)) return !signal.aborted;
     for (;;) {
       const reason = pauseReason(await this.#read(lane), this.#s);
       if (reason === null) {
-        this.#resume();
+        this.#resume(lane);
         return !signal.aborted;
       }
       if (this.#pausedSince === null) {
@@ -209,13 +218,14 @@ export class Throttle {
 
   /** Ends a pause in the books (when the run stops while paused, say). */
   finish(): void {
-    this.#resume();
+    this.#resume(-1);
   }
 
-  #resume(): void {
+  #resume(lane: number): void {
     if (this.#pausedSince === null || this.#pausedFor === null) return;
     const pausedMs = this.#now() - this.#pausedSince;
     this.#pausedMs += pausedMs;
+    this.#onHeldBack(this.#pausedFor, pausedMs, lane);
     this.#onEvent({ kind: 'resume', reason: this.#pausedFor, pausedMs });
     this.#pausedSince = null;
     this.#pausedFor = null;

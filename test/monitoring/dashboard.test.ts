@@ -209,6 +209,7 @@ describe('Grafana dashboard', () => {
       ['resident memory by pod', (q) => /by \(pod\) \(process_resident_memory_bytes\b/.test(q)],
       ['event-loop lag p99 by pod', (q) => /by \(pod\) \(nodejs_eventloop_lag_p99_seconds\b/.test(q)],
       ['errors by kind', (q) => /sum by \(kind\) \(rate\(session_janitor_errors_total\b/.test(q)],
+      ['time held back by task and reason', (q) => /sum by \(task, reason\) \(rate\(session_janitor_held_back_seconds_total\b/.test(q)],
     ];
     const missing = topics.filter(([, matches]) => !panels.some((p) => matches(p.query))).map(([topic]) => topic);
     assert.deepEqual(missing, [], `no panel for: ${missing.join(', ')}`);

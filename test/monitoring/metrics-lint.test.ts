@@ -14,7 +14,7 @@ import { dirname, join } from 'node:path';
 import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promtool } from '../helpers/promtool.ts';
-import { createMetrics, DELETE_REASONS, ERROR_KINDS, JOB_OUTCOMES, TASKS } from '../../src/metrics.ts';
+import { createMetrics, DELETE_REASONS, ERROR_KINDS, HELD_BACK_REASONS, JOB_OUTCOMES, TASKS } from '../../src/metrics.ts';
 import { ALL_QUEUES } from '../../src/queues.ts';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -145,7 +145,7 @@ describe('metrics lint', () => {
   test('every contract metric exists with exactly its type and labels', async () => {
     const scraped = new Map(own(families(await populatedScrape())).map((f) => [f.name, f]));
     const contract = parseContractMetrics(CONTRACT_METRICS_TABLE);
-    assert.equal(contract.length, 9);
+    assert.equal(contract.length, 10);
     for (const metric of contract) {
       const family = scraped.get(metric.name);
       assert.ok(family, `${metric.name} is not exported`);
@@ -166,6 +166,8 @@ describe('metrics lint', () => {
     assert.deepEqual(values('session_janitor_jobs_total', 'outcome'), [...JOB_OUTCOMES].sort());
     assert.deepEqual(values('session_janitor_last_success_timestamp_seconds', 'task'), [...SCHEDULED_TASKS].sort());
     assert.deepEqual(values('session_janitor_queue_jobs', 'state'), [...QUEUE_STATES].sort());
+    assert.deepEqual(values('session_janitor_held_back_seconds_total', 'task'), [...SCHEDULED_TASKS].sort());
+    assert.deepEqual(values('session_janitor_held_back_seconds_total', 'reason'), [...HELD_BACK_REASONS].sort());
   });
 
   test('every HELP text is useful: long enough, and names a unit or what to do', async () => {

@@ -53,6 +53,7 @@ export const MIGRATIONS: readonly Migration[] = [
     4,
     'at most 100000 ids and 5000000 bytes; issuedBefore no later than now() + 5 minutes; enqueue_global_revocation for issuedBefore without userId; dedupe keys scoped by role, revocation_by_key',
   ),
+  migration(5, 'the latency guard probe row (db/sql/latency-guard.ts)'),
 ];
 
 export const LATEST_VERSION = Math.max(...MIGRATIONS.map((m) => m.version));

@@ -1,0 +1,387 @@
+/**
+ * The latency guard (JANITOR_LATENCY_GUARD, docs/performance.md "Latency guard"): the purge and the
+ * reaper back off while they slow down the auth service's commits, and go at full speed while they
+ * do not.
+ *
+ * The cause it watches (the wait-event study of docs/performance.md): the auth service's commits
+ * wait for the WAL flush, and that flush carries the WAL of the janitor's batches too (committed
+ * asynchronously, so nobody flushes it but the next synchronous commit or the WAL writer). The
+ * signal is one tiny synchronous write of the janitor's own, timed (db/sql/latency-guard.ts): a
+ * commit that feels what every commit feels right now.
+ *
+ *   - Baseline: the median of BASELINE_PROBES probes before the first batch, then moved towards
+ *     each probe taken after the janitor has paused for SETTLE_MS (its WAL flushed by then): what
+ *     the others' commits cost without it. A busy 9 a.m. raises the baseline with it, so the guard
+ *     does not hold the purge back for a load it does not cause.
+ *   - Someone to protect: the probe alone cannot tell 3 a.m. from 9 a.m. (at 3 a.m. the janitor's
+ *     own WAL slows the probe's commit as much, with no commit of anyone else to slow down: measured,
+ *     a purge held back to 0.07 of its speed for nobody). So the guard holds back only while the
+ *     auth service writes to the sessions table: at least MIN_FOREGROUND_WRITES_PER_SECOND rows
+ *     inserted or updated a second, from the cumulative statistics (db/sql/latency-guard.ts; the
+ *     janitor only deletes), over at least ACTIVITY_SPAN_MS (the statistics lag by about a second).
+ *     The worker keeps that reading between runs (ActivityTracker, one per pool), so a run starts
+ *     knowing; with no reading yet (a process's first run) or none possible, the guard assumes
+ *     someone is there.
+ *   - Control (AIMD, like TCP's congestion window): a probe while the janitor works, at most every
+ *     PROBE_INTERVAL_MS whatever the number of lanes, above factor x baseline (and baseline +
+ *     MIN_EXCESS_MS) halves the scale, down to MIN_SCALE, and pauses every lane for SETTLE_MS; a probe
+ *     below it adds SCALE_STEP, up to 1. A run that starts with the auth service writing starts
+ *     at START_SCALE_WITH_FOREGROUND. The scale sizes the batches (rows x scale) and the duty
+ *     cycle (a lane sleeps batch x (1 - scale) / scale after each batch): at 1 the guard costs
+ *     nothing but its probes, which run on a connection of their own while the batches go on.
+ *
+ * Everything here but LatencyGuard's use of its injected probe and sleep is pure, and tested without
+ * a database on a fake clock (test/tasks/latency-guard.test.ts); the probe itself, its connection
+ * and its errors: tasks/latency-probe.ts.
+ */
+import { abortableSleep } from './throttle.ts';
+
+/** Probes before the first batch; their median is the first baseline (one slow probe cannot move a median of five). */
+export const BASELINE_PROBES = 5;
+
+/**
+ * At most one probe this often while the janitor works: about 5 tiny commits a second, next to the
+ * hundreds of the auth service it protects; and, at 200 ms, a reaction well within the second.
+ */
+export const PROBE_INTERVAL_MS = 200;
+
+/**
+ * A hold lasts this long, then the calm probe. The WAL writer flushes the asynchronous commits' WAL
+ * every wal_writer_delay (200 ms by default), so after 250 ms without a batch no WAL of ours is
+ * waiting to be flushed, and the probe measures the others alone.
+ */
+export const SETTLE_MS = 250;
+
+/**
+ * A probe must also exceed the baseline by this much to count: on an idle server a commit takes a
+ * fraction of a millisecond, and a factor of that is noise (a context switch, a timer tick). Small,
+ * because the write counter already keeps the guard out of a 3 a.m. purge: at 1 ms, with the
+ * refreshes' commits at 1.4 ms, the floor set the threshold at 1.7x instead of 1.3x, and the
+ * refreshes' p99 rose 1.6-fold (measured, docs/performance.md).
+ */
+export const MIN_EXCESS_MS = 0.25;
+
+/** The slowest the guard makes a run: 1/16 of the batch (5000 rows: 312) and of the time (a 6 % duty cycle). */
+export const MIN_SCALE = 1 / 16;
+
+/**
+ * Additive increase: from MIN_SCALE back to full speed in sixteen good probes (about three
+ * seconds). At 1/8 (under two seconds) the climbs back to full-size batches set the refreshes' p99.
+ */
+export const SCALE_STEP = 1 / 16;
+
+/**
+ * Where the scale starts when the auth service is writing at the start of a run: a quarter (1250
+ * rows, a 25 % duty cycle, the throttled scenario's shape), so the first batches, before the first
+ * probe answers, do not hit it at full size; good probes take it up from there.
+ */
+export const START_SCALE_WITH_FOREGROUND = 1 / 4;
+
+/** How far a calm probe moves the baseline; each moves it at most twice or half its value, so one spike cannot poison it. */
+export const BASELINE_WEIGHT = 0.5;
+
+/**
+ * The auth service counts as there at this many session writes a second or more: one refresh a
+ * second already makes a p99 over a minute; below that, a few sessions a minute may wait a few
+ * milliseconds more while a backlog drains at full speed.
+ */
+export const MIN_FOREGROUND_WRITES_PER_SECOND = 1;
+
+/**
+ * A write rate is judged over at least this span: each backend reports its counts at most once a
+ * second (PostgreSQL 15 and later; every 500 ms to the collector before), so a shorter span can
+ * show none under load. Also how often the guard reads the counter during a run.
+ */
+export const ACTIVITY_SPAN_MS = 1500;
+
+/**
+ * Whether the auth service is writing, from readings of its cumulative write counter: one per pool,
+ * kept between runs. Unknown (no reading yet, or the counter unreadable) counts as present.
+ */
+export class ActivityTracker {
+  #last: { readonly at: number; readonly writes: number } | null = null;
+  #present = true;
+
+  get present(): boolean {
+    return this.#present;
+  }
+
+  /** The milliseconds since the last reading that counted, or +Infinity. */
+  sinceLast(now: number): number {
+    return this.#last === null ? Number.POSITIVE_INFINITY : now - this.#last.at;
+  }
+
+  /** A reading of the counter at `now`; null: unknown. Readings closer than ACTIVITY_SPAN_MS to the last one are ignored. */
+  observe(now: number, writes: number | null): void {
+    if (writes === null || !Number.isFinite(writes)) {
+      this.#last = null;
+      this.#present = true;
+      return;
+    }
+    const last = this.#last;
+    if (last !== null && now - last.at < ACTIVITY_SPAN_MS) return;
+    // A counter that went down was reset (pg_stat_reset): unknown until the next reading.
+    this.#present = last === null || writes < last.writes || (writes - last.writes) / ((now - last.at) / 1000) >= MIN_FOREGROUND_WRITES_PER_SECOND;
+    this.#last = { at: now, writes };
+  }
+}
+
+export interface LatencyGuardSettings {
+  /** Hold back while a probe takes more than factor x baseline. */
+  readonly factor: number;
+}
+
+export function median(values: readonly number[]): number | null {
+  const finite = values.filter((v) => Number.isFinite(v) && v >= 0).sort((a, b) => a - b);
+  if (finite.length === 0) return null;
+  const mid = Math.floor(finite.length / 2);
+  return finite.length % 2 === 1 ? (finite[mid] ?? null) : ((finite[mid - 1] ?? 0) + (finite[mid] ?? 0)) / 2;
+}
+
+const clamp = (value: number, min: number, max: number) => Math.min(max, Math.max(min, value));
+
+/** The guard's state and decisions, without I/O or clock. */
+export class LatencyPolicy {
+  readonly #factor: number;
+  #baselineMs: number;
+  #scale = 1;
+
+  constructor(settings: LatencyGuardSettings, baselineMs: number, scale = 1) {
+    this.#factor = settings.factor;
+    this.#baselineMs = baselineMs;
+    this.#scale = clamp(scale, MIN_SCALE, 1);
+  }
+
+  get baselineMs(): number {
+    return this.#baselineMs;
+  }
+
+  /** A probe slower than this holds the janitor back. */
+  get thresholdMs(): number {
+    return Math.max(this.#factor * this.#baselineMs, this.#baselineMs + MIN_EXCESS_MS);
+  }
+
+  /** 1: full speed; down to MIN_SCALE. */
+  get scale(): number {
+    return this.#scale;
+  }
+
+  /**
+   * A probe taken while the janitor worked: true when it slowed the commits down too much (hold
+   * back). foreground false: nobody writes, so nobody is slowed down: never hot.
+   */
+  busy(latencyMs: number, foreground = true): boolean {
+    if (!Number.isFinite(latencyMs)) return false;
+    const hot = foreground && latencyMs > this.thresholdMs;
+    this.#scale = hot ? Math.max(MIN_SCALE, this.#scale / 2) : Math.min(1, this.#scale + SCALE_STEP);
+    return hot;
+  }
+
+  /** A probe taken after the janitor paused SETTLE_MS: what the others' commits cost without it. */
+  calm(latencyMs: number): void {
+    if (!Number.isFinite(latencyMs) || latencyMs < 0) return;
+    const b = this.#baselineMs;
+    // A baseline of 0 (a clock too coarse) could never move by a factor: it moves to the sample.
+    const sample = b > 0 ? clamp(latencyMs, b / 2, b * 2) : latencyMs;
+    this.#baselineMs = b + BASELINE_WEIGHT * (sample - b);
+  }
+
+  /** The rows of a batch that would take `rows` without the guard: scaled down, never below `min` nor above `rows`. */
+  batchRows(rows: number, min: number): number {
+    if (this.#scale >= 1) return rows;
+    return Math.min(rows, Math.max(min, Math.round(rows * this.#scale)));
+  }
+
+  /** What a lane sleeps after a batch of batchMs, so that batches fill `scale` of its time. */
+  sleepAfterMs(batchMs: number): number {
+    if (this.#scale >= 1 || batchMs <= 0) return 0;
+    return (batchMs * (1 - this.#scale)) / this.#scale;
+  }
+}
+
+export type LatencyGuardEvent =
+  { readonly kind: 'baseline'; readonly baselineMs: number; readonly samplesMs: readonly number[] } | { readonly kind: 'unavailable'; readonly error: unknown };
+
+export interface LatencyGuardDeps {
+  /** One probe: the commit's milliseconds. Rejects when the probe cannot run (the guard then stays off for the run). */
+  readonly probe: () => Promise<number>;
+  /** Resolves after ms, or early (false) when signal aborts. */
+  readonly sleep?: (ms: number, signal: AbortSignal) => Promise<boolean>;
+  readonly now?: () => number;
+  readonly probeIntervalMs?: number;
+  /** A lane waited ms because of the guard (a duty-cycle sleep or a hold). */
+  readonly onHeldBack?: (ms: number, lane: number) => void;
+  readonly onEvent?: (event: LatencyGuardEvent) => void;
+  /** Whether the auth service writes: the tracker (kept between runs) and its counter; without them, always. */
+  readonly activity?: { readonly tracker: ActivityTracker; readonly read: () => Promise<number | null> };
+}
+
+export interface LatencyGuardStats {
+  /** null: the guard could not learn a baseline and stayed off. */
+  readonly baselineMs: number | null;
+  readonly probes: number;
+  readonly holds: number;
+  readonly scale: number;
+  /** Whether the auth service was writing, as last read. */
+  readonly foreground: boolean;
+}
+
+/**
+ * One run's guard, shared by its lanes: await start() once, then beforeBatch() before each batch,
+ * size each batch with batchRows(), report each with afterBatch(). `signal` aborts when the run must
+ * stop (shutdown, the time budget): every sleep and hold ends early then.
+ */
+export class LatencyGuard {
+  readonly #settings: LatencyGuardSettings;
+  readonly #probe: () => Promise<number>;
+  readonly #sleep: (ms: number, signal: AbortSignal) => Promise<boolean>;
+  readonly #now: () => number;
+  readonly #probeIntervalMs: number;
+  readonly #onHeldBack: (ms: number, lane: number) => void;
+  readonly #onEvent: (event: LatencyGuardEvent) => void;
+  readonly #signal: AbortSignal;
+  /** Ends a hold at once when the run finishes (its lanes are done: nothing is left to hold back). */
+  readonly #finishing = new AbortController();
+  /** The run's signal or the end of the run: what ends the guard's sleeps. */
+  readonly #wake: AbortSignal;
+  readonly #activity: LatencyGuardDeps['activity'];
+  readonly #owed = new Map<number, number>();
+  #policy: LatencyPolicy | null = null;
+  #probedAt = Number.NEGATIVE_INFINITY;
+  #probing: Promise<void> | null = null;
+  #finished = false;
+  #hold: Promise<void> | null = null;
+  #probes = 0;
+  #holds = 0;
+
+  constructor(settings: LatencyGuardSettings, deps: LatencyGuardDeps, signal: AbortSignal) {
+    this.#settings = settings;
+    this.#probe = deps.probe;
+    this.#sleep = deps.sleep ?? abortableSleep;
+    this.#now = deps.now ?? (() => performance.now());
+    this.#probeIntervalMs = deps.probeIntervalMs ?? PROBE_INTERVAL_MS;
+    this.#onHeldBack = deps.onHeldBack ?? (() => {});
+    this.#onEvent = deps.onEvent ?? (() => {});
+    this.#signal = signal;
+    this.#wake = AbortSignal.any([signal, this.#finishing.signal]);
+    this.#activity = deps.activity;
+  }
+
+  get stats(): LatencyGuardStats {
+    return {
+      baselineMs: this.#policy?.baselineMs ?? null,
+      probes: this.#probes,
+      holds: this.#holds,
+      scale: this.#policy?.scale ?? 1,
+      foreground: this.#activity?.tracker.present ?? true,
+    };
+  }
+
+  /** Learns the baseline before the first batch. A probe that fails leaves the guard off for the run. */
+  async start(): Promise<void> {
+    await this.#readActivity();
+    const samples: number[] = [];
+    for (let i = 0; i < BASELINE_PROBES && !this.#signal.aborted; i++) {
+      const latency = await this.#measure();
+      if (latency === null) return;
+      samples.push(latency);
+    }
+    const baseline = median(samples);
+    if (baseline === null) return;
+    // The first batch starts the first probe: it measures what that batch costs the others.
+    this.#policy = new LatencyPolicy(this.#settings, baseline, (this.#activity?.tracker.present ?? true) ? START_SCALE_WITH_FOREGROUND : 1);
+    this.#onEvent({ kind: 'baseline', baselineMs: baseline, samplesMs: samples });
+  }
+
+  /** The rows lane's next batch may take, where it would take `rows` without the guard. */
+  batchRows(rows: number, min: number): number {
+    return this.#policy === null ? rows : this.#policy.batchRows(rows, min);
+  }
+
+  /** A batch of lane took batchMs: the duty-cycle sleep it owes before its next one. */
+  afterBatch(lane: number, batchMs: number): void {
+    if (this.#policy === null) return;
+    this.#owed.set(lane, (this.#owed.get(lane) ?? 0) + this.#policy.sleepAfterMs(batchMs));
+  }
+
+  /** Waits as the guard requires before lane's next batch. Returns false if the run's signal aborted meanwhile. */
+  async beforeBatch(lane: number): Promise<boolean> {
+    const policy = this.#policy;
+    if (policy === null) return !this.#signal.aborted;
+    const owed = this.#owed.get(lane) ?? 0;
+    this.#owed.set(lane, 0);
+    if (owed > 0) {
+      const started = this.#now();
+      const completed = await this.#sleep(owed, this.#wake);
+      this.#onHeldBack(this.#now() - started, lane);
+      if (!completed) return false;
+    }
+    if (this.#probing === null && this.#hold === null && this.#now() - this.#probedAt >= this.#probeIntervalMs) {
+      // The batches go on while the probe runs (on a connection of its own): it measures what a
+      // commit feels while the janitor works. Only a hot probe stops them, at their next batch.
+      this.#probedAt = this.#now();
+      this.#probing = this.#check(policy).finally(() => {
+        this.#probing = null;
+      });
+    }
+    const started = this.#now();
+    // A probe still running after the threshold is hot already, whatever it ends at: no batch
+    // starts before it ends (a commit stuck behind a flush, a held lock: the next batch would add to it).
+    const probing = this.#probing;
+    if (probing !== null && started - this.#probedAt > policy.thresholdMs) await probing;
+    const hold = this.#hold;
+    if (hold !== null) await hold;
+    const waited = this.#now() - started;
+    if (waited > 0) this.#onHeldBack(waited, lane);
+    return !this.#signal.aborted;
+  }
+
+  /** After the last batch: ends a hold at once, waits for a probe in flight (milliseconds), starts none. */
+  async finish(): Promise<void> {
+    this.#finished = true;
+    this.#finishing.abort();
+    await this.#probing;
+    await this.#hold;
+  }
+
+  async #check(policy: LatencyPolicy): Promise<void> {
+    const latency = await this.#measure();
+    if (latency === null || this.#finished) return;
+    await this.#readActivity();
+    if (!policy.busy(latency, this.#activity?.tracker.present ?? true)) return;
+    this.#holds += 1;
+    this.#hold = this.#settle(policy).finally(() => {
+      this.#hold = null;
+      this.#probedAt = this.#now();
+    });
+  }
+
+  /** Every lane pauses SETTLE_MS; then the calm probe moves the baseline. */
+  async #settle(policy: LatencyPolicy): Promise<void> {
+    if (!(await this.#sleep(SETTLE_MS, this.#wake)) || this.#finished) return;
+    const latency = await this.#measure();
+    if (latency !== null) policy.calm(latency);
+  }
+
+  /** Reads the auth service's write counter into the tracker, at most once per ACTIVITY_SPAN_MS. A failed read is unknown. */
+  async #readActivity(): Promise<void> {
+    const activity = this.#activity;
+    if (activity === undefined || activity.tracker.sinceLast(this.#now()) < ACTIVITY_SPAN_MS) return;
+    const writes = await activity.read().catch(() => null);
+    activity.tracker.observe(this.#now(), writes);
+  }
+
+  /** One probe's milliseconds, or null (and the guard off for the run) when it failed. */
+  async #measure(): Promise<number | null> {
+    try {
+      const latency = await this.#probe();
+      this.#probes += 1;
+      return latency;
+    } catch (error) {
+      this.#onEvent({ kind: 'unavailable', error });
+      this.#policy = null;
+      this.#owed.clear();
+      return null;
+    }
+  }
+}

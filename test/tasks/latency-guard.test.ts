@@ -1,0 +1,477 @@
+import assert from 'node:assert/strict';
+import { Writable } from 'node:stream';
+import { setImmediate as tick } from 'node:timers/promises';
+import { after, before, describe, test } from 'node:test';
+import pg from 'pg';
+import { ConfigError, loadConfig } from '../../src/config.ts';
+import { createLogger } from '../../src/logger.ts';
+import { HeldBack } from '../../src/tasks/held-back.ts';
+import {
+  ACTIVITY_SPAN_MS,
+  ActivityTracker,
+  BASELINE_PROBES,
+  LatencyGuard,
+  LatencyPolicy,
+  MIN_EXCESS_MS,
+  MIN_SCALE,
+  median,
+  SCALE_STEP,
+  SETTLE_MS,
+  START_SCALE_WITH_FOREGROUND,
+  type LatencyGuardEvent,
+} from '../../src/tasks/latency-guard.ts';
+import { commitLatencyProbe } from '../../src/tasks/latency-probe.ts';
+import { purgeExpired } from '../../src/tasks/purge-expired.ts';
+import { reapIdle } from '../../src/tasks/reap-idle.ts';
+import {
+  createTestDatabase,
+  expiredAndLive,
+  insertBulkSessions,
+  insertSessions,
+  remainingIds,
+  taskContext,
+  testConfig,
+  type TestDatabase,
+} from '../helpers/database.ts';
+
+describe('latency guard: pure logic', () => {
+  test('the threshold is factor x baseline, and at least MIN_EXCESS_MS above it', () => {
+    assert.equal(new LatencyPolicy({ factor: 1.5 }, 10).thresholdMs, 15);
+    // A sub-millisecond baseline: 1.5 x 0.2 ms is noise; the floor decides.
+    assert.equal(new LatencyPolicy({ factor: 1.5 }, 0.2).thresholdMs, 0.2 + MIN_EXCESS_MS);
+  });
+
+  test('a hot probe halves the scale down to its floor, a good one adds a step up to full speed', () => {
+    const p = new LatencyPolicy({ factor: 1.5 }, 10);
+    assert.equal(p.busy(15), false); // on the threshold: not above it
+    assert.equal(p.scale, 1);
+    assert.equal(p.busy(16), true);
+    assert.equal(p.scale, 0.5);
+    for (let i = 0; i < 10; i++) p.busy(100);
+    assert.equal(p.scale, MIN_SCALE);
+    p.busy(10);
+    assert.equal(p.scale, MIN_SCALE + SCALE_STEP);
+    for (let i = 0; i < 20; i++) p.busy(10);
+    assert.equal(p.scale, 1);
+  });
+
+  test('the scale sizes the batches (never below the minimum nor above the request) and the duty-cycle sleep', () => {
+    const p = new LatencyPolicy({ factor: 1.5 }, 1);
+    assert.equal(p.batchRows(5000, 100), 5000);
+    assert.equal(p.sleepAfterMs(10), 0);
+    p.busy(50);
+    p.busy(50); // scale 1/4
+    assert.equal(p.batchRows(5000, 100), 1250);
+    assert.equal(p.batchRows(200, 100), 100);
+    assert.equal(p.batchRows(80, 80), 80);
+    assert.equal(p.sleepAfterMs(10), 30); // batches fill a quarter of the lane's time
+  });
+
+  test('a calm probe moves the baseline halfway, at most to twice or half of it: one spike cannot poison it', () => {
+    const p = new LatencyPolicy({ factor: 1.5 }, 2);
+    p.calm(1000);
+    assert.equal(p.baselineMs, 3); // 2 + (4 - 2) / 2
+    p.calm(3);
+    assert.equal(p.baselineMs, 3);
+    p.calm(0);
+    assert.equal(p.baselineMs, 2.25); // 3 + (1.5 - 3) / 2
+    p.calm(Number.NaN);
+    assert.equal(p.baselineMs, 2.25);
+  });
+
+  test('the auth service counts as there from one session write a second, judged over ACTIVITY_SPAN_MS; unknown counts as there', () => {
+    const t = new ActivityTracker();
+    assert.equal(t.present, true); // no reading yet
+    t.observe(0, 1000);
+    assert.equal(t.present, true);
+    t.observe(ACTIVITY_SPAN_MS, 1000); // nothing written for a span
+    assert.equal(t.present, false);
+    t.observe(ACTIVITY_SPAN_MS + 100, 5000); // too soon after the last reading: ignored
+    assert.equal(t.present, false);
+    t.observe(2 * ACTIVITY_SPAN_MS, 1000 + ACTIVITY_SPAN_MS / 1000); // exactly one write a second
+    assert.equal(t.present, true);
+    t.observe(3 * ACTIVITY_SPAN_MS, 10); // the statistics were reset
+    assert.equal(t.present, true);
+    t.observe(4 * ACTIVITY_SPAN_MS, 10);
+    assert.equal(t.present, false);
+    t.observe(5 * ACTIVITY_SPAN_MS, null); // unreadable
+    assert.equal(t.present, true);
+  });
+
+  test('a hot probe while nobody writes holds nothing back (3 a.m.)', () => {
+    const p = new LatencyPolicy({ factor: 1.5 }, 1);
+    assert.equal(p.busy(50, false), false);
+    assert.equal(p.scale, 1);
+    assert.equal(p.busy(50, true), true);
+  });
+
+  test('median of the probes, ignoring what is not a duration', () => {
+    assert.equal(median([3, 1, 200, 2, 2]), 2);
+    assert.equal(median([4, 1]), 2.5);
+    assert.equal(median([Number.NaN, 5]), 5);
+    assert.equal(median([]), null);
+  });
+});
+
+/** A guard on a fake clock whose sleeps only advance the clock; the probe answers from `latencies`, then `rest`. */
+function fakeGuard(latencies: number[], rest = 1, factor = 1.5) {
+  let now = 0;
+  const sleeps: number[] = [];
+  const events: LatencyGuardEvent[] = [];
+  const heldBack: number[] = [];
+  let probes = 0;
+  const controller = new AbortController();
+  const guard = new LatencyGuard(
+    { factor },
+    {
+      probe: async () => {
+        probes += 1;
+        const next = latencies.shift() ?? rest;
+        if (Number.isNaN(next)) throw new Error('permission denied for table latency_probe');
+        return next;
+      },
+      // Sleeps advance the clock and end on the next turn of the event loop, as real ones do.
+      sleep: async (ms, signal) => {
+        if (signal.aborted) return false;
+        sleeps.push(ms);
+        await tick();
+        now += ms;
+        return !signal.aborted;
+      },
+      now: () => now,
+      probeIntervalMs: 200,
+      onHeldBack: (ms) => heldBack.push(ms),
+      onEvent: (e) => events.push(e),
+    },
+    controller.signal,
+  );
+  return { guard, sleeps, events, heldBack, controller, probes: () => probes, now: () => now, advance: (ms: number) => (now += ms) };
+}
+
+describe('latency guard: LatencyGuard', () => {
+  test('learns its baseline from the median of the first probes, a spike included, and holds nothing back while probes stay under it', async () => {
+    const g = fakeGuard([1, 1, 90, 1.2, 0.9], 1.1);
+    await g.guard.start();
+    assert.equal(g.probes(), BASELINE_PROBES);
+    assert.equal(g.guard.stats.baselineMs, 1);
+    // Someone writes (no counter here: unknown counts as someone): the run starts at a quarter.
+    assert.equal(g.guard.stats.scale, START_SCALE_WITH_FOREGROUND);
+    assert.equal(g.guard.batchRows(5000, 100), 1250);
+    let rows = 0;
+    for (let i = 0; i < 20; i++) {
+      assert.equal(await g.guard.beforeBatch(i % 2), true);
+      const next = g.guard.batchRows(5000, 100);
+      assert.ok(next >= rows, 'good probes only ever grow the batches');
+      rows = next;
+      g.guard.afterBatch(i % 2, 5);
+      g.advance(50);
+      await tick();
+    }
+    assert.equal(g.guard.stats.holds, 0);
+    assert.ok(!g.sleeps.includes(SETTLE_MS), 'only duty-cycle sleeps');
+    // 20 batches over two lanes: the first batch's probe, then one per 200 ms, not one per batch.
+    const probes = g.probes() - BASELINE_PROBES;
+    assert.ok(probes >= 5 && probes <= 1 + Math.floor(g.now() / 200), `${probes} probes in ${g.now()} ms`);
+    assert.equal(g.guard.stats.scale, START_SCALE_WITH_FOREGROUND + probes * SCALE_STEP);
+  });
+
+  test('a probe above the threshold holds every lane for SETTLE_MS, then shrinks and spaces out the batches', async () => {
+    const g = fakeGuard([1, 1, 1, 1, 1, 20], 1);
+    await g.guard.start();
+    assert.equal(await g.guard.beforeBatch(0), true); // starts the probe; the batch goes on meanwhile
+    await tick();
+    assert.equal(g.guard.stats.holds, 1);
+    // Both lanes' next batches wait for the hold (one sleep of SETTLE_MS, shared) and its calm probe.
+    const [a, b] = await Promise.all([g.guard.beforeBatch(0), g.guard.beforeBatch(1)]);
+    assert.deepEqual([a, b], [true, true]);
+    assert.deepEqual(g.sleeps, [SETTLE_MS]);
+    assert.equal(g.heldBack.length, 2);
+    assert.ok(g.heldBack.every((ms) => ms === SETTLE_MS));
+    assert.equal(g.guard.batchRows(5000, 100), 625); // a quarter at the start, halved
+    g.guard.afterBatch(0, 10);
+    assert.equal(await g.guard.beforeBatch(0), true);
+    assert.deepEqual(g.sleeps, [SETTLE_MS, 70]); // scale 1/8: batches fill an eighth of the lane's time
+  });
+
+  test('a load that raises every commit (9 a.m.) raises the baseline: the guard recovers full speed instead of giving up', async () => {
+    const g = fakeGuard([1, 1, 1, 1, 1], 4);
+    await g.guard.start();
+    for (let i = 0; i < 200; i++) {
+      await g.guard.beforeBatch(0);
+      g.guard.afterBatch(0, 5);
+      g.advance(50);
+      await tick();
+    }
+    assert.ok(g.guard.stats.holds > 0, 'held back at first');
+    assert.ok(g.guard.stats.baselineMs !== null && g.guard.stats.baselineMs > 2.5, `baseline ${g.guard.stats.baselineMs}`);
+    assert.equal(g.guard.stats.scale, 1);
+    assert.equal(g.guard.batchRows(5000, 100), 5000);
+  });
+
+  test('while the write counter says nobody writes, hot probes hold nothing back; once writes come, they do', async () => {
+    let now = 0;
+    let writes = 100;
+    const tracker = new ActivityTracker();
+    tracker.observe(-ACTIVITY_SPAN_MS, 100); // an earlier run's reading
+    const holds: number[] = [];
+    const guard = new LatencyGuard(
+      { factor: 1.5 },
+      {
+        probe: async () => (now === 0 ? 1 : 30),
+        activity: { tracker, read: async () => writes },
+        sleep: async (ms) => {
+          await tick();
+          now += ms;
+          return true;
+        },
+        now: () => now,
+        onHeldBack: (ms) => holds.push(ms),
+      },
+      new AbortController().signal,
+    );
+    await guard.start();
+    for (let i = 0; i < 10; i++) {
+      now += 250;
+      await guard.beforeBatch(0);
+      await tick();
+    }
+    assert.equal(guard.stats.foreground, false);
+    assert.equal(guard.stats.holds, 0);
+    assert.deepEqual(holds, []);
+    writes += 10_000; // the auth service starts refreshing
+    for (let i = 0; i < 20 && guard.stats.holds === 0; i++) {
+      now += 250;
+      await guard.beforeBatch(0);
+      await tick();
+    }
+    assert.equal(guard.stats.foreground, true);
+    assert.ok(guard.stats.holds > 0);
+  });
+
+  test('a probe that cannot run leaves the guard off for the run, and says so', async () => {
+    const g = fakeGuard([1, Number.NaN]);
+    await g.guard.start();
+    assert.equal(g.guard.stats.baselineMs, null);
+    assert.deepEqual(
+      g.events.map((e) => e.kind),
+      ['unavailable'],
+    );
+    g.advance(1000);
+    assert.equal(await g.guard.beforeBatch(0), true);
+    assert.equal(g.probes(), 2);
+    assert.equal(g.guard.batchRows(5000, 100), 5000);
+  });
+
+  test('the end of the run ends a hold at once: the job completes without waiting it out', { timeout: 5000 }, async () => {
+    let probes = 0;
+    // Sleeps that end only when their signal aborts: without finish() ending the hold, this test times out.
+    const guard = new LatencyGuard(
+      { factor: 1.5 },
+      {
+        probe: async () => (++probes <= BASELINE_PROBES ? 1 : 50),
+        sleep: (_ms, signal) => new Promise((resolve) => signal.addEventListener('abort', () => resolve(false), { once: true })),
+        now: () => 0,
+      },
+      new AbortController().signal,
+    );
+    await guard.start();
+    await guard.beforeBatch(0); // starts the probe, which comes back hot: a hold begins
+    await tick();
+    assert.equal(guard.stats.holds, 1);
+    await guard.finish();
+  });
+
+  test('an aborted run ends a hold: beforeBatch says stop', async () => {
+    const g = fakeGuard([1, 1, 1, 1, 1, 50]);
+    await g.guard.start();
+    await g.guard.beforeBatch(0);
+    await tick();
+    g.controller.abort();
+    assert.equal(await g.guard.beforeBatch(0), false);
+    await g.guard.finish();
+  });
+});
+
+describe('latency guard: configuration', () => {
+  test('on by default at 1.3; off; a factor; bad values name the variable', () => {
+    assert.equal(loadConfig({}).latencyGuardFactor, 1.3);
+    assert.equal(loadConfig({ JANITOR_LATENCY_GUARD: 'off' }).latencyGuardFactor, null);
+    assert.equal(loadConfig({ JANITOR_LATENCY_GUARD: '2' }).latencyGuardFactor, 2);
+    assert.equal(loadConfig({ JANITOR_LATENCY_GUARD: '1.25' }).latencyGuardFactor, 1.25);
+    for (const bad of ['1', '0.5', 'on', '1.5x', '-2', '1000']) {
+      assert.throws(
+        () => loadConfig({ JANITOR_LATENCY_GUARD: bad }),
+        (e: unknown) => e instanceof ConfigError && e.variable === 'JANITOR_LATENCY_GUARD' && e.message.includes('`off` or a factor'),
+        bad,
+      );
+    }
+  });
+});
+
+describe('latency guard: on a real database', () => {
+  let db: TestDatabase;
+  before(async () => {
+    db = await createTestDatabase();
+  });
+  after(async () => {
+    await db.drop();
+  });
+  const reset = () => db.pool.query('TRUNCATE auth.refresh_session, auth."user" CASCADE');
+  const small = { JANITOR_BATCH_SIZE: '100', JANITOR_BATCH_MIN_SIZE: '100', JANITOR_BATCH_MAX_SIZE: '100' };
+  const heldBackSeconds = async (ctx: ReturnType<typeof taskContext>, task: string) =>
+    (await ctx.metrics.heldBack.get()).values.find((v) => v.labels.task === task && v.labels.reason === 'latency')?.value ?? -1;
+
+  /** A hot probe after the baseline: the commits look 50 times slower than before the run. */
+  const hotAfterBaseline = () => {
+    let calls = 0;
+    return { probe: async () => (++calls <= BASELINE_PROBES ? 1 : 50), calls: () => calls };
+  };
+
+  test('on by default, with the real probe: exact deletes, and the probe really writes its row (one per slot, not one per probe)', async () => {
+    await reset();
+    await insertBulkSessions(db.pool, 2000, 0.75);
+    await db.pool.query('TRUNCATE session_janitor.latency_probe');
+    const ctx = taskContext(testConfig(db.url, small));
+    try {
+      const output = await purgeExpired(ctx);
+      assert.equal(output.deleted, 1500);
+      assert.deepEqual(await expiredAndLive(db.pool), { expired: 0, live: 500 });
+      const { rows } = await db.pool.query<{ n: number; recent: boolean }>(
+        "SELECT count(*)::int AS n, bool_and(probed_at > now() - interval '1 minute') AS recent FROM session_janitor.latency_probe",
+      );
+      // BASELINE_PROBES probes at least, on the pool's one or two idle connections: a row per backend.
+      assert.ok((rows[0]?.n ?? 0) >= 1 && (rows[0]?.n ?? 0) <= 3, `rows ${rows[0]?.n}`);
+      assert.equal(rows[0]?.recent, true);
+      assert.ok((await heldBackSeconds(ctx, 'purge-expired')) >= 0);
+    } finally {
+      await ctx.pool.end();
+    }
+  });
+
+  test("the probe commits with the server's synchronous_commit, not the lanes' asynchronous one", async () => {
+    const ctx = taskContext(testConfig(db.url));
+    const client = await ctx.pool.connect();
+    try {
+      // A pooled connection as a purge lane leaves it (tasks/connection.ts resets it): the probe's.
+      const { rows } = await client.query<{ synchronous_commit: string }>('SHOW synchronous_commit');
+      assert.equal(rows[0]?.synchronous_commit, 'on');
+      const before = await client.query<{ lsn: string }>('SELECT pg_current_wal_flush_lsn()::text AS lsn');
+      client.release();
+      const ms = await commitLatencyProbe(ctx.pool)();
+      assert.ok(ms >= 0);
+      // The probe wrote WAL and flushed it: the flush position moved.
+      const moved = await db.pool.query<{ moved: boolean }>('SELECT pg_current_wal_flush_lsn() > $1::pg_lsn AS moved', [before.rows[0]?.lsn]);
+      assert.equal(moved.rows[0]?.moved, true);
+    } finally {
+      await ctx.pool.end();
+    }
+  });
+
+  test('commits that slow down hold the purge back: exact deletes, smaller batches, the metric and the run summary say latency', async () => {
+    await reset();
+    await insertBulkSessions(db.pool, 4000, 0.75);
+    const hot = hotAfterBaseline();
+    const ctx = taskContext(testConfig(db.url, { JANITOR_BATCH_SIZE: '1000', JANITOR_BATCH_MIN_SIZE: '100', JANITOR_PURGE_BATCH_MAX_SIZE: '1000' }));
+    const heldBack = new HeldBack(ctx.metrics, 'purge-expired');
+    const rows: number[] = [];
+    try {
+      const output = await purgeExpired(ctx, { heldBack, onBatch: (b) => rows.push(b.rows) }, { latencyProbe: hot.probe });
+      assert.equal(output.deleted, 3000);
+      assert.equal(output.stoppedBy, 'drained');
+      assert.deepEqual(await expiredAndLive(db.pool), { expired: 0, live: 500 + 500 });
+      assert.ok(hot.calls() > BASELINE_PROBES);
+      assert.ok(
+        rows.some((n) => n < 1000),
+        `batches ${rows.join(',')}`,
+      );
+      const summary = heldBack.summary;
+      assert.ok(summary.heldBackBatches > 0);
+      assert.ok((summary.heldBackSeconds.latency ?? 0) > 0, JSON.stringify(summary));
+      assert.deepEqual(Object.keys(summary.heldBackSeconds), ['latency']);
+      assert.ok((await heldBackSeconds(ctx, 'purge-expired')) > 0);
+    } finally {
+      await ctx.pool.end();
+    }
+  });
+
+  test('the real probe, its row locked by another transaction after the baseline: the purge is held back for latency, and still drains', async () => {
+    await reset();
+    await insertBulkSessions(db.pool, 2000, 0.5);
+    const ctx = taskContext(testConfig(db.url, small));
+    const holder = new pg.Client({ connectionString: db.url });
+    await holder.connect();
+    const real = commitLatencyProbe(ctx.pool);
+    let calls = 0;
+    try {
+      const output = await purgeExpired(
+        ctx,
+        {},
+        {
+          latencyProbe: async () => {
+            if (++calls === BASELINE_PROBES + 1) {
+              await holder.query('BEGIN');
+              // Every probe now waits lock_timeout (200 ms) for the table: a commit that slow must hold the purge back.
+              await holder.query('LOCK TABLE session_janitor.latency_probe IN SHARE MODE');
+            }
+            return real();
+          },
+        },
+      );
+      assert.equal(output.deleted, 1000);
+      assert.deepEqual(await expiredAndLive(db.pool), { expired: 0, live: 1000 });
+      assert.ok((await heldBackSeconds(ctx, 'purge-expired')) > 0);
+    } finally {
+      await holder.query('ROLLBACK').catch(() => {});
+      await holder.end();
+      await ctx.pool.end();
+    }
+  });
+
+  test('JANITOR_LATENCY_GUARD=off: no probe, nothing held back, however slow the commits', async () => {
+    await reset();
+    await insertBulkSessions(db.pool, 1000, 0.5);
+    const hot = hotAfterBaseline();
+    const ctx = taskContext(testConfig(db.url, { ...small, JANITOR_LATENCY_GUARD: 'off' }));
+    try {
+      const output = await purgeExpired(ctx, {}, { latencyProbe: hot.probe });
+      assert.equal(output.deleted, 500);
+      assert.equal(hot.calls(), 0);
+      assert.equal(await heldBackSeconds(ctx, 'purge-expired'), 0);
+    } finally {
+      await ctx.pool.end();
+    }
+  });
+
+  test('the reaper is held back the same way, and reaps exactly the idle rows', async () => {
+    await reset();
+    const rows = await insertSessions(db.pool, [
+      ...Array.from({ length: 300 }, () => ({ expiresIn: 86_400, idleFor: 7200 })),
+      ...Array.from({ length: 100 }, () => ({ expiresIn: 86_400, idleFor: 60 })),
+    ]);
+    const hot = hotAfterBaseline();
+    const lines: string[] = [];
+    const sink = new Writable({
+      write(chunk: Buffer, _encoding, done) {
+        lines.push(chunk.toString());
+        done();
+      },
+    });
+    const base = taskContext(
+      testConfig(db.url, { JANITOR_IDLE_TIMEOUT: '1h', JANITOR_BATCH_SIZE: '100', JANITOR_BATCH_MIN_SIZE: '10', JANITOR_BATCH_MAX_SIZE: '100' }),
+    );
+    const ctx = { ...base, log: createLogger('debug', sink) };
+    try {
+      const output = await reapIdle(ctx, {}, { latencyProbe: hot.probe });
+      assert.equal(output.deleted, 300);
+      assert.deepEqual(
+        await remainingIds(db.pool),
+        rows.slice(300).map((r) => r.id),
+      );
+      assert.ok((await heldBackSeconds(ctx, 'reap-idle')) > 0);
+      const line = lines.map((l) => JSON.parse(l) as { msg: string; heldBackBatches?: number }).find((l) => l.msg === 'reap latency guard');
+      assert.ok(line !== undefined && (line.heldBackBatches ?? 0) > 0, lines.join(''));
+    } finally {
+      await ctx.pool.end();
+    }
+  });
+});
