@@ -77,7 +77,7 @@ export async function startWorker(config: Config, log: Logger): Promise<Worker> 
     // borrows a second connection only when one is free at that moment.
     const pool = createPool({
       connectionString: database.connectionString,
-      max: config.purgeConcurrency + config.revokeConcurrency + 3,
+      max: config.purgeConcurrency + config.revokeConcurrency + 4,
       statementTimeoutMs: config.statementTimeoutMs,
       lockTimeoutMs: config.lockTimeoutMs,
       onError: (error) => {

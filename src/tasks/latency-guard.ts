@@ -214,6 +214,8 @@ export interface LatencyGuardDeps {
   readonly onEvent?: (event: LatencyGuardEvent) => void;
   /** Whether the auth service writes: the tracker (kept between runs) and its counter; without them, always. */
   readonly activity?: { readonly tracker: ActivityTracker; readonly read: () => Promise<number | null> };
+  /** Called at the end of finish(), once no probe or hold is left (the I/O side gives its connection back). */
+  readonly onFinish?: () => Promise<void>;
 }
 
 export interface LatencyGuardStats {
@@ -245,6 +247,7 @@ export class LatencyGuard {
   /** The run's signal or the end of the run: what ends the guard's sleeps. */
   readonly #wake: AbortSignal;
   readonly #activity: LatencyGuardDeps['activity'];
+  readonly #onFinish: () => Promise<void>;
   readonly #owed = new Map<number, number>();
   #policy: LatencyPolicy | null = null;
   #probedAt = Number.NEGATIVE_INFINITY;
@@ -265,6 +268,7 @@ export class LatencyGuard {
     this.#signal = signal;
     this.#wake = AbortSignal.any([signal, this.#finishing.signal]);
     this.#activity = deps.activity;
+    this.#onFinish = deps.onFinish ?? (() => Promise.resolve());
   }
 
   get stats(): LatencyGuardStats {
@@ -342,6 +346,7 @@ export class LatencyGuard {
     this.#finishing.abort();
     await this.#probing;
     await this.#hold;
+    await this.#onFinish();
   }
 
   async #check(policy: LatencyPolicy): Promise<void> {

@@ -19,38 +19,104 @@ import { ActivityTracker, LatencyGuard, type LatencyGuardEvent } from './latency
 
 export type LatencyProbe = () => Promise<number>;
 
-/** One probe: the milliseconds of the tiny synchronous write (db/sql/latency-guard.ts). */
-export function commitLatencyProbe(pool: pg.Pool): LatencyProbe {
-  return async () => {
+/** Where the probe and the write counter run: a connection lent for each statement. */
+export interface ProbeConnection {
+  use<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T>;
+}
+
+/**
+ * One run's connection for its guard: taken at the guard's first statement (start(), before any lane
+ * takes its own) and kept until the run ends (release()). Taken from the pool for each probe instead,
+ * it deadlocked a full pool: lanes that hold their connections wait for the guard, whose probe waits
+ * for a connection, until the pool's connect timeout fails a lane (the matrix's property test, two
+ * purges of 3 lanes on one pool of 5: "timeout exceeded when trying to connect"). A connection that
+ * fails (other than the probe's timeouts, which it handles) is discarded; the next use takes another.
+ */
+export class RunProbeConnection implements ProbeConnection {
+  readonly #pool: pg.Pool;
+  #client: Promise<pg.PoolClient> | null = null;
+  // pg-pool drops its own 'error' listener while a client is checked out (tasks/connection.ts).
+  readonly #onError = () => {};
+
+  constructor(pool: pg.Pool) {
+    this.#pool = pool;
+  }
+
+  async use<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    this.#client ??= this.#pool.connect().then((client) => client.on('error', this.#onError));
+    const pending = this.#client;
+    const client = await pending.catch((error: unknown) => {
+      if (this.#client === pending) this.#client = null;
+      throw error;
+    });
+    try {
+      return await fn(client);
+    } catch (error) {
+      if (this.#client === pending) this.#client = null;
+      client.release(error instanceof Error ? error : new Error(String(error)));
+      throw error;
+    }
+  }
+
+  /** Gives the connection back to the pool; the run's guard is done with it. */
+  async release(): Promise<void> {
+    const pending = this.#client;
+    this.#client = null;
+    const client = await pending?.catch(() => null);
+    if (!client) return;
+    client.off('error', this.#onError);
+    client.release();
+  }
+}
+
+/** A connection from the pool for each statement (the benchmark's and the tests' probes outside a run). */
+const perStatement = (pool: pg.Pool): ProbeConnection => ({
+  use: async (fn) => {
     const client = await pool.connect();
-    // pg-pool drops its own 'error' listener while a client is checked out (tasks/connection.ts).
     const onError = () => {};
     client.on('error', onError);
     let broken: Error | undefined;
-    const started = performance.now();
     try {
-      await client.query(latencyProbe);
-      return performance.now() - started;
+      return await fn(client);
     } catch (error) {
-      // A probe that ran into lock_timeout or statement_timeout took at least that long: a commit
-      // is that slow now, or something holds the probe's row; either way, hold back.
-      const state = sqlState(error);
-      if (state === SQLSTATE.queryCanceled || state === SQLSTATE.lockNotAvailable) return performance.now() - started;
       broken = error instanceof Error ? error : new Error(String(error));
       throw error;
     } finally {
       if (broken === undefined) client.off('error', onError);
       client.release(broken);
     }
-  };
+  },
+});
+
+const connectionOf = (source: pg.Pool | ProbeConnection): ProbeConnection => ('use' in source ? source : perStatement(source));
+
+/** One probe: the milliseconds of the tiny synchronous write (db/sql/latency-guard.ts). */
+export function commitLatencyProbe(source: pg.Pool | ProbeConnection): LatencyProbe {
+  const connection = connectionOf(source);
+  return () =>
+    connection.use(async (client) => {
+      const started = performance.now();
+      try {
+        await client.query(latencyProbe);
+        return performance.now() - started;
+      } catch (error) {
+        // A probe that ran into lock_timeout or statement_timeout took at least that long: a commit
+        // is that slow now, or something holds the probe's row; either way, hold back.
+        const state = sqlState(error);
+        if (state === SQLSTATE.queryCanceled || state === SQLSTATE.lockNotAvailable) return performance.now() - started;
+        throw error;
+      }
+    });
 }
 
 /** The auth service's writes to the sessions table so far (db/sql/latency-guard.ts), or null. */
-export function sessionWriteCounter({ pool, config }: TaskContext): () => Promise<number | null> {
-  return async () => {
-    const { rows } = await pool.query<{ writes: number | null }>({ ...sessionWrites, values: [qualified(config.sessionTable)] });
-    return rows[0]?.writes ?? null;
-  };
+export function sessionWriteCounter({ pool, config }: TaskContext, source: pg.Pool | ProbeConnection = pool): () => Promise<number | null> {
+  const connection = connectionOf(source);
+  return () =>
+    connection.use(async (client) => {
+      const { rows } = await client.query<{ writes: number | null }>({ ...sessionWrites, values: [qualified(config.sessionTable)] });
+      return rows[0]?.writes ?? null;
+    });
 }
 
 /** One tracker per pool (one per worker process): a run starts with what the runs before it read. */
@@ -73,27 +139,28 @@ export async function primeActivity(ctx: TaskContext): Promise<void> {
   activityTracker(ctx.pool).observe(performance.now(), await sessionWriteCounter(ctx)().catch(() => null));
 }
 
-/** The run's latency guard, or null with JANITOR_LATENCY_GUARD=off. Call start() before the first batch. */
+/**
+ * The run's latency guard, or null with JANITOR_LATENCY_GUARD=off. Call start() before the first
+ * batch, and finish() when the lanes are done: it gives the guard's connection back.
+ */
 export function createLatencyGuard(
   ctx: TaskContext,
   task: ScheduledTaskName,
   heldBack: HeldBack,
   signal: AbortSignal,
-  probe: LatencyProbe = commitLatencyProbe(ctx.pool),
-  activity: { readonly tracker: ActivityTracker; readonly read: () => Promise<number | null> } = {
-    tracker: activityTracker(ctx.pool),
-    read: sessionWriteCounter(ctx),
-  },
+  probe?: LatencyProbe,
 ): LatencyGuard | null {
   const factor = ctx.config.latencyGuardFactor;
   if (factor === null) return null;
+  const connection = new RunProbeConnection(ctx.pool);
   return new LatencyGuard(
     { factor },
     {
-      probe,
-      activity,
+      probe: probe ?? commitLatencyProbe(connection),
+      activity: { tracker: activityTracker(ctx.pool), read: sessionWriteCounter(ctx, connection) },
       onHeldBack: (ms, lane) => heldBack.wait('latency', ms, lane),
       onEvent: (event) => logGuardEvent(ctx, task, event),
+      onFinish: () => connection.release(),
     },
     signal,
   );

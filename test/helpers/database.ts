@@ -86,12 +86,12 @@ export function testConfig(url: string, env: Record<string, string> = {}): Confi
 export const silentLogger = (): Logger => createLogger('silent');
 
 /** A task context on its own pool (with the worker's timeouts); close it with ctx.pool.end(). */
-export function taskContext(config: Config): TaskContext {
+export function taskContext(config: Config, max = config.purgeConcurrency + 2): TaskContext {
   const url = config.databaseUrl;
   if (url === undefined) throw new Error('a test config always has a DATABASE_URL');
   const pool = createPool({
     connectionString: url,
-    max: config.purgeConcurrency + 2,
+    max,
     statementTimeoutMs: config.statementTimeoutMs,
     lockTimeoutMs: config.lockTimeoutMs,
   });
