@@ -14,7 +14,9 @@
  *   - deploy/roles: sql/roles.sql's least privilege, and privileges changed between majors (the
  *     public schema's CREATE from 15, role membership and CREATEROLE from 16);
  *   - migrations: pg-boss's schema and ours are created on each major;
- *   - faults: a worker killed mid-purge: the server rolls back its open batch, the next run goes on.
+ *   - faults: a worker killed mid-purge: the server rolls back its open batch, the next run goes on;
+ *   - tasks/latency-guard: the guard's probe commits and its write counter reads the cumulative
+ *     statistics, which PostgreSQL 13 and 14 keep in the statistics collector, 15 on in memory.
  * The others test the worker's Node side (config, CLI, HTTP, logs, metrics, images, monitoring) or
  * pg-boss's queue API over the same tables; they gain nothing from a second major but minutes.
  */
@@ -31,6 +33,7 @@ const SUITES = [
   'test/deploy/roles.test.ts',
   'test/migrations.test.ts',
   'test/faults.test.ts',
+  'test/tasks/latency-guard.test.ts',
 ];
 
 const asked = process.argv.slice(2);
