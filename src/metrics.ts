@@ -118,6 +118,12 @@ export function createMetrics() {
       labelNames: ['kind'] as const,
       registers,
     }),
+    stalledRuns: new Counter({
+      name: 'session_janitor_stalled_runs_total',
+      help: 'Purge or reap runs that deleted nothing while rows were left to delete (held by other transactions, or a time budget too short for one batch), by task. Several in a row: a run cannot progress; read the logs.',
+      labelNames: ['task'] as const,
+      registers,
+    }),
     heldBack: new Counter({
       name: 'session_janitor_held_back_seconds_total',
       help: 'Seconds a purge or reap waited between batches instead of deleting, by task and reason: latency (the latency guard saw the commits of others slow down, JANITOR_LATENCY_GUARD), duty-cycle, wal-rate, replica-lag, vacuum (the purge throttle). Summed over the purge lanes. Beside the deletion rate it says why the rate fell.',
@@ -142,6 +148,7 @@ function startAtZero(metrics: Metrics): void {
   for (const reason of DELETE_REASONS) metrics.sessionsDeleted.inc({ reason }, 0);
   for (const kind of ERROR_KINDS) metrics.errors.inc({ kind }, 0);
   for (const task of TASKS) metrics.batchDuration.zero({ task });
+  for (const { task } of SCHEDULED_TASKS) metrics.stalledRuns.inc({ task }, 0);
   for (const { task, reasons } of HELD_BACK_SERIES) for (const reason of reasons) metrics.heldBack.inc({ task, reason }, 0);
   for (const { queue, outcomes } of JOB_SERIES) {
     metrics.jobDuration.zero({ queue });

@@ -26,16 +26,26 @@ import {
   purgeCandidates,
   purgeIds,
   purgeSliceBoundaries,
+  purgeTie,
+  purgeTieBound,
+  purgeTieCandidates,
+  purgeTieExceptHeld,
   purgeWalPosition,
+  FIRST_TID,
+  LAST_TID,
+  tieSlack,
   type BoundRow,
+  type TieBoundRow,
 } from '../db/sql/purge-expired.ts';
+import type { Statement } from '../db/sql/identifiers.ts';
 import { throttleProbe, type ProbeRow } from '../db/sql/throttle.ts';
 import { AdaptiveBatchSize, RunBudget, shrinkOnTimeout, type RunOptions, type RunOutput, type StoppedBy } from './batching.ts';
 import { withConnection } from './connection.ts';
 import type { TaskContext } from './context.ts';
 import { HeldBack } from './held-back.ts';
-import { aroundHeldRows, deleteInHalves, type SessionId } from './held-rows.ts';
+import { aroundHeldRows, deleteInHalves, HeldRows, type LockWaits, type SessionId } from './held-rows.ts';
 import { createLatencyGuard, type LatencyProbe } from './latency-probe.ts';
+import { reportStall } from './stall.ts';
 import { isOff, Throttle, type Brake, type DatabaseState, type ThrottleEvent, type ThrottleSettings } from './throttle.ts';
 
 const SLICES_PER_LANE = 4;
@@ -45,10 +55,19 @@ interface Slice {
   readonly to: string;
 }
 
+/**
+ * Where a lane stands in its slice: every row before `at` is done; of the rows on `at`, none, all,
+ * or those up to a ctid (a tie too large for one batch, walked by itself: db/sql/purge-expired.ts).
+ */
+interface Cursor {
+  readonly at: string;
+  readonly taken: 'none' | 'all' | { readonly tid: string };
+}
+
 interface BatchResult {
   readonly deleted: number;
   /** null: fewer rows than the batch size were left in the slice, so the slice is done. */
-  readonly bound: string | null;
+  readonly next: Cursor | null;
   /** WAL positions around the delete (bytes since 0/0); NaN when not read. */
   readonly walStart: number;
   readonly walEnd: number;
@@ -67,6 +86,7 @@ export async function purgeExpired(ctx: TaskContext, options: RunOptions = {}, d
   if (options.dryRun) return { deleted: 0, batches: 0, stoppedBy: 'drained', wouldDelete: await countPurgeableSessions(ctx) };
 
   const budget = new RunBudget(config.maxRunSeconds, config.maxRunRows, options.signal);
+  const held = new HeldRows(() => budget.msLeft, config.lockTimeoutMs);
   const slices = await planSlices(ctx, config.purgeConcurrency === 1 ? 1 : config.purgeConcurrency * SLICES_PER_LANE);
   // A failing lane stops the others at their next batch, then the run rethrows its error.
   const failed = new AbortController();
@@ -98,31 +118,77 @@ export async function purgeExpired(ctx: TaskContext, options: RunOptions = {}, d
   let batches = 0;
   let stoppedBy: StoppedBy | null = null;
 
-  const runBatch = async (client: pg.PoolClient, slice: Slice, lower: string, lowerInclusive: boolean, size: number): Promise<BatchResult> => {
+  /** Deletes with one of the statement triples (range or tie) around held rows: see tasks/held-rows.ts. */
+  const deleteAround = (client: pg.PoolClient, waits: LockWaits, fast: Statement, exceptHeld: Statement, candidates: Statement, values: unknown[]) =>
+    aroundHeldRows(
+      ctx,
+      async (skipHeld) => (await client.query({ ...(skipHeld ? exceptHeld : fast), values })).rowCount ?? 0,
+      async () => {
+        const { rows: ids } = await client.query<{ id: SessionId }>({ ...candidates, values });
+        return deleteInHalves(
+          ctx,
+          ids.map((r) => r.id),
+          async (part) => (await client.query({ ...purgeIds(table), values: [part, grace] })).rowCount ?? 0,
+          held,
+          waits,
+        );
+      },
+      waits,
+    );
+
+  const walAfter = async (client: pg.PoolClient) =>
+    measureWal ? ((await client.query<{ wal: number }>(purgeWalPosition)).rows[0]?.wal ?? Number.NaN) : Number.NaN;
+
+  /** The next `size` rows of the tie on `at` after the ctid `after`. */
+  const tieBatch = async (client: pg.PoolClient, waits: LockWaits, at: string, after: string, size: number): Promise<BatchResult> => {
+    const { rows } = await client.query<TieBoundRow>({ ...purgeTieBound(table), values: [at, after, grace, size] });
+    const tid = rows[0]?.tid ?? null;
+    const deleted = await deleteAround(client, waits, purgeTie(table), purgeTieExceptHeld(table), purgeTieCandidates(table), [
+      at,
+      after,
+      grace,
+      tid ?? LAST_TID,
+    ]);
+    return { deleted, next: { at, taken: tid === null ? 'all' : { tid } }, walStart: rows[0]?.wal ?? Number.NaN, walEnd: await walAfter(client) };
+  };
+
+  const runBatch = async (client: pg.PoolClient, waits: LockWaits, slice: Slice, cursor: Cursor, size: number): Promise<BatchResult> => {
     const started = performance.now();
     try {
-      const { rows } = await client.query<BoundRow>({ ...purgeBound(table, lowerInclusive), values: [lower, slice.to, grace, size] });
-      const bound = rows[0]?.bound ?? null;
-      if (bound !== null && rows[0]?.advances !== true) {
+      if (typeof cursor.taken === 'object') return await tieBatch(client, waits, cursor.at, cursor.taken.tid, size);
+      const lowerInclusive = cursor.taken === 'none';
+      const { rows } = await client.query<BoundRow>({ ...purgeBound(table, lowerInclusive), values: [cursor.at, slice.to, grace, size, tieSlack(size) + 1] });
+      const row = rows[0];
+      const bound = row?.bound ?? null;
+      if (bound !== null && row?.advances !== true) {
         // Deleting up to a bound that is not after the cursor deletes nothing and leaves the
         // cursor where it was: every later batch would do the same until the time budget ends.
-        throw new Error(`purge made no progress: its bound ${bound} is not after its cursor ${lower}; no batch would delete a row`);
+        throw new Error(`purge made no progress: its bound ${bound} is not after its cursor ${cursor.at}; no batch would delete a row`);
       }
-      const values = [lower, slice.to, grace, bound ?? 'infinity'];
-      const deletedRows = await aroundHeldRows(
-        ctx,
-        async (exceptHeld) => (await client.query({ ...(exceptHeld ? purgeBatchExceptHeld : purgeBatch)(table, lowerInclusive), values })).rowCount ?? 0,
-        async () => {
-          const { rows: ids } = await client.query<{ id: SessionId }>({ ...purgeCandidates(table, lowerInclusive), values });
-          return deleteInHalves(
-            ctx,
-            ids.map((r) => r.id),
-            async (part) => (await client.query({ ...purgeIds(table), values: [part, grace] })).rowCount ?? 0,
-          );
-        },
+      // A tie on the bound larger than the slack: the rows before it now, the tie by itself next.
+      if (bound !== null && row?.tied === true) {
+        if (row.at_cursor === true) return await tieBatch(client, waits, bound, FIRST_TID, size);
+        const values = [cursor.at, slice.to, grace, bound];
+        const deleted = await deleteAround(
+          client,
+          waits,
+          purgeBatch(table, lowerInclusive, false),
+          purgeBatchExceptHeld(table, lowerInclusive, false),
+          purgeCandidates(table, lowerInclusive, false),
+          values,
+        );
+        return { deleted, next: { at: bound, taken: 'none' }, walStart: row.wal, walEnd: await walAfter(client) };
+      }
+      const values = [cursor.at, slice.to, grace, bound ?? 'infinity'];
+      const deleted = await deleteAround(
+        client,
+        waits,
+        purgeBatch(table, lowerInclusive),
+        purgeBatchExceptHeld(table, lowerInclusive),
+        purgeCandidates(table, lowerInclusive),
+        values,
       );
-      const walEnd = measureWal ? ((await client.query<{ wal: number }>(purgeWalPosition)).rows[0]?.wal ?? Number.NaN) : Number.NaN;
-      return { deleted: deletedRows, bound, walStart: rows[0]?.wal ?? Number.NaN, walEnd };
+      return { deleted, next: bound === null ? null : { at: bound, taken: 'all' }, walStart: row?.wal ?? Number.NaN, walEnd: await walAfter(client) };
     } finally {
       metrics.batchDuration.observe({ task: 'purge-expired' }, (performance.now() - started) / 1000);
     }
@@ -133,9 +199,9 @@ export async function purgeExpired(ctx: TaskContext, options: RunOptions = {}, d
 
   const drain = async (laneId: number, client: pg.PoolClient) => {
     const size = new AdaptiveBatchSize(config.batchSize, config.batchMinSize, config.purgeBatchMaxSize, config.batchTargetMs);
+    const waits: LockWaits = { ms: 0 };
     for (let slice = slices.shift(); slice !== undefined; slice = slices.shift()) {
-      let lower = slice.from;
-      let lowerInclusive = true;
+      let cursor: Cursor = { at: slice.from, taken: 'none' };
       for (;;) {
         let stop = stopReason();
         if (stop === null && throttle !== null && !(await throttle.beforeBatch(laneId, wake))) {
@@ -151,25 +217,26 @@ export async function purgeExpired(ctx: TaskContext, options: RunOptions = {}, d
         const limit = guard === null ? unguarded : guard.batchRows(unguarded, Math.min(unguarded, config.batchMinSize));
         heldBack.batch(laneId, limit < unguarded);
         const started = performance.now();
+        const waitedBefore = waits.ms;
         let result: BatchResult;
         try {
-          result = await runBatch(client, slice, lower, lowerInclusive, limit);
+          result = await runBatch(client, waits, slice, cursor, limit);
         } catch (error) {
           if (shrinkOnTimeout(error, size, metrics)) continue;
           throw error;
         }
         const durationMs = performance.now() - started;
-        size.record(result.deleted, durationMs);
-        throttle?.afterBatch(laneId, durationMs, result.walStart, result.walEnd);
-        guard?.afterBatch(laneId, durationMs);
+        const workMs = Math.max(0, durationMs - (waits.ms - waitedBefore));
+        size.record(result.deleted, workMs);
+        throttle?.afterBatch(laneId, workMs, result.walStart, result.walEnd);
+        guard?.afterBatch(laneId, workMs);
         deleted += result.deleted;
         batches += 1;
         metrics.sessionsDeleted.inc({ reason: 'expired' }, result.deleted);
         options.onBatch?.({ rows: result.deleted, durationMs });
         options.onProgress?.({ deleted, batches, elapsedMs: budget.elapsedMs });
-        if (result.bound === null) break;
-        lower = result.bound;
-        lowerInclusive = false;
+        if (result.next === null) break;
+        cursor = result.next;
       }
     }
   };
@@ -198,7 +265,9 @@ export async function purgeExpired(ctx: TaskContext, options: RunOptions = {}, d
   if (guard !== null) ctx.log.debug({ ...guard.stats, ...heldBack.summary }, 'purge latency guard');
   const failure = results.find((r) => r.status === 'rejected');
   if (failure) throw failure.reason;
-  return { deleted, batches, stoppedBy: stoppedBy ?? 'drained' };
+  const output: RunOutput = { deleted, batches, stoppedBy: stoppedBy ?? 'drained' };
+  reportStall(ctx, 'purge-expired', output, held);
+  return output;
 }
 
 const UNKNOWN: DatabaseState = { replicaLagSeconds: null, vacuumRunning: null };

@@ -44,9 +44,10 @@ import { AdaptiveBatchSize, RunBudget, shrinkOnTimeout, type RunOptions, type Ru
 import { withConnection } from './connection.ts';
 import type { TaskContext } from './context.ts';
 import { HeldBack } from './held-back.ts';
-import { aroundHeldRows, deleteInHalves, type SessionId } from './held-rows.ts';
+import { aroundHeldRows, deleteInHalves, HeldRows, type LockWaits, type SessionId } from './held-rows.ts';
 import type { LatencyGuard } from './latency-guard.ts';
 import { createLatencyGuard, type LatencyProbe } from './latency-probe.ts';
+import { reportStall } from './stall.ts';
 
 export type ReapStrategy = { readonly kind: 'range' } | { readonly kind: 'index'; readonly index: string };
 
@@ -61,6 +62,10 @@ export interface ReapDeps {
 interface Brakes {
   readonly guard: LatencyGuard | null;
   readonly heldBack: HeldBack;
+  /** The by-id fallback's share of the budget, and the ids it left (tasks/held-rows.ts). */
+  readonly held: HeldRows;
+  /** Time spent waiting on held rows: not batch work (tasks/held-rows.ts). */
+  readonly waits: LockWaits;
 }
 
 export async function reapIdle(ctx: TaskContext, options: RunOptions = {}, deps: ReapDeps = {}): Promise<ReapOutput> {
@@ -74,13 +79,15 @@ export async function reapIdle(ctx: TaskContext, options: RunOptions = {}, deps:
   const wake = AbortSignal.any([AbortSignal.timeout(Math.max(1, Math.ceil(ctx.config.maxRunSeconds * 1000))), ...(options.signal ? [options.signal] : [])]);
   const guard = createLatencyGuard(ctx, 'reap-idle', heldBack, wake, deps.latencyProbe);
   await guard?.start();
-  const brakes: Brakes = { guard, heldBack };
+  const brakes: Brakes = { guard, heldBack, held: new HeldRows(() => budget.msLeft, ctx.config.lockTimeoutMs), waits: { ms: 0 } };
   try {
-    return await withConnection(ctx, (client) =>
+    const output = await withConnection(ctx, (client) =>
       strategy.kind === 'index'
         ? reapWithIndex(ctx, client, idleSeconds, budget, options, brakes)
         : walkRanges(ctx, client, idleSeconds, budget, options, brakes),
     );
+    reportStall(ctx, 'reap-idle', output, brakes.held);
+    return output;
   } finally {
     await guard?.finish();
     if (guard !== null) ctx.log.debug({ ...guard.stats, ...heldBack.summary }, 'reap latency guard');
@@ -103,9 +110,9 @@ async function guardedSize({ guard, heldBack }: Brakes, unguarded: number, min: 
 }
 
 /** The idle rows among `ids`, in halves around held rows (tasks/held-rows.ts). */
-function reapByIds(ctx: TaskContext, client: pg.PoolClient, idleSeconds: number, ids: readonly SessionId[]): Promise<number> {
+function reapByIds(ctx: TaskContext, client: pg.PoolClient, idleSeconds: number, ids: readonly SessionId[], { held, waits }: Brakes): Promise<number> {
   const statement = reapIds(ctx.config.sessionTable);
-  return deleteInHalves(ctx, ids, async (part) => (await client.query({ ...statement, values: [part, idleSeconds] })).rowCount ?? 0);
+  return deleteInHalves(ctx, ids, async (part) => (await client.query({ ...statement, values: [part, idleSeconds] })).rowCount ?? 0, held, waits);
 }
 
 async function walkRanges(
@@ -142,10 +149,12 @@ async function walkRanges(
             client,
             idleSeconds,
             rows.map((r) => r.id),
+            brakes,
           );
           await client.query({ ...reapMovePosition(table), values: [key, position.pass, from, to, uncounted] });
           return rangeDeleted;
         },
+        brakes.waits,
       );
     } finally {
       metrics.batchDuration.observe({ task: 'reap-idle' }, (performance.now() - started) / 1000);
@@ -179,6 +188,7 @@ async function walkRanges(
     const from = position.lastId;
     const to = Math.min(from + width, position.endId);
     const started = performance.now();
+    const waitedBefore = brakes.waits.ms;
     let rangeDeleted: number;
     try {
       rangeDeleted = await runRange(from, to);
@@ -187,8 +197,9 @@ async function walkRanges(
       throw error;
     }
     const durationMs = performance.now() - started;
-    size.record(to - from, durationMs);
-    brakes.guard?.afterBatch(0, durationMs);
+    const workMs = Math.max(0, durationMs - (brakes.waits.ms - waitedBefore));
+    size.record(to - from, workMs);
+    brakes.guard?.afterBatch(0, workMs);
     options.onBatch?.({ rows: rangeDeleted, durationMs });
     deleted += rangeDeleted;
     batches += 1;
@@ -243,11 +254,13 @@ async function reapWithIndex(
           client,
           idleSeconds,
           rows.map((r) => r.id),
+          brakes,
         );
         // Nothing deleted from a full batch: every row from the cursor on is held; the run stops here
         // rather than read the same rows again.
         return { deleted, cursor: rows.length < limit || deleted === 0 ? null : (rows.at(-1)?.cursor ?? null) };
       },
+      brakes.waits,
     );
   let deleted = 0;
   let batches = 0;
@@ -257,6 +270,7 @@ async function reapWithIndex(
     const limit = await guardedSize(brakes, Math.max(1, Math.min(size.size, budget.rowsLeft(deleted))), config.batchMinSize);
     if (limit === null) return { deleted, batches, stoppedBy: budget.stopReason(deleted) ?? 'time-budget' };
     const started = performance.now();
+    const waitedBefore = brakes.waits.ms;
     let result: { deleted: number; cursor: string | null };
     try {
       result = await reapBatchThroughIndex(limit);
@@ -267,8 +281,9 @@ async function reapWithIndex(
       metrics.batchDuration.observe({ task: 'reap-idle' }, (performance.now() - started) / 1000);
     }
     const durationMs = performance.now() - started;
-    size.record(result.deleted, durationMs);
-    brakes.guard?.afterBatch(0, durationMs);
+    const workMs = Math.max(0, durationMs - (brakes.waits.ms - waitedBefore));
+    size.record(result.deleted, workMs);
+    brakes.guard?.afterBatch(0, workMs);
     options.onBatch?.({ rows: result.deleted, durationMs });
     deleted += result.deleted;
     batches += 1;
