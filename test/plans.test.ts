@@ -152,12 +152,12 @@ describe('plans', () => {
         { statement: reapIds(TABLE), values: [ids, HOUR], indexes: pkey },
         {
           statement: revokeByUsers(TABLE),
-          values: [users.map((r) => r.user_id), null, null],
+          values: [users.map((r) => r.user_id), null, null, RANGE_IDS],
           indexes: ['refresh_session_pkey', 'refresh_session_user_id_idx'],
         },
         {
           statement: revokeByUsers(TABLE),
-          values: [[first.user_id], first.jti, now],
+          values: [[first.user_id], first.jti, now, RANGE_IDS],
           indexes: ['refresh_session_pkey', 'refresh_session_user_id_idx'],
         },
         { statement: revokeByJtis(TABLE), values: [some.map((r) => r.jti)], indexes: ['refresh_session_jti_key', 'refresh_session_pkey'] },
