@@ -12,8 +12,8 @@ import { QUEUES, SCHEDULED_TASKS, type ScheduledTaskName } from './queues.ts';
 export type Task = ScheduledTaskName | 'revoke';
 export const TASKS: readonly Task[] = [...SCHEDULED_TASKS.map((t) => t.task), 'revoke'];
 
-export const DELETE_REASONS = ['expired', 'idle', 'revoked'] as const;
-export type DeleteReason = (typeof DELETE_REASONS)[number];
+export type DeleteReason = (typeof SCHEDULED_TASKS)[number]['reason'] | 'revoked';
+export const DELETE_REASONS: readonly DeleteReason[] = [...SCHEDULED_TASKS.map((t) => t.reason), 'revoked'];
 
 export const JOB_OUTCOMES = ['completed', 'failed', 'rejected'] as const;
 export type JobOutcome = (typeof JOB_OUTCOMES)[number];
@@ -29,11 +29,11 @@ export type ErrorKind = (typeof ERROR_KINDS)[number];
 export const HELD_BACK_REASONS = ['latency', 'duty-cycle', 'wal-rate', 'replica-lag', 'vacuum'] as const;
 export type HeldBackReason = (typeof HELD_BACK_REASONS)[number];
 
-/** The reasons each task can be held back for: the throttle is the purge's only; both have the guard. */
-const HELD_BACK_SERIES: ReadonlyArray<{ task: ScheduledTaskName; reasons: readonly HeldBackReason[] }> = [
-  { task: 'purge-expired', reasons: HELD_BACK_REASONS },
-  { task: 'reap-idle', reasons: ['latency'] },
-];
+/** The reasons each task can be held back for: the throttle's only where it applies; every task has the guard. */
+const HELD_BACK_SERIES: ReadonlyArray<{ task: ScheduledTaskName; reasons: readonly HeldBackReason[] }> = SCHEDULED_TASKS.map(({ task, throttled }) => ({
+  task,
+  reasons: throttled ? HELD_BACK_REASONS : ['latency'],
+}));
 
 /**
  * Batches aim at a few tens of milliseconds (JANITOR_BATCH_TARGET_MS); the buckets are dense there

@@ -18,8 +18,7 @@
  * (after a statement timeout) starts where the failed one did.
  */
 import type pg from 'pg';
-import type { DeleteReason } from '../metrics.ts';
-import type { ScheduledTaskName } from '../queues.ts';
+import { scheduledTask, type ScheduledTaskName } from '../queues.ts';
 import { AdaptiveBatchSize, RunBudget, shrinkOnTimeout, type RunOptions, type RunOutput, type StoppedBy } from './batching.ts';
 import { createBrakes, type BrakeDeps } from './brakes.ts';
 import { withConnection } from './connection.ts';
@@ -57,12 +56,9 @@ export interface Lane {
   readonly fractionAtStart?: number;
 }
 
+/** A run of a scheduled task: its reason, brakes and lanes are its descriptor's (queues.ts SCHEDULED_TASKS). */
 export interface BatchTask {
   readonly task: ScheduledTaskName;
-  readonly reason: DeleteReason;
-  /** Whether the throttle (JANITOR_PURGE_DUTY_CYCLE, ...) applies; the latency guard always does. */
-  readonly throttled: boolean;
-  readonly lanes: number;
   /** The adaptive size's upper bound (rows or ids a batch). */
   readonly maxSize: number;
   /** Opens lane `laneId` on its connection (or null: nothing to do on it). */
@@ -71,6 +67,7 @@ export interface BatchTask {
 
 export async function runBatches(ctx: TaskContext, spec: BatchTask, options: RunOptions = {}, deps: BrakeDeps = {}): Promise<RunOutput> {
   const { config, metrics } = ctx;
+  const { reason, throttled, lanes } = scheduledTask(spec.task);
   const budget = new RunBudget(config.maxRunSeconds, config.maxRunRows, options.signal);
   const held = new HeldRows(() => budget.msLeft, config.lockTimeoutMs);
   const heldBack = options.heldBack ?? new HeldBack(metrics, spec.task);
@@ -78,7 +75,7 @@ export async function runBatches(ctx: TaskContext, spec: BatchTask, options: Run
   const clients: Array<pg.PoolClient | undefined> = [];
   // Ends a brake's sleep or pause early: shutdown, a failed lane, or the end of the time budget.
   const wake = AbortSignal.any([failed.signal, AbortSignal.timeout(Math.max(1, Math.ceil(budget.msLeft))), ...(options.signal ? [options.signal] : [])]);
-  const brakes = createBrakes(ctx, spec.task, spec.throttled, heldBack, wake, (lane) => clients[lane], deps);
+  const brakes = createBrakes(ctx, spec.task, throttled, heldBack, wake, (lane) => clients[lane], deps);
   await brakes.start();
   let deleted = 0;
   let batches = 0;
@@ -116,7 +113,7 @@ export async function runBatches(ctx: TaskContext, spec: BatchTask, options: Run
       brakes.afterBatch(laneId, workMs, step.walStart ?? Number.NaN, step.walEnd ?? Number.NaN);
       deleted += step.deleted;
       batches += 1;
-      metrics.sessionsDeleted.inc({ reason: spec.reason }, step.deleted);
+      metrics.sessionsDeleted.inc({ reason }, step.deleted);
       options.onBatch?.({ rows: step.deleted, durationMs });
       options.onProgress?.({
         deleted,
@@ -143,7 +140,7 @@ export async function runBatches(ctx: TaskContext, spec: BatchTask, options: Run
     });
 
   const results = await Promise.allSettled(
-    Array.from({ length: spec.lanes }, (_, laneId) =>
+    Array.from({ length: lanes(config) }, (_, laneId) =>
       runLane(laneId).catch((error: unknown) => {
         failed.abort();
         throw error;

@@ -80,9 +80,6 @@ export async function purgeExpired(ctx: TaskContext, options: RunOptions = {}, d
     ctx,
     {
       task: 'purge-expired',
-      reason: 'expired',
-      throttled: true,
-      lanes: config.purgeConcurrency,
       maxSize: config.purgeBatchMaxSize,
       openLane: (_laneId, client) => Promise.resolve(purgeLane(ctx, client, slices)),
     },

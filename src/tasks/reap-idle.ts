@@ -64,9 +64,6 @@ export async function reapIdle(ctx: TaskContext, options: RunOptions = {}, deps:
     ctx,
     {
       task: 'reap-idle',
-      reason: 'idle',
-      throttled: false,
-      lanes: 1,
       maxSize: ctx.config.batchMaxSize,
       openLane: (_laneId: number, client: pg.PoolClient) =>
         strategy.kind === 'index' ? Promise.resolve(indexLane(ctx, client, idleSeconds)) : rangeLane(ctx, client, idleSeconds),
