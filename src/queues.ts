@@ -14,8 +14,6 @@ export const QUEUES = {
 
 export type QueueName = (typeof QUEUES)[keyof typeof QUEUES];
 
-export const ALL_QUEUES: readonly QueueName[] = [QUEUES.purgeExpired, QUEUES.reapIdle, QUEUES.revoke, QUEUES.deadLetter];
-
 /**
  * The scheduled tasks, the one list that says which is which: the queue its runs go to, the `task`
  * label of its metrics (batch duration, last success, held back, stalled runs), the `reason` label
@@ -45,6 +43,8 @@ export const SCHEDULED_TASKS = [
 ] as const;
 
 export type ScheduledTaskName = (typeof SCHEDULED_TASKS)[number]['task'];
+
+export const ALL_QUEUES: readonly QueueName[] = [...SCHEDULED_TASKS.map((t) => t.queue), QUEUES.revoke, QUEUES.deadLetter];
 
 /** The descriptor of a scheduled task. */
 export function scheduledTask(task: ScheduledTaskName): (typeof SCHEDULED_TASKS)[number] {
@@ -122,8 +122,7 @@ export function queueDefinitions(config: Config): Array<Queue & { name: QueueNam
     // The dead-letter queue must exist before the queues that name it. Its jobs are for humans:
     // keep them a month, never retry them.
     { name: QUEUES.deadLetter, policy: 'standard', retentionSeconds: 30 * 86400, deleteAfterSeconds: 30 * 86400, retryLimit: 0 },
-    { name: QUEUES.purgeExpired, ...scheduled },
-    { name: QUEUES.reapIdle, ...scheduled },
+    ...SCHEDULED_TASKS.map(({ queue }) => ({ name: queue, ...scheduled })),
     {
       name: QUEUES.revoke,
       policy: 'standard',

@@ -13,16 +13,13 @@ import { after, before, describe, test } from 'node:test';
 import type { Statement } from '../src/db/sql/identifiers.ts';
 import {
   FIRST_TID,
-  LAST_TID,
   purgeBatch,
   purgeBatchExceptHeld,
   purgeBound,
   purgeCandidates,
   purgeIds,
-  purgeTie,
-  purgeTieBound,
-  purgeTieCandidates,
-  purgeTieExceptHeld,
+  purgeIdsExceptHeld,
+  purgeTieIds,
   tieSlack,
 } from '../src/db/sql/purge-expired.ts';
 import { positionKey, reapIds, reapRange, reapRangeCandidates, reapRangeExceptHeld, startPass } from '../src/db/sql/reap-idle.ts';
@@ -134,13 +131,11 @@ describe('plans', () => {
             { statement: purgeCandidates(TABLE, from, upTo), values: ['-infinity', 'infinity', 0, upTo ? bound : tie.at], indexes: expires },
           ]),
         ]),
-        // The tie walked by itself: the instant's entries of the expires_at index, in heap order.
-        { statement: purgeTieBound(TABLE), values: [tie.at, FIRST_TID, 0, PURGE_BATCH], indexes: expires },
-        { statement: purgeTieBound(TABLE), values: [tie.at, tie.tid, 0, PURGE_BATCH], indexes: expires },
-        ...[purgeTie(TABLE), purgeTieExceptHeld(TABLE), purgeTieCandidates(TABLE)].flatMap((statement) => [
-          { statement, values: [tie.at, FIRST_TID, 0, tie.tid], indexes: expires },
-          { statement, values: [tie.at, tie.tid, 0, LAST_TID], indexes: expires },
-        ]),
+        // The tie walked by itself: the instant's entries of the expires_at index, in heap order,
+        // then deleted by id.
+        { statement: purgeTieIds(TABLE), values: [tie.at, FIRST_TID, 0, PURGE_BATCH], indexes: expires },
+        { statement: purgeTieIds(TABLE), values: [tie.at, tie.tid, 0, PURGE_BATCH], indexes: expires },
+        { statement: purgeIdsExceptHeld(TABLE), values: [ids, 0], indexes: pkey },
         { statement: purgeIds(TABLE), values: [ids, 0], indexes: pkey },
         { statement: startPass(TABLE), values: [positionKey(TABLE)], indexes: pkey },
         ...[reapRange(TABLE), reapRangeExceptHeld(TABLE)].map((statement) => ({

@@ -21,21 +21,18 @@ import type { Statement } from '../db/sql/identifiers.ts';
 import {
   countPurgeable,
   FIRST_TID,
-  LAST_TID,
   purgeBatch,
   purgeBatchExceptHeld,
   purgeBound,
   purgeCandidates,
   purgeIds,
   purgeSliceBoundaries,
-  purgeTie,
-  purgeTieBound,
-  purgeTieCandidates,
-  purgeTieExceptHeld,
+  purgeIdsExceptHeld,
+  purgeTieIds,
   purgeWalPosition,
   tieSlack,
   type BoundRow,
-  type TieBoundRow,
+  type TieIdsRow,
 } from '../db/sql/purge-expired.ts';
 import type { RunOptions, RunOutput } from './batching.ts';
 import type { BrakeDeps } from './brakes.ts';
@@ -118,12 +115,22 @@ function purgeLane(ctx: TaskContext, client: pg.PoolClient, slices: Slice[]): La
 
   const walAfter = async () => (measureWal ? ((await client.query<{ wal: number }>(purgeWalPosition)).rows[0]?.wal ?? Number.NaN) : Number.NaN);
 
-  /** The next `size` rows of the tie on `at` after the ctid `after`. */
-  const tieBatch = async (scope: BatchScope, at: string, after: string, size: number): Promise<BatchResult> => {
-    const { rows } = await client.query<TieBoundRow>({ ...purgeTieBound(table), values: [at, after, grace, size] });
-    const tid = rows[0]?.tid ?? null;
-    const deleted = await deleteAround(scope, purgeTie(table), purgeTieExceptHeld(table), purgeTieCandidates(table), [at, after, grace, tid ?? LAST_TID]);
-    return { deleted, next: { at, taken: tid === null ? 'all' : { tid } }, walStart: rows[0]?.wal ?? Number.NaN, walEnd: await walAfter() };
+  /** The next `size` rows of the tie on `at` after the ctid `after`, deleted by id. */
+  const tieBatch = async ({ held, waits }: BatchScope, at: string, after: string, size: number): Promise<BatchResult> => {
+    const { rows } = await client.query<TieIdsRow>({ ...purgeTieIds(table), values: [at, after, grace, size] });
+    const row = rows[0];
+    const ids = row?.ids ?? [];
+    const deleted =
+      ids.length === 0
+        ? 0
+        : await aroundHeldRows(
+            ctx,
+            async (skipHeld) => (await client.query({ ...(skipHeld ? purgeIdsExceptHeld : purgeIds)(table), values: [ids, grace] })).rowCount ?? 0,
+            () => deleteInHalves(ctx, ids, async (part) => (await client.query({ ...purgeIds(table), values: [part, grace] })).rowCount ?? 0, held, waits),
+            waits,
+          );
+    const done = row?.tid == null || row.n < size;
+    return { deleted, next: { at, taken: done ? 'all' : { tid: row.tid } }, walStart: row?.wal ?? Number.NaN, walEnd: await walAfter() };
   };
 
   const runBatch = async (scope: BatchScope, to: string, size: number): Promise<BatchResult> => {

@@ -266,6 +266,35 @@ describe('purge-expired', () => {
     assert.deepEqual(await remainingIds(db.pool), []);
   });
 
+  test('a row held inside a savepoint within a tie is left for the next run; the tie walk goes past it', async () => {
+    await reset();
+    await insertBulkSessions(db.pool, 400, 0.75);
+    await db.pool.query(`UPDATE auth.refresh_session SET expires_at = now() - interval '1 day' WHERE expires_at < now()`);
+    const { rows } = await db.pool.query<{ id: number }>('SELECT id FROM auth.refresh_session WHERE expires_at < now() ORDER BY ctid OFFSET 150 LIMIT 1');
+    const held = rows[0]?.id ?? 0;
+    const holders = await holdRow(db.url, held, 'savepoint');
+    try {
+      const batchRows: number[] = [];
+      const first = await purge(
+        { JANITOR_LOCK_TIMEOUT: '50ms', JANITOR_BATCH_SIZE: '100', JANITOR_BATCH_MIN_SIZE: '100', JANITOR_BATCH_MAX_SIZE: '100' },
+        undefined,
+        undefined,
+        batchRows,
+      );
+      assert.deepEqual({ deleted: first.output.deleted, stoppedBy: first.output.stoppedBy }, { deleted: 299, stoppedBy: 'drained' });
+      assert.ok(Math.max(...batchRows) <= 110, `batches of ${batchRows.join(', ')} rows`);
+      const left = await db.pool.query<{ id: number }>('SELECT id FROM auth.refresh_session WHERE expires_at < now()');
+      assert.deepEqual(
+        left.rows.map((r) => r.id),
+        [held],
+      );
+    } finally {
+      await releaseAll(holders);
+    }
+    assert.equal((await purge()).output.deleted, 1);
+    assert.deepEqual(await expiredAndLive(db.pool), { expired: 0, live: 100 });
+  });
+
   /** Holds every fifth of the first `first` purgeable rows in a savepoint (not seen by the first retry). */
   async function holdEveryFifth(first: number) {
     const { rows } = await db.pool.query<{ id: number }>('SELECT id FROM auth.refresh_session WHERE expires_at < now() ORDER BY expires_at, id LIMIT $1', [
