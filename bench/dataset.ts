@@ -121,3 +121,33 @@ export async function buildTemplate(adminUrl: string, sessions: number, prepare?
     await pool.end();
   }
 }
+
+/** The mass-logout copy of the template (case T): every expired session on one expires_at. */
+export const TIE_TEMPLATE = 'sj_bench_tie_template';
+
+/**
+ * A copy of the template where a mass logout happened a day ago: `UPDATE ... SET expires_at = <one
+ * instant>` over every expired session (the shape of issue "every batch bounded": ties on
+ * expires_at), then vacuumed like the template. Returns the rows on the instant.
+ */
+export async function buildTieTemplate(adminUrl: string): Promise<number> {
+  const admin = new pg.Client({ connectionString: adminUrl });
+  await admin.connect();
+  try {
+    await admin.query(`DROP DATABASE IF EXISTS ${TIE_TEMPLATE} WITH (FORCE)`);
+    await admin.query(`CREATE DATABASE ${TIE_TEMPLATE} TEMPLATE ${TEMPLATE}`);
+  } finally {
+    await admin.end();
+  }
+  const pool = new pg.Pool({ connectionString: databaseUrlFor(adminUrl, TIE_TEMPLATE), max: 1 });
+  try {
+    const { rowCount } = await pool.query(
+      `UPDATE auth.refresh_session SET expires_at = date_trunc('minute', now()) - interval '1 day' WHERE expires_at < now()`,
+    );
+    await pool.query('VACUUM (ANALYZE, FREEZE)');
+    await pool.query('CHECKPOINT');
+    return rowCount ?? 0;
+  } finally {
+    await pool.end();
+  }
+}

@@ -5,7 +5,7 @@
  * Environment:
  *   SJ_BENCH_SESSIONS        rows of the data set (default 2000000); develop with 100000
  *   SJ_TEST_PG               the embedded server's PostgreSQL major, 13 to 18 (default 18; as for npm test)
- *   SJ_BENCH_CASES           comma list of: single, shapes, purge, workload, guard, idle, revoke, revoke-memory (default all)
+ *   SJ_BENCH_CASES           comma list of: single, shapes, purge, tie, workload, guard, idle, revoke, revoke-memory (default all)
  *   SJ_BENCH_PURGE_VARIANTS  JSON array of extra JANITOR_* settings to run the purge with (default:
  *                            two lanes; synchronous commit; 20,000-row batches), e.g.
  *                            '[{"JANITOR_PURGE_CONCURRENCY":"1"},{"JANITOR_BATCH_TARGET_MS":"10"}]'
@@ -56,7 +56,7 @@ import {
   type Run,
   type WorkloadFigures,
 } from './cases.ts';
-import { buildTemplate, TEMPLATE } from './dataset.ts';
+import { buildTemplate, buildTieTemplate, TEMPLATE, TIE_TEMPLATE } from './dataset.ts';
 import { revocationMemory, revocationSpecs, singleUserRevocations } from './revoke.ts';
 import { markdown, writeResults, type Results, type Target } from './report.ts';
 import { serverSettings, startServer } from './server.ts';
@@ -86,7 +86,7 @@ const DEFAULT_GUARD_PROFILE = { low: 100, high: 800, periodSeconds: 8 };
 
 const env = process.env;
 const sessions = Number(env.SJ_BENCH_SESSIONS ?? 2_000_000);
-const selected = new Set((env.SJ_BENCH_CASES ?? 'single,shapes,purge,workload,guard,idle,revoke,revoke-memory').split(',').map((s) => s.trim()));
+const selected = new Set((env.SJ_BENCH_CASES ?? 'single,shapes,purge,tie,workload,guard,idle,revoke,revoke-memory').split(',').map((s) => s.trim()));
 /** The worker with one change each, to show what each default is worth (docs/performance.md). */
 const DEFAULT_VARIANTS = [
   { JANITOR_PURGE_CONCURRENCY: '2' },
@@ -195,6 +195,19 @@ try {
       ...idleVariants.map((variant, i) => workerTask(`5.${i + 1}`, 'the worker: reapIdle(), one full pass', { ...reap, ...variant }, '5-ref')),
     );
   }
+  // Case T: the mass-logout shape (every expired session on one expires_at), on a copy of its own
+  // template: the single statement, then the worker, whose batches must stay at their cap.
+  const tieCtx: BenchContext = { ...ctx, template: TIE_TEMPLATE };
+  if (selected.has('tie')) {
+    log(`tie template: ${(await buildTieTemplate(server.adminUrl)).toLocaleString('en')} sessions on one expires_at`);
+    const onTie = (spec: CaseSpec, id: string, reference?: string): CaseSpec => ({
+      id,
+      name: `mass logout, every expired session on one instant: ${spec.name}`,
+      ...(reference === undefined ? {} : { reference }),
+      run: () => spec.run(tieCtx),
+    });
+    specs.push(onTie(singleStatement, 'T-ref'), onTie(workerTask('T', 'the worker: purgeExpired()', {}, 'T-ref'), 'T', 'T-ref'));
+  }
   if (selected.has('revoke')) specs.push(...revocationSpecs(dataSet.users, revokeVariants));
   const runs = new Map<string, Run[]>(specs.map((s) => [s.id, []]));
   for (let round = 1; round <= repeat; round += 1) {
@@ -220,6 +233,11 @@ try {
     workload.push(...(await workloadBesidePurge(ctx, 'the purge at the worker defaults (latency guard on)', {}, workloadOptions)));
     workload.push(...(await workloadBesidePurge(ctx, `the throttled purge (${describeEnv(throttleEnv)})`, throttleEnv, workloadOptions)));
     for (const extra of workloadExtra) workload.push(...(await workloadBesidePurge(ctx, `the purge with ${describeEnv(extra)}`, extra, workloadOptions)));
+  }
+
+  if (selected.has('tie')) {
+    workload.push(...(await workloadBesidePurge(tieCtx, 'the single statement, mass-logout tie', 'single-statement', workloadOptions)));
+    workload.push(...(await workloadBesidePurge(tieCtx, 'the purge at the worker defaults, mass-logout tie', {}, workloadOptions)));
   }
 
   if (selected.has('guard')) {
@@ -287,6 +305,9 @@ function evaluate(cases: readonly CaseResult[], workload: readonly WorkloadFigur
       met: ratio <= max,
     };
   };
+  const tie = byId('T');
+  const tieAlone = workload.find((w) => w.scenario === 'alone (around the purge at the worker defaults, mass-logout tie)');
+  const tieDuring = workload.find((w) => w.scenario === 'during the purge at the worker defaults, mass-logout tie');
   const single = cases.find((c) => c.id === '6b');
   const memory = cases.find((c) => c.id === '6c');
   return [
@@ -299,6 +320,11 @@ function evaluate(cases: readonly CaseResult[], workload: readonly WorkloadFigur
     p99Ratio(probeAlone, probe, 1.1, "refresh p99 beside the guard's probe alone (the purge idle): no measurable change (<= 1.1x)"),
     p99Ratio(unguardedAlone, unguarded, 2, 'refresh p99 during the purge without its guard (full speed) <= 2x alone'),
     p99Ratio(throttledAlone, throttled, 1.3, 'refresh p99 during the throttled purge <= 1.3x alone'),
+    ratio(tie, 0.9, 'mass-logout tie: purge rows/s vs single statement >= 0.9'),
+    tie?.batches
+      ? { target: 'mass-logout tie: purge batch p99 <= 50 ms', figure: `${tie.batches.p99.toFixed(1)} ms`, met: tie.batches.p99 <= 50 }
+      : { target: 'mass-logout tie: purge batch p99 <= 50 ms', figure: 'not run', met: null },
+    p99Ratio(tieAlone, tieDuring, 1.3, 'mass-logout tie: refresh p99 during the purge at its defaults <= 1.3x alone'),
     ratio(byId('5'), 0.9, 'idle full pass vs one statement >= 0.9'),
     ratio(byId('6a'), 0.7, 'revoking 10,000 users vs one statement >= 0.7'),
     single?.batches

@@ -12,8 +12,8 @@ import { QUEUES, SCHEDULED_TASKS, type ScheduledTaskName } from './queues.ts';
 export type Task = ScheduledTaskName | 'revoke';
 export const TASKS: readonly Task[] = [...SCHEDULED_TASKS.map((t) => t.task), 'revoke'];
 
-export const DELETE_REASONS = ['expired', 'idle', 'revoked'] as const;
-export type DeleteReason = (typeof DELETE_REASONS)[number];
+export type DeleteReason = (typeof SCHEDULED_TASKS)[number]['reason'] | 'revoked';
+export const DELETE_REASONS: readonly DeleteReason[] = [...SCHEDULED_TASKS.map((t) => t.reason), 'revoked'];
 
 export const JOB_OUTCOMES = ['completed', 'failed', 'rejected'] as const;
 export type JobOutcome = (typeof JOB_OUTCOMES)[number];
@@ -29,11 +29,11 @@ export type ErrorKind = (typeof ERROR_KINDS)[number];
 export const HELD_BACK_REASONS = ['latency', 'duty-cycle', 'wal-rate', 'replica-lag', 'vacuum'] as const;
 export type HeldBackReason = (typeof HELD_BACK_REASONS)[number];
 
-/** The reasons each task can be held back for: the throttle is the purge's only; both have the guard. */
-const HELD_BACK_SERIES: ReadonlyArray<{ task: ScheduledTaskName; reasons: readonly HeldBackReason[] }> = [
-  { task: 'purge-expired', reasons: HELD_BACK_REASONS },
-  { task: 'reap-idle', reasons: ['latency'] },
-];
+/** The reasons each task can be held back for: the throttle's only where it applies; every task has the guard. */
+const HELD_BACK_SERIES: ReadonlyArray<{ task: ScheduledTaskName; reasons: readonly HeldBackReason[] }> = SCHEDULED_TASKS.map(({ task, throttled }) => ({
+  task,
+  reasons: throttled ? HELD_BACK_REASONS : ['latency'],
+}));
 
 /**
  * Batches aim at a few tens of milliseconds (JANITOR_BATCH_TARGET_MS); the buckets are dense there
@@ -118,6 +118,12 @@ export function createMetrics() {
       labelNames: ['kind'] as const,
       registers,
     }),
+    stalledRuns: new Counter({
+      name: 'session_janitor_stalled_runs_total',
+      help: 'Purge or reap runs that deleted nothing while rows were left to delete (held by other transactions, or a time budget too short for one batch), by task. Several in a row: a run cannot progress; read the logs.',
+      labelNames: ['task'] as const,
+      registers,
+    }),
     heldBack: new Counter({
       name: 'session_janitor_held_back_seconds_total',
       help: 'Seconds a purge or reap waited between batches instead of deleting, by task and reason: latency (the latency guard saw the commits of others slow down, JANITOR_LATENCY_GUARD), duty-cycle, wal-rate, replica-lag, vacuum (the purge throttle). Summed over the purge lanes. Beside the deletion rate it says why the rate fell.',
@@ -142,6 +148,7 @@ function startAtZero(metrics: Metrics): void {
   for (const reason of DELETE_REASONS) metrics.sessionsDeleted.inc({ reason }, 0);
   for (const kind of ERROR_KINDS) metrics.errors.inc({ kind }, 0);
   for (const task of TASKS) metrics.batchDuration.zero({ task });
+  for (const { task } of SCHEDULED_TASKS) metrics.stalledRuns.inc({ task }, 0);
   for (const { task, reasons } of HELD_BACK_SERIES) for (const reason of reasons) metrics.heldBack.inc({ task, reason }, 0);
   for (const { queue, outcomes } of JOB_SERIES) {
     metrics.jobDuration.zero({ queue });

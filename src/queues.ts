@@ -14,26 +14,44 @@ export const QUEUES = {
 
 export type QueueName = (typeof QUEUES)[keyof typeof QUEUES];
 
-export const ALL_QUEUES: readonly QueueName[] = [QUEUES.purgeExpired, QUEUES.reapIdle, QUEUES.revoke, QUEUES.deadLetter];
-
 /**
  * The scheduled tasks, the one list that says which is which: the queue its runs go to, the `task`
- * label of its metrics (batch duration, last success), the `reason` label of the sessions it deletes,
- * and its cron under the configuration (null:
- * off, with neither a schedule nor a consumer). The consumers, the schedules, the metrics and the
- * gauges are derived from it.
+ * label of its metrics (batch duration, last success, held back, stalled runs), the `reason` label
+ * of the sessions it deletes, whether the purge throttle's brakes apply to it (the latency guard
+ * applies to all), how many connections a run works on at once (its lanes), and its cron under the
+ * configuration (null: off, with neither a schedule nor a consumer). The consumers, the schedules,
+ * the metrics, the gauges, the batch engine (tasks/engine.ts) and the pool size (tasks/scheduled.ts)
+ * are derived from it; the function that runs a task is tasks/scheduled.ts's.
  */
 export const SCHEDULED_TASKS = [
-  { task: 'purge-expired', queue: QUEUES.purgeExpired, reason: 'expired', cron: (config: Config): string | null => config.purgeCron },
+  {
+    task: 'purge-expired',
+    queue: QUEUES.purgeExpired,
+    reason: 'expired',
+    throttled: true,
+    lanes: (config: Config): number => config.purgeConcurrency,
+    cron: (config: Config): string | null => config.purgeCron,
+  },
   {
     task: 'reap-idle',
     queue: QUEUES.reapIdle,
     reason: 'idle',
+    throttled: false,
+    lanes: (): number => 1,
     cron: (config: Config): string | null => (config.idleTimeoutSeconds === null ? null : config.reapCron),
   },
 ] as const;
 
 export type ScheduledTaskName = (typeof SCHEDULED_TASKS)[number]['task'];
+
+export const ALL_QUEUES: readonly QueueName[] = [...SCHEDULED_TASKS.map((t) => t.queue), QUEUES.revoke, QUEUES.deadLetter];
+
+/** The descriptor of a scheduled task. */
+export function scheduledTask(task: ScheduledTaskName): (typeof SCHEDULED_TASKS)[number] {
+  const found = SCHEDULED_TASKS.find((t) => t.task === task);
+  if (found === undefined) throw new Error(`no scheduled task ${task}`);
+  return found;
+}
 
 /**
  * Retries: a job that fails for a reason other than its payload (the database restarted, refused the
@@ -104,8 +122,7 @@ export function queueDefinitions(config: Config): Array<Queue & { name: QueueNam
     // The dead-letter queue must exist before the queues that name it. Its jobs are for humans:
     // keep them a month, never retry them.
     { name: QUEUES.deadLetter, policy: 'standard', retentionSeconds: 30 * 86400, deleteAfterSeconds: 30 * 86400, retryLimit: 0 },
-    { name: QUEUES.purgeExpired, ...scheduled },
-    { name: QUEUES.reapIdle, ...scheduled },
+    ...SCHEDULED_TASKS.map(({ queue }) => ({ name: queue, ...scheduled })),
     {
       name: QUEUES.revoke,
       policy: 'standard',

@@ -20,6 +20,7 @@ import type { Logger } from './logger.ts';
 import { createMetrics, type Metrics } from './metrics.ts';
 import { QUEUES } from './queues.ts';
 import type { TaskContext } from './tasks/context.ts';
+import { poolSize } from './tasks/pool-size.ts';
 
 export interface Worker {
   readonly metrics: Metrics;
@@ -72,12 +73,11 @@ export async function startWorker(config: Config, log: Logger): Promise<Worker> 
     const database = await openDatabase(config, log);
     releasers.push({ name: 'database', release: () => database.close() });
 
-    // One connection per purge lane and per concurrent revocation, plus two for gauges, pings and the
-    // reaper, and one for the latency guard's probe (tasks/latency-probe.ts). A large revocation
-    // borrows a second connection only when one is free at that moment.
+    // The lanes of every scheduled task, a connection per concurrent revocation, the latency guard's
+    // probe, and two for gauges and pings: tasks/scheduled.ts.
     const pool = createPool({
       connectionString: database.connectionString,
-      max: config.purgeConcurrency + config.revokeConcurrency + 4,
+      max: poolSize(config, { tasks: 'all', revocations: config.revokeConcurrency, own: 2 }),
       statementTimeoutMs: config.statementTimeoutMs,
       lockTimeoutMs: config.lockTimeoutMs,
       onError: (error) => {

@@ -11,7 +11,17 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { Statement } from '../src/db/sql/identifiers.ts';
-import { purgeBatch, purgeBatchExceptHeld, purgeBound, purgeCandidates, purgeIds } from '../src/db/sql/purge-expired.ts';
+import {
+  FIRST_TID,
+  purgeBatch,
+  purgeBatchExceptHeld,
+  purgeBound,
+  purgeCandidates,
+  purgeIds,
+  purgeIdsExceptHeld,
+  purgeTieIds,
+  tieSlack,
+} from '../src/db/sql/purge-expired.ts';
 import { positionKey, reapIds, reapRange, reapRangeCandidates, reapRangeExceptHeld, startPass } from '../src/db/sql/reap-idle.ts';
 import { revokeByJtis, revokeByUsers, revokeIdRange, sessionIdBounds } from '../src/db/sql/revoke.ts';
 import { IDS_PER_STATEMENT } from '../src/tasks/revoke.ts';
@@ -64,7 +74,8 @@ describe('plans', () => {
         await db.pool.query(index.constraint ? `ALTER TABLE auth.refresh_session DROP CONSTRAINT "${index.constraint}"` : `DROP INDEX ${index.name}`);
       }
       // Five sessions a user, in id order user after user's (sessions of a user are not neighbours
-      // in the heap); 40% expired, 20% idle for two hours, created over the last 30 days.
+      // in the heap); 40% expired, 20% idle for two hours, created over the last 30 days. One in
+      // fifty expired on one instant two days ago (a mass logout: the purge's tie shape).
       const load = await db.pool.connect();
       try {
         await load.query('BEGIN');
@@ -74,7 +85,9 @@ describe('plans', () => {
            SELECT u.lo + (g % $2::int),
                   now() - make_interval(secs => (g % 2592000)),
                   CASE WHEN g % 5 = 0 THEN now() - interval '2 hours' ELSE now() END,
-                  CASE WHEN g % 5 < 2 THEN now() - make_interval(secs => 60 + g % 86400) ELSE now() + interval '30 days' END
+                  CASE WHEN g % 50 = 1 THEN date_trunc('hour', now()) - interval '2 days'
+                       WHEN g % 5 < 2 THEN now() - make_interval(secs => 60 + g % 86400)
+                       ELSE now() + interval '30 days' END
              FROM generate_series(1, $1::int) g, (SELECT min(id) AS lo FROM auth."user") u`,
           [size.sessions, size.users],
         );
@@ -98,15 +111,31 @@ describe('plans', () => {
       assert.ok(first);
       const now = new Date().toISOString();
       const bound = (await db.pool.query<{ b: string }>(`SELECT (now() - interval '1 hour')::text AS b`)).rows[0]?.b;
+      const tie = (
+        await db.pool.query<{ at: string; tid: string }>(
+          `SELECT (date_trunc('hour', now()) - interval '2 days')::text AS at,
+                (SELECT ctid::text FROM auth.refresh_session WHERE expires_at = date_trunc('hour', now()) - interval '2 days' OFFSET 500 LIMIT 1) AS tid`,
+        )
+      ).rows[0];
+      assert.ok(tie?.tid, 'the tie has more than 500 rows');
       const expires = ['refresh_session_expires_at_idx'];
       const pkey = ['refresh_session_pkey'];
       const cases: Case[] = [
         ...[true, false].flatMap((from) => [
-          { statement: purgeBound(TABLE, from), values: ['-infinity', 'infinity', 0, PURGE_BATCH], indexes: expires },
-          { statement: purgeBatch(TABLE, from), values: ['-infinity', 'infinity', 0, bound], indexes: expires },
-          { statement: purgeBatchExceptHeld(TABLE, from), values: ['-infinity', 'infinity', 0, bound], indexes: expires },
-          { statement: purgeCandidates(TABLE, from), values: ['-infinity', 'infinity', 0, bound], indexes: expires },
+          { statement: purgeBound(TABLE, from), values: ['-infinity', 'infinity', 0, PURGE_BATCH, tieSlack(PURGE_BATCH) + 1], indexes: expires },
+          // From the cursor on the tie: its entries are the first the bound statement reads.
+          { statement: purgeBound(TABLE, from), values: [tie.at, 'infinity', 0, PURGE_BATCH, tieSlack(PURGE_BATCH) + 1], indexes: expires },
+          ...[true, false].flatMap((upTo) => [
+            { statement: purgeBatch(TABLE, from, upTo), values: ['-infinity', 'infinity', 0, upTo ? bound : tie.at], indexes: expires },
+            { statement: purgeBatchExceptHeld(TABLE, from, upTo), values: ['-infinity', 'infinity', 0, upTo ? bound : tie.at], indexes: expires },
+            { statement: purgeCandidates(TABLE, from, upTo), values: ['-infinity', 'infinity', 0, upTo ? bound : tie.at], indexes: expires },
+          ]),
         ]),
+        // The tie walked by itself: the instant's entries of the expires_at index, in heap order,
+        // then deleted by id.
+        { statement: purgeTieIds(TABLE), values: [tie.at, FIRST_TID, 0, PURGE_BATCH], indexes: expires },
+        { statement: purgeTieIds(TABLE), values: [tie.at, tie.tid, 0, PURGE_BATCH], indexes: expires },
+        { statement: purgeIdsExceptHeld(TABLE), values: [ids, 0], indexes: pkey },
         { statement: purgeIds(TABLE), values: [ids, 0], indexes: pkey },
         { statement: startPass(TABLE), values: [positionKey(TABLE)], indexes: pkey },
         ...[reapRange(TABLE), reapRangeExceptHeld(TABLE)].map((statement) => ({
@@ -118,12 +147,12 @@ describe('plans', () => {
         { statement: reapIds(TABLE), values: [ids, HOUR], indexes: pkey },
         {
           statement: revokeByUsers(TABLE),
-          values: [users.map((r) => r.user_id), null, null],
+          values: [users.map((r) => r.user_id), null, null, RANGE_IDS],
           indexes: ['refresh_session_pkey', 'refresh_session_user_id_idx'],
         },
         {
           statement: revokeByUsers(TABLE),
-          values: [[first.user_id], first.jti, now],
+          values: [[first.user_id], first.jti, now, RANGE_IDS],
           indexes: ['refresh_session_pkey', 'refresh_session_user_id_idx'],
         },
         { statement: revokeByJtis(TABLE), values: [some.map((r) => r.jti)], indexes: ['refresh_session_jti_key', 'refresh_session_pkey'] },

@@ -17,6 +17,7 @@ import { formatSeconds, progressReporter } from './progress.ts';
 import { fail, onProcessEvents } from './process-edge.ts';
 import type { RunOptions, RunOutput } from '../tasks/batching.ts';
 import type { TaskContext } from '../tasks/context.ts';
+import { poolSize } from '../tasks/pool-size.ts';
 import { recordManualRun as recordManualRunStatement } from '../db/sql/manual-runs.ts';
 import type { QueueName } from '../queues.ts';
 
@@ -60,8 +61,8 @@ export async function withTaskContext<T>(
   const database = await openDatabase(config, log);
   const pool = createPool({
     connectionString: database.connectionString,
-    // A connection per purge lane, one for the commands' own statements, one for the latency guard's probe.
-    max: config.purgeConcurrency + 2,
+    // One task's lanes, the latency guard's probe, one for the command's own statements: tasks/scheduled.ts.
+    max: poolSize(config, { tasks: 'one', revocations: 0, own: 1 }),
     statementTimeoutMs: config.statementTimeoutMs,
     lockTimeoutMs: config.lockTimeoutMs,
   });

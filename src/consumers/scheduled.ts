@@ -6,18 +6,12 @@
  */
 import type { PgBoss } from 'pg-boss';
 import type { Logger } from '../logger.ts';
-import { SCHEDULED_TASKS, type ScheduledTaskName } from '../queues.ts';
+import { SCHEDULED_TASKS } from '../queues.ts';
 import type { RunOutput } from '../tasks/batching.ts';
 import type { TaskContext } from '../tasks/context.ts';
 import { HeldBack } from '../tasks/held-back.ts';
-import { purgeExpired } from '../tasks/purge-expired.ts';
-import { reapIdle } from '../tasks/reap-idle.ts';
+import { RUNS } from '../tasks/scheduled.ts';
 import { instrumented } from './instrumented.ts';
-
-const RUNS: Record<ScheduledTaskName, (ctx: TaskContext, signal: AbortSignal, heldBack: HeldBack) => Promise<RunOutput>> = {
-  'purge-expired': (ctx, signal, heldBack) => purgeExpired(ctx, { signal, heldBack }),
-  'reap-idle': (ctx, signal, heldBack) => reapIdle(ctx, { signal, heldBack }),
-};
 
 /** A task without a cron (JANITOR_IDLE_TIMEOUT=off) has no consumer; ensureSchedules removes its schedule. */
 export async function registerScheduledConsumers(boss: PgBoss, ctx: TaskContext, shutdown: AbortSignal, log: Logger): Promise<void> {
@@ -31,7 +25,7 @@ export async function registerScheduledConsumers(boss: PgBoss, ctx: TaskContext,
       const heldBack = new HeldBack(ctx.metrics, task);
       let output: RunOutput;
       try {
-        output = await instrumented(ctx.metrics, queue, () => RUNS[task](ctx, AbortSignal.any([job.signal, shutdown]), heldBack));
+        output = await instrumented(ctx.metrics, queue, () => RUNS[task](ctx, { signal: AbortSignal.any([job.signal, shutdown]), heldBack }));
       } catch (error) {
         // Without this line a failing purge or reap (a missing table, a revoked grant) left no trace
         // in the log: only the metrics and the job's stored output told.

@@ -70,6 +70,11 @@ export class RunBudget {
     return null;
   }
 
+  /** Milliseconds left of the time budget (0 past it). */
+  get msLeft(): number {
+    return Math.max(0, this.#maxMs - this.elapsedMs);
+  }
+
   /** Rows the next batch may take without overshooting the row budget. */
   rowsLeft(rowsSoFar: number): number {
     return this.#maxRows === null ? Number.POSITIVE_INFINITY : Math.max(0, this.#maxRows - rowsSoFar);

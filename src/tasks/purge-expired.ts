@@ -12,31 +12,33 @@
  *
  * Each lane holds one pooled connection for the run (tasks/connection.ts): its prepared statements,
  * its asynchronous commit (JANITOR_PURGE_ASYNC_COMMIT) and the throttle's probe run on it. The
- * throttle (tasks/throttle.ts) sleeps or pauses between batches, and so does the latency guard
- * (tasks/latency-guard.ts), which also makes batches smaller while the auth service's commits slow
- * down. A held row never stalls a batch: tasks/held-rows.ts.
+ * batch loop, its budget, size and brakes (the throttle, tasks/throttle.ts, and the latency guard,
+ * tasks/latency-guard.ts) are the batch engine's (tasks/engine.ts); this file says how a lane takes
+ * one batch. A held row never stalls a batch: tasks/held-rows.ts.
  */
 import type pg from 'pg';
-import { qualified } from '../db/sql/identifiers.ts';
+import type { Statement } from '../db/sql/identifiers.ts';
 import {
   countPurgeable,
+  FIRST_TID,
   purgeBatch,
   purgeBatchExceptHeld,
   purgeBound,
   purgeCandidates,
   purgeIds,
   purgeSliceBoundaries,
+  purgeIdsExceptHeld,
+  purgeTieIds,
   purgeWalPosition,
+  tieSlack,
   type BoundRow,
+  type TieIdsRow,
 } from '../db/sql/purge-expired.ts';
-import { throttleProbe, type ProbeRow } from '../db/sql/throttle.ts';
-import { AdaptiveBatchSize, RunBudget, shrinkOnTimeout, type RunOptions, type RunOutput, type StoppedBy } from './batching.ts';
-import { withConnection } from './connection.ts';
+import type { RunOptions, RunOutput } from './batching.ts';
+import type { BrakeDeps } from './brakes.ts';
 import type { TaskContext } from './context.ts';
-import { HeldBack } from './held-back.ts';
+import { runBatches, type BatchScope, type Lane } from './engine.ts';
 import { aroundHeldRows, deleteInHalves, type SessionId } from './held-rows.ts';
-import { createLatencyGuard, type LatencyProbe } from './latency-probe.ts';
-import { isOff, Throttle, type Brake, type DatabaseState, type ThrottleEvent, type ThrottleSettings } from './throttle.ts';
 
 const SLICES_PER_LANE = 4;
 
@@ -45,210 +47,139 @@ interface Slice {
   readonly to: string;
 }
 
+/**
+ * Where a lane stands in its slice: every row before `at` is done; of the rows on `at`, none, all,
+ * or those up to a ctid (a tie too large for one batch, walked by itself: db/sql/purge-expired.ts).
+ */
+interface Cursor {
+  readonly at: string;
+  readonly taken: 'none' | 'all' | { readonly tid: string };
+}
+
 interface BatchResult {
   readonly deleted: number;
   /** null: fewer rows than the batch size were left in the slice, so the slice is done. */
-  readonly bound: string | null;
+  readonly next: Cursor | null;
   /** WAL positions around the delete (bytes since 0/0); NaN when not read. */
   readonly walStart: number;
   readonly walEnd: number;
 }
 
 /** For tests: the throttle's view of the database, and the latency guard's probe, instead of the real ones. */
-export interface PurgeDeps {
-  readonly probe?: (lane: number) => Promise<DatabaseState>;
-  readonly latencyProbe?: LatencyProbe;
-}
+export type PurgeDeps = BrakeDeps;
 
 export async function purgeExpired(ctx: TaskContext, options: RunOptions = {}, deps: PurgeDeps = {}): Promise<RunOutput & { wouldDelete?: number }> {
-  const { config, metrics } = ctx;
+  const { config } = ctx;
+  if (options.dryRun) return { deleted: 0, batches: 0, stoppedBy: 'drained', wouldDelete: await countPurgeableSessions(ctx) };
+  // Shared by the lanes: each takes the next slice when it finishes one.
+  const slices = await planSlices(ctx, config.purgeConcurrency === 1 ? 1 : config.purgeConcurrency * SLICES_PER_LANE);
+  return runBatches(
+    ctx,
+    {
+      task: 'purge-expired',
+      maxSize: config.purgeBatchMaxSize,
+      openLane: (_laneId, client) => Promise.resolve(purgeLane(ctx, client, slices)),
+    },
+    options,
+    deps,
+  );
+}
+
+/** A lane of the purge: the slices it takes from `slices` in turn, batch by batch; null when none is left. */
+function purgeLane(ctx: TaskContext, client: pg.PoolClient, slices: Slice[]): Lane | null {
+  const { config } = ctx;
   const grace = config.expiredGraceSeconds;
   const table = config.sessionTable;
-  if (options.dryRun) return { deleted: 0, batches: 0, stoppedBy: 'drained', wouldDelete: await countPurgeableSessions(ctx) };
-
-  const budget = new RunBudget(config.maxRunSeconds, config.maxRunRows, options.signal);
-  const slices = await planSlices(ctx, config.purgeConcurrency === 1 ? 1 : config.purgeConcurrency * SLICES_PER_LANE);
-  // A failing lane stops the others at their next batch, then the run rethrows its error.
-  const failed = new AbortController();
-  // Each lane works on a connection of its own for the whole run: its session settings (asynchronous
-  // commit) and its prepared statements, and the throttle's probe, run on it.
-  const clients: Array<pg.PoolClient | undefined> = [];
-  const heldBack = options.heldBack ?? new HeldBack(metrics, 'purge-expired');
-  const throttle = createThrottle(
-    ctx,
-    deps.probe ??
-      ((lane) => {
-        const client = clients[lane];
-        return client === undefined ? Promise.resolve(UNKNOWN) : probeDatabase(client, ctx);
-      }),
-    heldBack,
-  );
   const measureWal = config.purgeMaxWalBytesPerSecond !== null;
-  // Ends a throttle's or the guard's sleep or pause early: shutdown, a failed lane, or the end of the time budget.
-  const wake = AbortSignal.any([
-    failed.signal,
-    ...(throttle === null && config.latencyGuardFactor === null
-      ? []
-      : [AbortSignal.timeout(Math.max(1, Math.ceil(config.maxRunSeconds * 1000 - budget.elapsedMs)))]),
-    ...(options.signal ? [options.signal] : []),
-  ]);
-  const guard = createLatencyGuard(ctx, 'purge-expired', heldBack, wake, deps.latencyProbe);
-  await guard?.start();
-  let deleted = 0;
-  let batches = 0;
-  let stoppedBy: StoppedBy | null = null;
+  let slice = slices.shift();
+  if (slice === undefined) return null;
+  let cursor: Cursor = { at: slice.from, taken: 'none' };
 
-  const runBatch = async (client: pg.PoolClient, slice: Slice, lower: string, lowerInclusive: boolean, size: number): Promise<BatchResult> => {
-    const started = performance.now();
-    try {
-      const { rows } = await client.query<BoundRow>({ ...purgeBound(table, lowerInclusive), values: [lower, slice.to, grace, size] });
-      const bound = rows[0]?.bound ?? null;
-      if (bound !== null && rows[0]?.advances !== true) {
-        // Deleting up to a bound that is not after the cursor deletes nothing and leaves the
-        // cursor where it was: every later batch would do the same until the time budget ends.
-        throw new Error(`purge made no progress: its bound ${bound} is not after its cursor ${lower}; no batch would delete a row`);
-      }
-      const values = [lower, slice.to, grace, bound ?? 'infinity'];
-      const deletedRows = await aroundHeldRows(
-        ctx,
-        async (exceptHeld) => (await client.query({ ...(exceptHeld ? purgeBatchExceptHeld : purgeBatch)(table, lowerInclusive), values })).rowCount ?? 0,
-        async () => {
-          const { rows: ids } = await client.query<{ id: SessionId }>({ ...purgeCandidates(table, lowerInclusive), values });
-          return deleteInHalves(
-            ctx,
-            ids.map((r) => r.id),
-            async (part) => (await client.query({ ...purgeIds(table), values: [part, grace] })).rowCount ?? 0,
-          );
-        },
-      );
-      const walEnd = measureWal ? ((await client.query<{ wal: number }>(purgeWalPosition)).rows[0]?.wal ?? Number.NaN) : Number.NaN;
-      return { deleted: deletedRows, bound, walStart: rows[0]?.wal ?? Number.NaN, walEnd };
-    } finally {
-      metrics.batchDuration.observe({ task: 'purge-expired' }, (performance.now() - started) / 1000);
-    }
-  };
-
-  /** Why this lane must stop before its next batch, or null. */
-  const stopReason = (): StoppedBy | null => stoppedBy ?? (failed.signal.aborted ? 'shutdown' : budget.stopReason(deleted));
-
-  const drain = async (laneId: number, client: pg.PoolClient) => {
-    const size = new AdaptiveBatchSize(config.batchSize, config.batchMinSize, config.purgeBatchMaxSize, config.batchTargetMs);
-    for (let slice = slices.shift(); slice !== undefined; slice = slices.shift()) {
-      let lower = slice.from;
-      let lowerInclusive = true;
-      for (;;) {
-        let stop = stopReason();
-        if (stop === null && throttle !== null && !(await throttle.beforeBatch(laneId, wake))) {
-          // Woken early: the reason is one of the budget's, or a failed lane.
-          stop = stopReason() ?? 'time-budget';
-        }
-        if (stop === null && guard !== null && !(await guard.beforeBatch(laneId))) stop = stopReason() ?? 'time-budget';
-        if (stop !== null) {
-          stoppedBy ??= stop;
-          return;
-        }
-        const unguarded = Math.max(1, Math.min(size.size, budget.rowsLeft(deleted)));
-        const limit = guard === null ? unguarded : guard.batchRows(unguarded, Math.min(unguarded, config.batchMinSize));
-        heldBack.batch(laneId, limit < unguarded);
-        const started = performance.now();
-        let result: BatchResult;
-        try {
-          result = await runBatch(client, slice, lower, lowerInclusive, limit);
-        } catch (error) {
-          if (shrinkOnTimeout(error, size, metrics)) continue;
-          throw error;
-        }
-        const durationMs = performance.now() - started;
-        size.record(result.deleted, durationMs);
-        throttle?.afterBatch(laneId, durationMs, result.walStart, result.walEnd);
-        guard?.afterBatch(laneId, durationMs);
-        deleted += result.deleted;
-        batches += 1;
-        metrics.sessionsDeleted.inc({ reason: 'expired' }, result.deleted);
-        options.onBatch?.({ rows: result.deleted, durationMs });
-        options.onProgress?.({ deleted, batches, elapsedMs: budget.elapsedMs });
-        if (result.bound === null) break;
-        lower = result.bound;
-        lowerInclusive = false;
-      }
-    }
-  };
-
-  const lane = (laneId: number) =>
-    withConnection(ctx, async (client) => {
-      clients[laneId] = client;
-      try {
-        await drain(laneId, client);
-      } finally {
-        clients[laneId] = undefined;
-      }
-    });
-
-  const results = await Promise.allSettled(
-    Array.from({ length: config.purgeConcurrency }, (_, laneId) =>
-      lane(laneId).catch((error: unknown) => {
-        failed.abort();
-        throw error;
-      }),
-    ),
-  );
-  throttle?.finish();
-  await guard?.finish();
-  if (throttle !== null) ctx.log.debug({ ...throttle.stats }, 'purge throttle');
-  if (guard !== null) ctx.log.debug({ ...guard.stats, ...heldBack.summary }, 'purge latency guard');
-  const failure = results.find((r) => r.status === 'rejected');
-  if (failure) throw failure.reason;
-  return { deleted, batches, stoppedBy: stoppedBy ?? 'drained' };
-}
-
-const UNKNOWN: DatabaseState = { replicaLagSeconds: null, vacuumRunning: null };
-
-export function throttleSettings(config: TaskContext['config']): ThrottleSettings {
-  return {
-    dutyCyclePercent: config.purgeDutyCyclePercent,
-    maxWalBytesPerSecond: config.purgeMaxWalBytesPerSecond,
-    maxReplicaLagSeconds: config.purgeMaxReplicaLagSeconds,
-    pauseOnVacuum: config.purgePauseOnVacuum,
-  };
-}
-
-/** The run's throttle, or null when every brake is off. */
-export function createThrottle(ctx: TaskContext, probe: (lane: number) => Promise<DatabaseState>, heldBack?: HeldBack): Throttle | null {
-  const settings = throttleSettings(ctx.config);
-  if (isOff(settings)) return null;
-  return new Throttle(settings, {
-    probe,
-    onEvent: (event) => logThrottleEvent(ctx, event),
-    ...(heldBack ? { onHeldBack: (brake: Brake, ms: number, lane: number) => heldBack.wait(brake, ms, lane) } : {}),
-  });
-}
-
-/** What this process has already warned about: a purge runs every few minutes, the role stays the same. */
-const warnedUnknown = new Set<string>();
-
-function logThrottleEvent({ log }: TaskContext, event: ThrottleEvent): void {
-  if (event.kind === 'unknown') {
-    const first = !warnedUnknown.has(event.what);
-    warnedUnknown.add(event.what);
-    (first ? log.warn.bind(log) : log.debug.bind(log))(
-      { what: event.what },
-      event.what === 'replica-lag'
-        ? 'replica lag is unknown (the role lacks pg_monitor / pg_read_all_stats): the purge does not pause for replica lag'
-        : 'vacuum progress is unknown (the role lacks pg_monitor / pg_read_all_stats): the purge does not pause for vacuum',
+  /** Deletes with one of the statement triples (range or tie) around held rows: see tasks/held-rows.ts. */
+  const deleteAround = ({ held, waits }: BatchScope, fast: Statement, exceptHeld: Statement, candidates: Statement, values: unknown[]) =>
+    aroundHeldRows(
+      ctx,
+      async (skipHeld) => (await client.query({ ...(skipHeld ? exceptHeld : fast), values })).rowCount ?? 0,
+      async () => {
+        const { rows: ids } = await client.query<{ id: SessionId }>({ ...candidates, values });
+        return deleteInHalves(
+          ctx,
+          ids.map((r) => r.id),
+          async (part) => (await client.query({ ...purgeIds(table), values: [part, grace] })).rowCount ?? 0,
+          held,
+          waits,
+        );
+      },
+      waits,
     );
-  } else if (event.kind === 'pause') {
-    log.info({ reason: event.reason }, 'purge paused by its throttle');
-  } else {
-    log.info({ reason: event.reason, pausedSeconds: Math.round(event.pausedMs) / 1000 }, 'purge resumed');
-  }
-}
 
-/** Replica lag and a vacuum of the table; null where the role cannot see them. */
-export async function probeDatabase(client: pg.ClientBase, { config }: TaskContext): Promise<DatabaseState> {
-  const { rows } = await client.query<ProbeRow>({ ...throttleProbe, values: [qualified(config.sessionTable)] });
-  const row = rows[0];
-  if (row === undefined || !row.privileged) return UNKNOWN;
-  return { replicaLagSeconds: row.lag_seconds, vacuumRunning: row.vacuum_running };
+  const walAfter = async () => (measureWal ? ((await client.query<{ wal: number }>(purgeWalPosition)).rows[0]?.wal ?? Number.NaN) : Number.NaN);
+
+  /** The next `size` rows of the tie on `at` after the ctid `after`, deleted by id. */
+  const tieBatch = async ({ held, waits }: BatchScope, at: string, after: string, size: number): Promise<BatchResult> => {
+    const { rows } = await client.query<TieIdsRow>({ ...purgeTieIds(table), values: [at, after, grace, size] });
+    const row = rows[0];
+    const ids = row?.ids ?? [];
+    const deleted =
+      ids.length === 0
+        ? 0
+        : await aroundHeldRows(
+            ctx,
+            async (skipHeld) => (await client.query({ ...(skipHeld ? purgeIdsExceptHeld : purgeIds)(table), values: [ids, grace] })).rowCount ?? 0,
+            () => deleteInHalves(ctx, ids, async (part) => (await client.query({ ...purgeIds(table), values: [part, grace] })).rowCount ?? 0, held, waits),
+            waits,
+          );
+    const done = row?.tid == null || row.n < size;
+    return { deleted, next: { at, taken: done ? 'all' : { tid: row.tid } }, walStart: row?.wal ?? Number.NaN, walEnd: await walAfter() };
+  };
+
+  const runBatch = async (scope: BatchScope, to: string, size: number): Promise<BatchResult> => {
+    if (typeof cursor.taken === 'object') return tieBatch(scope, cursor.at, cursor.taken.tid, size);
+    const lowerInclusive = cursor.taken === 'none';
+    const { rows } = await client.query<BoundRow>({ ...purgeBound(table, lowerInclusive), values: [cursor.at, to, grace, size, tieSlack(size) + 1] });
+    const row = rows[0];
+    const bound = row?.bound ?? null;
+    if (bound !== null && row?.advances !== true) {
+      // Deleting up to a bound that is not after the cursor deletes nothing and leaves the
+      // cursor where it was: every later batch would do the same until the time budget ends.
+      throw new Error(`purge made no progress: its bound ${bound} is not after its cursor ${cursor.at}; no batch would delete a row`);
+    }
+    // A tie on the bound larger than the slack: the rows before it now, the tie by itself next.
+    if (bound !== null && row?.tied === true) {
+      if (row.at_cursor === true) return tieBatch(scope, bound, FIRST_TID, size);
+      const deleted = await deleteAround(
+        scope,
+        purgeBatch(table, lowerInclusive, false),
+        purgeBatchExceptHeld(table, lowerInclusive, false),
+        purgeCandidates(table, lowerInclusive, false),
+        [cursor.at, to, grace, bound],
+      );
+      return { deleted, next: { at: bound, taken: 'none' }, walStart: row.wal, walEnd: await walAfter() };
+    }
+    const deleted = await deleteAround(
+      scope,
+      purgeBatch(table, lowerInclusive),
+      purgeBatchExceptHeld(table, lowerInclusive),
+      purgeCandidates(table, lowerInclusive),
+      [cursor.at, to, grace, bound ?? 'infinity'],
+    );
+    return { deleted, next: bound === null ? null : { at: bound, taken: 'all' }, walStart: row?.wal ?? Number.NaN, walEnd: await walAfter() };
+  };
+
+  return {
+    batch: async (limit, scope) => {
+      if (slice === undefined) return { deleted: 0, covered: 0, done: true };
+      const result = await runBatch(scope, slice.to, limit);
+      if (result.next === null) {
+        // The slice is done: the next one, if any is left.
+        slice = slices.shift();
+        if (slice !== undefined) cursor = { at: slice.from, taken: 'none' };
+      } else {
+        cursor = result.next;
+      }
+      return { deleted: result.deleted, covered: result.deleted, done: slice === undefined, walStart: result.walStart, walEnd: result.walEnd };
+    },
+  };
 }
 
 async function planSlices({ pool, config }: TaskContext, count: number): Promise<Slice[]> {

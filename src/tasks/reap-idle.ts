@@ -20,7 +20,8 @@
  * then, and why nothing is skipped: db/sql/session.ts). A held row never stalls a range or a batch:
  * tasks/held-rows.ts. Its deletes write the same kind of WAL as the purge's, so the latency guard
  * (tasks/latency-guard.ts) holds it back the same way: smaller ranges and sleeps while the auth
- * service's commits slow down.
+ * service's commits slow down. The batch loop is the batch engine's (tasks/engine.ts); this file
+ * says how the walk (or the index path) takes one batch.
  */
 import type pg from 'pg';
 import { SQLSTATE, sqlState } from '../db/errors.ts';
@@ -40,116 +41,74 @@ import {
   reapThroughIndex,
   startPass,
 } from '../db/sql/reap-idle.ts';
-import { AdaptiveBatchSize, RunBudget, shrinkOnTimeout, type RunOptions, type RunOutput, type StoppedBy } from './batching.ts';
+import type { RunOptions, RunOutput } from './batching.ts';
+import type { BrakeDeps } from './brakes.ts';
 import { withConnection } from './connection.ts';
 import type { TaskContext } from './context.ts';
-import { HeldBack } from './held-back.ts';
+import { runBatches, type BatchScope, type Lane } from './engine.ts';
 import { aroundHeldRows, deleteInHalves, type SessionId } from './held-rows.ts';
-import type { LatencyGuard } from './latency-guard.ts';
-import { createLatencyGuard, type LatencyProbe } from './latency-probe.ts';
 
 export type ReapStrategy = { readonly kind: 'range' } | { readonly kind: 'index'; readonly index: string };
 
 export type ReapOutput = RunOutput & { wouldDelete?: number };
 
 /** For tests: the latency guard's probe instead of the real one. */
-export interface ReapDeps {
-  readonly latencyProbe?: LatencyProbe;
-}
-
-/** The run's brakes: the latency guard (null when off) and where its waits are counted. */
-interface Brakes {
-  readonly guard: LatencyGuard | null;
-  readonly heldBack: HeldBack;
-}
+export type ReapDeps = Pick<BrakeDeps, 'latencyProbe'>;
 
 export async function reapIdle(ctx: TaskContext, options: RunOptions = {}, deps: ReapDeps = {}): Promise<ReapOutput> {
   const idleSeconds = idleTimeout(ctx);
   if (options.dryRun) return { deleted: 0, batches: 0, stoppedBy: 'drained', wouldDelete: await countIdleSessions(ctx) };
-  const budget = new RunBudget(ctx.config.maxRunSeconds, ctx.config.maxRunRows, options.signal);
   const strategy = await detectStrategy(ctx);
   logStrategyOnce(ctx, strategy);
-  const heldBack = options.heldBack ?? new HeldBack(ctx.metrics, 'reap-idle');
-  // Ends the guard's sleeps and holds early: shutdown, or the end of the time budget.
-  const wake = AbortSignal.any([AbortSignal.timeout(Math.max(1, Math.ceil(ctx.config.maxRunSeconds * 1000))), ...(options.signal ? [options.signal] : [])]);
-  const guard = createLatencyGuard(ctx, 'reap-idle', heldBack, wake, deps.latencyProbe);
-  await guard?.start();
-  const brakes: Brakes = { guard, heldBack };
-  try {
-    return await withConnection(ctx, (client) =>
-      strategy.kind === 'index'
-        ? reapWithIndex(ctx, client, idleSeconds, budget, options, brakes)
-        : walkRanges(ctx, client, idleSeconds, budget, options, brakes),
-    );
-  } finally {
-    await guard?.finish();
-    if (guard !== null) ctx.log.debug({ ...guard.stats, ...heldBack.summary }, 'reap latency guard');
-  }
-}
-
-/**
- * Waits as the guard requires before the next batch, and its size: `unguarded` scaled down by the
- * guard. null: the run must stop (woken early by shutdown or the time budget).
- */
-async function guardedSize({ guard, heldBack }: Brakes, unguarded: number, min: number): Promise<number | null> {
-  if (guard === null) {
-    heldBack.batch(0, false);
-    return unguarded;
-  }
-  if (!(await guard.beforeBatch(0))) return null;
-  const size = guard.batchRows(unguarded, Math.min(unguarded, min));
-  heldBack.batch(0, size < unguarded);
-  return size;
+  return runBatches(
+    ctx,
+    {
+      task: 'reap-idle',
+      maxSize: ctx.config.batchMaxSize,
+      openLane: (_laneId: number, client: pg.PoolClient) =>
+        strategy.kind === 'index' ? Promise.resolve(indexLane(ctx, client, idleSeconds)) : rangeLane(ctx, client, idleSeconds),
+    },
+    options,
+    deps,
+  );
 }
 
 /** The idle rows among `ids`, in halves around held rows (tasks/held-rows.ts). */
-function reapByIds(ctx: TaskContext, client: pg.PoolClient, idleSeconds: number, ids: readonly SessionId[]): Promise<number> {
+function reapByIds(ctx: TaskContext, client: pg.PoolClient, idleSeconds: number, ids: readonly SessionId[], { held, waits }: BatchScope): Promise<number> {
   const statement = reapIds(ctx.config.sessionTable);
-  return deleteInHalves(ctx, ids, async (part) => (await client.query({ ...statement, values: [part, idleSeconds] })).rowCount ?? 0);
+  return deleteInHalves(ctx, ids, async (part) => (await client.query({ ...statement, values: [part, idleSeconds] })).rowCount ?? 0, held, waits);
 }
 
-async function walkRanges(
-  ctx: TaskContext,
-  client: pg.PoolClient,
-  idleSeconds: number,
-  budget: RunBudget,
-  options: RunOptions,
-  brakes: Brakes,
-): Promise<RunOutput> {
-  const { config, metrics } = ctx;
-  const table = config.sessionTable;
+/** The walk over primary-key ranges from the stored position; a batch is one range of at most `limit` ids. */
+async function rangeLane(ctx: TaskContext, client: pg.PoolClient, idleSeconds: number): Promise<Lane | null> {
+  const table = ctx.config.sessionTable;
   const key = positionKey(table);
-  const size = new AdaptiveBatchSize(config.batchSize, config.batchMinSize, config.batchMaxSize, config.batchTargetMs);
   let position = await beginPass(ctx, client);
-  const fractionAtStart = position.fraction;
-  let deleted = 0;
-  let batches = 0;
+  // A pass over an empty table: nothing to walk.
+  if (position.lastId >= position.endId) return null;
   // Rows of this walker's last range that moved the position, not yet in pass_deleted: the next
   // range's statement adds them, or addPassDeleted at the end (db/sql/reap-idle.ts).
   let uncounted = 0;
 
-  const runRange = async (from: number, to: number): Promise<number> => {
+  const runRange = (from: number, to: number, scope: BatchScope): Promise<number> => {
     const values = [key, position.pass, from, to, idleSeconds, uncounted];
-    const started = performance.now();
-    try {
-      return await aroundHeldRows(
-        ctx,
-        async (exceptHeld) => (await client.query({ ...(exceptHeld ? reapRangeExceptHeld : reapRange)(table), values })).rowCount ?? 0,
-        async () => {
-          const { rows } = await client.query<{ id: SessionId }>({ ...reapRangeCandidates(table), values: [from, to, idleSeconds] });
-          const rangeDeleted = await reapByIds(
-            ctx,
-            client,
-            idleSeconds,
-            rows.map((r) => r.id),
-          );
-          await client.query({ ...reapMovePosition(table), values: [key, position.pass, from, to, uncounted] });
-          return rangeDeleted;
-        },
-      );
-    } finally {
-      metrics.batchDuration.observe({ task: 'reap-idle' }, (performance.now() - started) / 1000);
-    }
+    return aroundHeldRows(
+      ctx,
+      async (exceptHeld) => (await client.query({ ...(exceptHeld ? reapRangeExceptHeld : reapRange)(table), values })).rowCount ?? 0,
+      async () => {
+        const { rows } = await client.query<{ id: SessionId }>({ ...reapRangeCandidates(table), values: [from, to, idleSeconds] });
+        const rangeDeleted = await reapByIds(
+          ctx,
+          client,
+          idleSeconds,
+          rows.map((r) => r.id),
+          scope,
+        );
+        await client.query({ ...reapMovePosition(table), values: [key, position.pass, from, to, uncounted] });
+        return rangeDeleted;
+      },
+      scope.waits,
+    );
   };
 
   /** Adds the uncounted rows to the pass they were deleted in. */
@@ -159,72 +118,39 @@ async function walkRanges(
     uncounted = 0;
   };
 
-  let stoppedBy: StoppedBy;
-  for (;;) {
-    if (position.lastId >= position.endId) {
-      stoppedBy = 'drained';
-      break;
-    }
-    const stop: StoppedBy | null = budget.stopReason(deleted);
-    if (stop !== null) {
-      stoppedBy = stop;
-      break;
-    }
-    // A range holds at most as many rows as ids: capping the width keeps the row budget exact.
-    const width = await guardedSize(brakes, Math.max(1, Math.min(size.size, budget.rowsLeft(deleted))), config.batchMinSize);
-    if (width === null) {
-      stoppedBy = budget.stopReason(deleted) ?? 'time-budget';
-      break;
-    }
-    const from = position.lastId;
-    const to = Math.min(from + width, position.endId);
-    const started = performance.now();
-    let rangeDeleted: number;
-    try {
-      rangeDeleted = await runRange(from, to);
-    } catch (error) {
-      if (shrinkOnTimeout(error, size, metrics)) continue;
-      throw error;
-    }
-    const durationMs = performance.now() - started;
-    size.record(to - from, durationMs);
-    brakes.guard?.afterBatch(0, durationMs);
-    options.onBatch?.({ rows: rangeDeleted, durationMs });
-    deleted += rangeDeleted;
-    batches += 1;
-    metrics.sessionsDeleted.inc({ reason: 'idle' }, rangeDeleted);
-    // Rows deleted: the position moved with them. None: no idle row in the range, or another
-    // walker moved the position (then the delete read nothing); the position says which.
-    const current = rangeDeleted > 0 ? undefined : await loadReapPosition(client, table);
-    const moved = current === undefined || (current !== null && current.pass === position.pass && current.lastId === to);
-    if (moved) {
-      position = withFraction({ ...position, lastId: to, passDeleted: position.passDeleted + rangeDeleted });
-      uncounted = rangeDeleted;
-    } else {
-      // Another walker moved the position: go on from where it stands now.
-      await settleCount();
-      position = current ?? (await beginPass(ctx, client));
-    }
-    options.onProgress?.({ deleted, batches, elapsedMs: budget.elapsedMs, fraction: position.fraction, fractionAtStart });
-  }
-  await settleCount();
-  return { deleted, batches, stoppedBy };
+  return {
+    fractionAtStart: position.fraction,
+    batch: async (limit, scope) => {
+      // A range holds at most as many rows as ids: its width is the batch's cap.
+      const from = position.lastId;
+      const to = Math.min(from + limit, position.endId);
+      if (from >= to) return { deleted: 0, covered: 0, done: true, fraction: position.fraction };
+      const rangeDeleted = await runRange(from, to, scope);
+      // Rows deleted: the position moved with them. None: no idle row in the range, or another
+      // walker moved the position (then the delete read nothing); the position says which.
+      const current = rangeDeleted > 0 ? undefined : await loadReapPosition(client, table);
+      const moved = current === undefined || (current !== null && current.pass === position.pass && current.lastId === to);
+      if (moved) {
+        position = withFraction({ ...position, lastId: to, passDeleted: position.passDeleted + rangeDeleted });
+        uncounted = rangeDeleted;
+      } else {
+        // Another walker moved the position: go on from where it stands now.
+        await settleCount();
+        position = current ?? (await beginPass(ctx, client));
+      }
+      return { deleted: rangeDeleted, covered: to - from, done: position.lastId >= position.endId, fraction: position.fraction };
+    },
+    finish: settleCount,
+  };
 }
 
-async function reapWithIndex(
-  ctx: TaskContext,
-  client: pg.PoolClient,
-  idleSeconds: number,
-  budget: RunBudget,
-  options: RunOptions,
-  brakes: Brakes,
-): Promise<RunOutput> {
-  const { config, metrics } = ctx;
+/** Batches through an index on last_used_at, from a cursor on it; no stored position. */
+function indexLane(ctx: TaskContext, client: pg.PoolClient, idleSeconds: number): Lane {
+  const { config } = ctx;
   const statement = reapThroughIndex(config.sessionTable);
-  const size = new AdaptiveBatchSize(config.batchSize, config.batchMinSize, config.batchMaxSize, config.batchTargetMs);
   let cursor = '-infinity';
   /** The next batch's rows deleted, and where the next batch starts (null: nothing idle is left after it). */
-  const reapBatchThroughIndex = (limit: number) =>
+  const reapBatchThroughIndex = (limit: number, scope: BatchScope) =>
     aroundHeldRows(
       ctx,
       async (exceptHeld) => {
@@ -243,40 +169,21 @@ async function reapWithIndex(
           client,
           idleSeconds,
           rows.map((r) => r.id),
+          scope,
         );
         // Nothing deleted from a full batch: every row from the cursor on is held; the run stops here
         // rather than read the same rows again.
         return { deleted, cursor: rows.length < limit || deleted === 0 ? null : (rows.at(-1)?.cursor ?? null) };
       },
+      scope.waits,
     );
-  let deleted = 0;
-  let batches = 0;
-  for (;;) {
-    const stop = budget.stopReason(deleted);
-    if (stop !== null) return { deleted, batches, stoppedBy: stop };
-    const limit = await guardedSize(brakes, Math.max(1, Math.min(size.size, budget.rowsLeft(deleted))), config.batchMinSize);
-    if (limit === null) return { deleted, batches, stoppedBy: budget.stopReason(deleted) ?? 'time-budget' };
-    const started = performance.now();
-    let result: { deleted: number; cursor: string | null };
-    try {
-      result = await reapBatchThroughIndex(limit);
-    } catch (error) {
-      if (shrinkOnTimeout(error, size, metrics)) continue;
-      throw error;
-    } finally {
-      metrics.batchDuration.observe({ task: 'reap-idle' }, (performance.now() - started) / 1000);
-    }
-    const durationMs = performance.now() - started;
-    size.record(result.deleted, durationMs);
-    brakes.guard?.afterBatch(0, durationMs);
-    options.onBatch?.({ rows: result.deleted, durationMs });
-    deleted += result.deleted;
-    batches += 1;
-    metrics.sessionsDeleted.inc({ reason: 'idle' }, result.deleted);
-    options.onProgress?.({ deleted, batches, elapsedMs: budget.elapsedMs });
-    if (result.cursor === null) return { deleted, batches, stoppedBy: 'drained' };
-    cursor = result.cursor;
-  }
+  return {
+    batch: async (limit, scope) => {
+      const result = await reapBatchThroughIndex(limit, scope);
+      if (result.cursor !== null) cursor = result.cursor;
+      return { deleted: result.deleted, covered: result.deleted, done: result.cursor === null };
+    },
+  };
 }
 
 /** The index the reaper would use now, or the primary-key walk. */

@@ -215,7 +215,16 @@ class Revocation {
 
   async byUsers(userIds: readonly number[], exceptJti: string | null, issuedBefore: string | null): Promise<void> {
     const statement = revokeByUsers(this.#ctx.config.sessionTable);
-    await this.#lanes(this.#chunks(userIds), (client, chunk) => this.#statement(client, statement, [chunk, exceptJti, issuedBefore]));
+    const cap = this.#ctx.config.batchMaxSize;
+    await this.#lanes(this.#chunks(userIds), async (client, chunk) => {
+      // At most `cap` sessions a statement (db/sql/revoke.ts): again until one deletes nothing. Not
+      // until one deletes fewer than the cap: rows another transaction deleted meanwhile (a purge)
+      // make a capped statement delete fewer, with more sessions of the chunk still there.
+      // The statement that finds nothing is a check, not a batch.
+      const values = [chunk, exceptJti, issuedBefore, cap];
+      let revoked = await this.#statement(client, statement, values);
+      while (revoked > 0) revoked = await this.#statement(client, statement, values, false);
+    });
   }
 
   async byJtis(jtis: readonly string[]): Promise<void> {
@@ -246,7 +255,7 @@ class Revocation {
    * Runs every unit of work on the job's connection and, while the pool can spare one, on a second
    * (see the top of this file). A statement timeout shrinks the unit and puts it back.
    */
-  async #lanes<W>(work: WorkList<W>, run: (client: pg.PoolClient, unit: W) => Promise<void>): Promise<void> {
+  async #lanes<W>(work: WorkList<W>, run: (client: pg.PoolClient, unit: W) => Promise<unknown>): Promise<void> {
     const { pool, metrics } = this.#ctx;
     const first = work.take();
     if (first === undefined) return;
@@ -305,18 +314,23 @@ class Revocation {
     if (failure) throw failure.error;
   }
 
-  /** One delete statement, retried after lock timeouts and deadlocks; counts what it deleted. */
-  async #statement(client: pg.PoolClient, statement: Statement, values: unknown[]): Promise<void> {
+  /**
+   * One delete statement, retried after lock timeouts and deadlocks; counts what it deleted, and
+   * returns it. `counted` false: a statement that deletes nothing is not a batch (the check that a
+   * capped chunk is done).
+   */
+  async #statement(client: pg.PoolClient, statement: Statement, values: unknown[], counted = true): Promise<number> {
     const { metrics } = this.#ctx;
     for (let attempt = 1; ; attempt += 1) {
       const started = performance.now();
       try {
         const revoked = (await client.query({ ...statement, values })).rowCount ?? 0;
+        if (revoked === 0 && !counted) return 0;
         this.revoked += revoked;
         this.batches += 1;
         metrics.sessionsDeleted.inc({ reason: 'revoked' }, revoked);
         this.#options.onProgress?.({ revoked: this.revoked, batches: this.batches });
-        return;
+        return revoked;
       } catch (error) {
         const code = sqlState(error);
         const cause: RetryCause | null = code === SQLSTATE.lockNotAvailable ? 'lock-timeout' : code === SQLSTATE.deadlockDetected ? 'deadlock' : null;

@@ -38,8 +38,10 @@ describe('purge-expired', () => {
       });
       const metric = await ctx.metrics.sessionsDeleted.get();
       const errors = await ctx.metrics.errors.get();
+      const stalled = await ctx.metrics.stalledRuns.get();
       return {
         output,
+        stalled: stalled.values.find((v) => v.labels.task === 'purge-expired')?.value ?? 0,
         counted: metric.values.find((v) => v.labels.reason === 'expired')?.value ?? 0,
         lockTimeouts: errors.values.find((v) => v.labels.kind === 'lock-timeout')?.value ?? 0,
       };
@@ -118,6 +120,35 @@ describe('purge-expired', () => {
     assert.ok(output.batches >= 40, `expected at least 40 batches, got ${output.batches}`);
     assert.deepEqual(await expiredAndLive(db.pool), { expired: 0, live: 1000 });
   });
+
+  // A mass logout (`UPDATE ... SET expires_at = now()`), an import, or expiry on a fixed grid: many
+  // rows on one instant. No batch may take more than its cap plus the stated overshoot (a tenth).
+  for (const { name, at, lanes } of [
+    { name: '3,000 rows on one instant', at: "now() - interval '1 day'", lanes: '1' },
+    { name: "3,000 rows at '-infinity'", at: "'-infinity'::timestamptz", lanes: '1' },
+    { name: '3,000 rows mid-span, three lanes on twelve slices', at: 'NULL', lanes: '3' },
+  ]) {
+    test(`a tie is purged in batches of at most the cap: ${name}`, async () => {
+      await reset();
+      await insertBulkSessions(db.pool, 4200, 0.8);
+      // With `at` NULL the tie sits in the middle of the purgeable span, where slices meet.
+      await db.pool.query(
+        `UPDATE auth.refresh_session
+            SET expires_at = coalesce(${at}, (SELECT min(expires_at) + (now() - min(expires_at)) / 2 FROM auth.refresh_session))
+          WHERE id IN (SELECT id FROM auth.refresh_session WHERE expires_at < now() ORDER BY id LIMIT 3000)`,
+      );
+      const batchRows: number[] = [];
+      const { output, counted } = await purge(
+        { JANITOR_BATCH_SIZE: '100', JANITOR_BATCH_MIN_SIZE: '100', JANITOR_BATCH_MAX_SIZE: '100', JANITOR_PURGE_CONCURRENCY: lanes },
+        undefined,
+        undefined,
+        batchRows,
+      );
+      assert.ok(Math.max(...batchRows) <= 110, `largest batch ${Math.max(...batchRows)} rows (cap 100)`);
+      assert.deepEqual({ deleted: output.deleted, counted, stoppedBy: output.stoppedBy }, { deleted: 3360, counted: 3360, stoppedBy: 'drained' });
+      assert.deepEqual(await expiredAndLive(db.pool), { expired: 0, live: 840 });
+    });
+  }
 
   test('the row budget stops a run early and the next run carries on', async () => {
     await reset();
@@ -235,6 +266,91 @@ describe('purge-expired', () => {
     assert.deepEqual(await remainingIds(db.pool), []);
   });
 
+  test('a row held inside a savepoint within a tie is left for the next run; the tie walk goes past it', async () => {
+    await reset();
+    await insertBulkSessions(db.pool, 400, 0.75);
+    await db.pool.query(`UPDATE auth.refresh_session SET expires_at = now() - interval '1 day' WHERE expires_at < now()`);
+    const { rows } = await db.pool.query<{ id: number }>('SELECT id FROM auth.refresh_session WHERE expires_at < now() ORDER BY ctid OFFSET 150 LIMIT 1');
+    const held = rows[0]?.id ?? 0;
+    const holders = await holdRow(db.url, held, 'savepoint');
+    try {
+      const batchRows: number[] = [];
+      const first = await purge(
+        { JANITOR_LOCK_TIMEOUT: '50ms', JANITOR_BATCH_SIZE: '100', JANITOR_BATCH_MIN_SIZE: '100', JANITOR_BATCH_MAX_SIZE: '100' },
+        undefined,
+        undefined,
+        batchRows,
+      );
+      assert.deepEqual({ deleted: first.output.deleted, stoppedBy: first.output.stoppedBy }, { deleted: 299, stoppedBy: 'drained' });
+      assert.ok(Math.max(...batchRows) <= 110, `batches of ${batchRows.join(', ')} rows`);
+      const left = await db.pool.query<{ id: number }>('SELECT id FROM auth.refresh_session WHERE expires_at < now()');
+      assert.deepEqual(
+        left.rows.map((r) => r.id),
+        [held],
+      );
+    } finally {
+      await releaseAll(holders);
+    }
+    assert.equal((await purge()).output.deleted, 1);
+    assert.deepEqual(await expiredAndLive(db.pool), { expired: 0, live: 100 });
+  });
+
+  /** Holds every fifth of the first `first` purgeable rows in a savepoint (not seen by the first retry). */
+  async function holdEveryFifth(first: number) {
+    const { rows } = await db.pool.query<{ id: number }>('SELECT id FROM auth.refresh_session WHERE expires_at < now() ORDER BY expires_at, id LIMIT $1', [
+      first,
+    ]);
+    const ids = rows.filter((_, i) => i % 5 === 0).map((r) => r.id);
+    const holders = await holdRow(db.url, ids[0] ?? 0, 'savepoint');
+    await holders[0]?.query('SELECT 1 FROM auth.refresh_session WHERE id = ANY($1) FOR UPDATE', [ids]);
+    return { holders, ids, firstBatch: rows.map((r) => r.id) };
+  }
+
+  test('held rows in the first batch take at most half the run: a long lock_timeout still lets the run purge the rest', async () => {
+    await reset();
+    await insertBulkSessions(db.pool, 2010, 2000 / 2010);
+    // 16 lock timeouts of 300 ms, plus the two before them, outlast the whole 4 s run.
+    const { holders, ids, firstBatch } = await holdEveryFifth(100);
+    try {
+      const { output, stalled, lockTimeouts } = await purge({
+        JANITOR_LOCK_TIMEOUT: '300ms',
+        JANITOR_MAX_RUN_SECONDS: '4',
+        JANITOR_BATCH_SIZE: '100',
+        JANITOR_BATCH_MIN_SIZE: '100',
+        JANITOR_BATCH_MAX_SIZE: '100',
+      });
+      const left = await db.pool.query<{ id: number }>('SELECT id FROM auth.refresh_session WHERE expires_at < now() ORDER BY id');
+      const outside = left.rows.map((r) => r.id).filter((id) => !firstBatch.includes(id));
+      assert.deepEqual(outside, [], `every purgeable row after the first batch is gone: ${JSON.stringify({ output, lockTimeouts })}`);
+      assert.ok(output.deleted >= 1900, `deleted ${output.deleted} of 2000`);
+      assert.equal(stalled, 0);
+      for (const id of ids)
+        assert.ok(
+          left.rows.some((r) => r.id === id),
+          `held row ${id} stays`,
+        );
+    } finally {
+      await releaseAll(holders);
+    }
+  });
+
+  test('a run that deletes nothing while rows are left is counted in session_janitor_stalled_runs_total', async () => {
+    await reset();
+    await insertBulkSessions(db.pool, 60, 50 / 60);
+    const holders = await holdRow(db.url, 0, 'savepoint');
+    await holders[0]?.query('SELECT 1 FROM auth.refresh_session WHERE expires_at < now() FOR UPDATE');
+    try {
+      const { output, stalled } = await purge({ JANITOR_LOCK_TIMEOUT: '50ms' });
+      assert.equal(output.deleted, 0);
+      assert.equal(stalled, 1);
+      assert.deepEqual(await expiredAndLive(db.pool), { expired: 50, live: 10 });
+    } finally {
+      await releaseAll(holders);
+    }
+    const after = await purge();
+    assert.deepEqual({ deleted: after.output.deleted, stalled: after.stalled }, { deleted: 50, stalled: 0 });
+  });
+
   test('after the worker migrated its schema on the same pool, a held row still costs only lock_timeout', async () => {
     await reset();
     const rows = await insertSessions(db.pool, [{ expiresIn: -300 }, { expiresIn: -200 }, { expiresIn: -100 }]);
@@ -305,8 +421,8 @@ describe('purge-expired', () => {
     // The bound statement takes the batch size as $4, the deletes the bound it read.
     const bound = (await db.pool.query<{ b: string }>("SELECT (now() - interval '1 hour')::text AS b")).rows[0]?.b;
     const cases = [
-      { statement: purgeBound(table, true), values: ['-infinity', 'infinity', 0, 5000] },
-      { statement: purgeBound(table, false), values: ['-infinity', 'infinity', 0, 5000] },
+      { statement: purgeBound(table, true), values: ['-infinity', 'infinity', 0, 5000, 501] },
+      { statement: purgeBound(table, false), values: ['-infinity', 'infinity', 0, 5000, 501] },
       { statement: purgeBatch(table, true), values: ['-infinity', 'infinity', 0, bound] },
       { statement: purgeBatch(table, false), values: ['-infinity', 'infinity', 0, bound] },
       { statement: purgeBatchExceptHeld(table, true), values: ['-infinity', 'infinity', 0, bound] },

@@ -45,7 +45,10 @@ describe('revoke', () => {
           retries.push(r.cause);
           options.onRetry?.(r);
         },
-        onProgress: (p) => (batches = p.batches),
+        onProgress: (p) => {
+          batches = p.batches;
+          options.onProgress?.(p);
+        },
       });
       const counted = (await ctx.metrics.sessionsDeleted.get()).values.find((v) => v.labels.reason === 'revoked')?.value ?? 0;
       const timed = (await ctx.metrics.batchDuration.get()).values.find((v) => v.labels.task === 'revoke' && v.metricName?.endsWith('_count'))?.value ?? 0;
@@ -149,6 +152,32 @@ describe('revoke', () => {
     assert.equal(counted, output.revoked);
     assert.equal(batches, 10, 'one statement per range of 100 ids');
     await assertRemaining(fresh);
+  });
+
+  test('one user with more sessions than a batch takes: statements of at most JANITOR_BATCH_MAX_SIZE rows, every session revoked', async () => {
+    await reset();
+    const sessions = await insertSessions(
+      db.pool,
+      Array.from({ length: 3500 }, (_, i) => ({ expiresIn: 86_400, user: i < 3200 ? 0 : 1 })),
+    );
+    const [many, other] = [sessions[0]?.userId, sessions[3200]?.userId];
+    assert.ok(many !== undefined && other !== undefined);
+    const perStatement: number[] = [];
+    let before = 0;
+    const { output, counted } = await run(
+      { userIds: [many, other], reason: 'admin' },
+      { JANITOR_BATCH_SIZE: '1000', JANITOR_BATCH_MIN_SIZE: '1000', JANITOR_BATCH_MAX_SIZE: '1000' },
+      {
+        onProgress: (p) => {
+          perStatement.push(p.revoked - before);
+          before = p.revoked;
+        },
+      },
+    );
+    assert.deepEqual({ output, counted }, { output: { revoked: 3500 }, counted: 3500 });
+    assert.ok(Math.max(...perStatement) <= 1000, `statements of ${perStatement.join(', ')} rows`);
+    assert.equal(perStatement.length, 4);
+    assert.deepEqual(await remainingIds(db.pool), []);
   });
 
   test('more users or jtis than a statement takes are chunked into several statements, as many as the lanes can share evenly', async () => {

@@ -7,7 +7,8 @@ import { qualified } from '../../src/db/sql/identifiers.ts';
 import { throttleProbe, type ProbeRow } from '../../src/db/sql/throttle.ts';
 import { createLogger } from '../../src/logger.ts';
 import { createMetrics } from '../../src/metrics.ts';
-import { probeDatabase, purgeExpired } from '../../src/tasks/purge-expired.ts';
+import { probeDatabase } from '../../src/tasks/brakes.ts';
+import { purgeExpired } from '../../src/tasks/purge-expired.ts';
 import {
   dutyCycleSleepMs,
   isOff,

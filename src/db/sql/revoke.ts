@@ -59,19 +59,31 @@ const deleteProbed = (table: string, keys: string, match: string) => `DELETE FRO
 
 /**
  * Sessions of the users $1 (int[], a chunk of at most IDS_PER_STATEMENT ids: tasks/revoke.ts), but
- * the session whose jti is $2 (uuid, null: none), created before $3 (timestamptz, null: any time).
- * Covers the selectors userId, userId + exceptJti, userId + issuedBefore and userIds.
+ * the session whose jti is $2 (uuid, null: none), created before $3 (timestamptz, null: any time),
+ * at most $4 (int) of them a statement. Covers the selectors userId, userId + exceptJti, userId +
+ * issuedBefore and userIds.
+ *
+ * The cap: a user may have any number of sessions (an import, a bot, a million), and without it
+ * one statement would delete them all in one transaction. The probes stop after $4 ids (the LIMIT
+ * over the nested loop), and only those are sorted into id order; the caller runs the statement
+ * again until one deletes nothing. Each statement starts the user's index entries from the
+ * beginning again and steps over the ones the statements before it deleted (dead entries).
  */
 export function revokeByUsers(table: QualifiedName): Statement {
+  const t = qualified(table);
   return {
     name: statementName('revoke_users', table),
-    text: deleteProbed(
-      qualified(table),
-      'unnest($1::int[]) AS k(user_id)',
-      `t.user_id = k.user_id
-          AND ($2::uuid IS NULL OR t.jti <> $2::uuid)
-          AND ($3::timestamptz IS NULL OR t.created_at < $3::timestamptz)`,
-    ),
+    text: `DELETE FROM ${t}
+ WHERE id = ANY(ARRAY(
+   SELECT v.id FROM (
+     SELECT s.id FROM unnest($1::int[]) AS k(user_id)
+      CROSS JOIN LATERAL (SELECT t.id FROM ${t} AS t
+                           WHERE t.user_id = k.user_id
+                             AND ($2::uuid IS NULL OR t.jti <> $2::uuid)
+                             AND ($3::timestamptz IS NULL OR t.created_at < $3::timestamptz)
+                          OFFSET 0) AS s
+      LIMIT $4::int) AS v
+    ORDER BY v.id))`,
   };
 }
 

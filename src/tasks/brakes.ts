@@ -1,0 +1,144 @@
+/**
+ * A run's brakes behind one interface, consulted by the batch engine (tasks/engine.ts) between
+ * batches: the throttle (duty cycle, WAL rate, replica lag, vacuum: tasks/throttle.ts) where the
+ * task has one, and the latency guard (tasks/latency-guard.ts). Before a lane's batch they may make
+ * it wait (or stop the run, when the run's wake signal ends a wait), and the guard may make it
+ * smaller; after it they learn its duration and WAL.
+ */
+import type pg from 'pg';
+import { qualified } from '../db/sql/identifiers.ts';
+import { throttleProbe, type ProbeRow } from '../db/sql/throttle.ts';
+import type { ScheduledTaskName } from '../queues.ts';
+import type { TaskContext } from './context.ts';
+import type { HeldBack } from './held-back.ts';
+import type { LatencyGuard } from './latency-guard.ts';
+import { createLatencyGuard, type LatencyProbe } from './latency-probe.ts';
+import { isOff, Throttle, type Brake, type DatabaseState, type ThrottleEvent, type ThrottleSettings } from './throttle.ts';
+
+/** For tests: the throttle's view of the database, and the latency guard's probe, instead of the real ones. */
+export interface BrakeDeps {
+  readonly probe?: (lane: number) => Promise<DatabaseState>;
+  readonly latencyProbe?: LatencyProbe;
+}
+
+export class RunBrakes {
+  readonly throttle: Throttle | null;
+  readonly guard: LatencyGuard | null;
+  readonly #heldBack: HeldBack;
+
+  constructor(throttle: Throttle | null, guard: LatencyGuard | null, heldBack: HeldBack) {
+    this.throttle = throttle;
+    this.guard = guard;
+    this.#heldBack = heldBack;
+  }
+
+  /** Whether a brake may wait: the run then needs a wake signal at the end of its time budget. */
+  get any(): boolean {
+    return this.throttle !== null || this.guard !== null;
+  }
+
+  async start(): Promise<void> {
+    await this.guard?.start();
+  }
+
+  /** Waits as the brakes require before lane's next batch. false: woken early, the run must stop. */
+  async beforeBatch(lane: number, wake: AbortSignal): Promise<boolean> {
+    if (this.throttle !== null && !(await this.throttle.beforeBatch(lane, wake))) return false;
+    return this.guard === null || (await this.guard.beforeBatch(lane));
+  }
+
+  /** The next batch's size: `unguarded` as the guard scales it (not below min), counted as held back when smaller. */
+  batchRows(lane: number, unguarded: number, min: number): number {
+    const size = this.guard === null ? unguarded : this.guard.batchRows(unguarded, Math.min(unguarded, min));
+    this.#heldBack.batch(lane, size < unguarded);
+    return size;
+  }
+
+  /** A batch of lane worked workMs (lock waits excluded) and wrote the WAL between walStart and walEnd. */
+  afterBatch(lane: number, workMs: number, walStart: number, walEnd: number): void {
+    this.throttle?.afterBatch(lane, workMs, walStart, walEnd);
+    this.guard?.afterBatch(lane, workMs);
+  }
+
+  async finish(ctx: TaskContext, task: ScheduledTaskName): Promise<void> {
+    this.throttle?.finish();
+    await this.guard?.finish();
+    // 'purge throttle', 'purge latency guard', 'reap latency guard': the messages operators grep for.
+    const verb = task.split('-')[0] ?? task;
+    if (this.throttle !== null) ctx.log.debug({ task, ...this.throttle.stats }, `${verb} throttle`);
+    if (this.guard !== null) ctx.log.debug({ task, ...this.guard.stats, ...this.#heldBack.summary }, `${verb} latency guard`);
+  }
+}
+
+/**
+ * The brakes of a run of `task`: its throttle when `throttled` (and a brake is on), and the latency
+ * guard. `client(lane)`: the lane's connection, where the throttle's probe runs.
+ */
+export function createBrakes(
+  ctx: TaskContext,
+  task: ScheduledTaskName,
+  throttled: boolean,
+  heldBack: HeldBack,
+  wake: AbortSignal,
+  client: (lane: number) => pg.ClientBase | undefined,
+  deps: BrakeDeps = {},
+): RunBrakes {
+  const probe =
+    deps.probe ??
+    ((lane: number) => {
+      const connection = client(lane);
+      return connection === undefined ? Promise.resolve(UNKNOWN) : probeDatabase(connection, ctx);
+    });
+  const throttle = throttled ? createThrottle(ctx, probe, heldBack) : null;
+  return new RunBrakes(throttle, createLatencyGuard(ctx, task, heldBack, wake, deps.latencyProbe), heldBack);
+}
+
+const UNKNOWN: DatabaseState = { replicaLagSeconds: null, vacuumRunning: null };
+
+export function throttleSettings(config: TaskContext['config']): ThrottleSettings {
+  return {
+    dutyCyclePercent: config.purgeDutyCyclePercent,
+    maxWalBytesPerSecond: config.purgeMaxWalBytesPerSecond,
+    maxReplicaLagSeconds: config.purgeMaxReplicaLagSeconds,
+    pauseOnVacuum: config.purgePauseOnVacuum,
+  };
+}
+
+/** The run's throttle, or null when every brake is off. */
+export function createThrottle(ctx: TaskContext, probe: (lane: number) => Promise<DatabaseState>, heldBack?: HeldBack): Throttle | null {
+  const settings = throttleSettings(ctx.config);
+  if (isOff(settings)) return null;
+  return new Throttle(settings, {
+    probe,
+    onEvent: (event) => logThrottleEvent(ctx, event),
+    ...(heldBack ? { onHeldBack: (brake: Brake, ms: number, lane: number) => heldBack.wait(brake, ms, lane) } : {}),
+  });
+}
+
+/** What this process has already warned about: a purge runs every few minutes, the role stays the same. */
+const warnedUnknown = new Set<string>();
+
+function logThrottleEvent({ log }: TaskContext, event: ThrottleEvent): void {
+  if (event.kind === 'unknown') {
+    const first = !warnedUnknown.has(event.what);
+    warnedUnknown.add(event.what);
+    (first ? log.warn.bind(log) : log.debug.bind(log))(
+      { what: event.what },
+      event.what === 'replica-lag'
+        ? 'replica lag is unknown (the role lacks pg_monitor / pg_read_all_stats): the purge does not pause for replica lag'
+        : 'vacuum progress is unknown (the role lacks pg_monitor / pg_read_all_stats): the purge does not pause for vacuum',
+    );
+  } else if (event.kind === 'pause') {
+    log.info({ reason: event.reason }, 'purge paused by its throttle');
+  } else {
+    log.info({ reason: event.reason, pausedSeconds: Math.round(event.pausedMs) / 1000 }, 'purge resumed');
+  }
+}
+
+/** Replica lag and a vacuum of the table; null where the role cannot see them. */
+export async function probeDatabase(client: pg.ClientBase, { config }: TaskContext): Promise<DatabaseState> {
+  const { rows } = await client.query<ProbeRow>({ ...throttleProbe, values: [qualified(config.sessionTable)] });
+  const row = rows[0];
+  if (row === undefined || !row.privileged) return UNKNOWN;
+  return { replicaLagSeconds: row.lag_seconds, vacuumRunning: row.vacuum_running };
+}

@@ -1,0 +1,156 @@
+/**
+ * The batch engine: the one loop of every scheduled deleting task (purge-expired, reap-idle). A
+ * task says how to take one batch from where a lane stands (a Lane); the engine owns the rest, the
+ * same for every task:
+ *
+ *   - lanes: `lanes` pooled connections at once (tasks/connection.ts), each walking its own work;
+ *     a lane that fails stops the others at their next batch, then the run rethrows its error;
+ *   - the run's budget (time, rows, shutdown), checked before every batch;
+ *   - the brakes (tasks/brakes.ts), consulted between batches;
+ *   - the adaptive batch size (tasks/batching.ts), halved on a statement timeout and the batch
+ *     tried again, and capped by the row budget;
+ *   - held rows: the by-id fallback's share of the run's time, the ids left, and the lock waits
+ *     kept out of the batch duration the size and the brakes learn from (tasks/held-rows.ts);
+ *   - accounting: the batch duration and deleted-rows metrics, onBatch, onProgress, the held-back
+ *     time (tasks/held-back.ts), and a run that deleted nothing while rows were left (tasks/stall.ts).
+ *
+ * A Lane moves its own position only once a batch has committed, so a batch the engine tries again
+ * (after a statement timeout) starts where the failed one did.
+ */
+import type pg from 'pg';
+import { scheduledTask, type ScheduledTaskName } from '../queues.ts';
+import { AdaptiveBatchSize, RunBudget, shrinkOnTimeout, type RunOptions, type RunOutput, type StoppedBy } from './batching.ts';
+import { createBrakes, type BrakeDeps } from './brakes.ts';
+import { withConnection } from './connection.ts';
+import type { TaskContext } from './context.ts';
+import { HeldBack } from './held-back.ts';
+import { HeldRows, type LockWaits } from './held-rows.ts';
+import { reportStall } from './stall.ts';
+
+/** What one batch did. */
+export interface BatchStep {
+  readonly deleted: number;
+  /** What the adaptive size learns from: the rows (or, for a walk over id ranges, the ids) the batch covered. */
+  readonly covered: number;
+  /** The lane has nothing left. */
+  readonly done: boolean;
+  /** WAL positions around the delete (bytes since 0/0), for the throttle's WAL cap; NaN when not read. */
+  readonly walStart?: number;
+  readonly walEnd?: number;
+  /** 0..1 of the work known at the start, when the task can tell (progress). */
+  readonly fraction?: number;
+}
+
+/** Where the lane's batches take their budget and held-rows account from. */
+export interface BatchScope {
+  readonly held: HeldRows;
+  readonly waits: LockWaits;
+}
+
+export interface Lane {
+  /** One batch of at most `limit` rows (or ids) from where the lane stands. */
+  batch(limit: number, scope: BatchScope): Promise<BatchStep>;
+  /** After the lane's last batch (not after a failure). */
+  finish?(): Promise<void>;
+  /** The fraction done when the run started (a reap resumes a pass part-way): the progress ETA counts from there. */
+  readonly fractionAtStart?: number;
+}
+
+/** A run of a scheduled task: its reason, brakes and lanes are its descriptor's (queues.ts SCHEDULED_TASKS). */
+export interface BatchTask {
+  readonly task: ScheduledTaskName;
+  /** The adaptive size's upper bound (rows or ids a batch). */
+  readonly maxSize: number;
+  /** Opens lane `laneId` on its connection (or null: nothing to do on it). */
+  readonly openLane: (laneId: number, client: pg.PoolClient) => Promise<Lane | null>;
+}
+
+export async function runBatches(ctx: TaskContext, spec: BatchTask, options: RunOptions = {}, deps: BrakeDeps = {}): Promise<RunOutput> {
+  const { config, metrics } = ctx;
+  const { reason, throttled, lanes } = scheduledTask(spec.task);
+  const budget = new RunBudget(config.maxRunSeconds, config.maxRunRows, options.signal);
+  const held = new HeldRows(() => budget.msLeft, config.lockTimeoutMs);
+  const heldBack = options.heldBack ?? new HeldBack(metrics, spec.task);
+  const failed = new AbortController();
+  const clients: Array<pg.PoolClient | undefined> = [];
+  // Ends a brake's sleep or pause early: shutdown, a failed lane, or the end of the time budget.
+  const wake = AbortSignal.any([failed.signal, AbortSignal.timeout(Math.max(1, Math.ceil(budget.msLeft))), ...(options.signal ? [options.signal] : [])]);
+  const brakes = createBrakes(ctx, spec.task, throttled, heldBack, wake, (lane) => clients[lane], deps);
+  await brakes.start();
+  let deleted = 0;
+  let batches = 0;
+  let stoppedBy: StoppedBy | null = null;
+
+  /** Why a lane must stop before its next batch, or null. */
+  const stopReason = (): StoppedBy | null => stoppedBy ?? (failed.signal.aborted ? 'shutdown' : budget.stopReason(deleted));
+
+  const drain = async (laneId: number, lane: Lane) => {
+    const size = new AdaptiveBatchSize(config.batchSize, config.batchMinSize, spec.maxSize, config.batchTargetMs);
+    const scope: BatchScope = { held, waits: { ms: 0 } };
+    for (;;) {
+      let stop = stopReason();
+      // Woken early: the reason is one of the budget's, or a failed lane.
+      if (stop === null && !(await brakes.beforeBatch(laneId, wake))) stop = stopReason() ?? 'time-budget';
+      if (stop !== null) {
+        stoppedBy ??= stop;
+        return;
+      }
+      const limit = brakes.batchRows(laneId, Math.max(1, Math.min(size.size, budget.rowsLeft(deleted))), config.batchMinSize);
+      const started = performance.now();
+      const waitedBefore = scope.waits.ms;
+      let step: BatchStep;
+      try {
+        step = await lane.batch(limit, scope);
+      } catch (error) {
+        if (shrinkOnTimeout(error, size, metrics)) continue;
+        throw error;
+      } finally {
+        metrics.batchDuration.observe({ task: spec.task }, (performance.now() - started) / 1000);
+      }
+      const durationMs = performance.now() - started;
+      const workMs = Math.max(0, durationMs - (scope.waits.ms - waitedBefore));
+      size.record(step.covered, workMs);
+      brakes.afterBatch(laneId, workMs, step.walStart ?? Number.NaN, step.walEnd ?? Number.NaN);
+      deleted += step.deleted;
+      batches += 1;
+      metrics.sessionsDeleted.inc({ reason }, step.deleted);
+      options.onBatch?.({ rows: step.deleted, durationMs });
+      options.onProgress?.({
+        deleted,
+        batches,
+        elapsedMs: budget.elapsedMs,
+        ...(step.fraction === undefined ? {} : { fraction: step.fraction }),
+        ...(lane.fractionAtStart === undefined ? {} : { fractionAtStart: lane.fractionAtStart }),
+      });
+      if (step.done) return;
+    }
+  };
+
+  const runLane = (laneId: number) =>
+    withConnection(ctx, async (client) => {
+      clients[laneId] = client;
+      try {
+        const lane = await spec.openLane(laneId, client);
+        if (lane === null) return;
+        await drain(laneId, lane);
+        await lane.finish?.();
+      } finally {
+        clients[laneId] = undefined;
+      }
+    });
+
+  const results = await Promise.allSettled(
+    Array.from({ length: lanes(config) }, (_, laneId) =>
+      runLane(laneId).catch((error: unknown) => {
+        failed.abort();
+        throw error;
+      }),
+    ),
+  );
+  await brakes.finish(ctx, spec.task);
+  const failure = results.find((r) => r.status === 'rejected');
+  if (failure) throw failure.reason;
+  const output: RunOutput = { deleted, batches, stoppedBy: stoppedBy ?? 'drained' };
+  reportStall(ctx, spec.task, output, held);
+  return output;
+}

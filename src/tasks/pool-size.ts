@@ -1,0 +1,19 @@
+/** The one rule for the size of a connection pool that runs tasks. */
+import type { Config } from '../config.ts';
+import { SCHEDULED_TASKS } from '../queues.ts';
+
+/** The latency guard's probe: one connection per run while it runs (tasks/latency-probe.ts). */
+const GUARD_CONNECTIONS = 1;
+
+/**
+ * Connections a pool needs: the lanes of the scheduled tasks it may run at once, one per concurrent
+ * revocation, the latency guard's probe, and `own` for the process's own statements. The worker
+ * runs every scheduled task and JANITOR_REVOKE_CONCURRENCY revocations, with two of its own
+ * (gauges, readiness pings); a one-shot command runs one task, with one. A large revocation borrows
+ * a second connection only when one is free at that moment.
+ */
+export function poolSize(config: Config, uses: { readonly tasks: 'all' | 'one'; readonly revocations: number; readonly own: number }): number {
+  const lanes = SCHEDULED_TASKS.map((t) => t.lanes(config));
+  const taskLanes = uses.tasks === 'all' ? lanes.reduce((a, b) => a + b, 0) : Math.max(...lanes);
+  return taskLanes + uses.revocations + GUARD_CONNECTIONS + uses.own;
+}
