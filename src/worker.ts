@@ -20,6 +20,7 @@ import type { Logger } from './logger.ts';
 import { createMetrics, type Metrics } from './metrics.ts';
 import { QUEUES } from './queues.ts';
 import type { TaskContext } from './tasks/context.ts';
+import { commandLine } from './command-line.ts';
 
 export interface Worker {
   readonly metrics: Metrics;
@@ -146,7 +147,7 @@ export async function startWorker(config: Config, log: Logger): Promise<Worker> 
       // not say that with JANITOR_MIGRATE=false only `migrate` can fix it.
       const message = safeErrorMessage(error);
       if (config.migrateOnStart || !/pg-boss is not installed|requires migrations/.test(message)) throw error;
-      throw new Error(`${message} (schema ${config.pgbossSchema}): run \`session-janitor migrate\` (JANITOR_MIGRATE=false forbids the worker to do it)`, {
+      throw new Error(`${message} (schema ${config.pgbossSchema}): run \`${commandLine('migrate')}\` (JANITOR_MIGRATE=false forbids the worker to do it)`, {
         cause: error,
       });
     }

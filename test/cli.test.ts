@@ -102,7 +102,7 @@ describe('database trouble is reported without the password, with a non-zero exi
     assert.match(result.stdout, /^purged 7 sessions/m);
     assert.match(
       result.stderr,
-      /^session-janitor: this run is not recorded in the job history \(relation "pgboss\.job" does not exist.*run `session-janitor migrate`$/m,
+      /^session-janitor: this run is not recorded in the job history \(relation "pgboss\.job" does not exist.*run `npx session-janitor migrate`$/m,
     );
     const left = await db.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM auth.refresh_session WHERE expires_at < now()');
     assert.equal(left.rows[0]?.n, 0);

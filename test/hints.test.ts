@@ -60,7 +60,7 @@ describe('status: the result on stdout, the hints on stderr', { timeout: 120_000
     await db.pool.query('DROP SCHEMA pgboss CASCADE');
     const result = await runCli(['status'], { DATABASE_URL: db.url }).finished;
     assert.equal(result.code, 1);
-    assert.match(result.stderr, /^session-janitor: pg-boss is not installed in schema pgboss of sj_test_\w+: run `session-janitor migrate`/m);
+    assert.match(result.stderr, /^session-janitor: pg-boss is not installed in schema pgboss of sj_test_\w+: run `npx session-janitor migrate`/m);
   });
 });
 

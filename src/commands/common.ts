@@ -19,6 +19,7 @@ import type { RunOptions, RunOutput } from '../tasks/batching.ts';
 import type { TaskContext } from '../tasks/context.ts';
 import { recordManualRun as recordManualRunStatement } from '../db/sql/manual-runs.ts';
 import type { QueueName } from '../queues.ts';
+import { commandLine } from '../command-line.ts';
 
 export const EXIT_CONFIG = 78;
 
@@ -113,7 +114,7 @@ export async function recordManualRun(ctx: TaskContext, queue: QueueName, output
     ctx.log.info({ queue, jobId: rows[0].id }, 'recorded this run in the job history of its queue');
   } catch (error) {
     process.stderr.write(
-      `session-janitor: this run is not recorded in the job history (${safeErrorMessage(error)}): the last-success time and the dashboard do not show it; run \`session-janitor migrate\`\n`,
+      `session-janitor: this run is not recorded in the job history (${safeErrorMessage(error)}): the last-success time and the dashboard do not show it; run \`${commandLine('migrate')}\`\n`,
     );
   }
 }

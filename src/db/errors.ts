@@ -10,6 +10,8 @@ export const SQLSTATE = {
   deadlockDetected: '40P01',
   undefinedTable: '42P01',
   insufficientPrivilege: '42501',
+  invalidParameterValue: '22023',
+  programLimitExceeded: '54000',
 } as const;
 
 export function sqlState(error: unknown): string | undefined {

@@ -47,6 +47,7 @@ import { HeldBack } from './held-back.ts';
 import { aroundHeldRows, deleteInHalves, type SessionId } from './held-rows.ts';
 import type { LatencyGuard } from './latency-guard.ts';
 import { createLatencyGuard, type LatencyProbe } from './latency-probe.ts';
+import { commandLine } from '../command-line.ts';
 
 export type ReapStrategy = { readonly kind: 'range' } | { readonly kind: 'index'; readonly index: string };
 
@@ -307,7 +308,7 @@ async function beginPass({ config }: TaskContext, client: pg.ClientBase): Promis
   const { rows } = await client.query<PositionRow>({ ...startPass(config.sessionTable), values: [key] }).catch((error: unknown) => {
     // The position table is missing (not the session table): the schema predates migration 2.
     if (sqlState(error) !== SQLSTATE.undefinedTable || !(error instanceof Error && error.message.includes('reap_position'))) throw error;
-    throw new Error(`${REAP_POSITION_TABLE} does not exist: run \`session-janitor migrate\` (schema version 2 or later)`, { cause: error });
+    throw new Error(`${REAP_POSITION_TABLE} does not exist: run \`${commandLine('migrate')}\` (schema version 2 or later)`, { cause: error });
   });
   const started = rows[0];
   if (started !== undefined) return toPosition(started);
