@@ -45,7 +45,7 @@ export async function openDatabase(config: Config, log: Logger): Promise<OpenedD
   log.info(
     { dataDir: config.dataDir, database: describeDatabase(server.connectionString) },
     server.joined
-      ? 'DATABASE_URL is unset: joined the embedded PostgreSQL that another process of this checkout runs (and stops)'
+      ? 'DATABASE_URL is unset: joined the embedded PostgreSQL that another process of this checkout started (the last process to leave it stops it)'
       : `DATABASE_URL is unset: embedded PostgreSQL is up (\`${commandLine('dev-url')}\` prints its DATABASE_URL, for psql or a producer)`,
   );
   return { connectionString: server.connectionString, demo, close: () => server.stop() };
