@@ -129,3 +129,12 @@ describe('loadConfig', () => {
     }
   });
 });
+
+test('an empty DATABASE_URL (a secret that did not resolve) is refused outside a checkout, and means the embedded database in one', () => {
+  assert.throws(
+    () => loadConfig({ DATABASE_URL: '' }, false),
+    (error: unknown) => error instanceof ConfigError && error.variable === 'DATABASE_URL' && /DATABASE_URL="" is invalid: empty/.test(error.message),
+  );
+  assert.equal(loadConfig({ DATABASE_URL: '' }, true).databaseUrl, undefined);
+  assert.equal(loadConfig({}, false).databaseUrl, undefined, 'unset stays unset: the image then says the embedded server is not installed');
+});
