@@ -332,7 +332,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, checkout: boole
   // An empty DATABASE_URL is what a failed secret lookup leaves: outside a checkout it must not pass
   // for unset (which a checkout reads as the embedded database).
   if (env.DATABASE_URL === '' && !checkout) {
-    throw new ConfigError('DATABASE_URL', '""', 'empty (a secret that did not resolve?): set it to the auth database\'s postgres:// URL');
+    throw new ConfigError('DATABASE_URL', '""', "empty (a secret that did not resolve?): set it to the auth database's postgres:// URL");
   }
   const get = <K extends keyof typeof VARIABLES>(key: K) => required(read(env, key));
   const batchSize = get('JANITOR_BATCH_SIZE');

@@ -79,3 +79,54 @@ test('start with the metrics port taken names JANITOR_METRICS_PORT', { timeout: 
     await db.drop();
   }
 });
+
+describe('sslmode as libpq means it, unix sockets named as such', { timeout: 120_000 }, () => {
+  let db: TestDatabase;
+  let socketUrl: (password: string, port?: string) => string;
+  before(async () => {
+    db = await createTestDatabase();
+    const url = new URL(db.url);
+    // The test server (no SSL) also listens on its unix socket, in /tmp.
+    socketUrl = (password, port = url.port) => `postgres://${url.username}:${password}@/${url.pathname.slice(1)}?host=/tmp&port=${port}`;
+  });
+  after(async () => {
+    await db?.drop();
+  });
+
+  for (const mode of ['prefer', 'allow']) {
+    test(`sslmode=${mode} (libpq falls back to plain text; node-postgres cannot): exit 78, one line that says what to use`, async () => {
+      const result = await runCli(['status'], { DATABASE_URL: `${db.url}?sslmode=${mode}` }).finished;
+      assert.equal(result.code, 78, result.stderr);
+      assert.equal(result.stderr.trim().split('\n').length, 1, result.stderr);
+      assert.match(result.stderr, new RegExp(`^session-janitor: configuration error: DATABASE_URL=.* is invalid: sslmode=${mode} .*use sslmode=require`));
+    });
+  }
+
+  test('sslmode=require against a server without SSL: one line naming the server and the fix, no security warning', async () => {
+    const result = await runCli(['status'], { DATABASE_URL: `${db.url}?sslmode=require` }).finished;
+    assert.equal(result.code, 1);
+    const host = new URL(db.url).host;
+    assert.match(
+      result.stderr,
+      new RegExp(`^session-janitor: the database at ${host.replaceAll('.', '\\.')} does not support SSL connections, .*sslmode=disable`, 'm'),
+    );
+    assert.doesNotMatch(result.stderr, /SECURITY WARNING/);
+  });
+
+  test('a unix socket URL with a wrong password names the user and the socket', async () => {
+    const result = await runCli(['status'], { DATABASE_URL: socketUrl('Wr0ng-Passw0rd-xyz') }).finished;
+    assert.equal(result.code, 1, result.stderr);
+    const url = new URL(db.url);
+    assert.match(
+      result.stderr,
+      new RegExp(`^session-janitor: authentication failed for user ${url.username} at the socket /tmp/\\.s\\.PGSQL\\.${url.port} `, 'm'),
+    );
+  });
+
+  test('a unix socket URL with a wrong port: the socket that does not answer', async () => {
+    const port = String(await freePort());
+    const result = await runCli(['status'], { DATABASE_URL: socketUrl('pw', port) }).finished;
+    assert.equal(result.code, 1, result.stderr);
+    assert.match(result.stderr, new RegExp(`^session-janitor: the database at the socket /tmp/\\.s\\.PGSQL\\.${port} does not answer \\(ENOENT\\)`, 'm'));
+  });
+});
