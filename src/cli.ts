@@ -23,7 +23,15 @@ const program = new Command('session-janitor')
   // A usage error (an unknown option, a missing value) is one line and exit 64 (EX_USAGE), as
   // scripts expect of an invalid request; --help and help still exit 0.
   .exitOverride()
-  .configureOutput({ outputError: (text, write) => write(`session-janitor: ${text.replace(/^error: /, '').trim().replaceAll('\n', ' ')} (see --help)\n`) });
+  .configureOutput({
+    outputError: (text, write) =>
+      write(
+        `session-janitor: ${text
+          .replace(/^error: /, '')
+          .trim()
+          .replaceAll('\n', ' ')} (see --help)\n`,
+      ),
+  });
 
 program.command('start', { isDefault: true }).description('run the worker: schedules, consumers, metrics server').action(startCommand);
 program
