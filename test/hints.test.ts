@@ -130,3 +130,48 @@ describe('sslmode as libpq means it, unix sockets named as such', { timeout: 120
     assert.match(result.stderr, new RegExp(`^session-janitor: the database at the socket /tmp/\\.s\\.PGSQL\\.${port} does not answer \\(ENOENT\\)`, 'm'));
   });
 });
+
+describe('the wrong table, the wrong role: the message names the table and the role it needs', { timeout: 120_000 }, () => {
+  let db: TestDatabase;
+  const role = `sj_producer_${Math.random().toString(36).slice(2, 10)}`;
+  before(async () => {
+    db = await createTestDatabase();
+    await db.pool.query(`CREATE ROLE ${role} LOGIN PASSWORD 'producer-test'`);
+  });
+  after(async () => {
+    await db?.drop();
+    const admin = new URL(db.url);
+    admin.pathname = '/postgres';
+    const { default: pg } = await import('pg');
+    const client = new pg.Client({ connectionString: admin.toString() });
+    await client.connect();
+    await client.query(`DROP ROLE IF EXISTS ${role}`);
+    await client.end();
+  });
+
+  test('JANITOR_SESSION_TABLE=auth.user (a table, not the sessions table): the table and its missing columns', async () => {
+    for (const command of ['status', 'purge-expired']) {
+      const result = await runCli([command], { DATABASE_URL: db.url, JANITOR_SESSION_TABLE: 'auth.user' }).finished;
+      assert.equal(result.code, 1, result.stderr);
+      assert.match(
+        result.stderr,
+        /^session-janitor: auth\.user has no column jti, user_id, last_used_at, expires_at: is JANITOR_SESSION_TABLE the sessions table/m,
+      );
+    }
+  });
+
+  test('status as a role without USAGE on schema auth: the role, and the role it needs', async () => {
+    const url = new URL(db.url);
+    url.username = role;
+    url.password = 'producer-test';
+    const result = await runCli(['status'], { DATABASE_URL: url.toString() }).finished;
+    assert.equal(result.code, 1, result.stderr);
+    assert.match(
+      result.stderr,
+      new RegExp(
+        `^session-janitor: ${role} may not look up auth\\.refresh_session \\(permission denied for schema auth.*session_janitor_worker of sql/roles\\.sql`,
+        'm',
+      ),
+    );
+  });
+});

@@ -7,7 +7,8 @@
 import { pino } from 'pino';
 import { ConfigError, loadConfig, type Config } from '../config.ts';
 import { openDatabase } from '../db/database.ts';
-import { connectionHint, safeErrorMessage } from '../db/errors.ts';
+import { SQLSTATE, connectionHint, safeErrorMessage, sqlState } from '../db/errors.ts';
+import { databaseTarget } from '../db/connection-string.ts';
 import { sessionTableAccess, sessionTableProblem, type SessionTableAccess } from '../db/dev-bootstrap.ts';
 import type pg from 'pg';
 import { createPool } from '../db/pool.ts';
@@ -44,6 +45,13 @@ export async function requireSessionTable(pool: pg.Pool, config: Config, connect
   try {
     access = await sessionTableAccess(pool, config.sessionTable);
   } catch (error) {
+    if (sqlState(error) === SQLSTATE.insufficientPrivilege) {
+      const user = databaseTarget(connectionString)?.user || 'the connecting role';
+      throw new Error(
+        `${user} may not look up ${config.sessionTable.schema}.${config.sessionTable.name} (${safeErrorMessage(error)}): this command needs the worker's grants, the role session_janitor_worker of sql/roles.sql`,
+        { cause: error },
+      );
+    }
     throw new Error(connectionHint(error, connectionString) ?? safeErrorMessage(error), { cause: error });
   }
   if (needs === 'presence') access = { ...access, canSelect: true, canDelete: true };
