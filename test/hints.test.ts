@@ -160,6 +160,15 @@ describe('the wrong table, the wrong role: the message names the table and the r
     }
   });
 
+  test('revoke of every user (--issued-before alone) as a role without its grant: the role it needs', async () => {
+    const url = new URL(db.url);
+    url.username = role;
+    url.password = 'producer-test';
+    const result = await runCli(['revoke', '--issued-before', '2020-01-01T00:00:00Z', '--reason', 'rotated'], { DATABASE_URL: url.toString() }).finished;
+    assert.equal(result.code, 1, result.stderr);
+    assert.match(result.stderr, /^session-janitor: permission denied .*: this request needs the role session_janitor_global_revoker of sql\/roles\.sql/m);
+  });
+
   test('status as a role without USAGE on schema auth: the role, and the role it needs', async () => {
     const url = new URL(db.url);
     url.username = role;

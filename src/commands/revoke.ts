@@ -17,8 +17,8 @@ import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { InvalidRevokeRequestError, RevocationFailedError, RevocationTimeoutError, enqueueRevocation, waitForRevocation } from '../client.ts';
 import { openDatabase } from '../db/database.ts';
-import { SQLSTATE, sqlState } from '../db/errors.ts';
-import { validateRevokeRequest } from '../revoke-request.ts';
+import { SQLSTATE, safeErrorMessage, sqlState } from '../db/errors.ts';
+import { selectorKind, validateRevokeRequest } from '../revoke-request.ts';
 import { setup } from './common.ts';
 import { fail } from './process-edge.ts';
 import { commandLine } from '../command-line.ts';
@@ -88,6 +88,10 @@ export async function revokeCommand(options: RevokeCommandOptions): Promise<void
       // still an invalid request: nothing was enqueued.
       if (code === SQLSTATE.invalidParameterValue || code === SQLSTATE.programLimitExceeded) {
         fail(`invalid revocation request:\n  - ${error instanceof Error ? error.message : String(error)}`, EXIT_USAGE);
+      }
+      if (code === SQLSTATE.insufficientPrivilege) {
+        const role = selectorKind(validation.request) === 'issuedBefore' ? 'session_janitor_global_revoker' : 'session_janitor_producer';
+        fail(`${safeErrorMessage(error)}: this request needs the role ${role} of sql/roles.sql (docs/deployment.md, Database roles)`, 1);
       }
       if (code === '42883' || code === '3F000' || code === SQLSTATE.undefinedTable) {
         fail(`session_janitor.enqueue_revocation is missing: run \`${commandLine('migrate')}\` first`, 1);
