@@ -114,7 +114,9 @@ export async function startWorker(config: Config, log: Logger): Promise<Worker> 
 
     // The ping also looks for the sessions table: a worker on a database without it (not the auth
     // database) would run, and delete nothing, forever. It says so once, and again when it changes.
-    const ping = async () => {
+    // At start, a failed ping is the start-up error itself (one line, by cli.ts): no warning with
+    // its stack after that line, which would leave the terminal's last line not the cause.
+    const ping = async (atStart = false) => {
       try {
         const access = await sessionTableAccess(pool, config.sessionTable);
         lastPingOk = Date.now();
@@ -129,14 +131,14 @@ export async function startWorker(config: Config, log: Logger): Promise<Worker> 
         lastPingError = error;
         metrics.databaseUp.set(0);
         metrics.errors.inc({ kind: 'database' });
-        log.warn({ err: error }, 'database ping failed');
+        if (!atStart) log.warn({ err: error }, 'database ping failed');
       }
     };
-    await ping();
+    await ping(true);
     if (lastPingOk === 0) {
       throw new Error(connectionHint(lastPingError, database.connectionString) ?? `the database does not answer: ${safeErrorMessage(lastPingError)}`);
     }
-    const pinger = cron.schedule(PING_CRON, ping, { name: 'readiness-ping', noOverlap: true });
+    const pinger = cron.schedule(PING_CRON, () => ping(), { name: 'readiness-ping', noOverlap: true });
     releasers.push({ name: 'ping', release: async () => void (await pinger.destroy()) });
 
     // Never install pg-boss or the worker's schema into a database without the sessions table (not

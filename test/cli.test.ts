@@ -46,6 +46,7 @@ describe('database trouble is reported without the password, with a non-zero exi
     assert.match(result.stderr, /^session-janitor: .*does not answer/m);
     assert.match(output, /ECONNREFUSED/);
     assert.match(output, new RegExp(`127\\.0\\.0\\.1:${port}/auth as janitor`), 'the log names the database it tried');
+    assert.doesNotMatch(result.stdout, /"level":"(warn|error)"/, 'the one line on stderr is the last word: no warning with a stack after it');
   });
 
   test('a wrong password', async () => {
