@@ -4,6 +4,19 @@ import js from '@eslint/js';
 import { createNodeResolver, importX } from 'eslint-plugin-import-x';
 import tseslint from 'typescript-eslint';
 
+// The layers of docs/architecture.md: a file imports only from its own layer and the layers below.
+const WORKER = ['src/{worker,install,gauges,http,boss,cluster-state}.ts', 'src/consumers/**'];
+const FOUNDATION = ['src/config.ts', 'src/logger.ts', 'src/metrics.ts', 'src/queues.ts', 'src/revoke-request.ts', 'src/command-line.ts'];
+const layer = (target, from, why) => ({ target, from, message: `(docs/architecture.md: ${why})` });
+const LAYERS = [
+  layer(['src/!(cli).ts', 'src/*/**'], 'src/cli.ts', 'the entry point imports, nothing imports it'),
+  layer(['src/!(cli).ts', 'src/{consumers,tasks,db}/**'], 'src/commands/**', 'only cli.ts runs the commands'),
+  layer(['src/{tasks,db}/**', 'src/client.ts', ...FOUNDATION], WORKER, 'the worker process wires the tasks, not the other way'),
+  layer(['src/db/**', 'src/client.ts', ...FOUNDATION], 'src/tasks/**', 'the tasks use the database layer, not the other way'),
+  layer(['src/db/sql/**', 'src/client.ts'], 'src/db/*.ts', "statements and the producers' client need no connection code"),
+  layer(FOUNDATION, 'src/db/!(connection-string|errors).ts', 'configuration, logging and metrics use only the redaction of connection strings and errors'),
+];
+
 export default tseslint.config(
   { ignores: ['dist/', '.data/', 'node_modules/'] },
   js.configs.recommended,
@@ -19,6 +32,7 @@ export default tseslint.config(
     },
     rules: {
       'import-x/no-cycle': 'error',
+      'import-x/no-restricted-paths': ['error', { basePath: import.meta.dirname, zones: LAYERS }],
       // node:test's test() and describe() return promises that the runner itself awaits.
       '@typescript-eslint/no-floating-promises': [
         'error',
@@ -42,5 +56,11 @@ export default tseslint.config(
     files: ['**/*.js', '**/*.cjs'],
     extends: [tseslint.configs.disableTypeChecked],
     languageOptions: { globals: { process: 'readonly', require: 'readonly', module: 'writable', console: 'readonly' } },
+  },
+  {
+    // The launcher and the Node check are CommonJS on purpose: any Node parses them and prints one line.
+    files: ['**/*.cjs'],
+    languageOptions: { sourceType: 'commonjs', globals: { __dirname: 'readonly' } },
+    rules: { '@typescript-eslint/no-require-imports': 'off' },
   },
 );

@@ -4,22 +4,34 @@
  * docs/CONTRACT.md. Each command lives in commands/.
  *
  * Exit codes: 0 done, 1 a runtime failure (the database is unreachable, a query failed),
- * 64 (EX_USAGE) an invalid revocation request (`revoke`), 78 (EX_CONFIG) a bad configuration value.
+ * 64 (EX_USAGE) an unknown command or option, or an invalid revocation request (`revoke`), 78 (EX_CONFIG) a bad configuration value.
  */
-import { Command } from 'commander';
+import { Command, CommanderError } from 'commander';
 import { devUrlCommand } from './commands/dev-url.ts';
 import { migrateCommand } from './commands/migrate.ts';
 import { purgeExpiredCommand } from './commands/purge-expired.ts';
 import { reapIdleCommand } from './commands/reap-idle.ts';
-import { registerRevokeCommand } from './commands/revoke.ts';
+import { EXIT_USAGE, registerRevokeCommand } from './commands/revoke.ts';
 import { startCommand } from './commands/start.ts';
 import { CommandError } from './commands/process-edge.ts';
 import { statusCommand } from './commands/status.ts';
+import { commandLine } from './command-line.ts';
 import { safeErrorMessage } from './db/errors.ts';
 
 const program = new Command('session-janitor')
   .description('Purges expired and idle refresh-token sessions and carries out revocations (pg-boss worker).')
-  .showHelpAfterError();
+  // A usage error (an unknown option, a missing value) is one line and exit 64 (EX_USAGE), as
+  // scripts expect of an invalid request; --help and help still exit 0.
+  .exitOverride()
+  .configureOutput({
+    outputError: (text, write) =>
+      write(
+        `session-janitor: ${text
+          .replace(/^error: /, '')
+          .trim()
+          .replaceAll('\n', ' ')} (see --help)\n`,
+      ),
+  });
 
 program.command('start', { isDefault: true }).description('run the worker: schedules, consumers, metrics server').action(startCommand);
 program
@@ -49,9 +61,27 @@ program
   .action(devUrlCommand);
 
 registerRevokeCommand(program);
+program.addHelpText('after', `\nRun here as: ${commandLine('<command> [options]')}\n`);
 
-// The one place a failed command becomes an exit code, after its `finally` blocks have run.
-program.parseAsync(process.argv).catch((error: unknown) => {
-  process.stderr.write(`session-janitor: ${safeErrorMessage(error)}\n`);
-  process.exitCode = error instanceof CommandError ? error.exitCode : 1;
-});
+// `start` is the default command, so commander would take a mistyped command (`purge`) for an
+// argument of `start` ("too many arguments"): name the known ones instead, in one line.
+const known = program.commands.flatMap((command) => [command.name(), ...command.aliases()]);
+const first = process.argv[2];
+if (first !== undefined && !first.startsWith('-') && first !== 'help' && !known.includes(first)) {
+  const near = known.filter((name) => name.startsWith(first.slice(0, 3)) || first.startsWith(name));
+  process.stderr.write(
+    `session-janitor: unknown command ${JSON.stringify(first)}${near.length > 0 ? ` (did you mean ${near.join(' or ')}?)` : ''}; the commands: ${known.join(', ')}\n`,
+  );
+  process.exitCode = EXIT_USAGE;
+} else {
+  // The one place a failed command becomes an exit code, after its `finally` blocks have run.
+  program.parseAsync(process.argv).catch((error: unknown) => {
+    if (error instanceof CommanderError) {
+      // commander has written its message (or the help) already.
+      process.exitCode = error.exitCode === 0 ? 0 : EXIT_USAGE;
+      return;
+    }
+    process.stderr.write(`session-janitor: ${safeErrorMessage(error)}\n`);
+    process.exitCode = error instanceof CommandError ? error.exitCode : 1;
+  });
+}

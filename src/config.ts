@@ -9,7 +9,8 @@ import ms from 'ms';
 import cron from 'node-cron';
 import { PgBoss } from 'pg-boss';
 import { z } from 'zod';
-import { isPostgresUrl, redactConnectionString } from './db/connection-string.ts';
+import { fromSource } from './command-line.ts';
+import { isPostgresUrl, redactConnectionString, withLibpqSslMode } from './db/connection-string.ts';
 
 export class ConfigError extends Error {
   readonly variable: string;
@@ -322,8 +323,17 @@ function required<T>(value: T | undefined): T {
   return value;
 }
 
-/** Parses and validates the whole configuration. Throws ConfigError on the first bad value. */
-export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+/**
+ * Parses and validates the whole configuration. Throws ConfigError on the first bad value.
+ * checkout: whether an unset DATABASE_URL may mean the embedded development server (the sources of
+ * a checkout run; the image and a packed package run dist/).
+ */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env, checkout: boolean = fromSource): Config {
+  // An empty DATABASE_URL is what a failed secret lookup leaves: outside a checkout it must not pass
+  // for unset (which a checkout reads as the embedded database).
+  if (env.DATABASE_URL === '' && !checkout) {
+    throw new ConfigError('DATABASE_URL', '""', "empty (a secret that did not resolve?): set it to the auth database's postgres:// URL");
+  }
   const get = <K extends keyof typeof VARIABLES>(key: K) => required(read(env, key));
   const batchSize = get('JANITOR_BATCH_SIZE');
   const batchMinSize = get('JANITOR_BATCH_MIN_SIZE');
@@ -339,8 +349,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     throw new ConfigError('JANITOR_PURGE_BATCH_MAX_SIZE', String(purgeBatchMaxSize), `must not be below JANITOR_BATCH_MIN_SIZE (${batchMinSize})`);
   }
   const maxRunRows = get('JANITOR_MAX_RUN_ROWS');
+  let databaseUrl = read(env, 'DATABASE_URL');
+  if (databaseUrl !== undefined) {
+    const ssl = withLibpqSslMode(databaseUrl);
+    if ('refused' in ssl) throw new ConfigError('DATABASE_URL', JSON.stringify(redactDatabaseUrl(databaseUrl)), ssl.refused);
+    databaseUrl = ssl.connectionString;
+  }
   return Object.freeze({
-    databaseUrl: read(env, 'DATABASE_URL'),
+    databaseUrl,
     dataDir: get('JANITOR_DATA_DIR'),
     pgbossSchema: get('PGBOSS_SCHEMA'),
     sessionTable: get('JANITOR_SESSION_TABLE'),

@@ -11,7 +11,7 @@ import type { Config } from './config.ts';
 import { registerRevokeConsumer } from './consumers/revoke.ts';
 import { registerScheduledConsumers } from './consumers/scheduled.ts';
 import { openDatabase } from './db/database.ts';
-import { sessionTableAccess, sessionTableProblem } from './db/dev-bootstrap.ts';
+import { sessionTableAccess, sessionTableExists, sessionTableProblem } from './db/dev-bootstrap.ts';
 import { connectionHint, safeErrorMessage } from './db/errors.ts';
 import { createPool } from './db/pool.ts';
 import { close, createHttpServer, listen } from './http.ts';
@@ -21,6 +21,7 @@ import { createMetrics, type Metrics } from './metrics.ts';
 import { QUEUES } from './queues.ts';
 import type { TaskContext } from './tasks/context.ts';
 import { poolSize } from './tasks/pool-size.ts';
+import { commandLine } from './command-line.ts';
 
 export interface Worker {
   readonly metrics: Metrics;
@@ -113,7 +114,9 @@ export async function startWorker(config: Config, log: Logger): Promise<Worker> 
 
     // The ping also looks for the sessions table: a worker on a database without it (not the auth
     // database) would run, and delete nothing, forever. It says so once, and again when it changes.
-    const ping = async () => {
+    // At start, a failed ping is the start-up error itself (one line, by cli.ts): no warning with
+    // its stack after that line, which would leave the terminal's last line not the cause.
+    const ping = async (atStart = false) => {
       try {
         const access = await sessionTableAccess(pool, config.sessionTable);
         lastPingOk = Date.now();
@@ -128,25 +131,34 @@ export async function startWorker(config: Config, log: Logger): Promise<Worker> 
         lastPingError = error;
         metrics.databaseUp.set(0);
         metrics.errors.inc({ kind: 'database' });
-        log.warn({ err: error }, 'database ping failed');
+        if (!atStart) log.warn({ err: error }, 'database ping failed');
       }
     };
-    await ping();
+    await ping(true);
     if (lastPingOk === 0) {
       throw new Error(connectionHint(lastPingError, database.connectionString) ?? `the database does not answer: ${safeErrorMessage(lastPingError)}`);
     }
-    const pinger = cron.schedule(PING_CRON, ping, { name: 'readiness-ping', noOverlap: true });
+    const pinger = cron.schedule(PING_CRON, () => ping(), { name: 'readiness-ping', noOverlap: true });
     releasers.push({ name: 'ping', release: async () => void (await pinger.destroy()) });
 
-    const boss = createBoss(config, database.connectionString, { role: 'worker', migrate: config.migrateOnStart }, log, metrics);
+    // Never install pg-boss or the worker's schema into a database without the sessions table (not
+    // the auth database?), as `migrate` refuses to: the worker may still run there, not ready, when
+    // everything is installed already (the table may come with the auth service's next migration).
+    const tableAbsent = unusable !== null && !(await sessionTableExists(pool, config.sessionTable));
+    const migrate = config.migrateOnStart && !tableAbsent;
+    const boss = createBoss(config, database.connectionString, { role: 'worker', migrate }, log, metrics);
     try {
       await boss.start();
     } catch (error) {
+      // A failed start leaves pg-boss's own pool open, whose idle connections would hold the process
+      // for their idle timeout (10 s) after the cause is known.
+      await boss.stop({ graceful: false }).catch(() => undefined);
       // pg-boss's own words ('pg-boss is not installed', 'pg-boss database requires migrations') do
-      // not say that with JANITOR_MIGRATE=false only `migrate` can fix it.
+      // not say why it did not install itself, nor that only `migrate` can.
       const message = safeErrorMessage(error);
-      if (config.migrateOnStart || !/pg-boss is not installed|requires migrations/.test(message)) throw error;
-      throw new Error(`${message} (schema ${config.pgbossSchema}): run \`session-janitor migrate\` (JANITOR_MIGRATE=false forbids the worker to do it)`, {
+      if (migrate || !/pg-boss is not installed|requires migrations/.test(message)) throw error;
+      if (tableAbsent) throw new Error(unusable ?? message, { cause: error });
+      throw new Error(`${message} (schema ${config.pgbossSchema}): run \`${commandLine('migrate')}\` (JANITOR_MIGRATE=false forbids the worker to do it)`, {
         cause: error,
       });
     }
@@ -155,7 +167,7 @@ export async function startWorker(config: Config, log: Logger): Promise<Worker> 
       // stop() waits for running handlers, which see the shutdown signal and end after their batch.
       release: () => boss.stop({ graceful: true, timeout: config.shutdownTimeoutMs }),
     });
-    await install(boss, pool, config, log, config.migrateOnStart);
+    await install(boss, pool, config, log, migrate);
 
     const ctx: TaskContext = { pool, config, metrics, log };
     await registerScheduledConsumers(boss, ctx, shutdown.signal, log);

@@ -46,6 +46,7 @@ describe('database trouble is reported without the password, with a non-zero exi
     assert.match(result.stderr, /^session-janitor: .*does not answer/m);
     assert.match(output, /ECONNREFUSED/);
     assert.match(output, new RegExp(`127\\.0\\.0\\.1:${port}/auth as janitor`), 'the log names the database it tried');
+    assert.doesNotMatch(result.stdout, /"level":"(warn|error)"/, 'the one line on stderr is the last word: no warning with a stack after it');
   });
 
   test('a wrong password', async () => {
@@ -102,7 +103,7 @@ describe('database trouble is reported without the password, with a non-zero exi
     assert.match(result.stdout, /^purged 7 sessions/m);
     assert.match(
       result.stderr,
-      /^session-janitor: this run is not recorded in the job history \(relation "pgboss\.job" does not exist.*run `session-janitor migrate`$/m,
+      /^session-janitor: this run is not recorded in the job history \(relation "pgboss\.job" does not exist.*run `npx session-janitor migrate`$/m,
     );
     const left = await db.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM auth.refresh_session WHERE expires_at < now()');
     assert.equal(left.rows[0]?.n, 0);

@@ -129,3 +129,25 @@ describe('loadConfig', () => {
     }
   });
 });
+
+test('an empty DATABASE_URL (a secret that did not resolve) is refused outside a checkout, and means the embedded database in one', () => {
+  assert.throws(
+    () => loadConfig({ DATABASE_URL: '' }, false),
+    (error: unknown) => error instanceof ConfigError && error.variable === 'DATABASE_URL' && /DATABASE_URL="" is invalid: empty/.test(error.message),
+  );
+  assert.equal(loadConfig({ DATABASE_URL: '' }, true).databaseUrl, undefined);
+  assert.equal(loadConfig({}, false).databaseUrl, undefined, 'unset stays unset: the image then says the embedded server is not installed');
+});
+
+test("DATABASE_URL's sslmode keeps libpq's meaning: require and verify-ca through pg's libpq compatibility, allow and prefer refused", () => {
+  const url = 'postgres://janitor:pw@db.example:5432/auth';
+  assert.equal(loadConfig({ DATABASE_URL: `${url}?sslmode=require` }).databaseUrl, `${url}?sslmode=require&uselibpqcompat=true`);
+  assert.equal(loadConfig({ DATABASE_URL: `${url}?sslmode=verify-full` }).databaseUrl, `${url}?sslmode=verify-full`);
+  assert.equal(loadConfig({ DATABASE_URL: `${url}?sslmode=disable` }).databaseUrl, `${url}?sslmode=disable`);
+  for (const refused of ['prefer', 'allow', 'verify-ca']) {
+    assert.throws(
+      () => loadConfig({ DATABASE_URL: `${url}?sslmode=${refused}` }),
+      (error: unknown) => error instanceof ConfigError && error.variable === 'DATABASE_URL' && !error.message.includes(':pw@'),
+    );
+  }
+});

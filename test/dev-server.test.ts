@@ -89,10 +89,10 @@ describe('after a kill -9', { timeout: 180_000 }, () => {
     const orphan = await runningServer(databaseDir);
     assert.ok(orphan, 'the server outlives its worker (it runs in a session of its own)');
 
-    // A command adopts the orphan (its owner is dead) and stops it when it is done.
+    // A command uses the orphan (nobody else does) and stops it when it is done.
     const adopted = await runCli(['status'], env).finished;
     assert.equal(adopted.code, 0, adopted.stderr);
-    assert.match(adopted.stderr, /embedded PostgreSQL is up/);
+    assert.match(adopted.stderr, /joined the embedded PostgreSQL/);
     assert.equal(await runningServer(databaseDir), undefined);
 
     // A server killed with -9 leaves postmaster.pid behind: its pid is dead, so it is ignored.
@@ -107,5 +107,59 @@ describe('after a kill -9', { timeout: 180_000 }, () => {
     const fresh = await runCli(['status', '--json'], env).finished;
     assert.equal(fresh.code, 0, fresh.stderr);
     assert.ok(Array.isArray((JSON.parse(fresh.stdout) as { queues: unknown[] }).queues));
+  });
+});
+
+describe('two replicas of `npm start`, the first killed', { timeout: 240_000 }, () => {
+  let dataDir: string;
+  let env: Record<string, string>;
+  before(async () => {
+    dataDir = await mkdtemp(path.join(tmpdir(), 'sj-dev-two-'));
+    await chmod(dataDir, 0o755);
+    env = { JANITOR_DATA_DIR: dataDir, JANITOR_DEMO_DATA: 'false', JANITOR_PURGE_CRON: '0 0 1 1 *' };
+  });
+  after(async () => {
+    if (dataDir) await rm(dataDir, { recursive: true, force: true });
+  });
+
+  test('kill -9 of the first, then `status`: the server stays, the second replica stays ready, and stops it at Ctrl-C', async () => {
+    const databaseDir = path.join(dataDir, 'postgres');
+    const first = runCli(['start'], { ...env, JANITOR_METRICS_PORT: String(await freePort()) }, { detached: true });
+    await first.waitFor('session-janitor worker started', 120_000);
+    const port = await freePort();
+    const second = runCli(['start'], { ...env, JANITOR_METRICS_PORT: String(port), JANITOR_METRICS_HOST: '127.0.0.1' }, { detached: true });
+    await second.waitFor('session-janitor worker started', 60_000);
+    process.kill(-(first.child.pid ?? 0), 'SIGKILL');
+    await first.finished;
+
+    const status = await runCli(['status'], env).finished;
+    assert.equal(status.code, 0, status.stderr);
+    assert.ok(await runningServer(databaseDir), 'status stopped the server the second replica uses');
+    // Two readiness pings later (every 5 s), the second replica still uses its database.
+    const readyz = async () => (await fetch(`http://127.0.0.1:${port}/readyz`)).status;
+    await new Promise((resolve) => setTimeout(resolve, 11_000));
+    assert.equal(await readyz(), 200, second.output().slice(-2000));
+    assert.doesNotMatch(second.output(), WARNING_OR_ERROR);
+
+    process.kill(-(second.child.pid ?? 0), 'SIGINT');
+    assert.equal((await second.finished).code, 0, second.output());
+    assert.equal(await runningServer(databaseDir), undefined, 'the last replica to leave stops the server');
+  });
+
+  test('a second Ctrl-C exits at once, and the server does not outlive the worker', async () => {
+    const databaseDir = path.join(dataDir, 'postgres');
+    const worker = runCli(['start'], { ...env, JANITOR_METRICS_PORT: String(await freePort()) }, { detached: true });
+    await worker.waitFor('session-janitor worker started', 120_000);
+    assert.ok(await runningServer(databaseDir));
+    process.kill(-(worker.child.pid ?? 0), 'SIGINT');
+    await worker.waitFor('signal received');
+    process.kill(-(worker.child.pid ?? 0), 'SIGINT');
+    const result = await worker.finished;
+    assert.equal(result.code, 1, worker.output());
+    assert.match(worker.output(), /second signal: exiting now/);
+    await until('the server to stop', async () => (await runningServer(databaseDir)) === undefined, 30_000);
+    const url = await runCli(['dev-url'], env).finished;
+    assert.equal(url.code, 1);
+    assert.match(url.stderr, /no embedded PostgreSQL is running/);
   });
 });

@@ -60,7 +60,7 @@ describe('status: the result on stdout, the hints on stderr', { timeout: 120_000
     await db.pool.query('DROP SCHEMA pgboss CASCADE');
     const result = await runCli(['status'], { DATABASE_URL: db.url }).finished;
     assert.equal(result.code, 1);
-    assert.match(result.stderr, /^session-janitor: pg-boss is not installed in schema pgboss of sj_test_\w+: run `session-janitor migrate`/m);
+    assert.match(result.stderr, /^session-janitor: pg-boss is not installed in schema pgboss of sj_test_\w+: run `npx session-janitor migrate`/m);
   });
 });
 
@@ -78,4 +78,109 @@ test('start with the metrics port taken names JANITOR_METRICS_PORT', { timeout: 
     taken.close();
     await db.drop();
   }
+});
+
+describe('sslmode as libpq means it, unix sockets named as such', { timeout: 120_000 }, () => {
+  let db: TestDatabase;
+  let socketUrl: (password: string, port?: string) => string;
+  before(async () => {
+    db = await createTestDatabase();
+    const url = new URL(db.url);
+    // The test server (no SSL) also listens on its unix socket, in /tmp.
+    socketUrl = (password, port = url.port) => `postgres://${url.username}:${password}@/${url.pathname.slice(1)}?host=/tmp&port=${port}`;
+  });
+  after(async () => {
+    await db?.drop();
+  });
+
+  for (const mode of ['prefer', 'allow']) {
+    test(`sslmode=${mode} (libpq falls back to plain text; node-postgres cannot): exit 78, one line that says what to use`, async () => {
+      const result = await runCli(['status'], { DATABASE_URL: `${db.url}?sslmode=${mode}` }).finished;
+      assert.equal(result.code, 78, result.stderr);
+      assert.equal(result.stderr.trim().split('\n').length, 1, result.stderr);
+      assert.match(result.stderr, new RegExp(`^session-janitor: configuration error: DATABASE_URL=.* is invalid: sslmode=${mode} .*use sslmode=require`));
+    });
+  }
+
+  test('sslmode=require against a server without SSL: one line naming the server and the fix, no security warning', async () => {
+    const result = await runCli(['status'], { DATABASE_URL: `${db.url}?sslmode=require` }).finished;
+    assert.equal(result.code, 1);
+    const host = new URL(db.url).host;
+    assert.match(
+      result.stderr,
+      new RegExp(`^session-janitor: the database at ${host.replaceAll('.', '\\.')} does not support SSL connections, .*sslmode=disable`, 'm'),
+    );
+    assert.doesNotMatch(result.stderr, /SECURITY WARNING/);
+  });
+
+  test('a unix socket URL with a wrong password names the user and the socket', async () => {
+    const result = await runCli(['status'], { DATABASE_URL: socketUrl('Wr0ng-Passw0rd-xyz') }).finished;
+    assert.equal(result.code, 1, result.stderr);
+    const url = new URL(db.url);
+    assert.match(
+      result.stderr,
+      new RegExp(`^session-janitor: authentication failed for user ${url.username} at the socket /tmp/\\.s\\.PGSQL\\.${url.port} `, 'm'),
+    );
+  });
+
+  test('a unix socket URL with a wrong port: the socket that does not answer', async () => {
+    const port = String(await freePort());
+    const result = await runCli(['status'], { DATABASE_URL: socketUrl('pw', port) }).finished;
+    assert.equal(result.code, 1, result.stderr);
+    assert.match(result.stderr, new RegExp(`^session-janitor: the database at the socket /tmp/\\.s\\.PGSQL\\.${port} does not answer \\(ENOENT\\)`, 'm'));
+  });
+});
+
+describe('the wrong table, the wrong role: the message names the table and the role it needs', { timeout: 120_000 }, () => {
+  let db: TestDatabase;
+  const role = `sj_producer_${Math.random().toString(36).slice(2, 10)}`;
+  before(async () => {
+    db = await createTestDatabase();
+    await db.pool.query(`CREATE ROLE ${role} LOGIN PASSWORD 'producer-test'`);
+  });
+  after(async () => {
+    await db?.drop();
+    const admin = new URL(db.url);
+    admin.pathname = '/postgres';
+    const { default: pg } = await import('pg');
+    const client = new pg.Client({ connectionString: admin.toString() });
+    await client.connect();
+    await client.query(`DROP ROLE IF EXISTS ${role}`);
+    await client.end();
+  });
+
+  test('JANITOR_SESSION_TABLE=auth.user (a table, not the sessions table): the table and its missing columns', async () => {
+    for (const command of ['status', 'purge-expired']) {
+      const result = await runCli([command], { DATABASE_URL: db.url, JANITOR_SESSION_TABLE: 'auth.user' }).finished;
+      assert.equal(result.code, 1, result.stderr);
+      assert.match(
+        result.stderr,
+        /^session-janitor: auth\.user has no column jti, user_id, last_used_at, expires_at: is JANITOR_SESSION_TABLE the sessions table/m,
+      );
+    }
+  });
+
+  test('revoke of every user (--issued-before alone) as a role without its grant: the role it needs', async () => {
+    const url = new URL(db.url);
+    url.username = role;
+    url.password = 'producer-test';
+    const result = await runCli(['revoke', '--issued-before', '2020-01-01T00:00:00Z', '--reason', 'rotated'], { DATABASE_URL: url.toString() }).finished;
+    assert.equal(result.code, 1, result.stderr);
+    assert.match(result.stderr, /^session-janitor: permission denied .*: this request needs the role session_janitor_global_revoker of sql\/roles\.sql/m);
+  });
+
+  test('status as a role without USAGE on schema auth: the role, and the role it needs', async () => {
+    const url = new URL(db.url);
+    url.username = role;
+    url.password = 'producer-test';
+    const result = await runCli(['status'], { DATABASE_URL: url.toString() }).finished;
+    assert.equal(result.code, 1, result.stderr);
+    assert.match(
+      result.stderr,
+      new RegExp(
+        `^session-janitor: ${role} may not look up auth\\.refresh_session \\(permission denied for schema auth.*session_janitor_worker of sql/roles\\.sql`,
+        'm',
+      ),
+    );
+  });
 });

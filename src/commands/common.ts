@@ -7,7 +7,8 @@
 import { pino } from 'pino';
 import { ConfigError, loadConfig, type Config } from '../config.ts';
 import { openDatabase } from '../db/database.ts';
-import { connectionHint, safeErrorMessage } from '../db/errors.ts';
+import { SQLSTATE, connectionHint, safeErrorMessage, sqlState } from '../db/errors.ts';
+import { databaseTarget } from '../db/connection-string.ts';
 import { sessionTableAccess, sessionTableProblem, type SessionTableAccess } from '../db/dev-bootstrap.ts';
 import type pg from 'pg';
 import { createPool } from '../db/pool.ts';
@@ -20,6 +21,7 @@ import type { TaskContext } from '../tasks/context.ts';
 import { poolSize } from '../tasks/pool-size.ts';
 import { recordManualRun as recordManualRunStatement } from '../db/sql/manual-runs.ts';
 import type { QueueName } from '../queues.ts';
+import { commandLine } from '../command-line.ts';
 
 export const EXIT_CONFIG = 78;
 
@@ -44,6 +46,13 @@ export async function requireSessionTable(pool: pg.Pool, config: Config, connect
   try {
     access = await sessionTableAccess(pool, config.sessionTable);
   } catch (error) {
+    if (sqlState(error) === SQLSTATE.insufficientPrivilege) {
+      const user = databaseTarget(connectionString)?.user || 'the connecting role';
+      throw new Error(
+        `${user} may not look up ${config.sessionTable.schema}.${config.sessionTable.name} (${safeErrorMessage(error)}): this command needs the worker's grants, the role session_janitor_worker of sql/roles.sql`,
+        { cause: error },
+      );
+    }
     throw new Error(connectionHint(error, connectionString) ?? safeErrorMessage(error), { cause: error });
   }
   if (needs === 'presence') access = { ...access, canSelect: true, canDelete: true };
@@ -114,7 +123,7 @@ export async function recordManualRun(ctx: TaskContext, queue: QueueName, output
     ctx.log.info({ queue, jobId: rows[0].id }, 'recorded this run in the job history of its queue');
   } catch (error) {
     process.stderr.write(
-      `session-janitor: this run is not recorded in the job history (${safeErrorMessage(error)}): the last-success time and the dashboard do not show it; run \`session-janitor migrate\`\n`,
+      `session-janitor: this run is not recorded in the job history (${safeErrorMessage(error)}): the last-success time and the dashboard do not show it; run \`${commandLine('migrate')}\`\n`,
     );
   }
 }

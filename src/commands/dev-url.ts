@@ -1,6 +1,6 @@
 /**
  * `session-janitor dev-url`: the DATABASE_URL of the embedded development PostgreSQL that a running
- * `npm start` of this checkout serves, for psql or a producer (`psql "$(node src/cli.ts dev-url)"`).
+ * `npm start` of this checkout serves, for psql or a producer (`psql "$(npx session-janitor dev-url)"`).
  * It prints the local development password, which is its purpose; it never starts a server.
  */
 import { embeddedUrl } from '../db/embedded.ts';

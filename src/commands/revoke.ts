@@ -17,10 +17,11 @@ import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { InvalidRevokeRequestError, RevocationFailedError, RevocationTimeoutError, enqueueRevocation, waitForRevocation } from '../client.ts';
 import { openDatabase } from '../db/database.ts';
-import { SQLSTATE, sqlState } from '../db/errors.ts';
-import { validateRevokeRequest } from '../revoke-request.ts';
+import { SQLSTATE, safeErrorMessage, sqlState } from '../db/errors.ts';
+import { selectorKind, validateRevokeRequest } from '../revoke-request.ts';
 import { setup } from './common.ts';
 import { fail } from './process-edge.ts';
+import { commandLine } from '../command-line.ts';
 
 export const EXIT_USAGE = 64;
 /** --wait: no worker took the job within --take-timeout (EX_TEMPFAIL: it runs when one starts). */
@@ -32,7 +33,7 @@ export interface RevokeCommandOptions {
   readonly usersFile?: string;
   readonly jti?: string[];
   readonly issuedBefore?: string;
-  readonly reason: string;
+  readonly reason?: string;
   readonly requestedBy?: string;
   readonly dedupeKey?: string;
   readonly wait?: boolean;
@@ -51,7 +52,7 @@ export function registerRevokeCommand(program: Command): void {
     .option('--users-file <file>', 'every session of each user id in FILE (one per line, # comments; or a JSON array)')
     .option('--jti <uuid...>', 'exactly these sessions')
     .option('--issued-before <instant>', 'every session created before this ISO-8601 instant with offset, e.g. 2026-11-28T12:00:00Z')
-    .requiredOption('--reason <text>', 'why, for the audit log (1 to 200 characters), e.g. password-changed, admin, compromised')
+    .option('--reason <text>', 'required: why, for the audit log (1 to 200 characters), e.g. password-changed, admin, compromised')
     .option('--requested-by <text>', 'who asks, for the audit log (up to 200 characters)')
     .option('--dedupe-key <key>', 'drop this request if one with the same key was enqueued already')
     .option('--wait', 'wait until the worker has carried it out, then print how many sessions went')
@@ -83,8 +84,17 @@ export async function revokeCommand(options: RevokeCommandOptions): Promise<void
     } catch (error) {
       if (error instanceof InvalidRevokeRequestError) fail(error.message, EXIT_USAGE);
       const code = sqlState(error);
+      // What only the database can judge (an issuedBefore past its now(), a request too big) is
+      // still an invalid request: nothing was enqueued.
+      if (code === SQLSTATE.invalidParameterValue || code === SQLSTATE.programLimitExceeded) {
+        fail(`invalid revocation request:\n  - ${error instanceof Error ? error.message : String(error)}`, EXIT_USAGE);
+      }
+      if (code === SQLSTATE.insufficientPrivilege) {
+        const role = selectorKind(validation.request) === 'issuedBefore' ? 'session_janitor_global_revoker' : 'session_janitor_producer';
+        fail(`${safeErrorMessage(error)}: this request needs the role ${role} of sql/roles.sql (docs/deployment.md, Database roles)`, 1);
+      }
       if (code === '42883' || code === '3F000' || code === SQLSTATE.undefinedTable) {
-        fail('session_janitor.enqueue_revocation is missing: run `session-janitor migrate` first', 1);
+        fail(`session_janitor.enqueue_revocation is missing: run \`${commandLine('migrate')}\` first`, 1);
       }
       throw error;
     }
@@ -125,7 +135,8 @@ export async function revokeCommand(options: RevokeCommandOptions): Promise<void
 
 /** The request as the options give it; validation comes after (numbers stay strings if not numbers). */
 async function buildRequest(options: RevokeCommandOptions): Promise<Record<string, unknown>> {
-  const request: Record<string, unknown> = { reason: options.reason };
+  const request: Record<string, unknown> = {};
+  if (options.reason !== undefined) request.reason = options.reason;
   if (options.requestedBy !== undefined) request.requestedBy = options.requestedBy;
   if (options.user !== undefined) request.userId = toNumber(options.user);
   if (options.except !== undefined) request.exceptJti = options.except;

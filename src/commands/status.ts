@@ -4,6 +4,7 @@ import { readClusterState, type ClusterState } from '../cluster-state.ts';
 import { safeErrorMessage } from '../db/errors.ts';
 import { formatSeconds } from './progress.ts';
 import { setup, withTaskContext } from './common.ts';
+import { commandLine } from '../command-line.ts';
 
 export async function statusCommand(options: { json?: boolean }): Promise<void> {
   const { config, log } = setup();
@@ -18,7 +19,7 @@ export async function statusCommand(options: { json?: boolean }): Promise<void> 
           const message = safeErrorMessage(error);
           if (!/pg-boss is not installed|requires migrations/.test(message)) throw error;
           const database = decodeURIComponent(new URL(connectionString).pathname.slice(1));
-          throw new Error(`${message.replace(/\.$/, '')} in schema ${config.pgbossSchema} of ${database}: run \`session-janitor migrate\``);
+          throw new Error(`${message.replace(/\.$/, '')} in schema ${config.pgbossSchema} of ${database}: run \`${commandLine('migrate')}\``);
         });
         const status = await readClusterState(boss, ctx.pool, config);
         process.stdout.write(options.json ? `${JSON.stringify(status, null, 2)}\n` : renderStatus(status));

@@ -74,15 +74,61 @@ export function isPostgresUrl(text: string): boolean {
   return parsed !== null && (parsed.url.protocol === 'postgres:' || parsed.url.protocol === 'postgresql:') && parsed.host !== '';
 }
 
+/** Where a connection string leads, as node-pg reads it (query parameters win); user '' when it names none. */
+export interface DatabaseTarget {
+  readonly host: string;
+  readonly port: string;
+  readonly database: string;
+  readonly user: string;
+  /** A unix socket directory, not a TCP host. */
+  readonly socket: boolean;
+}
+
+export function databaseTarget(text: string): DatabaseTarget | null {
+  const parsed = parse(text);
+  if (parsed === null) return null;
+  const { url, host } = parsed;
+  return {
+    host,
+    port: url.searchParams.get('port') || url.port || '5432',
+    database: decode(url.pathname.replace(/^\//, '')),
+    user: url.searchParams.get('user') || decode(url.username),
+    socket: host.startsWith('/'),
+  };
+}
+
 /** host:port/database as user, or /socket/dir:port/database: what logs say about the database, never the password. */
 export function describeDatabase(text: string): string {
+  const target = databaseTarget(text);
+  if (target === null) return '<unparsable connection string>';
+  return `${target.host}:${target.port}/${target.database || '(default)'}${target.user ? ` as ${target.user}` : ''}`;
+}
+
+/** The sslmodes node-postgres honours as libpq does once uselibpqcompat=true is set (pg-connection-string). */
+const LIBPQ_COMPAT_MODES = new Set(['require', 'verify-ca']);
+
+/**
+ * DATABASE_URL's sslmode with libpq's meaning: node-postgres on its own takes prefer, require and
+ * verify-ca for verify-full (a certificate check a server with a self-signed certificate fails).
+ * require and verify-ca get pg-connection-string's uselibpqcompat=true, which does what libpq
+ * does; allow and prefer (try one way, fall back to the other) node-postgres cannot do at all, and
+ * verify-ca without sslrootcert has nothing to verify against: those are refused, with the
+ * sslmode to use instead.
+ */
+export function withLibpqSslMode(text: string): { readonly connectionString: string } | { readonly refused: string } {
   const parsed = parse(text);
-  if (parsed === null) return '<unparsable connection string>';
-  const { url, host } = parsed;
-  const database = decode(url.pathname.replace(/^\//, '')) || '(default)';
-  const user = url.searchParams.get('user') || decode(url.username);
-  const port = url.searchParams.get('port') || url.port || '5432';
-  return `${host}:${port}/${database}${user ? ` as ${user}` : ''}`;
+  const mode = parsed?.url.searchParams.get('sslmode');
+  if (parsed === null || mode === null || mode === undefined) return { connectionString: text };
+  if (mode === 'allow' || mode === 'prefer') {
+    return {
+      refused: `sslmode=${mode} (try one way, fall back to the other) is not something node-postgres can do: use sslmode=require (TLS, certificate not checked), verify-full (TLS, certificate and host checked) or disable`,
+    };
+  }
+  if (mode === 'verify-ca' && !parsed.url.searchParams.has('sslrootcert')) {
+    return { refused: 'sslmode=verify-ca needs sslrootcert=<CA file> to verify against (or use verify-full, which checks the system CAs and the host)' };
+  }
+  if (!LIBPQ_COMPAT_MODES.has(mode) || parsed.url.searchParams.has('uselibpqcompat')) return { connectionString: text };
+  return { connectionString: `${text}${text.includes('?') ? '&' : '?'}uselibpqcompat=true` };
 }
 
 const URL_PATTERN = /postgres(?:ql)?:\/\/[^\s'"]+/gi;

@@ -9,6 +9,7 @@ import { createAuthTables, sessionTableExists, loadDemoData, type DemoData } fro
 import { startEmbedded } from './embedded.ts';
 import { describeDatabase } from './connection-string.ts';
 import { createPool } from './pool.ts';
+import { commandLine } from '../command-line.ts';
 
 export interface OpenedDatabase {
   readonly connectionString: string;
@@ -44,8 +45,8 @@ export async function openDatabase(config: Config, log: Logger): Promise<OpenedD
   log.info(
     { dataDir: config.dataDir, database: describeDatabase(server.connectionString) },
     server.joined
-      ? 'DATABASE_URL is unset: joined the embedded PostgreSQL that another process of this checkout runs (and stops)'
-      : 'DATABASE_URL is unset: embedded PostgreSQL is up (`node src/cli.ts dev-url` prints its DATABASE_URL, for psql or a producer)',
+      ? 'DATABASE_URL is unset: joined the embedded PostgreSQL that another process of this checkout started (the last process to leave it stops it)'
+      : `DATABASE_URL is unset: embedded PostgreSQL is up (\`${commandLine('dev-url')}\` prints its DATABASE_URL, for psql or a producer)`,
   );
   return { connectionString: server.connectionString, demo, close: () => server.stop() };
 }

@@ -20,7 +20,12 @@ export interface SessionTableAccess {
   readonly present: boolean;
   readonly canSelect: boolean;
   readonly canDelete: boolean;
+  /** Columns the worker reads that the table lacks: another table than the sessions table. */
+  readonly missingColumns: readonly string[];
 }
+
+/** The columns of auth.refresh_session the purge, the reaper and revocations read (sql/auth.sql). */
+const SESSION_COLUMNS = ['id', 'jti', 'user_id', 'created_at', 'last_used_at', 'expires_at'];
 
 /**
  * Whether the sessions table exists (the sign that DATABASE_URL names the auth service's database)
@@ -29,16 +34,24 @@ export interface SessionTableAccess {
  * asked on its own.
  */
 export async function sessionTableAccess(pool: pg.Pool, table: QualifiedName = { schema: 'auth', name: 'refresh_session' }): Promise<SessionTableAccess> {
-  const { rows } = await pool.query<{ present: boolean; can_select: boolean; can_delete: boolean }>({
+  const { rows } = await pool.query<{ present: boolean; can_select: boolean; can_delete: boolean; missing_columns: string[] }>({
     name: 'session_table_access',
     text: `SELECT t IS NOT NULL AS present,
        t IS NOT NULL AND has_table_privilege(t, 'SELECT') AS can_select,
-       t IS NOT NULL AND has_table_privilege(t, 'DELETE') AS can_delete
+       t IS NOT NULL AND has_table_privilege(t, 'DELETE') AS can_delete,
+       ARRAY(SELECT c FROM unnest($3::text[]) AS c
+              WHERE t IS NOT NULL
+                AND NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = t AND a.attname = c AND a.attnum > 0 AND NOT a.attisdropped)) AS missing_columns
   FROM (SELECT to_regclass(format('%I.%I', $1::text, $2::text)) AS t) AS lookup`,
-    values: [table.schema, table.name],
+    values: [table.schema, table.name, SESSION_COLUMNS],
   });
   const row = rows[0];
-  return { present: row?.present ?? false, canSelect: row?.can_select ?? false, canDelete: row?.can_delete ?? false };
+  return {
+    present: row?.present ?? false,
+    canSelect: row?.can_select ?? false,
+    canDelete: row?.can_delete ?? false,
+    missingColumns: SESSION_COLUMNS.filter((c) => row?.missing_columns.includes(c) === true),
+  };
 }
 
 export async function sessionTableExists(pool: pg.Pool, table?: QualifiedName): Promise<boolean> {
@@ -48,6 +61,9 @@ export async function sessionTableExists(pool: pg.Pool, table?: QualifiedName): 
 /** Why the worker cannot use the sessions table, or null when it can. */
 export function sessionTableProblem(access: SessionTableAccess, table: QualifiedName, connectionString: string): string | null {
   if (!access.present) return noSessionTable(table, connectionString);
+  if (access.missingColumns.length > 0) {
+    return `${table.schema}.${table.name} has no column ${access.missingColumns.join(', ')}: is JANITOR_SESSION_TABLE the sessions table (auth.refresh_session's shape, sql/auth.sql)?`;
+  }
   const missing = [...(access.canSelect ? [] : ['SELECT']), ...(access.canDelete ? [] : ['DELETE'])];
   if (missing.length === 0) return null;
   const user = decodeURIComponent(new URL(connectionString).username) || 'the connecting role';

@@ -10,18 +10,23 @@
  *
  * One server per data directory, shared by every process of the checkout, as one database is
  * shared by the replicas in production: the first process starts it with pg_ctl, in a session of
- * its own (so the terminal's Ctrl-C reaches the worker only, which stops the server last), and
- * records itself as the owner. Every other process (a second `npm start`, `status`, `revoke`...)
- * finds the running server from PostgreSQL's own postmaster.pid (a live pid and a port that
- * answers: a file left by a kill -9 is stale) and joins it. A server whose owner died is adopted.
+ * its own (so the terminal's Ctrl-C reaches the worker only, which stops the server last). Every
+ * other process (a second `npm start`, `status`, `revoke`...) finds the running server from
+ * PostgreSQL's own postmaster.pid (a live pid and a port that answers: a file left by a kill -9 is
+ * stale) and joins it. Each process that uses it holds a shared advisory lock on one connection
+ * (sql/embedded-users.ts), and the last one to leave stops it: a server that a live process uses is
+ * never stopped by another, whoever started it.
  */
 import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { chown, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { connect, createServer } from 'node:net';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import pg from 'pg';
+import { joinUsers, lastUser, leaveUsers, userApplicationName, userBackends } from './sql/embedded-users.ts';
 
 export interface EmbeddedServer {
   readonly connectionString: string;
@@ -185,81 +190,149 @@ async function initialise(bin: Binaries, databaseDir: string, password: string):
   }
 }
 
-/**
- * pg_ctl start, retried for a few seconds: after a kill -9 of the server its backends hold the old
- * shared memory until they notice, and PostgreSQL refuses to start until then. The error names the
- * server log's last FATAL line.
- */
+/** pg_ctl start once; the error names the server log's last FATAL line. */
 async function startServer(pgCtl: string, databaseDir: string, port: number): Promise<void> {
   const logFile = path.join(databaseDir, 'server.log');
-  for (let attempt = 1; ; attempt++) {
-    try {
-      await run(pgCtl, ['start', '-w', '-t', '60', '-D', databaseDir, '-l', logFile, '-o', `-p ${port} -c listen_addresses=127.0.0.1`]);
-      return;
-    } catch (error) {
-      if (attempt >= 10) {
-        const log = await readFile(logFile, 'utf8').catch(() => '');
-        const fatal = log
-          .split('\n')
-          .filter((line) => /FATAL|ERROR/.test(line))
-          .at(-1);
-        throw new Error(`${error instanceof Error ? error.message : String(error)}${fatal ? ` ${fatal.trim()}` : ''} (log: ${logFile})`, { cause: error });
-      }
-      await new Promise((resolve) => setTimeout(resolve, 1000));
-    }
+  try {
+    await run(pgCtl, ['start', '-w', '-t', '60', '-D', databaseDir, '-l', logFile, '-o', `-p ${port} -c listen_addresses=127.0.0.1`]);
+  } catch (error) {
+    const log = await readFile(logFile, 'utf8').catch(() => '');
+    const fatal = log
+      .split('\n')
+      .filter((line) => /FATAL|ERROR/.test(line))
+      .at(-1);
+    throw new Error(`${error instanceof Error ? error.message : String(error)}${fatal ? ` ${fatal.trim()}` : ''} (log: ${logFile})`, { cause: error });
   }
 }
+
+/**
+ * This process's place among the server's users (sql/embedded-users.ts): a connection that holds
+ * the shared lock, or undefined when the server is going away (its last user is stopping it) or
+ * does not answer.
+ */
+async function join(url: string): Promise<pg.Client | undefined> {
+  const client = new pg.Client({ connectionString: url, application_name: userApplicationName(process.pid) });
+  // The server may be stopped under it (pg_ctl by hand): that ends the connection, not the process.
+  client.on('error', () => undefined);
+  try {
+    await client.connect();
+    const { rows } = await client.query<{ joined: boolean }>(joinUsers);
+    if (rows[0]?.joined === true) return client;
+  } catch {
+    // not up, or going down
+  }
+  await client.end().catch(() => undefined);
+  return undefined;
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** How long a process waits for the server of its checkout: an initdb and a start of another process, or a stop. */
+const JOIN_ATTEMPTS = 120;
 
 export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedServer> {
   const bin = await binaries(options.major);
   const root = path.resolve(options.dataDir);
   const databaseDir = path.join(root, 'postgres');
-  const ownerFile = path.join(root, 'owner.pid');
   await mkdir(root, { recursive: true });
   // The password of a local development cluster, kept beside it so a restart can log in again.
   const passwordFile = path.join(root, 'postgres.password');
-  const password = existsSync(passwordFile) ? (await readFile(passwordFile, 'utf8')).trim() : randomBytes(12).toString('hex');
-  if (!existsSync(passwordFile)) await writeFile(passwordFile, password, { mode: 0o600 });
+  if (!existsSync(passwordFile)) await writeFile(passwordFile, randomBytes(12).toString('hex'), { mode: 0o600, flag: 'wx' }).catch(() => undefined);
+  const password = (await readFile(passwordFile, 'utf8')).trim();
 
-  const running = await runningServer(databaseDir);
-  const owner = await readNumber(ownerFile, 0);
-  if (running && owner !== undefined && owner !== process.pid && alive(owner)) {
-    return { connectionString: connectionString(password, running.port), created: false, joined: true, stop: async () => {} };
-  }
-
-  const created = !existsSync(path.join(databaseDir, 'PG_VERSION'));
-  let port = running?.port;
-  if (port === undefined) {
-    port = options.port ?? (await freePort());
-    if (created) {
-      await initialise(bin, databaseDir, password);
+  // Join the running server, else start one. Another process of the checkout may be starting it
+  // (initdb, pg_ctl start: ours then fails on its postmaster.pid) or stopping it (its last user
+  // holds the lock exclusively): either way, look again in a moment.
+  let created = false;
+  let lastError: unknown;
+  for (let attempt = 1; ; attempt++) {
+    let running = await runningServer(databaseDir);
+    let startedNow = false;
+    if (!running) {
+      try {
+        const creating = !existsSync(path.join(databaseDir, 'PG_VERSION'));
+        if (creating) await initialise(bin, databaseDir, password);
+        await startServer(bin.pg_ctl, databaseDir, options.port ?? (await freePort()));
+        created ||= creating;
+        startedNow = true;
+        running = await runningServer(databaseDir);
+      } catch (error) {
+        lastError = error;
+      }
     }
-    await startServer(bin.pg_ctl, databaseDir, port);
+    const user = running ? await join(connectionString(password, running.port)) : undefined;
+    if (running && user) return served(bin, root, options, connectionString(password, running.port), user, created, !startedNow);
+    if (attempt >= JOIN_ATTEMPTS) {
+      throw lastError instanceof Error ? lastError : new Error(`the embedded PostgreSQL of ${databaseDir} neither runs nor starts`);
+    }
+    await sleep(500);
   }
-  // Started here, or adopted from an owner that died (kill -9): this process stops it.
-  await writeFile(ownerFile, `${process.pid}\n`);
+}
+
+/** The running server as this process uses it: stop() stops it when this process is its last user. */
+function served(bin: Binaries, root: string, options: EmbeddedOptions, url: string, user: pg.Client, created: boolean, joined: boolean): EmbeddedServer {
+  const databaseDir = path.join(root, 'postgres');
   let stopped = false;
-  // A process that exits without stop() (a crash) must not leave its server running: a signal can
-  // be sent from an 'exit' handler, a clean stop cannot be awaited there.
-  process.once('exit', () => {
+  // A process that exits without stop() (a second Ctrl-C, a crash) cannot wait for anything in an
+  // 'exit' handler: a detached process of its own stops the server once this one's connection has
+  // gone, if nobody else uses it (db/embedded-stop.ts). A kill -9 runs no handler: the server then
+  // runs on, and the next process of the checkout that leaves it last stops it.
+  const onExit = () => {
     if (stopped) return;
-    try {
-      process.kill(Number(readFileSync(path.join(databaseDir, 'postmaster.pid'), 'utf8').split('\n')[0]), 'SIGINT');
-    } catch {
-      // no server left to stop
-    }
-  });
+    const stopper = fileURLToPath(new URL(`./embedded-stop${path.extname(fileURLToPath(import.meta.url))}`, import.meta.url));
+    spawn(process.execPath, [stopper, root, String(process.pid), String(options.major ?? DEFAULT_MAJOR)], { detached: true, stdio: 'ignore' }).unref();
+  };
+  process.once('exit', onExit);
   return {
-    connectionString: connectionString(password, port),
+    connectionString: url,
     created,
-    joined: false,
+    joined,
     stop: async () => {
       if (stopped) return;
       stopped = true;
-      // Already gone (stopped by hand, or by another process that adopted it): nothing to stop.
-      if (await runningServer(databaseDir)) await run(bin.pg_ctl, ['stop', '-w', '-t', '60', '-m', 'fast', '-D', databaseDir]);
-      await rm(ownerFile, { force: true });
-      if (options.persistent === false) await rm(databaseDir, { recursive: true, force: true });
+      process.off('exit', onExit);
+      const last = await leave(user);
+      // Holding the lock exclusively: nobody joins while it stops.
+      if (last && (await runningServer(databaseDir))) await run(bin.pg_ctl, ['stop', '-w', '-t', '60', '-m', 'fast', '-D', databaseDir]);
+      await user.end().catch(() => undefined);
+      if (last && options.persistent === false) await rm(databaseDir, { recursive: true, force: true });
     },
   };
+}
+
+/** Gives up this connection's share; true when it was the last one (then it holds the lock exclusively). */
+async function leave(user: pg.Client): Promise<boolean> {
+  try {
+    await user.query(leaveUsers);
+    const { rows } = await user.query<{ last: boolean }>(lastUser);
+    return rows[0]?.last === true;
+  } catch {
+    // The server went away already (stopped by hand): nothing to stop.
+    return false;
+  }
+}
+
+/**
+ * For a process that exited without stopping its server (embedded-stop.ts): once that process's
+ * connection is gone, stop the server if nobody else uses it.
+ */
+export async function stopIfUnused(dataDir: string, exitedPid: number, major?: number): Promise<void> {
+  const url = await embeddedUrl(dataDir);
+  if (url === undefined) return;
+  const client = new pg.Client({ connectionString: url, application_name: 'session-janitor dev stopper' });
+  client.on('error', () => undefined);
+  try {
+    await client.connect();
+    for (let i = 0; i < 60; i++) {
+      const { rows } = await client.query<{ backends: number }>({ ...userBackends, values: [userApplicationName(exitedPid)] });
+      if (rows[0]?.backends === 0) break;
+      await sleep(250);
+    }
+    const { rows } = await client.query<{ last: boolean }>(lastUser);
+    if (rows[0]?.last !== true) return;
+    const bin = await binaries(major);
+    await run(bin.pg_ctl, ['stop', '-w', '-t', '60', '-m', 'fast', '-D', path.join(path.resolve(dataDir), 'postgres')]);
+  } finally {
+    await client.end().catch(() => undefined);
+  }
 }

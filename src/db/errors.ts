@@ -2,7 +2,8 @@
  * PostgreSQL errors the tasks react to, by SQLSTATE, and a message for humans that can never carry
  * the connection string's password.
  */
-import { redactMessage } from './connection-string.ts';
+import { userInfo } from 'node:os';
+import { databaseTarget, redactMessage } from './connection-string.ts';
 
 export const SQLSTATE = {
   queryCanceled: '57014', // statement_timeout
@@ -10,6 +11,8 @@ export const SQLSTATE = {
   deadlockDetected: '40P01',
   undefinedTable: '42P01',
   insufficientPrivilege: '42501',
+  invalidParameterValue: '22023',
+  programLimitExceeded: '54000',
 } as const;
 
 export function sqlState(error: unknown): string | undefined {
@@ -35,20 +38,22 @@ const UNREACHABLE = new Set(['ECONNREFUSED', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETU
 export function connectionHint(error: unknown, connectionString: string): string | undefined {
   const first = error instanceof AggregateError && error.errors.length > 0 ? (error.errors[0] as unknown) : error;
   const code = sqlState(first);
-  let url: URL;
-  try {
-    url = new URL(connectionString);
-  } catch {
-    return undefined;
-  }
-  const where = `${url.hostname}:${url.port || '5432'}`;
-  const database = decodeURIComponent(url.pathname.replace(/^\//, '')) || decodeURIComponent(url.username);
-  if (code !== undefined && UNREACHABLE.has(code)) {
+  const target = databaseTarget(connectionString);
+  if (target === null) return undefined;
+  const where = target.socket ? `the socket ${target.host}/.s.PGSQL.${target.port}` : `${target.host}:${target.port}`;
+  // node-pg's own default when the URL names no user: the operating system's user.
+  const user = target.user || `${userInfo().username} (the default: DATABASE_URL names no user)`;
+  const database = target.database || target.user;
+  if (code !== undefined && (UNREACHABLE.has(code) || (target.socket && code === 'ENOENT'))) {
     return `the database at ${where} does not answer (${code}): is it running, and are DATABASE_URL's host and port right?`;
   }
   if (code === '28P01' || code === '28000') {
-    return `authentication failed for user ${decodeURIComponent(url.username)} at ${where} (SQLSTATE ${code}): check DATABASE_URL's user and password`;
+    return `authentication failed for user ${user} at ${where} (SQLSTATE ${code}): check DATABASE_URL's user and password`;
   }
   if (code === '3D000') return `database ${database} does not exist at ${where} (SQLSTATE 3D000): check DATABASE_URL's database name`;
+  const message = first instanceof Error ? first.message : '';
+  if (/does not support SSL connections/.test(message)) {
+    return `the database at ${where} does not support SSL connections, which DATABASE_URL's sslmode asks for: enable SSL on the server, or set sslmode=disable`;
+  }
   return undefined;
 }

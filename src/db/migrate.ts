@@ -4,6 +4,7 @@
 import type pg from 'pg';
 import type { Config } from '../config.ts';
 import { LATEST_VERSION, MIGRATION_LOCK_KEY, MIGRATIONS, currentVersion, recordVersion, versionTableExists } from './sql/migrations.ts';
+import { commandLine } from '../command-line.ts';
 
 /**
  * Applies the missing migrations (up to `upTo`, the latest by default: tests stop earlier to
@@ -53,7 +54,7 @@ export async function assertOwnSchemaCurrent(pool: pg.Pool): Promise<void> {
   const version = await readVersion(pool);
   if (version !== LATEST_VERSION) {
     throw new Error(
-      `the session_janitor schema is at version ${version}, this worker needs ${LATEST_VERSION}: run \`session-janitor migrate\` (JANITOR_MIGRATE=false forbids the worker to do it)`,
+      `the session_janitor schema is at version ${version}, this worker needs ${LATEST_VERSION}: run \`${commandLine('migrate')}\` (JANITOR_MIGRATE=false forbids the worker to do it)`,
     );
   }
 }

@@ -16,6 +16,7 @@ import type { ScheduledTaskName } from '../queues.ts';
 import type { TaskContext } from './context.ts';
 import type { HeldBack } from './held-back.ts';
 import { ActivityTracker, LatencyGuard, type LatencyGuardEvent } from './latency-guard.ts';
+import { commandLine } from '../command-line.ts';
 
 export type LatencyProbe = () => Promise<number>;
 
@@ -178,7 +179,7 @@ function logGuardEvent({ log }: TaskContext, task: ScheduledTaskName, event: Lat
   warnedUnavailable = true;
   (first ? log.warn.bind(log) : log.debug.bind(log))(
     { task, err: event.error },
-    `${task}: the latency guard cannot probe (session_janitor.latency_probe missing or not writable? run \`session-janitor migrate\`): this run goes unguarded`,
+    `${task}: the latency guard cannot probe (session_janitor.latency_probe missing or not writable? run \`${commandLine('migrate')}\`): this run goes unguarded`,
   );
 }
 

@@ -47,6 +47,7 @@ import { withConnection } from './connection.ts';
 import type { TaskContext } from './context.ts';
 import { runBatches, type BatchScope, type Lane } from './engine.ts';
 import { aroundHeldRows, deleteInHalves, type SessionId } from './held-rows.ts';
+import { commandLine } from '../command-line.ts';
 
 export type ReapStrategy = { readonly kind: 'range' } | { readonly kind: 'index'; readonly index: string };
 
@@ -214,7 +215,7 @@ async function beginPass({ config }: TaskContext, client: pg.ClientBase): Promis
   const { rows } = await client.query<PositionRow>({ ...startPass(config.sessionTable), values: [key] }).catch((error: unknown) => {
     // The position table is missing (not the session table): the schema predates migration 2.
     if (sqlState(error) !== SQLSTATE.undefinedTable || !(error instanceof Error && error.message.includes('reap_position'))) throw error;
-    throw new Error(`${REAP_POSITION_TABLE} does not exist: run \`session-janitor migrate\` (schema version 2 or later)`, { cause: error });
+    throw new Error(`${REAP_POSITION_TABLE} does not exist: run \`${commandLine('migrate')}\` (schema version 2 or later)`, { cause: error });
   });
   const started = rows[0];
   if (started !== undefined) return toPosition(started);

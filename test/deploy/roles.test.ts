@@ -155,7 +155,7 @@ describe('sql/roles.sql: least privilege, on a fresh database', { timeout: 120_0
     ]);
   });
 
-  test('start with JANITOR_MIGRATE=false before any migration: exit 1, one line that says to run `session-janitor migrate`', async () => {
+  test('start with JANITOR_MIGRATE=false before any migration: exit 1, one line that says to run `npx session-janitor migrate`', async () => {
     const result = await runCli(['start'], {
       DATABASE_URL: url.worker,
       JANITOR_MIGRATE: 'false',
@@ -163,7 +163,7 @@ describe('sql/roles.sql: least privilege, on a fresh database', { timeout: 120_0
       JANITOR_METRICS_HOST: '127.0.0.1',
     }).finished;
     assert.equal(result.code, 1, result.stdout + result.stderr);
-    assert.match(result.stderr, /^session-janitor: .*run `session-janitor migrate`/m, result.stderr);
+    assert.match(result.stderr, /^session-janitor: .*run `npx session-janitor migrate`/m, result.stderr);
     assert.doesNotMatch(result.stdout + result.stderr, /^\s+at /m, 'no stack trace');
     // It changed nothing: pg-boss is not installed, the own schema is empty.
     const { rows } = await superuser.query<{ n: number }>(

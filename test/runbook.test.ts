@@ -1,0 +1,42 @@
+/**
+ * The runbook's log filters (docs/runbook.md: `kubectl logs ... | grep ...`) find what they look for
+ * in a real worker's output: a worker on a database without the sessions table, which logs an error
+ * and its schedules. Each filter is run as printed, by sh, on that output.
+ */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { after, before, test } from 'node:test';
+import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
+import { runCli } from './helpers/process.ts';
+
+const RUNBOOK = readFileSync(new URL('../docs/runbook.md', import.meta.url), 'utf8');
+const FILTERS = [...RUNBOOK.matchAll(/^kubectl .* logs .*? \| (grep .*)$/gm)].map((m) => m[1] ?? '');
+
+let db: TestDatabase;
+let output = '';
+before(async () => {
+  db = await createTestDatabase();
+  await db.pool.query('ALTER TABLE auth.refresh_session RENAME TO refresh_session_elsewhere');
+  const worker = runCli(['start'], { DATABASE_URL: db.url, JANITOR_METRICS_PORT: '0', JANITOR_METRICS_HOST: '127.0.0.1' });
+  await worker.waitFor('session-janitor worker started', 60_000);
+  worker.child.kill('SIGTERM');
+  output = (await worker.finished).stdout;
+});
+after(async () => {
+  await db?.drop();
+});
+
+test('the runbook has log filters to check', () => {
+  assert.ok(FILTERS.length >= 3, FILTERS.join('\n'));
+});
+
+for (const filter of FILTERS) {
+  test(`\`| ${filter}\` matches the worker's real log lines`, async () => {
+    const matched = await new Promise<string>((resolve, reject) => {
+      const child = execFile('sh', ['-c', filter], (error, stdout) => (error ? reject(new Error(`${filter}: ${error.message}`)) : resolve(stdout)));
+      child.stdin?.end(output);
+    });
+    assert.ok(matched.trim().length > 0, `${filter} matched nothing in:\n${output}`);
+  });
+}
