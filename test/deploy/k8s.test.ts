@@ -530,7 +530,8 @@ for (const { dir, overlay } of TARGETS) {
       const release = monitor.metadata?.labels?.release;
       assert.equal(rule.metadata?.labels?.release, release, 'the PodMonitor and the PrometheusRule must carry the same release label');
       // kube-prometheus-stack selects PodMonitors and rules by release=<its Helm release> by default.
-      if (overlay === 'production') assert.equal(release, 'kube-prometheus-stack');
+      // Every installation is monitored (k8s/components/monitoring), staging as much as production.
+      if (overlay !== null) assert.equal(release, 'kube-prometheus-stack', `${overlay}: not selected by the Prometheus Operator`);
       // An operator-specific label is the overlay's choice: the base carries none.
       if (overlay === null) assert.equal(release, undefined);
     });
