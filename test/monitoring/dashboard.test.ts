@@ -102,6 +102,9 @@ async function scrapedFamilies(): Promise<Map<string, string>> {
     if (match?.[1] && match[2]) families.set(match[1], match[2]);
   }
   families.set('up', 'gauge'); // written by Prometheus for every target
+  // The recordings of the shipped rules (the objectives' error ratios) are series Prometheus writes.
+  const rules = readFileSync(join(root, 'monitoring', 'prometheus', 'session-janitor.rules.yml'), 'utf8');
+  for (const [, record] of rules.matchAll(/- record: (\S+)/g)) if (record) families.set(record, 'gauge');
   return families;
 }
 
@@ -247,6 +250,12 @@ describe('Grafana dashboard', () => {
       ['last success age by task', (q) => /time\(\) - max by \(task\) \(session_janitor_last_success_timestamp_seconds\b/.test(q)],
       ['resident memory by pod', (q) => /by \(pod\) \(process_resident_memory_bytes\b/.test(q)],
       ['event-loop lag p99 by pod', (q) => /by \(pod\) \(nodejs_eventloop_lag_p99_seconds\b/.test(q)],
+      ['revocation latency p99', (q) => /histogram_quantile\(0\.99, sum by \(le\) \(rate\(session_janitor_revocation_latency_seconds_bucket\b/.test(q)],
+      ['revocations within the objective', (q) => /le="60"/.test(q) && /increase\(session_janitor_revocation_latency_seconds_count\b/.test(q)],
+      [
+        'error budget burn rates',
+        (q) => /session_janitor:revocation_latency:error_ratio_rate1h\b/.test(q) && /session_janitor:purge_freshness:error_ratio_avg1h\b/.test(q),
+      ],
       ['workers that can use the database', (q) => /sum\(session_janitor_database_up\b/.test(q)],
       ['errors by kind', (q) => /sum by \(kind\) \(rate\(session_janitor_errors_total\b/.test(q)],
       ['time held back by task and reason', (q) => /sum by \(task, reason\) \(rate\(session_janitor_held_back_seconds_total\b/.test(q)],

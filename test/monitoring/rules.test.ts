@@ -27,7 +27,7 @@ const runbookFile = join(root, 'docs', 'runbook.md');
 const RUNBOOK_URL = DEFAULT_RUNBOOK_URL_BASE;
 
 function run(args: readonly string[], cwd: string): { status: number | null; output: string } {
-  const result = spawnSync(promtool(), args, { cwd, encoding: 'utf8', timeout: 60_000 });
+  const result = spawnSync(promtool(), args, { cwd, encoding: 'utf8', timeout: 300_000 });
   if (result.error) throw result.error;
   return { status: result.status, output: `${result.stdout}${result.stderr}` };
 }
@@ -144,9 +144,9 @@ describe('alert rules', () => {
     for (const group of plainGroups()) {
       for (const rule of group.rules) {
         const name = rule.alert ?? rule.record;
-        if (rule.record !== undefined) assert.match(rule.record, /^session_janitor:[a-z_]+:[a-z]+$/, `recording ${rule.record}: level:metric:operation`);
+        if (rule.record !== undefined) assert.match(rule.record, /^session_janitor:[a-z_]+:[a-z0-9_]+$/, `recording ${rule.record}: level:metric:operation`);
         const found = selectors(rule.expr);
-        assert.ok(found.length > 0, `${name} selects nothing`);
+        assert.ok(found.length > 0 || /session_janitor:[a-z_]+:/.test(rule.expr), `${name} selects nothing`);
         for (const { metric, matchers } of found) {
           if (metric.startsWith('session_janitor:')) continue;
           assert.match(matchers, /(^|, )job="session-janitor"/, `${name}: ${metric} is not selected by job="session-janitor"`);
@@ -208,12 +208,17 @@ describe('alert rules', () => {
     assert.throws(() => render({ selector: 'session-janitor' }), /label matchers/);
   });
 
-  test('the paging alerts are the no-worker, database-unusable and purge-stalled ones', () => {
+  test('the paging alerts are the no-worker, database-unusable, purge-stalled and fast revocation-latency burn ones', () => {
     const critical = alerts()
       .filter((r) => r.labels?.severity === 'critical')
       .map((r) => r.alert)
       .sort();
-    assert.deepEqual(critical, ['SessionJanitorDatabaseUnusable', 'SessionJanitorNoWorkerUp', 'SessionJanitorPurgeStalled']);
+    assert.deepEqual(critical, [
+      'SessionJanitorDatabaseUnusable',
+      'SessionJanitorNoWorkerUp',
+      'SessionJanitorPurgeStalled',
+      'SessionJanitorRevocationLatencyBudgetBurnFast',
+    ]);
   });
 
   test('docs/runbook.md has a section for each alert, at the anchor its runbook_url names', () => {
