@@ -22,6 +22,14 @@ export class ConfigError extends Error {
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
+/**
+ * The shape of a log line: pino's own (level, time, msg: what Loki, Vector and Datadog read as is),
+ * Elastic Common Schema (@timestamp, log.level, message) or Google Cloud Logging's structured
+ * logging (severity, message, timestamp): JANITOR_LOG_FORMAT.
+ */
+export const LOG_FORMATS = ['pino', 'ecs', 'gcp'] as const;
+export type LogFormat = (typeof LOG_FORMATS)[number];
+
 export interface QualifiedName {
   readonly schema: string;
   readonly name: string;
@@ -82,6 +90,7 @@ export interface Config {
   readonly migrateOnStart: boolean;
   readonly demoData: boolean;
   readonly logLevel: LogLevel;
+  readonly logFormat: LogFormat;
 }
 
 /** Seconds from a duration such as `90s`, `15m`, `12h`, `30d` (a unit is required). */
@@ -300,6 +309,7 @@ const VARIABLES = {
   JANITOR_MIGRATE: variable(boolean, 'true', 'true or false'),
   JANITOR_DEMO_DATA: variable(boolean, 'true', 'true or false (only used with the embedded PostgreSQL)'),
   LOG_LEVEL: variable(z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']), 'info', 'one of fatal, error, warn, info, debug, trace, silent'),
+  JANITOR_LOG_FORMAT: variable(z.enum(LOG_FORMATS), 'pino', 'one of pino, ecs, gcp'),
 } as const;
 
 type Parsed = { [K in keyof typeof VARIABLES]: (typeof VARIABLES)[K] extends Variable<infer T> ? T : never };
@@ -378,6 +388,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     migrateOnStart: get('JANITOR_MIGRATE'),
     demoData: get('JANITOR_DEMO_DATA'),
     logLevel: get('LOG_LEVEL'),
+    logFormat: get('JANITOR_LOG_FORMAT'),
   });
 }
 

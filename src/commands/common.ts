@@ -25,7 +25,8 @@ export const EXIT_CONFIG = 78;
 export function setup(logs: 'stdout' | 'stderr' = 'stderr'): { config: Config; log: Logger } {
   try {
     const config = loadConfig(process.env);
-    return { config, log: createLogger(config.logLevel, logs === 'stderr' ? pino.destination({ fd: 2, sync: true }) : undefined) };
+    const destination = logs === 'stderr' ? pino.destination({ fd: 2, sync: true }) : undefined;
+    return { config, log: createLogger(config.logLevel, destination, { format: config.logFormat }) };
   } catch (error) {
     if (error instanceof ConfigError) fail(`configuration error: ${error.message}`, EXIT_CONFIG);
     throw error;
