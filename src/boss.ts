@@ -42,6 +42,10 @@ export function createBoss(config: Config, connectionString: string, options: Bo
     monitorIntervalSeconds: config.superviseIntervalSeconds,
     useListenNotify: background,
     instanceName: 'session-janitor',
+    // Off (no spans, no trace context read or stored) unless the OTEL_* variables turn tracing on
+    // (tracing.ts); then jobs sent here carry the sender's trace, and each job's process span
+    // continues the trace its producer stored.
+    openTelemetry: { enabled: config.tracing.enabled, propagateContext: config.tracing.enabled },
   });
   // Unhandled, an 'error' event would kill the process; pg-boss retries its loops by itself.
   boss.on('error', (error) => {

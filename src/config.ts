@@ -91,6 +91,36 @@ export interface Config {
   readonly demoData: boolean;
   readonly logLevel: LogLevel;
   readonly logFormat: LogFormat;
+  /** OpenTelemetry tracing, on when the standard OTEL_* variables say where spans go (tracingFromEnv). */
+  readonly tracing: Tracing;
+}
+
+export interface Tracing {
+  readonly enabled: boolean;
+  /** OTEL_TRACES_EXPORTER's choice: OTLP over HTTP (the endpoint from OTEL_EXPORTER_OTLP_*), or the console. */
+  readonly exporter: 'otlp' | 'console';
+}
+
+/**
+ * Tracing from the OpenTelemetry SDK's standard variables, so that it costs nothing until a user
+ * points it somewhere: on when OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is
+ * set or OTEL_TRACES_EXPORTER names otlp or console; off with OTEL_SDK_DISABLED=true or
+ * OTEL_TRACES_EXPORTER=none. The exporter reads its own OTEL_EXPORTER_OTLP_* settings (endpoint,
+ * headers, timeout) as the specification says.
+ */
+export function tracingFromEnv(env: NodeJS.ProcessEnv): Tracing {
+  const set = (name: string) => (env[name] ?? '').trim() !== '';
+  const exporters = (env.OTEL_TRACES_EXPORTER ?? '')
+    .split(',')
+    .map((name) => name.trim().toLowerCase())
+    .filter((name) => name !== '');
+  const disabled = (env.OTEL_SDK_DISABLED ?? '').trim().toLowerCase() === 'true' || exporters.includes('none');
+  for (const name of exporters) {
+    if (!['otlp', 'console', 'none'].includes(name))
+      throw new ConfigError('OTEL_TRACES_EXPORTER', env.OTEL_TRACES_EXPORTER ?? '', 'otlp, console or none (this worker exports no other)');
+  }
+  const wanted = exporters.length > 0 || set('OTEL_EXPORTER_OTLP_ENDPOINT') || set('OTEL_EXPORTER_OTLP_TRACES_ENDPOINT');
+  return { enabled: !disabled && wanted, exporter: exporters.length === 1 && exporters[0] === 'console' ? 'console' : 'otlp' };
 }
 
 /** Seconds from a duration such as `90s`, `15m`, `12h`, `30d` (a unit is required). */
@@ -389,6 +419,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     demoData: get('JANITOR_DEMO_DATA'),
     logLevel: get('LOG_LEVEL'),
     logFormat: get('JANITOR_LOG_FORMAT'),
+    tracing: tracingFromEnv(env),
   });
 }
 

@@ -12,6 +12,7 @@ import { sessionTableAccess, sessionTableProblem, type SessionTableAccess } from
 import type pg from 'pg';
 import { createPool } from '../db/pool.ts';
 import { createLogger, type Logger } from '../logger.ts';
+import { traceFields } from '../tracing.ts';
 import { createMetrics } from '../metrics.ts';
 import { formatSeconds, progressReporter } from './progress.ts';
 import { fail, onProcessEvents } from './process-edge.ts';
@@ -26,7 +27,8 @@ export function setup(logs: 'stdout' | 'stderr' = 'stderr'): { config: Config; l
   try {
     const config = loadConfig(process.env);
     const destination = logs === 'stderr' ? pino.destination({ fd: 2, sync: true }) : undefined;
-    return { config, log: createLogger(config.logLevel, destination, { format: config.logFormat }) };
+    const mixin = config.tracing.enabled ? traceFields : undefined;
+    return { config, log: createLogger(config.logLevel, destination, { format: config.logFormat, ...(mixin === undefined ? {} : { mixin }) }) };
   } catch (error) {
     if (error instanceof ConfigError) fail(`configuration error: ${error.message}`, EXIT_CONFIG);
     throw error;
