@@ -7,6 +7,8 @@ import { PgBoss } from 'pg-boss';
 import type { Config } from './config.ts';
 import type { Logger } from './logger.ts';
 import type { Metrics } from './metrics.ts';
+import { isConnectionError } from './db/errors.ts';
+import type { OutageLog } from './outage-log.ts';
 import { SCHEDULED_TASKS, queueDefinitions } from './queues.ts';
 
 export type BossRole =
@@ -19,6 +21,8 @@ export interface BossOptions {
   readonly role: BossRole;
   /** Install or upgrade pg-boss's schema on start (needs CREATE on the database). */
   readonly migrate: boolean;
+  /** The worker's: a lost database is logged there once, not at every retry of every loop. */
+  readonly outage?: OutageLog;
 }
 
 export function createBoss(config: Config, connectionString: string, options: BossOptions, log: Logger, metrics?: Metrics): PgBoss {
@@ -38,11 +42,16 @@ export function createBoss(config: Config, connectionString: string, options: Bo
     monitorIntervalSeconds: config.superviseIntervalSeconds,
     useListenNotify: background,
     instanceName: 'session-janitor',
+    // Off (no spans, no trace context read or stored) unless the OTEL_* variables turn tracing on
+    // (tracing.ts); then jobs sent here carry the sender's trace, and each job's process span
+    // continues the trace its producer stored.
+    openTelemetry: { enabled: config.tracing.enabled, propagateContext: config.tracing.enabled },
   });
   // Unhandled, an 'error' event would kill the process; pg-boss retries its loops by itself.
   boss.on('error', (error) => {
     metrics?.errors.inc({ kind: 'pg-boss' });
-    log.error({ err: error }, 'pg-boss error');
+    if (options.outage !== undefined && isConnectionError(error)) options.outage.failed(error, 'pg-boss');
+    else log.error({ err: error }, 'pg-boss error');
   });
   boss.on('warning', (warning) => log.warn({ warning: warning.message }, 'pg-boss warning'));
   return boss;

@@ -23,6 +23,14 @@ export class ConfigError extends Error {
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
+/**
+ * The shape of a log line: pino's own (level, time, msg: what Loki, Vector and Datadog read as is),
+ * Elastic Common Schema (@timestamp, log.level, message) or Google Cloud Logging's structured
+ * logging (severity, message, timestamp): JANITOR_LOG_FORMAT.
+ */
+export const LOG_FORMATS = ['pino', 'ecs', 'gcp'] as const;
+export type LogFormat = (typeof LOG_FORMATS)[number];
+
 export interface QualifiedName {
   readonly schema: string;
   readonly name: string;
@@ -83,6 +91,37 @@ export interface Config {
   readonly migrateOnStart: boolean;
   readonly demoData: boolean;
   readonly logLevel: LogLevel;
+  readonly logFormat: LogFormat;
+  /** OpenTelemetry tracing, on when the standard OTEL_* variables say where spans go (tracingFromEnv). */
+  readonly tracing: Tracing;
+}
+
+export interface Tracing {
+  readonly enabled: boolean;
+  /** OTEL_TRACES_EXPORTER's choice: OTLP over HTTP (the endpoint from OTEL_EXPORTER_OTLP_*), or the console. */
+  readonly exporter: 'otlp' | 'console';
+}
+
+/**
+ * Tracing from the OpenTelemetry SDK's standard variables, so that it costs nothing until a user
+ * points it somewhere: on when OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is
+ * set or OTEL_TRACES_EXPORTER names otlp or console; off with OTEL_SDK_DISABLED=true or
+ * OTEL_TRACES_EXPORTER=none. The exporter reads its own OTEL_EXPORTER_OTLP_* settings (endpoint,
+ * headers, timeout) as the specification says.
+ */
+export function tracingFromEnv(env: NodeJS.ProcessEnv): Tracing {
+  const set = (name: string) => (env[name] ?? '').trim() !== '';
+  const exporters = (env.OTEL_TRACES_EXPORTER ?? '')
+    .split(',')
+    .map((name) => name.trim().toLowerCase())
+    .filter((name) => name !== '');
+  const disabled = (env.OTEL_SDK_DISABLED ?? '').trim().toLowerCase() === 'true' || exporters.includes('none');
+  for (const name of exporters) {
+    if (!['otlp', 'console', 'none'].includes(name))
+      throw new ConfigError('OTEL_TRACES_EXPORTER', env.OTEL_TRACES_EXPORTER ?? '', 'otlp, console or none (this worker exports no other)');
+  }
+  const wanted = exporters.length > 0 || set('OTEL_EXPORTER_OTLP_ENDPOINT') || set('OTEL_EXPORTER_OTLP_TRACES_ENDPOINT');
+  return { enabled: !disabled && wanted, exporter: exporters.length === 1 && exporters[0] === 'console' ? 'console' : 'otlp' };
 }
 
 /** Seconds from a duration such as `90s`, `15m`, `12h`, `30d` (a unit is required). */
@@ -301,6 +340,7 @@ const VARIABLES = {
   JANITOR_MIGRATE: variable(boolean, 'true', 'true or false'),
   JANITOR_DEMO_DATA: variable(boolean, 'true', 'true or false (only used with the embedded PostgreSQL)'),
   LOG_LEVEL: variable(z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']), 'info', 'one of fatal, error, warn, info, debug, trace, silent'),
+  JANITOR_LOG_FORMAT: variable(z.enum(LOG_FORMATS), 'pino', 'one of pino, ecs, gcp'),
 } as const;
 
 type Parsed = { [K in keyof typeof VARIABLES]: (typeof VARIABLES)[K] extends Variable<infer T> ? T : never };
@@ -394,6 +434,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, checkout: boole
     migrateOnStart: get('JANITOR_MIGRATE'),
     demoData: get('JANITOR_DEMO_DATA'),
     logLevel: get('LOG_LEVEL'),
+    logFormat: get('JANITOR_LOG_FORMAT'),
+    tracing: tracingFromEnv(env),
   });
 }
 

@@ -14,6 +14,8 @@ import { lastCompleted } from './db/sql/gauges.ts';
 import { claimManualRuns } from './db/sql/manual-runs.ts';
 import type { Logger } from './logger.ts';
 import type { Metrics } from './metrics.ts';
+import { isConnectionError } from './db/errors.ts';
+import type { OutageLog } from './outage-log.ts';
 import { ALL_QUEUES, SCHEDULED_TASKS } from './queues.ts';
 
 export interface GaugeSources {
@@ -29,6 +31,8 @@ export interface GaugeSources {
    * claimed a run at once would count it for nobody.
    */
   readonly scraped?: () => boolean;
+  /** A database outage is logged there, once, not at every refresh. */
+  readonly outage?: OutageLog;
 }
 
 export async function refreshBacklog({ pool, config, metrics }: Pick<GaugeSources, 'pool' | 'config' | 'metrics'>): Promise<void> {
@@ -80,7 +84,8 @@ export async function refreshGauges(sources: GaugeSources, log: Logger): Promise
   for (const result of results) {
     if (result.status === 'rejected') {
       sources.metrics.errors.inc({ kind: 'gauge-refresh' });
-      log.warn({ err: result.reason }, 'gauge refresh failed; the last values stay');
+      if (sources.outage !== undefined && isConnectionError(result.reason)) sources.outage.failed(result.reason, 'gauges');
+      else log.warn({ err: result.reason }, 'gauge refresh failed; the last values stay');
     }
   }
 }

@@ -41,6 +41,13 @@ const HELD_BACK_SERIES: ReadonlyArray<{ task: ScheduledTaskName; reasons: readon
  */
 const BATCH_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
+/**
+ * Revocations from enqueue to completion: milliseconds when a worker is idle (NOTIFY wakes it), the
+ * retry backoff's seconds to minutes after a failure, an outage's length at worst. 60 is the
+ * objective's threshold (docs/runbook.md, Revocation latency objective) and must stay a boundary.
+ */
+export const REVOCATION_LATENCY_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 3600];
+
 /** Jobs run from milliseconds (a single-user revocation) to the run budget (240 s by default). */
 const JOB_BUCKETS = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600];
 
@@ -83,6 +90,12 @@ export function createMetrics() {
       help: 'Seconds a job took in this pod, by queue. A purge or reap near JANITOR_MAX_RUN_SECONDS means the backlog is larger than one run can drain.',
       labelNames: ['queue'] as const,
       buckets: JOB_BUCKETS,
+      registers,
+    }),
+    revocationLatency: new Histogram({
+      name: 'session_janitor_revocation_latency_seconds',
+      help: 'Seconds from enqueue (pg-boss created_on, retries included) to the completion of each revocation, observed by the pod that completed it, so summing over pods counts each once. The SLO: the share done within 60 s (le="60").',
+      buckets: REVOCATION_LATENCY_BUCKETS,
       registers,
     }),
     lastSuccess: new Gauge({

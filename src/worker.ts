@@ -12,12 +12,13 @@ import { registerRevokeConsumer } from './consumers/revoke.ts';
 import { registerScheduledConsumers } from './consumers/scheduled.ts';
 import { openDatabase } from './db/database.ts';
 import { sessionTableAccess, sessionTableExists, sessionTableProblem } from './db/dev-bootstrap.ts';
-import { connectionHint, safeErrorMessage } from './db/errors.ts';
+import { connectionHint, isConnectionError, safeErrorMessage } from './db/errors.ts';
 import { createPool } from './db/pool.ts';
 import { close, createHttpServer, listen } from './http.ts';
 import { install } from './install.ts';
 import type { Logger } from './logger.ts';
 import { createMetrics, type Metrics } from './metrics.ts';
+import { OutageLog } from './outage-log.ts';
 import { QUEUES } from './queues.ts';
 import type { TaskContext } from './tasks/context.ts';
 import { poolSize } from './tasks/pool-size.ts';
@@ -59,6 +60,7 @@ export async function releaseInReverse(releasers: Releaser[], log: Logger): Prom
 export async function startWorker(config: Config, log: Logger): Promise<Worker> {
   const releasers: Releaser[] = [];
   const metrics = createMetrics();
+  const outage = new OutageLog(log);
   const shutdown = new AbortController();
   let bossStarted = false;
   let lastPingOk = 0;
@@ -83,7 +85,8 @@ export async function startWorker(config: Config, log: Logger): Promise<Worker> 
       lockTimeoutMs: config.lockTimeoutMs,
       onError: (error) => {
         metrics.errors.inc({ kind: 'database' });
-        log.warn({ err: error }, 'idle database connection lost');
+        if (isConnectionError(error)) outage.failed(error, 'pool');
+        else log.warn({ err: error }, 'idle database connection lost');
       },
     });
     releasers.push({ name: 'pool', release: () => pool.end() });
@@ -121,6 +124,7 @@ export async function startWorker(config: Config, log: Logger): Promise<Worker> 
         const access = await sessionTableAccess(pool, config.sessionTable);
         lastPingOk = Date.now();
         lastPingFailed = false;
+        outage.recovered();
         const missing = sessionTableProblem(access, config.sessionTable, database.connectionString);
         metrics.databaseUp.set(missing === null ? 1 : 0);
         if (missing !== null && missing !== unusable) log.error(`${missing}; not ready until then (checked every 5 s)`);
@@ -131,7 +135,8 @@ export async function startWorker(config: Config, log: Logger): Promise<Worker> 
         lastPingError = error;
         metrics.databaseUp.set(0);
         metrics.errors.inc({ kind: 'database' });
-        if (!atStart) log.warn({ err: error }, 'database ping failed');
+        if (isConnectionError(error) && lastPingOk !== 0) outage.failed(error, 'ping');
+        else if (!atStart) log.warn({ err: error }, 'database ping failed');
       }
     };
     await ping(true);
@@ -146,7 +151,7 @@ export async function startWorker(config: Config, log: Logger): Promise<Worker> 
     // everything is installed already (the table may come with the auth service's next migration).
     const tableAbsent = unusable !== null && !(await sessionTableExists(pool, config.sessionTable));
     const migrate = config.migrateOnStart && !tableAbsent;
-    const boss = createBoss(config, database.connectionString, { role: 'worker', migrate }, log, metrics);
+    const boss = createBoss(config, database.connectionString, { role: 'worker', migrate, outage }, log, metrics);
     try {
       await boss.start();
     } catch (error) {
@@ -173,7 +178,7 @@ export async function startWorker(config: Config, log: Logger): Promise<Worker> 
     await registerScheduledConsumers(boss, ctx, shutdown.signal, log);
     await registerRevokeConsumer(boss, ctx, shutdown.signal, log);
     bossStarted = true;
-    const stopGauges = await startGaugeRefresh({ pool, boss, config, metrics, noSessionTable: () => unusable !== null, scraped: () => scraped }, log);
+    const stopGauges = await startGaugeRefresh({ pool, boss, config, metrics, noSessionTable: () => unusable !== null, scraped: () => scraped, outage }, log);
     releasers.push({ name: 'gauges', release: stopGauges });
 
     if (database.demo !== null) {

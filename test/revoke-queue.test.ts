@@ -436,6 +436,29 @@ describe('the revoke queue', () => {
     await assert.rejects(db.pool.query("SELECT session_janitor.enqueue_revocation('{}'::jsonb, '')"), /dedupe_key/);
   });
 
+  test("docs/producers.md: a raw boss.send with the key never collides with the client's key; with the role-scoped key it does", async () => {
+    const sessions = await insertSessions(db.pool, [{ expiresIn: 86_400 }]);
+    const [u1] = usersOf(sessions);
+    assert.ok(u1 !== undefined);
+    const key = `raw-${randomUUID()}`;
+    const request = { userId: u1, reason: 'password-changed' };
+    const viaClient = await enqueueRevocation(producer, request, { singletonKey: key });
+    assert.ok(viaClient);
+    // The raw key is stored as given: a second job, not a duplicate of the client's.
+    const raw = { singletonSeconds: 2_147_483_647 };
+    const rawFirst = await producer.send(QUEUES.revoke, request, { ...raw, singletonKey: key });
+    assert.ok(rawFirst, 'a raw send with the bare key is not deduplicated against the client');
+    // It deduplicates only against another raw send of the same key.
+    assert.equal(await producer.send(QUEUES.revoke, request, { ...raw, singletonKey: key }), null);
+    // The scoped key, read as the document says, shares the client's key space.
+    const { rows } = await db.pool.query<{ key: string }>("SELECT pg_catalog.quote_ident(session_user::text) || '/' || $1 AS key", [key]);
+    const scoped = rows[0]?.key;
+    assert.ok(scoped);
+    assert.equal(await producer.send(QUEUES.revoke, request, { ...raw, singletonKey: scoped }), null, "the scoped key collides with the client's");
+    assert.deepEqual(await waitForRevocation(producer, viaClient, { intervalMs: 50 }), { revoked: 1 });
+    assert.ok(await waitForRevocation(producer, rawFirst, { intervalMs: 50 }));
+  });
+
   test('dedupe keys are scoped by the calling role: two producers may use the same key; a dead-lettered invalid request frees its key; revocation_by_key finds the jobs', async () => {
     const [alice, bob] = [await loginRole(), await loginRole()];
     try {

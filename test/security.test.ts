@@ -237,6 +237,7 @@ describe('metric labels come from closed sets only', () => {
     session_janitor_queue_jobs: ['queue', 'state'],
     session_janitor_errors_total: ['kind'],
     session_janitor_database_up: [],
+    session_janitor_revocation_latency_seconds: [],
     session_janitor_held_back_seconds_total: ['task', 'reason'],
   };
 

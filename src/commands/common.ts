@@ -13,6 +13,7 @@ import { sessionTableAccess, sessionTableProblem, type SessionTableAccess } from
 import type pg from 'pg';
 import { createPool } from '../db/pool.ts';
 import { createLogger, type Logger } from '../logger.ts';
+import { traceFields } from '../tracing.ts';
 import { createMetrics } from '../metrics.ts';
 import { formatSeconds, progressReporter } from './progress.ts';
 import { fail, onProcessEvents } from './process-edge.ts';
@@ -28,7 +29,9 @@ export const EXIT_CONFIG = 78;
 export function setup(logs: 'stdout' | 'stderr' = 'stderr'): { config: Config; log: Logger } {
   try {
     const config = loadConfig(process.env);
-    return { config, log: createLogger(config.logLevel, logs === 'stderr' ? pino.destination({ fd: 2, sync: true }) : undefined) };
+    const destination = logs === 'stderr' ? pino.destination({ fd: 2, sync: true }) : undefined;
+    const mixin = config.tracing.enabled ? traceFields : undefined;
+    return { config, log: createLogger(config.logLevel, destination, { format: config.logFormat, ...(mixin === undefined ? {} : { mixin }) }) };
   } catch (error) {
     if (error instanceof ConfigError) fail(`configuration error: ${error.message}`, EXIT_CONFIG);
     throw error;

@@ -76,19 +76,21 @@ const INTEGER_TEXT = /^-?\d+(?:\.0+)?$/;
  * validation then saw user 4 (issue 17.9). So the consumer reads the job's stored text again (one
  * primary-key lookup) and parses it with a reviver that sees each number's source text (Node 21+).
  */
-async function exactJobData({ pool, config }: TaskContext, job: Job<unknown>): Promise<unknown> {
-  const { rows } = await pool.query<{ data: string | null }>({ ...jobDataText(config.pgbossSchema), values: [QUEUE, job.id] });
+async function exactJobData({ pool, config }: TaskContext, job: Job<unknown>): Promise<{ data: unknown; ageSeconds: number }> {
+  const { rows } = await pool.query<{ data: string | null; age_seconds: number }>({ ...jobDataText(config.pgbossSchema), values: [QUEUE, job.id] });
   const row = rows[0];
   if (row === undefined) throw new Error(`job ${job.id} is no longer in pg-boss's job table`);
-  if (row.data === null) return null;
+  const ageSeconds = Math.max(0, row.age_seconds);
+  if (row.data === null) return { data: null, ageSeconds };
   try {
-    return JSON.parse(row.data, (_key: string, value: unknown, context?: { source?: string }) =>
+    const data: unknown = JSON.parse(row.data, (_key: string, value: unknown, context?: { source?: string }) =>
       typeof value === 'number' && !INTEGER_TEXT.test(context?.source ?? '') ? Number.NaN : value,
     );
+    return { data, ageSeconds };
   } catch (error) {
     // A payload nested thousands deep overflows the reviver's recursion (JSON.parse alone copes).
     // No valid request is nested more than two deep, so pg-boss's parse is refused all the same.
-    if (error instanceof RangeError) return job.data;
+    if (error instanceof RangeError) return { data: job.data, ageSeconds };
     throw error;
   }
 }
@@ -121,8 +123,9 @@ export async function handleRevokeJob(ctx: TaskContext, job: Job<unknown>, log: 
   };
 
   let data: unknown;
+  let ageAtStart: number;
   try {
-    data = await exactJobData(ctx, job);
+    ({ data, ageSeconds: ageAtStart } = await exactJobData(ctx, job));
   } catch (error) {
     metrics.jobs.inc({ queue: QUEUE, outcome: 'failed' });
     return failed(error, { queue: QUEUE, jobId: job.id, attempt: job.retryCount + 1 });
@@ -152,7 +155,12 @@ export async function handleRevokeJob(ctx: TaskContext, job: Job<unknown>, log: 
   let progress = { revoked: 0, batches: 0 };
   try {
     const { revoked } = await instrumented(metrics, QUEUE, () => revoke(ctx, request, { signal: job.signal, onProgress: (p) => (progress = p) }));
-    log.info({ ...audit, revoked, batches: progress.batches, seconds: seconds(), outcome: 'completed' }, 'revocation done');
+    // Enqueue to completion: the job's age when read (the database's clock) plus this pod's own
+    // monotonic time since; pg-boss writes completed_on a moment later. Observed here, by the one
+    // pod that completes the job, so a sum over pods counts each revocation once.
+    const latency = ageAtStart + seconds();
+    metrics.revocationLatency.observe(latency);
+    log.info({ ...audit, revoked, batches: progress.batches, seconds: seconds(), latencySeconds: latency, outcome: 'completed' }, 'revocation done');
     return { id: job.id, status: 'completed', output: { revoked } };
   } catch (error) {
     return failed(error, audit, progress);

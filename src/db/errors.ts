@@ -30,6 +30,22 @@ export function safeErrorMessage(error: unknown): string {
 
 const UNREACHABLE = new Set(['ECONNREFUSED', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'ECONNRESET']);
 
+/** pg's own words when a connection drops or cannot be had (it sets no code on these). */
+const CONNECTION_LOST = /Connection terminated|connection error|timeout exceeded when trying to connect|Connection ended unexpectedly|Client was closed/i;
+
+/**
+ * Whether an error means the database could not be reached or the connection was lost: a network
+ * error, PostgreSQL's class 08 (connection exception) or 57P01-57P03 (shut down, restarting), or
+ * pg's "Connection terminated". The same outage, whichever loop or query met it.
+ */
+export function isConnectionError(error: unknown): boolean {
+  const first = error instanceof AggregateError && error.errors.length > 0 ? (error.errors[0] as unknown) : error;
+  const code = sqlState(first);
+  if (code !== undefined && (UNREACHABLE.has(code) || code.startsWith('08') || /^57P0[123]$/.test(code))) return true;
+  const message = typeof first === 'object' && first !== null && 'message' in first && typeof first.message === 'string' ? first.message : String(first);
+  return CONNECTION_LOST.test(message);
+}
+
 /**
  * The cause of a failure to reach or log in to the database, in words that name the host and port,
  * the user or the database of the connection string (never its password); undefined for any other

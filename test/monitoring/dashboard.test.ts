@@ -9,6 +9,7 @@ import { dirname, join } from 'node:path';
 import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { createMetrics } from '../../src/metrics.ts';
+import { grafanaSchemaErrors } from '../helpers/grafana-schema.ts';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const dashboardFile = join(root, 'monitoring', 'grafana', 'session-janitor.json');
@@ -101,6 +102,9 @@ async function scrapedFamilies(): Promise<Map<string, string>> {
     if (match?.[1] && match[2]) families.set(match[1], match[2]);
   }
   families.set('up', 'gauge'); // written by Prometheus for every target
+  // The recordings of the shipped rules (the objectives' error ratios) are series Prometheus writes.
+  const rules = readFileSync(join(root, 'monitoring', 'prometheus', 'session-janitor.rules.yml'), 'utf8');
+  for (const [, record] of rules.matchAll(/- record: (\S+)/g)) if (record) families.set(record, 'gauge');
   return families;
 }
 
@@ -151,9 +155,12 @@ describe('Grafana dashboard', () => {
     assert.ok(datasource, 'no `datasource` template variable');
     assert.equal(datasource.type, 'datasource');
     assert.equal(datasource.query, 'prometheus');
-    assert.ok(
-      dashboard.templating.list.some((v) => v.name === 'namespace' || v.name === 'pod'),
-      'no namespace or pod variable',
+    // Multi-cluster Prometheus (Thanos, Mimir): pick the cluster, then the installation.
+    const names = dashboard.templating.list.map((v) => v.name);
+    assert.deepEqual(
+      names.filter((n) => ['cluster', 'namespace', 'pod'].includes(n)),
+      ['cluster', 'namespace', 'pod'],
+      'the cluster, namespace and pod variables, in that order',
     );
     const ids = new Set<number>();
     for (const panel of allPanels(dashboard)) {
@@ -165,6 +172,41 @@ describe('Grafana dashboard', () => {
         assert.equal(target.datasource?.uid, '${datasource}', `panel "${panel.title}": a target does not use $datasource`);
       }
     }
+  });
+
+  test('every query selects the chosen cluster and namespace', () => {
+    for (const panel of allPanels(loadDashboard())) {
+      for (const expr of exprsOf(panel)) {
+        for (const [, matchers] of expr.matchAll(/[a-z_:]+\{([^}]*)\}/g)) {
+          assert.match(matchers ?? '', /cluster=~"\$cluster", namespace="\$namespace"/, `${panel.title}: ${expr}`);
+        }
+      }
+    }
+  });
+
+  test('validates against @grafana/schema without a single error', () => {
+    const text = readFileSync(dashboardFile, 'utf8');
+    const errors = grafanaSchemaErrors(text);
+    assert.deepEqual(errors, [], errors.map((e) => `line ${e.line}: ${e.message}`).join('\n'));
+    // The check itself sees what Grafana's schema forbids: an empty variable selection, a legend without calcs.
+    const broken = JSON.parse(text) as Dashboard & { templating: { list: Array<Record<string, unknown>> } };
+    const first = broken.templating.list[0];
+    assert.ok(first);
+    first.current = {};
+    const legend = allPanels(broken)
+      .map((panel) => (panel as Panel & { options?: { legend?: Record<string, unknown> } }).options?.legend)
+      .find((l) => l !== undefined);
+    assert.ok(legend);
+    delete legend.calcs;
+    const found = grafanaSchemaErrors(JSON.stringify(broken, null, 2)).map((e) => e.message);
+    assert.ok(
+      found.some((m) => /text, value/.test(m)),
+      found.join('\n'),
+    );
+    assert.ok(
+      found.some((m) => /'calcs' is missing/.test(m)),
+      found.join('\n'),
+    );
   });
 
   test('queries only metrics that a scrape of the worker exposes (plus up)', async () => {
@@ -208,6 +250,13 @@ describe('Grafana dashboard', () => {
       ['last success age by task', (q) => /time\(\) - max by \(task\) \(session_janitor_last_success_timestamp_seconds\b/.test(q)],
       ['resident memory by pod', (q) => /by \(pod\) \(process_resident_memory_bytes\b/.test(q)],
       ['event-loop lag p99 by pod', (q) => /by \(pod\) \(nodejs_eventloop_lag_p99_seconds\b/.test(q)],
+      ['revocation latency p99', (q) => /histogram_quantile\(0\.99, sum by \(le\) \(rate\(session_janitor_revocation_latency_seconds_bucket\b/.test(q)],
+      ['revocations within the objective', (q) => /le="60"/.test(q) && /increase\(session_janitor_revocation_latency_seconds_count\b/.test(q)],
+      [
+        'error budget burn rates',
+        (q) => /session_janitor:revocation_latency:error_ratio_rate1h\b/.test(q) && /session_janitor:purge_freshness:error_ratio_avg1h\b/.test(q),
+      ],
+      ['workers that can use the database', (q) => /sum\(session_janitor_database_up\b/.test(q)],
       ['errors by kind', (q) => /sum by \(kind\) \(rate\(session_janitor_errors_total\b/.test(q)],
       ['time held back by task and reason', (q) => /sum by \(task, reason\) \(rate\(session_janitor_held_back_seconds_total\b/.test(q)],
     ];

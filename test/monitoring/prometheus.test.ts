@@ -112,3 +112,58 @@ test('increase() counts exactly the rows deleted, reason by reason, and the aler
   assert.ok(active.has(afterScrapesFailed.get('SessionJanitorPurgeStalled') ?? ''), 'the purge-stalled alert resolved when the pod went away');
   assert.ok(active.has(afterScrapesFailed.get('SessionJanitorDeadLetterNotEmpty') ?? ''), 'the dead-letter alert resolved when the pod went away');
 });
+
+test(
+  'the revocation latency objective: the histogram counts each revocation once, from enqueue to completion, and a late one burns the budget',
+  { timeout: 180_000 },
+  async () => {
+    const sessions = await insertSessions(db.pool, [
+      { expiresIn: 86_400, user: 901 },
+      { expiresIn: 86_400, user: 902 },
+    ]);
+    const [fastUser, lateUser] = [sessions[0]?.userId, sessions[1]?.userId];
+    assert.ok(fastUser !== undefined && lateUser !== undefined);
+    const latencyWorker = await startWorker(testConfig(db.url, { JANITOR_PURGE_CRON: '0 0 1 1 *', JANITOR_REAP_CRON: '0 0 1 1 *' }), silentLogger());
+    const latencyPrometheus = await startPrometheus(`127.0.0.1:${latencyWorker.metricsPort}`);
+    const boss = new PgBoss(db.url);
+    await boss.start();
+    try {
+      const { query, alertStates } = latencyPrometheus;
+      await until('a first scrape', async () => (await query('session_janitor_revocation_latency_seconds_count')).length === 1);
+      const fast = await enqueueRevocation(boss, { userId: fastUser, reason: 'password-changed' });
+      assert.ok(fast);
+      assert.deepEqual(await waitForRevocation(boss, fast), { revoked: 1 });
+      // A revocation enqueued 10 minutes ago (as if it had waited through an outage): deferred for a
+      // few seconds so that its created_on can be moved back before a worker takes it.
+      const late = await boss.send(QUEUES.revoke, { userId: lateUser, reason: 'password-changed' }, { startAfter: 3 });
+      assert.ok(late);
+      await db.pool.query(`UPDATE pgboss.job SET created_on = created_on - interval '10 minutes' WHERE name = $1 AND id = $2`, [QUEUES.revoke, late]);
+      assert.deepEqual(await waitForRevocation(boss, late), { revoked: 1 });
+
+      await until(
+        'Prometheus to see both revocations',
+        async () => Number((await query('sum(session_janitor_revocation_latency_seconds_count)'))[0]?.value[1]) === 2,
+      );
+      const within = Number((await query('sum(session_janitor_revocation_latency_seconds_bucket{le="60"})'))[0]?.value[1]);
+      assert.equal(within, 1, 'one of the two within 60 s');
+      const withinFiveMinutes = Number((await query('sum(session_janitor_revocation_latency_seconds_bucket{le="300"})'))[0]?.value[1]);
+      assert.equal(withinFiveMinutes, 1, 'the late one took more than 5 minutes');
+      const ratio = await until('the recorded 5-minute error ratio', async () => {
+        const value = Number((await query('session_janitor:revocation_latency:error_ratio_rate5m'))[0]?.value[1]);
+        return value > 0 && value;
+      });
+      assert.ok(Math.abs(ratio - 0.5) < 1e-9, `error ratio ${ratio}: half the revocations were late`);
+      // 50% over every window is far more than 14.4 (1 h and 5 min) and 3 (1 day and 2 h) times the 1% budget.
+      await until('both burn-rate alerts to go pending', async () => {
+        const states = await alertStates();
+        return ['SessionJanitorRevocationLatencyBudgetBurnFast', 'SessionJanitorRevocationLatencyBudgetBurnSlow'].every((name) =>
+          ['pending', 'firing'].includes(states.get(name) ?? ''),
+        );
+      });
+    } finally {
+      await boss.stop({ graceful: false });
+      await latencyPrometheus.stop();
+      await latencyWorker.stop();
+    }
+  },
+);

@@ -7,11 +7,13 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promtool } from '../helpers/promtool.ts';
+import { DEFAULT_RUNBOOK_URL_BASE, render } from '../../tools/prometheus-rule.ts';
 import { PrometheusRule } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/PrometheusRule';
 import { parse } from 'yaml';
 
@@ -22,25 +24,32 @@ const rulesTestFile = join(rulesDir, 'session-janitor.rules.test.yml');
 const prometheusRuleFile = join(root, 'k8s', 'base', 'prometheusrule.yaml');
 const runbookFile = join(root, 'docs', 'runbook.md');
 
-const RUNBOOK_URL = 'https://github.com/example/session-janitor/blob/main/docs/runbook.md';
+const RUNBOOK_URL = DEFAULT_RUNBOOK_URL_BASE;
 
 function run(args: readonly string[], cwd: string): { status: number | null; output: string } {
-  const result = spawnSync(promtool(), args, { cwd, encoding: 'utf8', timeout: 60_000 });
+  const result = spawnSync(promtool(), args, { cwd, encoding: 'utf8', timeout: 300_000 });
   if (result.error) throw result.error;
   return { status: result.status, output: `${result.stdout}${result.stderr}` };
 }
 
 interface AlertRule {
   alert: string;
+  record?: undefined;
   expr: string;
   for?: string;
   labels?: Record<string, string>;
   annotations?: Record<string, string>;
 }
 
+interface RecordingRule {
+  record: string;
+  alert?: undefined;
+  expr: string;
+}
+
 interface RuleGroup {
   name: string;
-  rules: AlertRule[];
+  rules: Array<AlertRule | RecordingRule>;
 }
 
 interface AlertRuleTest {
@@ -62,7 +71,14 @@ function plainGroups(): RuleGroup[] {
 }
 
 function alerts(): AlertRule[] {
-  return plainGroups().flatMap((group) => group.rules);
+  return plainGroups()
+    .flatMap((group) => group.rules)
+    .filter((rule): rule is AlertRule => rule.alert !== undefined);
+}
+
+/** The metrics an expression selects (`name{matchers}` or `name[range]`) and their matchers. */
+function selectors(expr: string): Array<{ metric: string; matchers: string }> {
+  return [...expr.matchAll(/([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{([^}]*)\}|(?=\[))/g)].map((m) => ({ metric: m[1] ?? '', matchers: m[2] ?? '' }));
 }
 
 /** GitHub's anchor of a Markdown heading: lower case, punctuation dropped, spaces to hyphens. */
@@ -103,7 +119,12 @@ describe('alert rules', () => {
     }
   });
 
-  test('the PrometheusRule carries exactly the groups of the rules file', () => {
+  test('the PrometheusRule is generated from the rules file and carries exactly its groups', () => {
+    assert.equal(
+      readFileSync(prometheusRuleFile, 'utf8'),
+      render(),
+      'k8s/base/prometheusrule.yaml is stale: node tools/prometheus-rule.ts --out k8s/base/prometheusrule.yaml',
+    );
     const doc = readYaml(prometheusRuleFile) as {
       apiVersion: string;
       kind: string;
@@ -119,13 +140,28 @@ describe('alert rules', () => {
     assert.doesNotThrow(() => new PrometheusRule(doc).validate());
   });
 
-  test('every alert selects job="session-janitor" and is named SessionJanitor*', () => {
+  test('every rule selects the workers by job="session-janitor" (or reads a recording of them), every alert is named SessionJanitor*', () => {
+    for (const group of plainGroups()) {
+      for (const rule of group.rules) {
+        const name = rule.alert ?? rule.record;
+        if (rule.record !== undefined) assert.match(rule.record, /^session_janitor:[a-z_]+:[a-z0-9_]+$/, `recording ${rule.record}: level:metric:operation`);
+        const found = selectors(rule.expr);
+        assert.ok(found.length > 0 || /session_janitor:[a-z_]+:/.test(rule.expr), `${name} selects nothing`);
+        for (const { metric, matchers } of found) {
+          if (metric.startsWith('session_janitor:')) continue;
+          assert.match(matchers, /(^|, )job="session-janitor"/, `${name}: ${metric} is not selected by job="session-janitor"`);
+        }
+        // Installations stay apart: no aggregation over every cluster and namespace at once.
+        for (const aggregation of rule.expr.matchAll(/\b(max|min|sum|count|avg)\b\s*(by\s*\(([^)]*)\))?\s*\(/g)) {
+          assert.match(aggregation[3] ?? '', /cluster, namespace/, `${name}: ${aggregation[0]} does not keep cluster and namespace`);
+        }
+      }
+    }
     const names = new Set<string>();
     for (const rule of alerts()) {
       assert.match(rule.alert, /^SessionJanitor[A-Z][A-Za-z]+$/);
       assert.ok(!names.has(rule.alert), `duplicate alert ${rule.alert}`);
       names.add(rule.alert);
-      assert.match(rule.expr, /job="session-janitor"/, `${rule.alert} does not select job="session-janitor"`);
       assert.ok(rule.for !== undefined, `${rule.alert} has no \`for\``);
     }
     assert.ok(names.size >= 6, `expected at least 6 alerts, got ${[...names].join(', ')}`);
@@ -148,12 +184,41 @@ describe('alert rules', () => {
     }
   });
 
-  test('the paging alerts are the no-worker, database-unusable and purge-stalled ones', () => {
+  test('another installation renders its own selector and runbook URL base, and promtool accepts the result', () => {
+    const base = 'https://git.example.org/auth/session-janitor/-/blob/main/docs/runbook.md';
+    const rendered = render({ rules: true, selector: 'job="auth/session-janitor"', runbookUrlBase: base });
+    const dir = mkdtempSync(join(tmpdir(), 'sj-rules-'));
+    try {
+      const file = join(dir, 'rules.yml');
+      writeFileSync(file, rendered);
+      const { status, output } = run(['check', 'rules', file], dir);
+      assert.equal(status, 0, output);
+      const groups = (parse(rendered) as { groups: RuleGroup[] }).groups;
+      const rendered_alerts = groups.flatMap((g) => g.rules).filter((r): r is AlertRule => r.alert !== undefined);
+      assert.equal(rendered_alerts.length, alerts().length);
+      for (const rule of rendered_alerts) assert.equal(rule.annotations?.runbook_url, `${base}#${rule.alert.toLowerCase()}`);
+      for (const rule of groups.flatMap((g) => g.rules)) {
+        for (const { metric, matchers } of selectors(rule.expr)) {
+          if (!metric.startsWith('session_janitor:')) assert.match(matchers, /job="auth\/session-janitor"/, `${metric} in ${rule.expr}`);
+        }
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    assert.throws(() => render({ selector: 'session-janitor' }), /label matchers/);
+  });
+
+  test('the paging alerts are the no-worker, database-unusable, purge-stalled and fast revocation-latency burn ones', () => {
     const critical = alerts()
       .filter((r) => r.labels?.severity === 'critical')
       .map((r) => r.alert)
       .sort();
-    assert.deepEqual(critical, ['SessionJanitorDatabaseUnusable', 'SessionJanitorNoWorkerUp', 'SessionJanitorPurgeStalled']);
+    assert.deepEqual(critical, [
+      'SessionJanitorDatabaseUnusable',
+      'SessionJanitorNoWorkerUp',
+      'SessionJanitorPurgeStalled',
+      'SessionJanitorRevocationLatencyBudgetBurnFast',
+    ]);
   });
 
   test('docs/runbook.md has a section for each alert, at the anchor its runbook_url names', () => {
