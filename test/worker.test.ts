@@ -3,11 +3,11 @@
  * by exactly the rows deleted, one purge per schedule tick across replicas, and SIGTERM.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { PgBoss } from 'pg-boss';
 import { startWorker, type Worker } from '../src/worker.ts';
 import { QUEUES } from '../src/queues.ts';
-import { createTestDatabase, insertBulkSessions, silentLogger, testConfig, type TestDatabase } from './helpers/database.ts';
+import { insertBulkSessions, silentLogger, testConfig, type TestDatabase, useTestDatabase } from './helpers/database.ts';
 import { runCli } from './helpers/process.ts';
 import { sample } from './helpers/scrape.ts';
 import { until } from './helpers/wait.ts';
@@ -21,13 +21,7 @@ const count = async (db: TestDatabase, where = 'true') =>
   (await db.pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM auth.refresh_session WHERE ${where}`)).rows[0]?.n ?? -1;
 
 describe('the worker', () => {
-  let db: TestDatabase;
-  before(async () => {
-    db = await createTestDatabase();
-  });
-  after(async () => {
-    await db.drop();
-  });
+  const db = useTestDatabase();
 
   test('a purge job deletes the expired rows; /metrics, /healthz and /readyz tell the truth', async () => {
     await insertBulkSessions(db.pool, 3000, 0.4);
