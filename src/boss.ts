@@ -40,6 +40,11 @@ export function createBoss(config: Config, connectionString: string, options: Bo
     // monitorIntervalSeconds and run every superviseIntervalSeconds: one setting for both.
     superviseIntervalSeconds: config.superviseIntervalSeconds,
     monitorIntervalSeconds: config.superviseIntervalSeconds,
+    // The cron pass: one instance a time claims it and sends each occurrence due in the last
+    // minute, once per minute across replicas. It sends through an internal queue polled every
+    // cronWorkerIntervalSeconds (pg-boss: 5 s), which never needs to be slower than the pass.
+    cronMonitorIntervalSeconds: config.scheduleCheckSeconds,
+    cronWorkerIntervalSeconds: Math.min(5, config.scheduleCheckSeconds),
     useListenNotify: background,
     instanceName: 'session-janitor',
     // Off (no spans, no trace context read or stored) unless the OTEL_* variables turn tracing on

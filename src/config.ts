@@ -88,6 +88,8 @@ export interface Config {
   /** How long transient failures are retried before a job is dead-lettered (queues.ts). */
   readonly retryWindowSeconds: number;
   readonly superviseIntervalSeconds: number;
+  /** How often pg-boss evaluates the schedules (its cron pass), in seconds. */
+  readonly scheduleCheckSeconds: number;
   readonly migrateOnStart: boolean;
   readonly demoData: boolean;
   readonly logLevel: LogLevel;
@@ -335,6 +337,7 @@ const VARIABLES = {
   JANITOR_SHUTDOWN_TIMEOUT: variable(duration(1, 300), '25s', 'a duration from 1s to 300s'),
   JANITOR_HEARTBEAT: variable(duration(10, 3600), '30s', 'a duration from 10s (pg-boss minimum) to 1h'),
   JANITOR_SUPERVISE_INTERVAL: variable(duration(1, 3600), '60s', 'a duration from 1s to 1h'),
+  JANITOR_SCHEDULE_CHECK_INTERVAL: variable(duration(1, 45), '30s', "a duration from 1s to 45s (pg-boss's range for its cron pass)"),
   JANITOR_RETRY_DELAY: variable(duration(1, 3600), '15s', 'a duration from 1s to 1h'),
   JANITOR_RETRY_WINDOW: variable(duration(60, 7 * 86400), '1h', 'a duration from 60s to 7d'),
   JANITOR_MIGRATE: variable(boolean, 'true', 'true or false'),
@@ -431,6 +434,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, checkout: boole
     retryDelaySeconds: Math.round(get('JANITOR_RETRY_DELAY')),
     retryWindowSeconds: Math.round(get('JANITOR_RETRY_WINDOW')),
     superviseIntervalSeconds: Math.round(get('JANITOR_SUPERVISE_INTERVAL')),
+    scheduleCheckSeconds: Math.round(get('JANITOR_SCHEDULE_CHECK_INTERVAL')),
     migrateOnStart: get('JANITOR_MIGRATE'),
     demoData: get('JANITOR_DEMO_DATA'),
     logLevel: get('LOG_LEVEL'),

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { freePort } from '../src/db/embedded.ts';
-import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
+import { useTestDatabase } from './helpers/database.ts';
 import { runCli } from './helpers/process.ts';
 
 describe('the command line refuses bad configuration with one clear line and exit 78', () => {
@@ -29,13 +29,7 @@ describe('the command line refuses bad configuration with one clear line and exi
 });
 
 describe('database trouble is reported without the password, with a non-zero exit', () => {
-  let db: TestDatabase;
-  before(async () => {
-    db = await createTestDatabase();
-  });
-  after(async () => {
-    await db.drop();
-  });
+  const db = useTestDatabase();
 
   test('an unreachable database', async () => {
     const port = await freePort();

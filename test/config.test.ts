@@ -41,6 +41,8 @@ describe('loadConfig', () => {
     assert.equal(loadConfig({ JANITOR_IDLE_TIMEOUT: '1h' }).idleTimeoutSeconds, 3600, 'the smallest timeout allowed');
     assert.equal(loadConfig({}).idleTimeoutSeconds, 30 * 86_400, 'the default: 30d');
     assert.equal(parseDurationSeconds('15m'), 900);
+    assert.equal(loadConfig({}).scheduleCheckSeconds, 30, "pg-boss's own default cron pass");
+    assert.equal(loadConfig({ JANITOR_SCHEDULE_CHECK_INTERVAL: '1s' }).scheduleCheckSeconds, 1);
     assert.equal(parseDurationSeconds('30d'), 30 * 86_400);
     assert.equal(parseDurationSeconds('15'), undefined, 'a unit is required');
   });
@@ -70,6 +72,9 @@ describe('loadConfig', () => {
     ['JANITOR_METRICS_PORT', '70000', /TCP port/],
     ['JANITOR_METRICS_PORT', 'http', /TCP port/],
     ['JANITOR_SHUTDOWN_TIMEOUT', '1h', /duration from 1s to 300s/],
+    // pg-boss refuses a cron pass rarer than 45 s (it would miss occurrences of its 60 s window).
+    ['JANITOR_SCHEDULE_CHECK_INTERVAL', '60s', /duration from 1s to 45s/],
+    ['JANITOR_SCHEDULE_CHECK_INTERVAL', '500ms', /duration from 1s to 45s/],
     ['JANITOR_MIGRATE', 'yes', /true or false/],
     ['LOG_LEVEL', 'verbose', /one of fatal/],
   ];

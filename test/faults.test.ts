@@ -2,22 +2,16 @@
  * Faults injected for real: the worker killed with SIGKILL in the middle of a purge.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { PgBoss } from 'pg-boss';
 import { QUEUES } from '../src/queues.ts';
-import { createTestDatabase, expiredAndLive, insertBulkSessions, type TestDatabase } from './helpers/database.ts';
+import { expiredAndLive, insertBulkSessions, useTestDatabase } from './helpers/database.ts';
 import { runCli } from './helpers/process.ts';
 import { until } from './helpers/wait.ts';
 
 describe('faults', () => {
-  let db: TestDatabase;
-  before(async () => {
-    db = await createTestDatabase();
-  });
-  after(async () => {
-    await db.drop();
-  });
+  const db = useTestDatabase();
   const counts = () => expiredAndLive(db.pool);
 
   test(

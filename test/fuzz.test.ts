@@ -17,7 +17,7 @@
  * SJ_FUZZ_RUNS multiplies the number of generated cases (default 1); SJ_FUZZ_SEED replays a failure.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import fc from 'fast-check';
 import type pg from 'pg';
@@ -26,7 +26,7 @@ import { InvalidRevokeRequestError, enqueueRevocation } from '../src/client.ts';
 import { startWorker, type Worker } from '../src/worker.ts';
 import { QUEUES } from '../src/queues.ts';
 import { MAX_IDS, MAX_TEXT, validateRevokeRequest, type RevokeRequest } from '../src/revoke-request.ts';
-import { createTestDatabase, insertSessions, remainingIds, silentLogger, testConfig, type TestDatabase } from './helpers/database.ts';
+import { insertSessions, remainingIds, silentLogger, testConfig, useTestDatabase } from './helpers/database.ts';
 
 const SCALE = Number(process.env.SJ_FUZZ_RUNS ?? 1);
 /** Replays a failure: fast-check prints the seed of a failing run. */
@@ -373,13 +373,7 @@ describe('fuzz: the revocation path', () => {
   });
 
   describe('with a database', () => {
-    let db: TestDatabase;
-    before(async () => {
-      db = await createTestDatabase();
-    });
-    after(async () => {
-      await db.drop();
-    });
+    const db = useTestDatabase();
     const revokeJobs = async () =>
       (await db.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM pgboss.job WHERE name = $1', [QUEUES.revoke])).rows[0]?.n ?? -1;
 

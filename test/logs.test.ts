@@ -4,19 +4,13 @@
  * string.
  */
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import { startWorker } from '../src/worker.ts';
 import { createLogger } from '../src/logger.ts';
-import { createTestDatabase, testConfig, type TestDatabase } from './helpers/database.ts';
+import { testConfig, useTestDatabase } from './helpers/database.ts';
 import { until } from './helpers/wait.ts';
 
-let db: TestDatabase;
-before(async () => {
-  db = await createTestDatabase();
-});
-after(async () => {
-  await db.drop();
-});
+const db = useTestDatabase();
 
 interface Line {
   level: string;

@@ -5,23 +5,17 @@
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { PgBoss } from 'pg-boss';
 import { parse } from 'yaml';
 import { enqueueRevocation, waitForRevocation } from '../src/client.ts';
 import { startWorker } from '../src/worker.ts';
 import { QUEUES } from '../src/queues.ts';
-import { createTestDatabase, insertSessions, silentLogger, testConfig, type TestDatabase } from './helpers/database.ts';
+import { insertSessions, silentLogger, testConfig, useTestDatabase } from './helpers/database.ts';
 import { sample } from './helpers/scrape.ts';
 
-let db: TestDatabase;
-before(async () => {
-  db = await createTestDatabase();
-});
-after(async () => {
-  await db.drop();
-});
+const db = useTestDatabase();
 
 async function completed(boss: PgBoss, queue: string, id: string): Promise<object> {
   for (let i = 0; i < 150; i++) {

@@ -9,7 +9,7 @@
  * per batch.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import type { Statement } from '../src/db/sql/identifiers.ts';
 import {
   FIRST_TID,
@@ -25,7 +25,7 @@ import {
 import { positionKey, reapIds, reapRange, reapRangeCandidates, reapRangeExceptHeld, startPass } from '../src/db/sql/reap-idle.ts';
 import { revokeByJtis, revokeByUsers, revokeIdRange, sessionIdBounds } from '../src/db/sql/revoke.ts';
 import { IDS_PER_STATEMENT } from '../src/tasks/revoke.ts';
-import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
+import { useTestDatabase } from './helpers/database.ts';
 import { sessionIndexes, sessionScans } from './helpers/plans.ts';
 
 const TABLE = { schema: 'auth', name: 'refresh_session' };
@@ -48,13 +48,7 @@ interface Case {
 }
 
 describe('plans', () => {
-  let db: TestDatabase;
-  before(async () => {
-    db = await createTestDatabase();
-  });
-  after(async () => {
-    await db.drop();
-  });
+  const db = useTestDatabase();
 
   for (const size of SIZES) {
     test(`${size.name}: every batch statement keeps its index, generic and custom plans`, async () => {

@@ -21,13 +21,13 @@
  * SJ_PROPERTY_RUNS (default 40, a few seconds) sets the number of runs, SJ_PROPERTY_SEED replays one.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import fc from 'fast-check';
 import { validateRevokeRequest, type RevokeRequest } from '../src/revoke-request.ts';
 import { purgeExpired } from '../src/tasks/purge-expired.ts';
 import { reapIdle } from '../src/tasks/reap-idle.ts';
 import { revoke } from '../src/tasks/revoke.ts';
-import { createTestDatabase, remainingIds, taskContext, testConfig, type TestDatabase } from './helpers/database.ts';
+import { remainingIds, taskContext, testConfig, useTestDatabase } from './helpers/database.ts';
 
 const RUNS = Number(process.env.SJ_PROPERTY_RUNS ?? 40);
 /** Jobs run at once in one step of a scenario. */
@@ -209,13 +209,7 @@ const ids = (rows: readonly ModelRow[]) => rows.map((r) => r.id).sort((a, b) => 
 // ---------------------------------------------------------------------------------------------
 
 describe('properties: purge, reap and revoke under any sequence', () => {
-  let db: TestDatabase;
-  before(async () => {
-    db = await createTestDatabase();
-  });
-  after(async () => {
-    await db.drop();
-  });
+  const db = useTestDatabase();
 
   /** Inserts the scenario's users and rows in one transaction; returns T0 and the model rows. */
   async function arrange(s: Scenario): Promise<{ t0: bigint; rows: ModelRow[]; userIds: number[] }> {

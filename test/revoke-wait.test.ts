@@ -3,17 +3,11 @@
  * in words that no worker took the job and that the job stays queued, with exit code 75.
  */
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
-import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
+import { test } from 'node:test';
+import { useTestDatabase } from './helpers/database.ts';
 import { runCli } from './helpers/process.ts';
 
-let db: TestDatabase;
-before(async () => {
-  db = await createTestDatabase();
-});
-after(async () => {
-  await db?.drop();
-});
+const db = useTestDatabase();
 
 test('revoke --wait with no worker: exit 75 after --take-timeout, the job still queued', { timeout: 60_000 }, async () => {
   const started = performance.now();

@@ -1,18 +1,12 @@
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import { PgBoss } from 'pg-boss';
 import { QUEUES } from '../src/queues.ts';
 import type { ClusterState } from '../src/cluster-state.ts';
-import { createTestDatabase, insertSessions, type TestDatabase } from './helpers/database.ts';
+import { insertSessions, useTestDatabase } from './helpers/database.ts';
 import { runCli } from './helpers/process.ts';
 
-let db: TestDatabase;
-before(async () => {
-  db = await createTestDatabase();
-});
-after(async () => {
-  await db.drop();
-});
+const db = useTestDatabase();
 
 test('status shows queue depths, the dead-letter queue, schedules and the expired backlog', async () => {
   await insertSessions(db.pool, [{ expiresIn: -7200 }, { expiresIn: -60 }, { expiresIn: 600 }]);

@@ -23,7 +23,7 @@ import { PgBoss } from 'pg-boss';
 import { freePort } from '../../src/db/embedded.ts';
 import { MIGRATIONS } from '../../src/db/sql/migrations.ts';
 import { QUEUES } from '../../src/queues.ts';
-import { createTestDatabase, insertBulkSessions, type TestDatabase } from '../helpers/database.ts';
+import { insertBulkSessions, useTestDatabase } from '../helpers/database.ts';
 import { until } from '../helpers/wait.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -144,13 +144,7 @@ describe('the runtime image, assembled without Docker, started as the container 
   });
 
   describe('with DATABASE_URL', () => {
-    let db: TestDatabase;
-    before(async () => {
-      db = await createTestDatabase();
-    });
-    after(async () => {
-      await db?.drop();
-    });
+    const db = useTestDatabase();
 
     test('migrate exits 0; start (JANITOR_MIGRATE=false) is ready, serves session_janitor_ metrics, purges, and exits 0 on SIGTERM', async () => {
       // One ConfigMap for the Job and the Deployment. No scheduled purge during the test (a tick of

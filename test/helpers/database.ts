@@ -2,6 +2,7 @@
  * Each test gets a database of its own, cloned from the template that test/setup/global.ts built.
  */
 import { randomBytes } from 'node:crypto';
+import { after, before } from 'node:test';
 import pg from 'pg';
 import { createBoss } from '../../src/boss.ts';
 import { loadConfig, type Config } from '../../src/config.ts';
@@ -75,6 +76,35 @@ export async function createTestDatabase(): Promise<TestDatabase> {
       await client.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
       await client.end();
     },
+  };
+}
+
+/**
+ * The enclosing suite's own database (the file's, at top level): created before its first test and
+ * dropped after its last, by hooks registered where this is called (after-hooks run in the order
+ * they were registered). Outside those tests, reading it throws.
+ */
+export function useTestDatabase(): TestDatabase {
+  let current: TestDatabase | undefined;
+  before(async () => {
+    current = await createTestDatabase();
+  });
+  after(async () => {
+    await current?.drop();
+    current = undefined;
+  });
+  const database = () => {
+    if (current === undefined) throw new Error('useTestDatabase(): the database exists only while the tests of the suite that asked for it run');
+    return current;
+  };
+  return {
+    get url() {
+      return database().url;
+    },
+    get pool() {
+      return database().pool;
+    },
+    drop: () => database().drop(),
   };
 }
 

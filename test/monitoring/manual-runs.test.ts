@@ -76,9 +76,18 @@ test('a manual purge and reap clear the stall alert and are counted once, by one
     { name: QUEUES.reapIdle, state: 'completed', output: { deleted: 3, batches: 1, stoppedBy: 'drained' } },
   ]);
 
-  // The stall alert clears: the last success is the manual run's, in every pod.
-  await until('the purge-stalled alert to resolve', async () => !(await alertStates()).has('SessionJanitorPurgeStalled'), 30_000);
-  const lastSuccess = await query('time() - session_janitor_last_success_timestamp_seconds{task="purge-expired"}');
+  // The stall alert clears, and the last success is the manual run's in every pod. Each pod
+  // refreshes its gauge and is scraped in its own time, and the alert resolves as soon as one of
+  // them is fresh: so wait for both pods' samples themselves, not for the alert as a sign of them.
+  const lastSuccess = await until(
+    "every pod's last success to be the manual run's, and the purge-stalled alert to resolve",
+    async () => {
+      const samples = await query('time() - session_janitor_last_success_timestamp_seconds{task="purge-expired"}');
+      const fresh = samples.length === 2 && samples.every((s) => Number(s.value[1]) < 120);
+      return fresh && !(await alertStates()).has('SessionJanitorPurgeStalled') && samples;
+    },
+    30_000,
+  );
   assert.equal(lastSuccess.length, 2);
   for (const sample of lastSuccess) assert.ok(Number(sample.value[1]) < 120, `last success ${sample.value[1]} s ago`);
 

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { setImmediate as tick } from 'node:timers/promises';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import pg from 'pg';
 import { ConfigError, loadConfig } from '../../src/config.ts';
 import { createLogger } from '../../src/logger.ts';
@@ -23,16 +23,7 @@ import {
 import { commitLatencyProbe } from '../../src/tasks/latency-probe.ts';
 import { purgeExpired } from '../../src/tasks/purge-expired.ts';
 import { reapIdle } from '../../src/tasks/reap-idle.ts';
-import {
-  createTestDatabase,
-  expiredAndLive,
-  insertBulkSessions,
-  insertSessions,
-  remainingIds,
-  taskContext,
-  testConfig,
-  type TestDatabase,
-} from '../helpers/database.ts';
+import { expiredAndLive, insertBulkSessions, insertSessions, remainingIds, taskContext, testConfig, useTestDatabase } from '../helpers/database.ts';
 
 describe('latency guard: pure logic', () => {
   test('the threshold is factor x baseline, and at least MIN_EXCESS_MS above it', () => {
@@ -309,13 +300,7 @@ describe('latency guard: configuration', () => {
 });
 
 describe('latency guard: on a real database', () => {
-  let db: TestDatabase;
-  before(async () => {
-    db = await createTestDatabase();
-  });
-  after(async () => {
-    await db.drop();
-  });
+  const db = useTestDatabase();
   const reset = () => db.pool.query('TRUNCATE auth.refresh_session, auth."user" CASCADE');
   const small = { JANITOR_BATCH_SIZE: '100', JANITOR_BATCH_MIN_SIZE: '100', JANITOR_BATCH_MAX_SIZE: '100' };
   const heldBackSeconds = async (ctx: ReturnType<typeof taskContext>, task: string) =>

@@ -1,10 +1,9 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { purgeBatch, purgeBatchExceptHeld, purgeBound, purgeCandidates } from '../../src/db/sql/purge-expired.ts';
 import { migrateOwnSchema } from '../../src/db/migrate.ts';
 import { purgeExpired } from '../../src/tasks/purge-expired.ts';
 import {
-  createTestDatabase,
   expiredAndLive,
   holdRow,
   insertBulkSessions,
@@ -14,18 +13,12 @@ import {
   remainingIds,
   taskContext,
   testConfig,
-  type TestDatabase,
+  useTestDatabase,
 } from '../helpers/database.ts';
 import { until } from '../helpers/wait.ts';
 
 describe('purge-expired', () => {
-  let db: TestDatabase;
-  before(async () => {
-    db = await createTestDatabase();
-  });
-  after(async () => {
-    await db.drop();
-  });
+  const db = useTestDatabase();
   const reset = () => db.pool.query('TRUNCATE auth.refresh_session, auth."user" CASCADE');
 
   async function purge(env: Record<string, string> = {}, signal?: AbortSignal, onBatch?: (batches: number) => void, batchRows: number[] = []) {

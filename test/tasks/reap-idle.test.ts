@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import pg from 'pg';
 import { createBoss, ensureSchedules } from '../../src/boss.ts';
 import { positionKey, reapIds, reapRange, reapRangeCandidates, reapRangeExceptHeld, reapThroughIndex } from '../../src/db/sql/reap-idle.ts';
@@ -10,7 +10,6 @@ import type { RunOptions } from '../../src/tasks/batching.ts';
 import type { TaskContext } from '../../src/tasks/context.ts';
 import { detectStrategy, reapIdle } from '../../src/tasks/reap-idle.ts';
 import {
-  createTestDatabase,
   holdRow,
   insertBulkSessions,
   insertSessions,
@@ -20,7 +19,7 @@ import {
   silentLogger,
   taskContext,
   testConfig,
-  type TestDatabase,
+  useTestDatabase,
 } from '../helpers/database.ts';
 import { sessionIndexes, sessionScans } from '../helpers/plans.ts';
 import { runCli } from '../helpers/process.ts';
@@ -41,13 +40,7 @@ interface PositionRow {
 }
 
 describe('reap-idle', () => {
-  let db: TestDatabase;
-  before(async () => {
-    db = await createTestDatabase();
-  });
-  after(async () => {
-    await db.drop();
-  });
+  const db = useTestDatabase();
   const reset = () => db.pool.query('TRUNCATE auth.refresh_session, auth."user", session_janitor.reap_position CASCADE');
 
   /** One run on a task context (and pool) of its own, as a new worker process would have. */

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { createPool } from '../../src/db/pool.ts';
 import { createMetrics } from '../../src/metrics.ts';
 import { validateRevokeRequest } from '../../src/revoke-request.ts';
@@ -8,27 +8,20 @@ import type { TaskContext } from '../../src/tasks/context.ts';
 import { IDS_PER_STATEMENT, revoke, type RetryCause, type RevokeOptions } from '../../src/tasks/revoke.ts';
 import {
   blockedBy,
-  createTestDatabase,
+  type InsertedSession,
   insertSessions,
   refreshInFlight,
   releaseAll,
   remainingIds,
+  type SessionSpec,
   silentLogger,
   taskContext,
   testConfig,
-  type InsertedSession,
-  type SessionSpec,
-  type TestDatabase,
+  useTestDatabase,
 } from '../helpers/database.ts';
 
 describe('revoke', () => {
-  let db: TestDatabase;
-  before(async () => {
-    db = await createTestDatabase();
-  });
-  after(async () => {
-    await db.drop();
-  });
+  const db = useTestDatabase();
   const reset = () => db.pool.query('TRUNCATE auth.refresh_session, auth."user" CASCADE');
 
   /** Validates like the worker, then revokes; returns the output, the metric and the retries. */

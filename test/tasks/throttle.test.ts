@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import pg from 'pg';
 import { ConfigError, loadConfig } from '../../src/config.ts';
 import { qualified } from '../../src/db/sql/identifiers.ts';
@@ -22,7 +22,7 @@ import {
   type ThrottleEvent,
   type ThrottleSettings,
 } from '../../src/tasks/throttle.ts';
-import { createTestDatabase, expiredAndLive, insertBulkSessions, remainingIds, taskContext, testConfig, type TestDatabase } from '../helpers/database.ts';
+import { expiredAndLive, insertBulkSessions, remainingIds, taskContext, testConfig, useTestDatabase } from '../helpers/database.ts';
 
 const settings = (overrides: Partial<ThrottleSettings>): ThrottleSettings => ({ ...THROTTLE_OFF, ...overrides });
 const CLEAR: DatabaseState = { replicaLagSeconds: 0, vacuumRunning: false };
@@ -218,13 +218,7 @@ describe('throttle: configuration', () => {
 });
 
 describe('throttle: a purge on a real database', () => {
-  let db: TestDatabase;
-  before(async () => {
-    db = await createTestDatabase();
-  });
-  after(async () => {
-    await db.drop();
-  });
+  const db = useTestDatabase();
   const reset = () => db.pool.query('TRUNCATE auth.refresh_session, auth."user" CASCADE');
   const left = () => expiredAndLive(db.pool);
   const small = { JANITOR_BATCH_SIZE: '100', JANITOR_BATCH_MIN_SIZE: '100', JANITOR_BATCH_MAX_SIZE: '100' };
