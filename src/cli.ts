@@ -16,9 +16,11 @@ import { startCommand } from './commands/start.ts';
 import { CommandError } from './commands/process-edge.ts';
 import { statusCommand } from './commands/status.ts';
 import { safeErrorMessage } from './db/errors.ts';
+import { describeBuild } from './build-info.ts';
 
 const program = new Command('session-janitor')
   .description('Purges expired and idle refresh-token sessions and carries out revocations (pg-boss worker).')
+  .version(describeBuild(), '-V, --version', 'print the version, git revision, pg-boss and Node.js versions')
   .showHelpAfterError();
 
 program.command('start', { isDefault: true }).description('run the worker: schedules, consumers, metrics server').action(startCommand);

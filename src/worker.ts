@@ -139,20 +139,10 @@ export async function startWorker(config: Config, log: Logger): Promise<Worker> 
     releasers.push({ name: 'ping', release: async () => void (await pinger.destroy()) });
 
     const boss = createBoss(config, database.connectionString, { role: 'worker', migrate: config.migrateOnStart }, log, metrics);
-    try {
-      await boss.start();
-    } catch (error) {
-      // pg-boss's own words ('pg-boss is not installed', 'pg-boss database requires migrations') do
-      // not say that with JANITOR_MIGRATE=false only `migrate` can fix it.
-      const message = safeErrorMessage(error);
-      if (config.migrateOnStart || !/pg-boss is not installed|requires migrations/.test(message)) throw error;
-      throw new Error(`${message} (schema ${config.pgbossSchema}): run \`session-janitor migrate\` (JANITOR_MIGRATE=false forbids the worker to do it)`, {
-        cause: error,
-      });
-    }
     releasers.push({
       name: 'pg-boss',
-      // stop() waits for running handlers, which see the shutdown signal and end after their batch.
+      // stop() waits for running handlers, which see the shutdown signal and end after their batch;
+      // before boss has started (install() refused the schemas) it does nothing.
       release: () => boss.stop({ graceful: true, timeout: config.shutdownTimeoutMs }),
     });
     await install(boss, pool, config, log, config.migrateOnStart);
