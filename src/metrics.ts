@@ -129,7 +129,7 @@ export function createMetrics() {
     // set once; join on it (`* on(pod) group_left(version)`) to see a rollout's version in a graph.
     buildInfo: new Gauge({
       name: 'session_janitor_build_info',
-      help: 'Always 1; its labels name the release this pod runs: version (package.json), revision (git commit), pg-boss and Node.js versions. Two values of version at once: a rollout in progress (or stuck).',
+      help: 'Always 1; its labels name the release this pod runs: version (package.json), revision (git commit), pg-boss and Node.js versions. Two values of version at once means a rollout in progress (or stuck).',
       labelNames: ['version', 'revision', 'pgboss_version', 'node_version'] as const,
       registers,
     }),

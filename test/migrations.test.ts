@@ -5,13 +5,12 @@
  * its line together fails too). A change to a released migration is a new migration, never an edit.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { loadConfig } from '../src/config.ts';
 import { LATEST_VERSION, MIGRATIONS, MIGRATIONS_DIR, parseMigration } from '../src/db/sql/migrations.ts';
+import { git, listedReleases, releaseCommit } from './helpers/releases.ts';
 
 const checksums = new Map(
   readFileSync(new URL('CHECKSUMS', MIGRATIONS_DIR), 'utf8')
@@ -56,40 +55,8 @@ test('only the placeholders are filled in: the schema, quoted', () => {
   }
 });
 
-const root = fileURLToPath(new URL('../', import.meta.url));
-const git = (...args: string[]): string => execFileSync('git', args, { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
-
-/** The releases CHANGELOG.md lists (`## X.Y.Z`), oldest first. */
-function releases(): string[] {
-  const changelog = readFileSync(new URL('CHANGELOG.md', `file://${root}`), 'utf8');
-  return [...changelog.matchAll(/^## (\d+\.\d+\.\d+)\b/gm)].map((m) => m[1] ?? '').reverse();
-}
-
-/**
- * The commit that released a version: its tag vX.Y.Z where the clone has it (a plain clone of main
- * has the tags of main's commits), else the first commit whose CHANGELOG.md has its heading.
- */
-function releaseCommit(version: string): string {
-  try {
-    return git('rev-parse', '--verify', '--quiet', `refs/tags/v${version}^{commit}`);
-  } catch {
-    // No such tag here: the heading's first commit.
-  }
-  let first = '';
-  try {
-    first = git('log', '--format=%H', '--reverse', '-S', `## ${version}`, '--', 'CHANGELOG.md').split('\n')[0] ?? '';
-  } catch (error) {
-    assert.fail(`cannot read git history to check that released migrations are frozen (is this a git clone, with git on PATH?): ${String(error)}`);
-  }
-  assert.ok(
-    first !== '',
-    `release ${version} is in CHANGELOG.md, but no commit of this clone's history adds its heading and there is no tag v${version}: a shallow clone? (git fetch --unshallow --tags)`,
-  );
-  return first;
-}
-
 test('a line of CHECKSUMS that a release holds never changes afterwards (against git history, not just the file)', () => {
-  const listed = releases();
+  const listed = listedReleases();
   assert.ok(listed.length > 0, 'CHANGELOG.md lists no release');
   const current = readFileSync(new URL('CHECKSUMS', MIGRATIONS_DIR), 'utf8').trim().split('\n');
   for (const version of listed) {

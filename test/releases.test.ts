@@ -9,13 +9,11 @@
  *   release migrates to.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, realpathSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { createBoss, ensureQueues } from '../src/boss.ts';
 import { buildInfo } from '../src/build-info.ts';
@@ -26,9 +24,9 @@ import { QUEUES } from '../src/queues.ts';
 import { createTestDatabase, databaseUrl, insertSessions, silentLogger, testConfig, type TestDatabase } from './helpers/database.ts';
 import { runCli } from './helpers/process.ts';
 import { NO_SCHEDULE, proveWorkerWorks } from './helpers/release-proof.ts';
+import { ROOT, git, listedReleases, releaseCommit, versionBelow } from './helpers/releases.ts';
 import { until } from './helpers/wait.ts';
 
-const root = fileURLToPath(new URL('../', import.meta.url));
 const release = buildInfo().version;
 const NEXT = LATEST_VERSION + 1;
 const FUTURE_RELEASE = '99.0.0';
@@ -267,87 +265,99 @@ describe('the forward path: a database of every earlier schema version, revocati
 
 /**
  * The first release that carries the rule (a release runs against the schema of the next unless a
- * migration is breaking). Releases before it refuse any newer schema by construction: there is
- * nothing to roll back to but a database of their own version.
+ * migration is breaking). Releases before it refuse any schema but their own by construction.
  */
 const FIRST_RELEASE_WITH_THE_RULE = '0.2.0';
 
-const semver = (v: string): number[] => v.split('.').map(Number);
-const below = (a: string, b: string): boolean => {
-  const [x, y] = [semver(a), semver(b)];
-  for (let i = 0; i < 3; i++) if ((x[i] ?? 0) !== (y[i] ?? 0)) return (x[i] ?? 0) < (y[i] ?? 0);
-  return false;
-};
-
-/** The release before this one, from CHANGELOG.md's headings; SJ_TEST_PREVIOUS_RELEASE overrides it (to run this test against any tag). */
-function previousRelease(): string | undefined {
+/** The release before this one (CHANGELOG.md); SJ_TEST_PREVIOUS_RELEASE=X.Y.Z picks another, to run this test against any release. */
+function previousRelease(): string {
   const override = process.env.SJ_TEST_PREVIOUS_RELEASE;
   if (override !== undefined && override !== '') return override.replace(/^v/, '');
-  const changelog = readFileSync(path.join(root, 'CHANGELOG.md'), 'utf8');
-  const listed = [...changelog.matchAll(/^## (\d+\.\d+\.\d+)\b/gm)].map((m) => m[1] ?? '');
-  return listed.filter((v) => below(v, release)).sort((a, b) => (below(a, b) ? 1 : -1))[0];
+  const previous = listedReleases().find((v) => versionBelow(v, release));
+  assert.ok(previous, `CHANGELOG.md lists no release before ${release}`);
+  return previous;
 }
 
-const git = (...args: string[]): string => execFileSync('git', args, { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
+/** A checkout of the release's commit beside this one, on this checkout's node_modules (the same pg-boss pin) or its own. */
+async function withReleaseCheckout(version: string, fn: (cli: string, samePgBoss: boolean) => Promise<void>): Promise<void> {
+  const commit = releaseCommit(version);
+  const dir = mkdtempSync(path.join(tmpdir(), `sj-v${version}-`));
+  git('worktree', 'add', '--detach', dir, commit);
+  try {
+    const pin = (lock: string) => (JSON.parse(lock) as { packages: Record<string, { version?: string }> }).packages['node_modules/pg-boss']?.version;
+    const samePgBoss = pin(git('show', `${commit}:package-lock.json`)) === pin(readFileSync(path.join(ROOT, 'package-lock.json'), 'utf8'));
+    symlinkSync(realpathSync(path.join(ROOT, 'node_modules')), path.join(dir, 'node_modules'));
+    await fn(path.join(dir, 'src', 'cli.ts'), samePgBoss);
+  } finally {
+    git('worktree', 'remove', '--force', dir);
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
 
 describe('the previous release against the schema this release migrates to', { timeout: 300_000 }, () => {
   const previous = previousRelease();
-  if (previous === undefined || below(previous, FIRST_RELEASE_WITH_THE_RULE)) {
-    // This release is the first with the rule: the one before refuses any newer schema by
-    // construction, so the proof is the synthetic one (a later schema, advanced by a migration of a
-    // "next release", against this release's worker). From the next release on, the test below
-    // runs this release's tag instead.
-    test(`no earlier release carries the rule (previous: ${previous ?? 'none'}; first with it: ${FIRST_RELEASE_WITH_THE_RULE}): this release's worker runs against a later non-breaking schema`, async () => {
+  if (versionBelow(previous, FIRST_RELEASE_WITH_THE_RULE)) {
+    // The previous release (0.1.0) predates the rule and refuses any schema but its own: the way back
+    // to it is docs/deployment.md's (sql/undo/000006.sql), proven here with its own code. From the
+    // release after 0.2.0 on, the test below runs 0.2.0's worker against the newer schema instead.
+    test(`rolling back to ${previous} (before the rule): its worker refuses this release's schema in one line, works after sql/undo/000006.sql; rolling forward again works`, async () => {
       assert.equal(
         release,
         FIRST_RELEASE_WITH_THE_RULE,
-        `release ${release} comes after ${FIRST_RELEASE_WITH_THE_RULE}: its CHANGELOG heading (or tag) must be found`,
+        `sql/undo/000006.sql is the way from ${FIRST_RELEASE_WITH_THE_RULE} back to ${previous}, not from ${release}`,
       );
-      const db = await createTestDatabase();
-      try {
-        await advance(db, false);
-        await proveWorkerWorks(db.url);
-      } finally {
-        await db.drop();
-      }
+      await withReleaseCheckout(previous, async (cli, samePgBoss) => {
+        assert.ok(samePgBoss, `${previous} pins another pg-boss`);
+        const db = await createTestDatabase(); // migrated by this release: version 6
+        try {
+          const env = { DATABASE_URL: db.url, JANITOR_MIGRATE: 'false', JANITOR_METRICS_PORT: '0', JANITOR_METRICS_HOST: '127.0.0.1', ...NO_SCHEDULE };
+          // 1. `kubectl rollout undo`: the previous release's pods refuse to start, in one line.
+          const refused = await runCli(['start'], env, { cli }).finished;
+          assert.equal(refused.code, 1, refused.stdout + refused.stderr);
+          assert.match(
+            refusal(refused.stderr),
+            new RegExp(`^session-janitor: the session_janitor schema is at version ${LATEST_VERSION}, this worker needs 5`),
+          );
+          // 2. The undo script, as `psql -1 -f` runs it (one transaction).
+          const client = new pg.Client({ connectionString: db.url });
+          await client.connect();
+          try {
+            await client.query(`BEGIN;\n${readFileSync(path.join(ROOT, 'sql', 'undo', '000006.sql'), 'utf8')}\nCOMMIT;`);
+          } finally {
+            await client.end();
+          }
+          assert.equal(await readVersion(db.pool), 5);
+          // 3. The previous release's worker starts and works.
+          await proveWorkerWorks(db.url, { cli });
+          // 4. Rolling forward again: this release's migrate, then its worker.
+          const migrated = await runCli(['migrate'], { DATABASE_URL: db.url, LOG_LEVEL: 'warn', ...NO_SCHEDULE }).finished;
+          assert.equal(migrated.code, 0, migrated.stderr);
+          assert.equal(await readVersion(db.pool), LATEST_VERSION);
+          await proveWorkerWorks(db.url);
+        } finally {
+          await db.drop();
+        }
+      });
     });
     return;
   }
 
   test(`release ${previous} (its tag, in a git worktree) works against this release's schema, migrated by this release`, async () => {
-    let commit: string;
-    try {
-      commit = git('rev-parse', '--verify', '--quiet', `refs/tags/v${previous}^{commit}`);
-    } catch {
-      assert.fail(`the tag v${previous} is not in this clone: git fetch --tags (the release procedure tags every release, docs/deployment.md)`);
-    }
-    const dir = mkdtempSync(path.join(tmpdir(), `sj-v${previous}-`));
-    git('worktree', 'add', '--detach', dir, commit);
-    try {
-      const pin = (lock: string) => (JSON.parse(lock) as { packages: Record<string, { version?: string }> }).packages['node_modules/pg-boss']?.version;
-      const samePgBoss = pin(git('show', `${commit}:package-lock.json`)) === pin(readFileSync(path.join(root, 'package-lock.json'), 'utf8'));
-      symlinkSync(realpathSync(path.join(root, 'node_modules')), path.join(dir, 'node_modules'));
+    await withReleaseCheckout(previous, async (cli, samePgBoss) => {
       const db = await createTestDatabase(); // migrated by this release (the template is installed by its install())
       try {
         if (samePgBoss) {
-          await proveWorkerWorks(db.url, { cli: path.join(dir, 'src', 'cli.ts') });
+          await proveWorkerWorks(db.url, { cli });
         } else {
           // A pg-boss pin change is breaking for the release before (docs/deployment.md, "pg-boss
           // upgrades"): it must refuse in one line, not crash-loop with a stack trace.
-          const result = await runCli(
-            ['start'],
-            { DATABASE_URL: db.url, JANITOR_MIGRATE: 'false', JANITOR_METRICS_PORT: '0' },
-            { cli: path.join(dir, 'src', 'cli.ts') },
-          ).finished;
+          const result = await runCli(['start'], { DATABASE_URL: db.url, JANITOR_MIGRATE: 'false', JANITOR_METRICS_PORT: '0' }, { cli }).finished;
           assert.equal(result.code, 1);
           assert.match(refusal(result.stderr), /pg-boss schema .* newer than pg-boss/);
         }
       } finally {
         await db.drop();
       }
-    } finally {
-      git('worktree', 'remove', '--force', dir);
-      rmSync(dir, { recursive: true, force: true });
-    }
+    });
   });
 });
