@@ -4,11 +4,17 @@
  * transaction as the bump of the recorded version, under an advisory lock so replicas that start
  * together apply each migration once.
  *
- * FROZEN: each migration is the text of sql/migrations/NNNNNN.sql, and a released one (on main)
- * never changes, not even its whitespace: sql/migrations/CHECKSUMS holds their SHA-256, and
- * test/migrations.test.ts fails when a file and its line differ. A database already at a version
- * never runs that file again, so an edit would reach fresh databases only. A change is a new file
- * (for a function, CREATE OR REPLACE FUNCTION), listed below and in CHECKSUMS.
+ * FROZEN: each migration is the text of sql/migrations/NNNNNN.sql, and a released one never
+ * changes, not even its whitespace: sql/migrations/CHECKSUMS holds their SHA-256, and
+ * test/migrations.test.ts fails when a file and its line differ, and when a line that a release holds
+ * (CHANGELOG.md's heading or tag, read from git history) changed since. A database already at a
+ * version never runs that file again, so an edit would reach fresh databases only. A change is a new
+ * file (for a function, CREATE OR REPLACE FUNCTION) with its line in CHECKSUMS; nothing else lists it.
+ *
+ * The file's header says what the code knows of it: its first line `-- session_janitor migration N:
+ * <description>`, and `--! breaking` when a release that does not know it must not run against a
+ * schema that has it (db/compatibility.ts; the rule, expand first and contract a release later, is
+ * docs/deployment.md's "Writing a migration").
  *
  * pg-boss upgrades (package.json pins pg-boss exactly): migrations 3 and later copy what pg-boss's
  * send does (db/sql/enqueue-revocation.ts says what, for which pg-boss version). When an upgrade
