@@ -28,6 +28,15 @@ export function listedReleases(): string[] {
 }
 
 export function releaseCommit(version: string): string {
+  // In a shallow clone the oldest commit present seems to add every heading: the check would compare
+  // the files with themselves and pass whatever changed.
+  let shallow: string;
+  try {
+    shallow = git('rev-parse', '--is-shallow-repository');
+  } catch (error) {
+    assert.fail(`cannot read git history (is this a git clone, with git on PATH?): ${String(error)}`);
+  }
+  assert.equal(shallow, 'false', `this clone is shallow: releases are checked against git history (git fetch --unshallow --tags)`);
   try {
     return git('rev-parse', '--verify', '--quiet', `refs/tags/v${version}^{commit}`);
   } catch {
