@@ -53,10 +53,10 @@ export const thisCode = (): CodeVersions => {
 export function schemaProblem(state: SchemaState, code: CodeVersions, edge: Edge, pgbossSchemaName: string): string | null {
   if (state.newerBreaking !== null) {
     const { version, release } = state.newerBreaking;
-    const by = release ?? 'a later release';
+    const by = release === null ? 'a later release' : `release ${release}`;
     return (
-      `the session_janitor schema has migration ${version}, marked breaking, applied by release ${by}: release ${code.release} knows migrations up to ` +
-      `${code.ownLatest} and must not run against it; run release ${by} or later (a breaking migration is not rolled back: docs/deployment.md, "Rolling back")`
+      `the session_janitor schema has migration ${version}, marked breaking, applied by ${by}: release ${code.release} knows migrations up to ` +
+      `${code.ownLatest} and must not run against it; run ${by} or later (a breaking migration is not rolled back: docs/deployment.md, "Rolling back")`
     );
   }
   if (state.pgboss !== null && state.pgboss > code.pgbossSchema) {
