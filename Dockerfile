@@ -1,6 +1,15 @@
 # session-janitor: the worker image.
 #
-#   docker build -t session-janitor:0.1.0 .
+#   docker build \
+#     --build-arg VERSION="$(node -p 'require("./package.json").version')" \
+#     --build-arg REVISION="$(git rev-parse HEAD)" \
+#     --build-arg CREATED="$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
+#     --build-arg SOURCE=https://git.example.com/auth/session-janitor \
+#     -t session-janitor:0.2.0 .
+#
+# VERSION and REVISION are required: they name the release in the OCI labels, and REVISION is what
+# `--version`, the first log line and session_janitor_build_info report (dist/REVISION; the image
+# has no .git). The build fails when VERSION is not package.json's version, so the label cannot lie.
 #
 # Three stages on one pinned Node 24 image (the version CI tests with):
 #   deps    - production dependencies only (npm ci --omit=dev), copied into the runtime
@@ -25,8 +34,22 @@ RUN npm ci --omit=optional --ignore-scripts --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
 RUN npm run build
+ARG VERSION
+ARG REVISION
+RUN test -n "$VERSION" && test -n "$REVISION" || { echo 'build with --build-arg VERSION=<package.json version> --build-arg REVISION=<git commit>' >&2; exit 1; } \
+ && test "$VERSION" = "$(node -p 'require("./package.json").version')" || { echo "VERSION=$VERSION is not package.json's version" >&2; exit 1; } \
+ && printf '%s\n' "$REVISION" > dist/REVISION
 
 FROM node:24.21.0-bookworm-slim AS runtime
+ARG VERSION
+ARG REVISION
+ARG CREATED
+ARG SOURCE
+LABEL org.opencontainers.image.title="session-janitor" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.created="${CREATED}" \
+      org.opencontainers.image.source="${SOURCE}"
 ENV NODE_ENV=production
 WORKDIR /app
 COPY --from=deps /app/node_modules ./node_modules

@@ -17,9 +17,11 @@ import { CommandError } from './commands/process-edge.ts';
 import { statusCommand } from './commands/status.ts';
 import { commandLine } from './command-line.ts';
 import { safeErrorMessage } from './db/errors.ts';
+import { describeBuild } from './build-info.ts';
 
 const program = new Command('session-janitor')
   .description('Purges expired and idle refresh-token sessions and carries out revocations (pg-boss worker).')
+  .version(describeBuild(), '-V, --version', 'print the version, git revision, pg-boss and Node.js versions')
   // A usage error (an unknown option, a missing value) is one line and exit 64 (EX_USAGE), as
   // scripts expect of an invalid request; --help and help still exit 0.
   .exitOverride()

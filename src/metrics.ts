@@ -7,6 +7,7 @@
  * from a closed set named in this file.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { buildInfo } from './build-info.ts';
 import { QUEUES, SCHEDULED_TASKS, type ScheduledTaskName } from './queues.ts';
 
 export type Task = ScheduledTaskName | 'revoke';
@@ -143,7 +144,17 @@ export function createMetrics() {
       labelNames: ['task', 'reason'] as const,
       registers,
     }),
+    // The "info" pattern (node_exporter's node_uname_info): a constant 1 whose labels say what runs,
+    // set once; join on it (`* on(pod) group_left(version)`) to see a rollout's version in a graph.
+    buildInfo: new Gauge({
+      name: 'session_janitor_build_info',
+      help: 'Always 1; its labels name the release this pod runs: version (package.json), revision (git commit), pg-boss and Node.js versions. Two values of version at once means a rollout in progress (or stuck).',
+      labelNames: ['version', 'revision', 'pgboss_version', 'node_version'] as const,
+      registers,
+    }),
   };
+  const build = buildInfo();
+  metrics.buildInfo.set({ version: build.version, revision: build.revision, pgboss_version: build.pgbossVersion, node_version: build.nodeVersion }, 1);
   startAtZero(metrics);
   return metrics;
 }

@@ -22,7 +22,6 @@ import { OutageLog } from './outage-log.ts';
 import { QUEUES } from './queues.ts';
 import type { TaskContext } from './tasks/context.ts';
 import { poolSize } from './tasks/pool-size.ts';
-import { commandLine } from './command-line.ts';
 
 export interface Worker {
   readonly metrics: Metrics;
@@ -152,27 +151,22 @@ export async function startWorker(config: Config, log: Logger): Promise<Worker> 
     const tableAbsent = unusable !== null && !(await sessionTableExists(pool, config.sessionTable));
     const migrate = config.migrateOnStart && !tableAbsent;
     const boss = createBoss(config, database.connectionString, { role: 'worker', migrate, outage }, log, metrics);
+    releasers.push({
+      name: 'pg-boss',
+      // stop() waits for running handlers, which see the shutdown signal and end after their batch;
+      // before boss has started (install() refused the schemas) it does nothing.
+      release: () => boss.stop({ graceful: true, timeout: config.shutdownTimeoutMs }),
+    });
     try {
-      await boss.start();
+      await install(boss, pool, config, log, migrate);
     } catch (error) {
       // A failed start leaves pg-boss's own pool open, whose idle connections would hold the process
       // for their idle timeout (10 s) after the cause is known.
       await boss.stop({ graceful: false }).catch(() => undefined);
-      // pg-boss's own words ('pg-boss is not installed', 'pg-boss database requires migrations') do
-      // not say why it did not install itself, nor that only `migrate` can.
-      const message = safeErrorMessage(error);
-      if (migrate || !/pg-boss is not installed|requires migrations/.test(message)) throw error;
-      if (tableAbsent) throw new Error(unusable ?? message, { cause: error });
-      throw new Error(`${message} (schema ${config.pgbossSchema}): run \`${commandLine('migrate')}\` (JANITOR_MIGRATE=false forbids the worker to do it)`, {
-        cause: error,
-      });
+      // Without the sessions table nothing was installed: say why (not the auth database?), as `migrate` does.
+      if (tableAbsent) throw new Error(unusable ?? safeErrorMessage(error), { cause: error });
+      throw error;
     }
-    releasers.push({
-      name: 'pg-boss',
-      // stop() waits for running handlers, which see the shutdown signal and end after their batch.
-      release: () => boss.stop({ graceful: true, timeout: config.shutdownTimeoutMs }),
-    });
-    await install(boss, pool, config, log, migrate);
 
     const ctx: TaskContext = { pool, config, metrics, log };
     await registerScheduledConsumers(boss, ctx, shutdown.signal, log);

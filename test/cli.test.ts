@@ -87,19 +87,17 @@ describe('database trouble is reported without the password, with a non-zero exi
     );
   });
 
-  test('without pg-boss installed, the foreground purge still purges, and says that it is not recorded', async () => {
+  test('without pg-boss installed, the foreground purge refuses before deleting anything: one line, run migrate', async () => {
     await db.pool.query('DROP SCHEMA pgboss CASCADE');
     await db.pool.query(
       `INSERT INTO auth.refresh_session (user_id, expires_at) SELECT (SELECT max(id) FROM auth."user"), now() - g * interval '1 minute' FROM generate_series(1, 7) g`,
     );
     const result = await runCli(['purge-expired'], { DATABASE_URL: db.url, LOG_LEVEL: 'warn' }).finished;
-    assert.equal(result.code, 0, result.stderr);
-    assert.match(result.stdout, /^purged 7 sessions/m);
-    assert.match(
-      result.stderr,
-      /^session-janitor: this run is not recorded in the job history \(relation "pgboss\.job" does not exist.*run `npx session-janitor migrate`$/m,
-    );
+    assert.equal(result.code, 1, result.stderr);
+    assert.equal(result.stdout, '');
+    assert.match(result.stderr, /^session-janitor: pg-boss is not installed in schema pgboss of sj_test_\w+: run `npx session-janitor migrate`$/m);
+    assert.equal(result.stderr.trim().split('\n').length, 1, result.stderr);
     const left = await db.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM auth.refresh_session WHERE expires_at < now()');
-    assert.equal(left.rows[0]?.n, 0);
+    assert.equal(left.rows[0]?.n, 7);
   });
 });

@@ -29,6 +29,7 @@ import { ConfigError, loadConfig, type Config, type QualifiedName } from '../src
 import { freePort } from '../src/db/embedded.ts';
 import { startWorker } from '../src/worker.ts';
 import { DELETE_REASONS, ERROR_KINDS, HELD_BACK_REASONS, JOB_OUTCOMES, TASKS } from '../src/metrics.ts';
+import { buildInfo } from '../src/build-info.ts';
 import { ALL_QUEUES, QUEUES } from '../src/queues.ts';
 import type { RevokeRequest } from '../src/revoke-request.ts';
 import { createTestDatabase, insertSessions, silentLogger, testConfig, type TestDatabase } from './helpers/database.ts';
@@ -221,9 +222,17 @@ describe('metric labels come from closed sets only', () => {
     kind: ERROR_KINDS,
     state: ['queued', 'active', 'deferred', 'failed'],
   };
+  const build = buildInfo();
   /** Where a family's label takes another closed set than the one of its name above. */
   const CLOSED_BY_FAMILY: Readonly<Record<string, Readonly<Record<string, readonly string[]>>>> = {
     session_janitor_held_back_seconds_total: { reason: HELD_BACK_REASONS, task: ['purge-expired', 'reap-idle'] },
+    // Facts of the build, one value each for the life of the process: never a request's.
+    session_janitor_build_info: {
+      version: [build.version],
+      revision: [build.revision],
+      pgboss_version: [build.pgbossVersion],
+      node_version: [build.nodeVersion],
+    },
   };
   /** The label names of each family of the contract (histograms add `le` to their buckets). */
   const FAMILIES: Readonly<Record<string, readonly string[]>> = {
@@ -239,6 +248,7 @@ describe('metric labels come from closed sets only', () => {
     session_janitor_database_up: [],
     session_janitor_revocation_latency_seconds: [],
     session_janitor_held_back_seconds_total: ['task', 'reason'],
+    session_janitor_build_info: ['version', 'revision', 'pgboss_version', 'node_version'],
   };
 
   test('after revocations of every selector with free text, purges and reaps, every label value is in its closed set', { timeout: 60_000 }, async () => {
@@ -535,7 +545,7 @@ describe('SQL text is built from validated identifiers only', () => {
    * Helpers that build identifiers or parameter values, not SQL statements; instantText wraps an
    * expression of the statement that calls it, whose text is checked here.
    */
-  const NOT_SQL = new Set(['quote', 'qualified', 'statementName', 'positionKey', 'parseInstant', 'instantText']);
+  const NOT_SQL = new Set(['quote', 'qualified', 'statementName', 'positionKey', 'parseInstant', 'instantText', 'parseMigration']);
 
   type Built = { readonly name: string; readonly text: (config: Config) => string };
 

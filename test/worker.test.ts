@@ -106,6 +106,10 @@ describe('the worker', () => {
 
   test('SIGTERM during a long purge: exit 0 within the grace period, the job completes as stopped by shutdown', { timeout: 120_000 }, async () => {
     await db.pool.query('TRUNCATE auth.refresh_session');
+    // The previous test's every-minute schedule, and a tick of it still queued: a worker starting
+    // with it would queue (or find) a purge before the one sent below, which the queue then refuses.
+    await db.pool.query('DELETE FROM pgboss.schedule WHERE name = $1', [QUEUES.purgeExpired]);
+    await db.pool.query('DELETE FROM pgboss.job WHERE name = $1', [QUEUES.purgeExpired]);
     await insertBulkSessions(db.pool, 200_000, 1);
     const child = runCli(['start'], {
       DATABASE_URL: db.url,

@@ -12,8 +12,10 @@ import { databaseTarget } from '../db/connection-string.ts';
 import { sessionTableAccess, sessionTableProblem, type SessionTableAccess } from '../db/dev-bootstrap.ts';
 import type pg from 'pg';
 import { createPool } from '../db/pool.ts';
+import { assertSchemasCompatible } from '../db/compatibility.ts';
 import { createLogger, type Logger } from '../logger.ts';
 import { traceFields } from '../tracing.ts';
+import { buildInfo, describeBuild } from '../build-info.ts';
 import { createMetrics } from '../metrics.ts';
 import { formatSeconds, progressReporter } from './progress.ts';
 import { fail, onProcessEvents } from './process-edge.ts';
@@ -26,12 +28,19 @@ import { commandLine } from '../command-line.ts';
 
 export const EXIT_CONFIG = 78;
 
+/**
+ * Reads the configuration and opens the log, whose first line names the release (version and git
+ * revision, as `--version` and session_janitor_build_info do).
+ */
 export function setup(logs: 'stdout' | 'stderr' = 'stderr'): { config: Config; log: Logger } {
   try {
     const config = loadConfig(process.env);
     const destination = logs === 'stderr' ? pino.destination({ fd: 2, sync: true }) : undefined;
     const mixin = config.tracing.enabled ? traceFields : undefined;
-    return { config, log: createLogger(config.logLevel, destination, { format: config.logFormat, ...(mixin === undefined ? {} : { mixin }) }) };
+    const log = createLogger(config.logLevel, destination, { format: config.logFormat, ...(mixin === undefined ? {} : { mixin }) });
+    const build = buildInfo();
+    log.info({ version: build.version, revision: build.revision, pgbossVersion: build.pgbossVersion, nodeVersion: build.nodeVersion }, describeBuild(build));
+    return { config, log };
   } catch (error) {
     if (error instanceof ConfigError) fail(`configuration error: ${error.message}`, EXIT_CONFIG);
     throw error;
@@ -63,7 +72,11 @@ export async function requireSessionTable(pool: pg.Pool, config: Config, connect
   if (problem !== null) throw new Error(problem);
 }
 
-/** Opens the database and a task context for a one-shot command, and closes both after fn. */
+/**
+ * Opens the database and a task context for a one-shot command, and closes both after fn. Before
+ * fn, the schemas are checked as the worker's are (db/compatibility.ts): a command of an older
+ * release must not run against a breaking migration of a newer one, nor a newer one before `migrate`.
+ */
 export async function withTaskContext<T>(
   config: Config,
   log: Logger,
@@ -80,6 +93,7 @@ export async function withTaskContext<T>(
   });
   try {
     await requireSessionTable(pool, config, database.connectionString, needs);
+    await assertSchemasCompatible(pool, config, log, 'command');
     return await fn({ pool, config, metrics: createMetrics(), log }, database.connectionString);
   } finally {
     await pool.end();
@@ -113,8 +127,9 @@ export async function runInForeground(
 /**
  * Records a finished manual run of a scheduled task in its queue's job history, where the scheduled
  * runs are (db/sql/manual-runs.ts): the last-success time moves, the stall alert clears, `status`
- * shows it, and a worker adds its rows to session_janitor_sessions_deleted_total. A run whose record
- * fails (pg-boss not installed) has still deleted its rows: it says so on stderr and succeeds.
+ * shows it, and a worker adds its rows to session_janitor_sessions_deleted_total. pg-boss's schema
+ * was checked before the run (withTaskContext); a record that fails all the same (its queue deleted
+ * by hand) does not undo the rows deleted: it says so on stderr and succeeds.
  */
 export async function recordManualRun(ctx: TaskContext, queue: QueueName, output: RunOutput, seconds: number): Promise<void> {
   try {

@@ -14,7 +14,6 @@ export async function migrateCommand(): Promise<void> {
     // Exit 1 before installing anything: pg-boss and the worker's schema do not belong in a database
     // that is not the auth database, and a migrate Job pointed at the wrong one must fail the rollout.
     await requireSessionTable(pool, config, database.connectionString, 'presence');
-    await boss.start();
     await install(boss, pool, config, log, true);
     log.info({ pgbossSchema: config.pgbossSchema }, 'migrate: pg-boss schema, session_janitor schema, queues and schedules are installed');
   } finally {

@@ -1,10 +1,8 @@
 /** `session-janitor status [--json]`: queues, dead letters, schedules, backlog, the reaper's pass. */
 import { createBoss } from '../boss.ts';
 import { readClusterState, type ClusterState } from '../cluster-state.ts';
-import { safeErrorMessage } from '../db/errors.ts';
 import { formatSeconds } from './progress.ts';
 import { setup, withTaskContext } from './common.ts';
-import { commandLine } from '../command-line.ts';
 
 export async function statusCommand(options: { json?: boolean }): Promise<void> {
   const { config, log } = setup();
@@ -15,12 +13,8 @@ export async function statusCommand(options: { json?: boolean }): Promise<void> 
       // Read-only: never installs or upgrades anything.
       const boss = createBoss(config, connectionString, { role: 'tool', migrate: false }, log);
       try {
-        await boss.start().catch((error: unknown) => {
-          const message = safeErrorMessage(error);
-          if (!/pg-boss is not installed|requires migrations/.test(message)) throw error;
-          const database = decodeURIComponent(new URL(connectionString).pathname.slice(1));
-          throw new Error(`${message.replace(/\.$/, '')} in schema ${config.pgbossSchema} of ${database}: run \`${commandLine('migrate')}\``);
-        });
+        // withTaskContext has checked pg-boss's schema version: its start cannot refuse it.
+        await boss.start();
         const status = await readClusterState(boss, ctx.pool, config);
         process.stdout.write(options.json ? `${JSON.stringify(status, null, 2)}\n` : renderStatus(status));
       } finally {

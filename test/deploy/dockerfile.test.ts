@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { DockerfileParser, JSONInstruction } from 'dockerfile-ast';
-import type { Copy, Dockerfile, Env, From, Instruction } from 'dockerfile-ast';
+import type { Arg, Copy, Dockerfile, Env, From, Instruction, Label } from 'dockerfile-ast';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const dockerfileText = readFileSync(`${root}Dockerfile`, 'utf8');
@@ -273,4 +273,41 @@ test('.dockerignore keeps node_modules, .data, dist and .git out of the build co
   for (const path of ['package.json', 'package-lock.json', 'src', 'sql', 'tsconfig.json', 'tsconfig.build.json']) {
     assert.ok(!ignored(path), `.dockerignore excludes ${path}, which the build needs`);
   }
+});
+
+test('the runtime carries the OCI labels version, revision, created and source, each from its build argument', () => {
+  const stage = finalStage();
+  const args = new Set(ofKind<Arg>(stage, 'ARG').map((arg) => arg.getProperty()?.getName()));
+  const labels = new Map(ofKind<Label>(stage, 'LABEL').flatMap((label) => label.getProperties().map((p) => [p.getName(), p.getValue()] as const)));
+  for (const [label, arg] of [
+    ['org.opencontainers.image.version', 'VERSION'],
+    ['org.opencontainers.image.revision', 'REVISION'],
+    ['org.opencontainers.image.created', 'CREATED'],
+    ['org.opencontainers.image.source', 'SOURCE'],
+  ] as const) {
+    assert.ok(args.has(arg), `the runtime stage declares no ARG ${arg}`);
+    assert.match(labels.get(label) ?? '', new RegExp(`^"?\\$\\{?${arg}\\}?"?$`), `${label} is not set from the build argument ${arg}`);
+  }
+});
+
+test("the build stage writes REVISION into dist/ (what the code reports) and refuses a VERSION other than package.json's", () => {
+  const builder = stages.find((stage) =>
+    ofKind(stage, 'RUN')
+      .flatMap(commandsOf)
+      .some((words) => words.join(' ') === 'npm run build'),
+  );
+  assert.ok(builder, 'no stage runs npm run build');
+  const args = new Set(ofKind<Arg>(builder, 'ARG').map((arg) => arg.getProperty()?.getName()));
+  assert.ok(args.has('VERSION') && args.has('REVISION'), 'the build stage declares no ARG VERSION and REVISION');
+  const commands = ofKind(builder, 'RUN')
+    .flatMap(commandsOf)
+    .map((words) => words.join(' '));
+  assert.ok(
+    commands.some((c) => /^printf .*"\$REVISION" > dist\/REVISION$/.test(c)),
+    `no RUN writes "$REVISION" to dist/REVISION (src/build-info.ts reads it): ${commands.join(' | ')}`,
+  );
+  assert.ok(
+    commands.some((c) => c.includes('"$VERSION" = "$(node -p') && c.includes('package.json')),
+    `no RUN compares VERSION with package.json's version: ${commands.join(' | ')}`,
+  );
 });

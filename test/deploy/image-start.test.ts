@@ -12,8 +12,8 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { cp, mkdir, mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { existsSync, readFileSync } from 'node:fs';
+import { cp, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -73,6 +73,10 @@ async function get(port: number, urlPath: string): Promise<{ status: number; typ
 
 const STACK_FRAME = /^\s+at /m;
 
+/** What `docker build --build-arg REVISION=...` passes (a commit of the source; the image has no .git to ask). */
+const REVISION = '0123456789abcdef0123456789abcdef01234567';
+const VERSION = (JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+
 describe('the runtime image, assembled without Docker, started as the container starts it', { timeout: 180_000 }, () => {
   let temp: string;
   /** The image's /app. */
@@ -100,6 +104,8 @@ describe('the runtime image, assembled without Docker, started as the container 
       ),
       timed('tsc -p tsconfig.build.json', run(process.execPath, [TSC, '-p', 'tsconfig.build.json', '--outDir', path.join(app, 'dist')], ROOT, {})),
     ]);
+    // The build stage's last step: the REVISION build argument, where the code reads it (the image has no .git).
+    await writeFile(path.join(app, 'dist', 'REVISION'), `${REVISION}\n`);
     await cp(path.join(ROOT, 'sql'), path.join(app, 'sql'), { recursive: true });
     // The runtime stage copies package.json only.
     await rm(path.join(app, 'package-lock.json'));
@@ -170,6 +176,7 @@ describe('the runtime image, assembled without Docker, started as the container 
         assert.equal(metrics.status, 200);
         assert.match(metrics.type, /^text\/plain/);
         assert.match(metrics.body, /^# TYPE session_janitor_\w+ /m);
+        const buildInfo = metrics.body.split('\n').find((line) => line.startsWith('session_janitor_build_info{')) ?? '';
         // Readiness comes just before the first gauge refresh ends.
         await until('the backlog gauge', async () => /^session_janitor_expired_backlog_sessions 100$/m.test((await get(port, '/metrics')).body));
 
@@ -195,6 +202,16 @@ describe('the runtime image, assembled without Docker, started as the container 
         assert.equal(result.stderr, '');
         for (const line of result.stdout.trim().split('\n')) assert.doesNotThrow(() => JSON.parse(line), line);
         assert.match(result.stdout, /session-janitor worker started/);
+        // The release, named alike by the first log line, /metrics (read before the stop) and --version.
+        const first = JSON.parse(result.stdout.split('\n')[0] ?? '') as { msg: string; version: string; revision: string };
+        assert.deepEqual([first.version, first.revision], [VERSION, REVISION], first.msg);
+        assert.match(
+          buildInfo,
+          new RegExp(`^session_janitor_build_info\\{version="${VERSION}",revision="${REVISION}",pgboss_version="[\\d.]+",node_version="[\\d.]+"\\} 1$`, 'm'),
+        );
+        const version = await succeed('--version', run(process.execPath, ['dist/cli.js', '--version'], app, {}));
+        assert.equal(version.stdout, `${first.msg}\n`);
+        assert.match(version.stdout, new RegExp(`^session-janitor ${VERSION.replaceAll('.', '\\.')} \\(revision ${REVISION}, pg-boss `));
         assert.match(result.stdout, /"msg":"stopped"/);
         assert.deepEqual((await readdir(app)).sort(), ['dist', 'node_modules', 'package.json', 'sql'], 'the worker wrote nothing into /app');
       } finally {
@@ -207,8 +224,13 @@ describe('the runtime image, assembled without Docker, started as the container 
     test(`${command} without DATABASE_URL: one line saying embedded PostgreSQL is not installed, set DATABASE_URL; exit 1; no stack trace`, async () => {
       const result = await run(process.execPath, ['dist/cli.js', command], app, { NODE_ENV: 'production', JANITOR_METRICS_PORT: '0' }).finished;
       assert.equal(result.code, 1, result.stdout + result.stderr);
-      assert.match(result.stderr, /^session-janitor: DATABASE_URL is unset and the embedded PostgreSQL .*is not installed: set DATABASE_URL/);
-      assert.equal(result.stderr.trim().split('\n').length, 1, result.stderr);
+      // A one-shot command logs to stderr: its first log line (the release, JSON) comes before the failure's one line.
+      const lines = result.stderr
+        .trim()
+        .split('\n')
+        .filter((line) => !line.startsWith('{'));
+      assert.deepEqual(lines.length, 1, result.stderr);
+      assert.match(lines[0] ?? '', /^session-janitor: DATABASE_URL is unset and the embedded PostgreSQL .*is not installed: set DATABASE_URL/);
       assert.doesNotMatch(result.stdout + result.stderr, STACK_FRAME);
       assert.ok(!existsSync(path.join(app, '.data')), 'it created no data directory');
     });

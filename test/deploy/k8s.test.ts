@@ -7,10 +7,12 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DockerfileParser, JSONInstruction } from 'dockerfile-ast';
-import { parseAllDocuments } from 'yaml';
+import { parseAllDocuments, parseDocument } from 'yaml';
 import { Deployment } from 'kubernetes-models/apps/v1';
 import { Job } from 'kubernetes-models/batch/v1';
 import { ConfigMap, Secret, Service, ServiceAccount } from 'kubernetes-models/v1';
@@ -598,6 +600,54 @@ for (const { dir, overlay } of TARGETS) {
         const job = single<IJob>(objects, 'Job');
         assert.equal(job.metadata?.name, 'session-janitor-migrate', 'the docs wait for job/session-janitor-migrate');
       });
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Releases (docs/deployment.md, "Releasing"): CI sets the overlay's image tag to the release.
+
+/** The image tag each kustomization pins (its `images:` entry for session-janitor). */
+function pinnedTag(kustomizationPath: string): string | undefined {
+  const document = parseDocument(readFileSync(kustomizationPath, 'utf8'));
+  const images = document.toJS() as { images?: Array<{ name?: string; newTag?: unknown }> };
+  const tag = images.images?.find((image) => image.name === 'session-janitor')?.newTag;
+  return typeof tag === 'string' || typeof tag === 'number' ? String(tag) : undefined;
+}
+
+test("the base and every overlay pin the image of package.json's version (the release)", () => {
+  const { version } = JSON.parse(readFileSync(`${root}package.json`, 'utf8')) as { version: string };
+  for (const { dir } of TARGETS) assert.equal(pinnedTag(`${root}${dir}/kustomization.yaml`), version, `${dir}/kustomization.yaml pins another tag`);
+});
+
+for (const overlay of overlays) {
+  test(`a new release's tag set in k8s/overlays/${overlay} renders in the Deployment and in the migrate Job alike, and nowhere else changes`, () => {
+    const copy = mkdtempSync(path.join(tmpdir(), 'sj-k8s-'));
+    try {
+      cpSync(`${root}k8s`, copy, { recursive: true });
+      const file = path.join(copy, 'overlays', overlay, 'kustomization.yaml');
+      // What `kustomize edit set image session-janitor=REGISTRY/session-janitor:TAG` writes.
+      const document = parseDocument(readFileSync(file, 'utf8'));
+      const images = document.get('images') as { items: Array<{ get(key: string): unknown; set(key: string, value: unknown): void }> };
+      const entry = images.items.find((item) => item.get('name') === 'session-janitor');
+      assert.ok(entry, `${overlay}: no images entry for session-janitor`);
+      entry.set('newTag', '9.8.7');
+      writeFileSync(file, document.toString());
+
+      const before = render(`k8s/overlays/${overlay}`);
+      const after = render(path.join(copy, 'overlays', overlay));
+      const imageOf = (objects: K8sObject[], kind: 'Deployment' | 'Job') =>
+        kind === 'Deployment'
+          ? (single<IDeployment>(objects, 'Deployment').spec?.template.spec?.containers[0]?.image ?? '')
+          : (single<IJob>(objects, 'Job').spec?.template.spec?.containers[0]?.image ?? '');
+      const name = imageOf(before, 'Deployment').replace(/:[^:/]+$/, '');
+      assert.equal(imageOf(after, 'Deployment'), `${name}:9.8.7`);
+      assert.equal(imageOf(after, 'Job'), `${name}:9.8.7`, 'the migrate Job must run the image the Deployment rolls out');
+      // Only the images changed: the same objects, in the same order, otherwise equal.
+      const withoutImages = (objects: K8sObject[]) => JSON.stringify(objects).replaceAll(/"image":"[^"]*"/g, '"image":""');
+      assert.equal(withoutImages(after), withoutImages(before));
+    } finally {
+      rmSync(copy, { recursive: true, force: true });
     }
   });
 }

@@ -24,7 +24,6 @@ export async function installSchema(url: string): Promise<void> {
   try {
     await createAuthTables(pool);
     const boss = createBoss(config, url, { role: 'tool', migrate: true }, log);
-    await boss.start();
     await install(boss, pool, config, log, true);
     // Databases cloned from a template with schedules would see every tick since the template was
     // made as missed, and each worker would start with a catch-up run nobody asked for. Tests

@@ -39,10 +39,12 @@ after(() => {
 export interface RunOptions {
   /** A process group of its own, as a terminal gives a command: signal it with process.kill(-pid). */
   readonly detached?: boolean;
+  /** Another checkout's cli.ts (an earlier release's, tests/releases.test.ts); this one's by default. */
+  readonly cli?: string;
 }
 
 export function runCli(args: readonly string[], env: Record<string, string>, options: RunOptions = {}): Running {
-  const child = spawn(process.execPath, [CLI, ...args], {
+  const child = spawn(process.execPath, [options.cli ?? CLI, ...args], {
     env: { PATH: process.env.PATH ?? '', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: options.detached ?? false,
