@@ -3,7 +3,9 @@
  * schedule single across replicas (one job per cron occurrence, claimed through the database),
  * which node-cron cannot: node-cron only runs per-process timers here.
  */
-import { PgBoss } from 'pg-boss';
+import { PgBoss, type ConstructorOptions } from 'pg-boss';
+import type pg from 'pg';
+import { boundedJsonTypes } from './db/bounded-json.ts';
 import type { Config } from './config.ts';
 import type { Logger } from './logger.ts';
 import type { Metrics } from './metrics.ts';
@@ -23,8 +25,11 @@ export interface BossOptions {
 
 export function createBoss(config: Config, connectionString: string, options: BossOptions, log: Logger, metrics?: Metrics): PgBoss {
   const background = options.role === 'worker';
-  const boss = new PgBoss({
+  // `types` goes through to node-pg's Pool (pg-boss passes its options on): a job's large data is not
+  // parsed by the fetch (db/bounded-json.ts).
+  const bossOptions: ConstructorOptions & { types: pg.CustomTypesConfig } = {
     connectionString,
+    types: boundedJsonTypes,
     schema: config.pgbossSchema,
     application_name: 'session-janitor-pgboss',
     // Polling, maintenance and the LISTEN connection; the tasks have a pool of their own.
@@ -38,7 +43,8 @@ export function createBoss(config: Config, connectionString: string, options: Bo
     monitorIntervalSeconds: config.superviseIntervalSeconds,
     useListenNotify: background,
     instanceName: 'session-janitor',
-  });
+  };
+  const boss = new PgBoss(bossOptions);
   // Unhandled, an 'error' event would kill the process; pg-boss retries its loops by itself.
   boss.on('error', (error) => {
     metrics?.errors.inc({ kind: 'pg-boss' });

@@ -54,6 +54,10 @@ export const MIGRATIONS: readonly Migration[] = [
     'at most 100000 ids and 5000000 bytes; issuedBefore no later than now() + 5 minutes; enqueue_global_revocation for issuedBefore without userId; dedupe keys scoped by role, revocation_by_key',
   ),
   migration(5, 'the latency guard probe row (db/sql/latency-guard.ts)'),
+  migration(
+    6,
+    'the shape of a revocation bounded at enqueue and before the worker parses it (revocation_shape_issue); dedupe keys from before migration 4 retired',
+  ),
 ];
 
 export const LATEST_VERSION = Math.max(...MIGRATIONS.map((m) => m.version));
