@@ -67,6 +67,10 @@ $function$;
 
 COMMENT ON FUNCTION session_janitor.revocation_shape_issue(jsonb) IS
   'session-janitor: NULL when a revocation payload has the bounded shape of a RevokeRequest (an object of scalars but the arrays userIds and jtis, of scalars, at most 100000 each, at most 5000000 bytes), else its first issue as {"path", "message"}.';
+-- Every role may call it: it reads nothing and writes nothing. The worker's role needs it for every
+-- revocation (the statement that reads a job's data calls it), and sql/roles.sql's default
+-- privileges take PUBLIC's EXECUTE off new functions: granted here, an upgrade needs no new grant.
+GRANT EXECUTE ON FUNCTION session_janitor.revocation_shape_issue(jsonb) TO PUBLIC;
 
 -- insert_revocation as in migration 4, plus the check of shape of a large payload.
 CREATE OR REPLACE FUNCTION session_janitor.insert_revocation(payload jsonb, dedupe_key text)
