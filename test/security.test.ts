@@ -224,6 +224,7 @@ describe('metric labels come from closed sets only', () => {
   /** Where a family's label takes another closed set than the one of its name above. */
   const CLOSED_BY_FAMILY: Readonly<Record<string, Readonly<Record<string, readonly string[]>>>> = {
     session_janitor_held_back_seconds_total: { reason: HELD_BACK_REASONS, task: ['purge-expired', 'reap-idle'] },
+    session_janitor_latency_probe_lock_waits_total: { task: ['purge-expired', 'reap-idle'] },
   };
   /** The label names of each family of the contract (histograms add `le` to their buckets). */
   const FAMILIES: Readonly<Record<string, readonly string[]>> = {
@@ -238,6 +239,7 @@ describe('metric labels come from closed sets only', () => {
     session_janitor_errors_total: ['kind'],
     session_janitor_database_up: [],
     session_janitor_held_back_seconds_total: ['task', 'reason'],
+    session_janitor_latency_probe_lock_waits_total: ['task'],
   };
 
   test('after revocations of every selector with free text, purges and reaps, every label value is in its closed set', { timeout: 60_000 }, async () => {
