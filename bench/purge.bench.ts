@@ -5,7 +5,7 @@
  * Environment:
  *   SJ_BENCH_SESSIONS        rows of the data set (default 2000000); develop with 100000
  *   SJ_TEST_PG               the embedded server's PostgreSQL major, 13 to 18 (default 18; as for npm test)
- *   SJ_BENCH_CASES           comma list of: single, shapes, purge, tie, workload, guard, idle, revoke, revoke-memory (default all)
+ *   SJ_BENCH_CASES           comma list of: single, shapes, purge, tie, workload, guard, idle, revoke, revoke-memory, payload-memory (default all)
  *   SJ_BENCH_PURGE_VARIANTS  JSON array of extra JANITOR_* settings to run the purge with (default:
  *                            two lanes; synchronous commit; 20,000-row batches), e.g.
  *                            '[{"JANITOR_PURGE_CONCURRENCY":"1"},{"JANITOR_BATCH_TARGET_MS":"10"}]'
@@ -57,7 +57,7 @@ import {
   type WorkloadFigures,
 } from './cases.ts';
 import { buildTemplate, buildTieTemplate, TEMPLATE, TIE_TEMPLATE } from './dataset.ts';
-import { revocationMemory, revocationSpecs, singleUserRevocations } from './revoke.ts';
+import { amplifiedPayloadMemory, revocationMemory, revocationSpecs, singleUserRevocations } from './revoke.ts';
 import { markdown, writeResults, type Results, type Target } from './report.ts';
 import { serverSettings, startServer } from './server.ts';
 import { formatBytes } from './stats.ts';
@@ -86,7 +86,9 @@ const DEFAULT_GUARD_PROFILE = { low: 100, high: 800, periodSeconds: 8 };
 
 const env = process.env;
 const sessions = Number(env.SJ_BENCH_SESSIONS ?? 2_000_000);
-const selected = new Set((env.SJ_BENCH_CASES ?? 'single,shapes,purge,tie,workload,guard,idle,revoke,revoke-memory').split(',').map((s) => s.trim()));
+const selected = new Set(
+  (env.SJ_BENCH_CASES ?? 'single,shapes,purge,tie,workload,guard,idle,revoke,revoke-memory,payload-memory').split(',').map((s) => s.trim()),
+);
 /** The worker with one change each, to show what each default is worth (docs/performance.md). */
 const DEFAULT_VARIANTS = [
   { JANITOR_PURGE_CONCURRENCY: '2' },
@@ -228,6 +230,7 @@ try {
   }
   if (selected.has('revoke')) cases.push(await singleUserRevocations(ctx, dataSet.users, revokeRate, revokeSeconds));
   if (selected.has('revoke-memory')) cases.push(await revocationMemory(ctx, loadConfig({ LOG_LEVEL: 'silent' }).revokeConcurrency));
+  if (selected.has('payload-memory')) cases.push(await amplifiedPayloadMemory(ctx));
   if (selected.has('workload')) {
     workload.push(...(await workloadBesidePurge(ctx, 'the single statement', 'single-statement', workloadOptions)));
     workload.push(...(await workloadBesidePurge(ctx, 'the purge at the worker defaults (latency guard on)', {}, workloadOptions)));

@@ -9,7 +9,13 @@
  *   6c   memory: a worker process with the default JANITOR_REVOKE_CONCURRENCY given twice that many
  *        requests of the contract's maximum size (100,000 jtis each) at once; the worker's peak RSS
  *        (VmHWM) and peak anonymous memory (RssAnon, sampled every 20 ms) against the production
- *        overlay's 256 MiB limit (docs/performance.md).
+ *        overlay's 256 MiB limit (docs/performance.md);
+ *   6d   amplified payloads (issue 25.1): a worker with the production flags of k8s/base
+ *        (PRODUCTION_NODE_OPTIONS) given 1, 2 and 4 payloads of 5 MB of small values (1,240,000
+ *        empty objects: 4,960,037 bytes) inserted straight into pgboss.job (the SQL functions refuse
+ *        them), then 4 valid payloads at the contract's maximum (100,000 jtis) at once: its peak RSS
+ *        in each scenario, whether it is still alive, and how many dead-letter copies each invalid
+ *        job has (one).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -60,7 +66,7 @@ export function revocationSpecs(users: number, variants: ReadonlyArray<Readonly<
   ];
 }
 
-function startWorker(url: string): { child: ChildProcess; started: Promise<void> } {
+function startWorker(url: string, nodeOptions = process.env.SJ_BENCH_WORKER_NODE_OPTIONS ?? ''): { child: ChildProcess; started: Promise<void> } {
   const base = Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith('JANITOR_') && key !== 'DATABASE_URL'));
   const child = spawn(process.execPath, [new URL('../src/cli.ts', import.meta.url).pathname, 'start'], {
     env: {
@@ -74,7 +80,7 @@ function startWorker(url: string): { child: ChildProcess; started: Promise<void>
       JANITOR_REAP_CRON: '0 0 1 1 *',
       LOG_LEVEL: 'info',
       // The worker's own Node options (say, the image's heap limit), not the benchmark's.
-      NODE_OPTIONS: process.env.SJ_BENCH_WORKER_NODE_OPTIONS ?? '',
+      NODE_OPTIONS: nodeOptions,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -225,4 +231,84 @@ export async function revocationMemory(ctx: BenchContext, concurrency: number): 
       await stopWorker(worker.child);
     }
   });
+}
+
+/** k8s/base/deployment.yaml's NODE_OPTIONS. */
+const PRODUCTION_NODE_OPTIONS = '--max-old-space-size=160 --max-semi-space-size=4';
+
+/** The payload of issue 25.1, built by the database. */
+const AMPLIFIED = `jsonb_build_object('userId', 1, 'reason', 'x', 'pad', (SELECT jsonb_agg('{}'::jsonb) FROM generate_series(1, 1240000)))`;
+
+/** 6d: a worker's peak memory with amplified payloads, then with the largest valid ones. */
+export async function amplifiedPayloadMemory(ctx: BenchContext): Promise<CaseResult> {
+  const name = `amplified payloads (1, 2, 4 of 5 MB of empty objects, inserted into pgboss.job) and 4 valid payloads of 100,000 jtis, worker with ${PRODUCTION_NODE_OPTIONS}: peak memory`;
+  ctx.log(`case 6d: ${name}`);
+  const mib = (bytes: number) => `${(bytes / 1024 ** 2).toFixed(0)} MiB`;
+  const scenarios: Array<{ readonly label: string; readonly amplified: number; readonly valid: number }> = [
+    { label: '1 amplified', amplified: 1, valid: 0 },
+    { label: '2 amplified', amplified: 2, valid: 0 },
+    { label: '4 amplified', amplified: 4, valid: 0 },
+    { label: '4 valid maximum', amplified: 0, valid: 4 },
+  ];
+  const figures: string[] = [];
+  let peakRss = 0;
+  let seconds = 0;
+  for (const scenario of scenarios) {
+    const line = await withCopy(ctx, async (db) => {
+      const pool = new pg.Pool({ connectionString: db.url, max: 4, application_name: 'sj-bench-producer' });
+      const worker = startWorker(db.url, PRODUCTION_NODE_OPTIONS);
+      let exit: string | null = null;
+      worker.child.once('exit', (code, signal) => (exit = `exited (code ${code}, signal ${signal})`));
+      try {
+        await worker.started;
+        const pid = worker.child.pid;
+        if (pid === undefined) throw new Error('the worker has no pid');
+        const ids: string[] = [];
+        for (let i = 0; i < scenario.amplified; i++) {
+          const { rows } = await pool.query<{ id: string }>(
+            `INSERT INTO pgboss.job (name, data, policy, retry_limit, retry_delay, retry_backoff, retry_delay_max, expire_seconds, deletion_seconds, heartbeat_seconds, dead_letter)
+             SELECT q.name, ${AMPLIFIED}, q.policy, q.retry_limit, q.retry_delay, q.retry_backoff, q.retry_delay_max, q.expire_seconds, q.deletion_seconds, q.heartbeat_seconds, q.dead_letter
+               FROM pgboss.queue q WHERE q.name = 'refresh-session.revoke'
+             RETURNING id`,
+          );
+          if (rows[0]) ids.push(rows[0].id);
+        }
+        if (scenario.valid > 0) {
+          const { rows } = await pool.query<{ jti: string }>('SELECT jti::text AS jti FROM auth.refresh_session LIMIT $1', [scenario.valid * 100_000]);
+          for (let j = 0; j < scenario.valid; j++) {
+            const payload = { jtis: Array.from({ length: 100_000 }, (_, i) => rows[j * 100_000 + i]?.jti ?? randomUUID()), reason: 'benchmark' };
+            const { rows: enqueued } = await pool.query<{ id: string }>('SELECT session_janitor.enqueue_revocation($1::jsonb) AS id', [
+              JSON.stringify(payload),
+            ]);
+            if (enqueued[0]?.id) ids.push(enqueued[0].id);
+          }
+        }
+        const started = performance.now();
+        let states: Array<{ state: string; copies: number }> = [];
+        for (;;) {
+          ({ rows: states } = await pool.query<{ state: string; copies: number }>(
+            `SELECT j.state::text AS state, (SELECT count(*)::int FROM pgboss.job d WHERE d.name = 'refresh-session.dead-letter' AND d.source_id = j.id) AS copies
+               FROM pgboss.job j WHERE j.name = 'refresh-session.revoke' AND j.id = ANY($1::uuid[])`,
+            [ids],
+          ));
+          if (states.length === ids.length && states.every((r) => r.state === 'completed' || r.state === 'failed')) break;
+          if (exit !== null || performance.now() - started > 600_000) break;
+          await sleep(100);
+        }
+        const elapsed = (performance.now() - started) / 1000;
+        seconds += elapsed;
+        const peak = exit === null ? ((await procStatus(pid)).VmHWM ?? 0) : 0;
+        peakRss = Math.max(peakRss, peak);
+        const failed = states.filter((r) => r.state === 'failed');
+        const text = `${scenario.label}: peak RSS ${exit === null ? mib(peak) : '?'}, worker ${exit ?? 'alive'}, ${states.filter((r) => r.state === 'completed').length} completed, ${failed.length} dead-lettered (copies each: ${failed.map((r) => r.copies).join(', ') || '-'}), ${elapsed.toFixed(1)} s`;
+        ctx.log(`  ${text}`);
+        return text;
+      } finally {
+        await pool.end();
+        await stopWorker(worker.child);
+      }
+    });
+    figures.push(line);
+  }
+  return { id: '6d', name, seconds, notes: figures.join('; '), peakRssBytes: peakRss };
 }

@@ -3,7 +3,9 @@
  * schedule single across replicas (one job per cron occurrence, claimed through the database),
  * which node-cron cannot: node-cron only runs per-process timers here.
  */
-import { PgBoss } from 'pg-boss';
+import { PgBoss, type ConstructorOptions } from 'pg-boss';
+import type pg from 'pg';
+import { boundedJsonTypes } from './db/bounded-json.ts';
 import type { Config } from './config.ts';
 import type { Logger } from './logger.ts';
 import type { Metrics } from './metrics.ts';
@@ -27,8 +29,11 @@ export interface BossOptions {
 
 export function createBoss(config: Config, connectionString: string, options: BossOptions, log: Logger, metrics?: Metrics): PgBoss {
   const background = options.role === 'worker';
-  const boss = new PgBoss({
+  // `types` goes through to node-pg's Pool (pg-boss passes its options on): a job's large data is not
+  // parsed by the fetch (db/bounded-json.ts).
+  const bossOptions: ConstructorOptions & { types: pg.CustomTypesConfig } = {
     connectionString,
+    types: boundedJsonTypes,
     schema: config.pgbossSchema,
     application_name: 'session-janitor-pgboss',
     // Polling, maintenance and the LISTEN connection; the tasks have a pool of their own.
@@ -51,7 +56,8 @@ export function createBoss(config: Config, connectionString: string, options: Bo
     // (tracing.ts); then jobs sent here carry the sender's trace, and each job's process span
     // continues the trace its producer stored.
     openTelemetry: { enabled: config.tracing.enabled, propagateContext: config.tracing.enabled },
-  });
+  };
+  const boss = new PgBoss(bossOptions);
   // Unhandled, an 'error' event would kill the process; pg-boss retries its loops by itself.
   boss.on('error', (error) => {
     metrics?.errors.inc({ kind: 'pg-boss' });

@@ -152,6 +152,12 @@ export function createMetrics() {
       labelNames: ['version', 'revision', 'pgboss_version', 'node_version'] as const,
       registers,
     }),
+    latencyProbeLockWaits: new Counter({
+      name: 'session_janitor_latency_probe_lock_waits_total',
+      help: 'Latency guard probes that found their row (session_janitor.latency_probe) locked by another transaction, by task: such a probe measures the lock, not a commit, so it is not taken; the guard probes another row and keeps guarding. Any increase: something locks the probe table, read the logs.',
+      labelNames: ['task'] as const,
+      registers,
+    }),
   };
   const build = buildInfo();
   metrics.buildInfo.set({ version: build.version, revision: build.revision, pgboss_version: build.pgbossVersion, node_version: build.nodeVersion }, 1);
@@ -174,6 +180,7 @@ function startAtZero(metrics: Metrics): void {
   for (const task of TASKS) metrics.batchDuration.zero({ task });
   for (const { task } of SCHEDULED_TASKS) metrics.stalledRuns.inc({ task }, 0);
   for (const { task, reasons } of HELD_BACK_SERIES) for (const reason of reasons) metrics.heldBack.inc({ task, reason }, 0);
+  for (const { task } of HELD_BACK_SERIES) metrics.latencyProbeLockWaits.inc({ task }, 0);
   for (const { queue, outcomes } of JOB_SERIES) {
     metrics.jobDuration.zero({ queue });
     for (const outcome of outcomes) metrics.jobs.inc({ queue, outcome }, 0);

@@ -233,6 +233,7 @@ describe('metric labels come from closed sets only', () => {
       pgboss_version: [build.pgbossVersion],
       node_version: [build.nodeVersion],
     },
+    session_janitor_latency_probe_lock_waits_total: { task: ['purge-expired', 'reap-idle'] },
   };
   /** The label names of each family of the contract (histograms add `le` to their buckets). */
   const FAMILIES: Readonly<Record<string, readonly string[]>> = {
@@ -249,6 +250,7 @@ describe('metric labels come from closed sets only', () => {
     session_janitor_revocation_latency_seconds: [],
     session_janitor_held_back_seconds_total: ['task', 'reason'],
     session_janitor_build_info: ['version', 'revision', 'pgboss_version', 'node_version'],
+    session_janitor_latency_probe_lock_waits_total: ['task'],
   };
 
   test('after revocations of every selector with free text, purges and reaps, every label value is in its closed set', { timeout: 60_000 }, async () => {

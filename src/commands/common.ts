@@ -17,14 +17,13 @@ import { createLogger, type Logger } from '../logger.ts';
 import { traceFields } from '../tracing.ts';
 import { buildInfo, describeBuild } from '../build-info.ts';
 import { createMetrics } from '../metrics.ts';
+import { ManualRunRecord } from './manual-run-record.ts';
 import { formatSeconds, progressReporter } from './progress.ts';
 import { fail, onProcessEvents } from './process-edge.ts';
 import type { RunOptions, RunOutput } from '../tasks/batching.ts';
 import type { TaskContext } from '../tasks/context.ts';
 import { poolSize } from '../tasks/pool-size.ts';
-import { recordManualRun as recordManualRunStatement } from '../db/sql/manual-runs.ts';
 import type { QueueName } from '../queues.ts';
-import { commandLine } from '../command-line.ts';
 
 export const EXIT_CONFIG = 78;
 
@@ -110,12 +109,15 @@ export async function runInForeground(
   total: number | null,
   what: { readonly verb: string; readonly noun: string },
   run: (options: RunOptions) => Promise<RunOutput>,
+  onBatch?: RunOptions['onBatch'],
 ): Promise<{ output: RunOutput; seconds: number }> {
   const progress = progressReporter(log, total, what.verb);
   const controller = new AbortController();
   const unsubscribe = onProcessEvents(async () => controller.abort(), log, false);
   const started = performance.now();
-  const output = await run({ signal: controller.signal, onProgress: (p) => progress.update(p) }).finally(unsubscribe);
+  const output = await run({ signal: controller.signal, onProgress: (p) => progress.update(p), ...(onBatch === undefined ? {} : { onBatch }) }).finally(
+    unsubscribe,
+  );
   progress.done();
   const seconds = (performance.now() - started) / 1000;
   process.stdout.write(
@@ -125,23 +127,26 @@ export async function runInForeground(
 }
 
 /**
- * Records a finished manual run of a scheduled task in its queue's job history, where the scheduled
- * runs are (db/sql/manual-runs.ts): the last-success time moves, the stall alert clears, `status`
- * shows it, and a worker adds its rows to session_janitor_sessions_deleted_total. pg-boss's schema
- * was checked before the run (withTaskContext); a record that fails all the same (its queue deleted
- * by hand) does not undo the rows deleted: it says so on stderr and succeeds.
+ * A manual run of a scheduled task, in the foreground, recorded in its queue's job history as it
+ * goes (commands/manual-run-record.ts): the last-success time moves when it completes, `status`
+ * shows it, and a worker adds its rows to session_janitor_sessions_deleted_total, those of a run
+ * that failed or was killed included.
  */
-export async function recordManualRun(ctx: TaskContext, queue: QueueName, output: RunOutput, seconds: number): Promise<void> {
+export async function runManually(
+  ctx: TaskContext,
+  queue: QueueName,
+  total: number | null,
+  what: { readonly verb: string; readonly noun: string },
+  run: (options: RunOptions) => Promise<RunOutput>,
+): Promise<{ output: RunOutput; seconds: number }> {
+  const record = await ManualRunRecord.start(ctx, queue);
+  let result: { output: RunOutput; seconds: number };
   try {
-    const { rows } = await ctx.pool.query<{ id: string }>({
-      ...recordManualRunStatement(ctx.config.pgbossSchema),
-      values: [queue, JSON.stringify(output), seconds],
-    });
-    if (rows[0] === undefined) throw new Error(`queue ${queue} does not exist in schema ${ctx.config.pgbossSchema}`);
-    ctx.log.info({ queue, jobId: rows[0].id }, 'recorded this run in the job history of its queue');
+    result = await runInForeground(ctx.log, total, what, run, (batch) => record?.batch(batch.rows));
   } catch (error) {
-    process.stderr.write(
-      `session-janitor: this run is not recorded in the job history (${safeErrorMessage(error)}): the last-success time and the dashboard do not show it; run \`${commandLine('migrate')}\`\n`,
-    );
+    await record?.finish({ error });
+    throw error;
   }
+  await record?.finish({ output: result.output });
+  return result;
 }

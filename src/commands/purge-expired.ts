@@ -1,10 +1,10 @@
 /**
  * `session-janitor purge-expired [--dry-run]`: one purge now, in the foreground, with progress,
- * recorded in the job history like a scheduled run (commands/common.ts recordManualRun).
+ * recorded in the job history like a scheduled run, batch by batch (commands/manual-run-record.ts).
  */
 import { countPurgeableSessions, purgeExpired } from '../tasks/purge-expired.ts';
 import { QUEUES } from '../queues.ts';
-import { recordManualRun, runInForeground, setup, withTaskContext } from './common.ts';
+import { runManually, setup, withTaskContext } from './common.ts';
 
 export async function purgeExpiredCommand(options: { dryRun?: boolean }): Promise<void> {
   const { config, log } = setup();
@@ -15,7 +15,6 @@ export async function purgeExpiredCommand(options: { dryRun?: boolean }): Promis
       return;
     }
     const total = await countPurgeableSessions(ctx);
-    const { output, seconds } = await runInForeground(log, total, { verb: 'purged', noun: 'sessions' }, (runOptions) => purgeExpired(ctx, runOptions));
-    await recordManualRun(ctx, QUEUES.purgeExpired, output, seconds);
+    await runManually(ctx, QUEUES.purgeExpired, total, { verb: 'purged', noun: 'sessions' }, (runOptions) => purgeExpired(ctx, runOptions));
   });
 }

@@ -2,12 +2,12 @@
  * `session-janitor reap-idle [--dry-run]`: one reap now, in the foreground, with progress (the pass's
  * percentage from the stored position, rows reaped, ETA), then a summary. Like a scheduled run it
  * stops at JANITOR_MAX_RUN_SECONDS and resumes the pass where the last run, scheduled or not, left it,
- * and is recorded in the job history like a scheduled run (commands/common.ts recordManualRun).
+ * and is recorded in the job history like a scheduled run, batch by batch (commands/manual-run-record.ts).
  */
 import { loadReapPosition } from '../db/reap-position.ts';
 import { countIdleSessions, detectStrategy, reapIdle } from '../tasks/reap-idle.ts';
 import { QUEUES } from '../queues.ts';
-import { recordManualRun, runInForeground, setup, withTaskContext } from './common.ts';
+import { runManually, setup, withTaskContext } from './common.ts';
 
 export async function reapIdleCommand(options: { dryRun?: boolean }): Promise<void> {
   const { config, log } = setup();
@@ -27,8 +27,7 @@ export async function reapIdleCommand(options: { dryRun?: boolean }): Promise<vo
     // the position in the pass says how far it is.
     const total = strategy.kind === 'index' ? await countIdleSessions(ctx) : null;
     // Ctrl-C finishes the range in flight, whose position is saved with it.
-    const { output, seconds } = await runInForeground(log, total, { verb: 'reaped', noun: 'idle sessions' }, (runOptions) => reapIdle(ctx, runOptions));
-    await recordManualRun(ctx, QUEUES.reapIdle, output, seconds);
+    await runManually(ctx, QUEUES.reapIdle, total, { verb: 'reaped', noun: 'idle sessions' }, (runOptions) => reapIdle(ctx, runOptions));
     if (strategy.kind === 'index') {
       process.stdout.write(`through the index ${strategy.index} on last_used_at\n`);
       return;

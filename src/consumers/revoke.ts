@@ -25,6 +25,7 @@
  * seconds. Never the user ids or jtis themselves.
  */
 import type { Job, JobResult, PgBoss } from 'pg-boss';
+import { MAX_PARSED_JSON_CHARS } from '../db/bounded-json.ts';
 import { safeErrorMessage } from '../db/errors.ts';
 import { jobDataText } from '../db/sql/jobs.ts';
 import { ISSUED_BEFORE_MAX_SKEW, freeDedupeKey, issuedBeforeTooLate } from '../db/sql/revocation-jobs.ts';
@@ -69,18 +70,26 @@ export async function registerRevokeConsumer(boss: PgBoss, ctx: TaskContext, shu
 const INTEGER_TEXT = /^-?\d+(?:\.0+)?$/;
 
 /**
- * The job's data with every number that is not written as an integer made NaN, which no id passes.
+ * The job's data with every number that is not written as an integer made NaN, which no id passes;
+ * or, for large data that has not the bounded shape of a request, the database's issue with it.
  *
  * Why not job.data: node-pg parses the jsonb with JSON.parse, which rounds `3.99999999999999999`
  * (kept exactly by jsonb, from a raw insert or session_janitor.enqueue_revocation) to 4, and the
  * validation then saw user 4 (issue 17.9). So the consumer reads the job's stored text again (one
  * primary-key lookup) and parses it with a reviver that sees each number's source text (Node 21+).
+ * Large data is not even parsed by pg-boss's fetch (db/bounded-json.ts), and is read here only when
+ * the database finds it shaped like a request (db/sql/jobs.ts): 5 MB of small values would take the
+ * heap past its limit, whoever sent them (a raw boss.send, an INSERT into the job table).
  */
-async function exactJobData({ pool, config }: TaskContext, job: Job<unknown>): Promise<{ data: unknown; ageSeconds: number }> {
-  const { rows } = await pool.query<{ data: string | null; age_seconds: number }>({ ...jobDataText(config.pgbossSchema), values: [QUEUE, job.id] });
+async function exactJobData({ pool, config }: TaskContext, job: Job<unknown>): Promise<({ data: unknown } | { issue: RevokeIssue }) & { ageSeconds: number }> {
+  const { rows } = await pool.query<{ data: string | null; issue: RevokeIssue | null; age_seconds: number }>({
+    ...jobDataText(config.pgbossSchema),
+    values: [QUEUE, job.id, MAX_PARSED_JSON_CHARS],
+  });
   const row = rows[0];
   if (row === undefined) throw new Error(`job ${job.id} is no longer in pg-boss's job table`);
   const ageSeconds = Math.max(0, row.age_seconds);
+  if (row.issue !== null) return { issue: row.issue, ageSeconds };
   if (row.data === null) return { data: null, ageSeconds };
   try {
     const data: unknown = JSON.parse(row.data, (_key: string, value: unknown, context?: { source?: string }) =>
@@ -122,15 +131,15 @@ export async function handleRevokeJob(ctx: TaskContext, job: Job<unknown>, log: 
     return { id: job.id, status: 'deadletter', output };
   };
 
-  let data: unknown;
-  let ageAtStart: number;
+  let read: ({ data: unknown } | { issue: RevokeIssue }) & { ageSeconds: number };
   try {
-    ({ data, ageSeconds: ageAtStart } = await exactJobData(ctx, job));
+    read = await exactJobData(ctx, job);
   } catch (error) {
     metrics.jobs.inc({ queue: QUEUE, outcome: 'failed' });
     return failed(error, { queue: QUEUE, jobId: job.id, attempt: job.retryCount + 1 });
   }
-  const validation = validateRevokeRequest(data);
+  if ('issue' in read) return reject([read.issue]);
+  const validation = validateRevokeRequest(read.data);
   if (!validation.ok) return reject(validation.issues);
 
   const request = validation.request;
@@ -158,7 +167,7 @@ export async function handleRevokeJob(ctx: TaskContext, job: Job<unknown>, log: 
     // Enqueue to completion: the job's age when read (the database's clock) plus this pod's own
     // monotonic time since; pg-boss writes completed_on a moment later. Observed here, by the one
     // pod that completes the job, so a sum over pods counts each revocation once.
-    const latency = ageAtStart + seconds();
+    const latency = read.ageSeconds + seconds();
     metrics.revocationLatency.observe(latency);
     log.info({ ...audit, revoked, batches: progress.batches, seconds: seconds(), latencySeconds: latency, outcome: 'completed' }, 'revocation done');
     return { id: job.id, status: 'completed', output: { revoked } };

@@ -53,6 +53,8 @@ export class RunProbeConnection implements ProbeConnection {
     try {
       return await fn(client);
     } catch (error) {
+      // The probe's row was locked (NOWAIT): the connection itself is sound.
+      if (sqlState(error) === SQLSTATE.lockNotAvailable) throw error;
       if (this.#client === pending) this.#client = null;
       client.release(error instanceof Error ? error : new Error(String(error)));
       throw error;
@@ -80,7 +82,7 @@ const perStatement = (pool: pg.Pool): ProbeConnection => ({
     try {
       return await fn(client);
     } catch (error) {
-      broken = error instanceof Error ? error : new Error(String(error));
+      if (sqlState(error) !== SQLSTATE.lockNotAvailable) broken = error instanceof Error ? error : new Error(String(error));
       throw error;
     } finally {
       if (broken === undefined) client.off('error', onError);
@@ -91,23 +93,86 @@ const perStatement = (pool: pg.Pool): ProbeConnection => ({
 
 const connectionOf = (source: pg.Pool | ProbeConnection): ProbeConnection => ('use' in source ? source : perStatement(source));
 
-/** One probe: the milliseconds of the tiny synchronous write (db/sql/latency-guard.ts). */
-export function commitLatencyProbe(source: pg.Pool | ProbeConnection): LatencyProbe {
+export interface ProbeOptions {
+  /**
+   * The longest a probe may take, timed by the client (the run's statement timeout). The probe's
+   * commit can wait longer than the server's statement_timeout allows a statement: a commit
+   * waiting for a synchronous standby is not bounded by it. A probe past the bound counts as that
+   * slow (hot), and its connection is discarded (the next probe takes another).
+   */
+  readonly boundMs?: number;
+  /** The probe's row was locked by another transaction: called once per detection (log, metric). */
+  readonly onLocked?: () => void;
+}
+
+/** Slots a probe tries after its own when their rows are locked, before it gives up measuring (NaN). */
+const LOCKED_RETRIES = 3;
+const SLOTS = 1024;
+
+class ProbeBoundExceeded extends Error {}
+
+/** Resolves with query, or rejects with ProbeBoundExceeded after boundMs (the query's later failure is then ignored). */
+async function withinBound(query: Promise<unknown>, boundMs: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const bound = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new ProbeBoundExceeded(`the latency probe took more than ${boundMs} ms`)), boundMs);
+  });
+  // Settled either way, so the query's own failure (its connection discarded) is never unhandled.
+  const settled = query.then(
+    () => null,
+    (error: unknown) => (error instanceof Error ? error : new Error(String(error))),
+  );
+  try {
+    const error = await Promise.race([settled, bound]);
+    if (error !== null) throw error;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * One probe: the milliseconds of the tiny synchronous write (db/sql/latency-guard.ts), or NaN when
+ * no slot's row could be taken without waiting for another transaction's lock (not a measurement:
+ * the guard ignores it).
+ */
+export function commitLatencyProbe(source: pg.Pool | ProbeConnection, options: ProbeOptions = {}): LatencyProbe {
   const connection = connectionOf(source);
-  return () =>
+  const boundMs = options.boundMs ?? Number.POSITIVE_INFINITY;
+  // null: the backend's own slot; after a locked row, a random one, kept while it works.
+  let slot: number | null = null;
+  const once = () =>
     connection.use(async (client) => {
       const started = performance.now();
       try {
-        await client.query(latencyProbe);
+        const query = client.query({ ...latencyProbe, values: [slot] });
+        if (Number.isFinite(boundMs)) await withinBound(query, boundMs);
+        else await query;
         return performance.now() - started;
       } catch (error) {
-        // A probe that ran into lock_timeout or statement_timeout took at least that long: a commit
-        // is that slow now, or something holds the probe's row; either way, hold back.
-        const state = sqlState(error);
-        if (state === SQLSTATE.queryCanceled || state === SQLSTATE.lockNotAvailable) return performance.now() - started;
+        // A probe that ran into statement_timeout took at least that long: a commit is that slow now.
+        if (sqlState(error) === SQLSTATE.queryCanceled) return performance.now() - started;
         throw error;
       }
     });
+  return async () => {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await once();
+      } catch (error) {
+        if (error instanceof ProbeBoundExceeded) return boundMs;
+        const state = sqlState(error);
+        // NOWAIT: another transaction holds the row (a lock taken by hand, a savepoint, FOR SHARE).
+        // Timing it would measure that lock; another slot's row is almost surely free.
+        if (state === SQLSTATE.lockNotAvailable) {
+          if (attempt === 0) options.onLocked?.();
+          if (attempt >= LOCKED_RETRIES) return Number.NaN;
+          slot = Math.floor(Math.random() * SLOTS);
+          continue;
+        }
+        throw error;
+      }
+    }
+  };
 }
 
 /** The auth service's writes to the sessions table so far (db/sql/latency-guard.ts), or null. */
@@ -157,7 +222,12 @@ export function createLatencyGuard(
   return new LatencyGuard(
     { factor },
     {
-      probe: probe ?? commitLatencyProbe(connection),
+      probe:
+        probe ??
+        commitLatencyProbe(connection, {
+          boundMs: ctx.config.statementTimeoutMs,
+          onLocked: () => lockedProbe(ctx, task),
+        }),
       activity: { tracker: activityTracker(ctx.pool), read: sessionWriteCounter(ctx, connection) },
       onHeldBack: (ms, lane) => heldBack.wait('latency', ms, lane),
       onEvent: (event) => logGuardEvent(ctx, task, event),
@@ -180,6 +250,19 @@ function logGuardEvent({ log }: TaskContext, task: ScheduledTaskName, event: Lat
   (first ? log.warn.bind(log) : log.debug.bind(log))(
     { task, err: event.error },
     `${task}: the latency guard cannot probe (session_janitor.latency_probe missing or not writable? run \`${commandLine('migrate')}\`): this run goes unguarded`,
+  );
+}
+
+/** Warned about once per process; counted every time (session_janitor_latency_probe_lock_waits_total). */
+let warnedLocked = false;
+
+function lockedProbe({ log, metrics }: TaskContext, task: ScheduledTaskName): void {
+  metrics.latencyProbeLockWaits.inc({ task });
+  const first = !warnedLocked;
+  warnedLocked = true;
+  (first ? log.warn.bind(log) : log.debug.bind(log))(
+    { task },
+    `${task}: the latency guard's probe row (session_janitor.latency_probe) is locked by another transaction: a probe that waited for it would time the lock, not a commit; it probes another row and keeps guarding`,
   );
 }
 

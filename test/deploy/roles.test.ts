@@ -196,6 +196,8 @@ describe('sql/roles.sql: least privilege, on a fresh database', { timeout: 120_0
       // Called by the two functions only (they run as the migrator): no one else's.
       { fn: 'session_janitor.insert_revocation(jsonb,text)', grantees: [ROLE.migrator] },
       { fn: 'session_janitor.revocation_by_key(text)', grantees: [ROLE.migrator, ROLE.global_revoker, ROLE.producer].sort() },
+      // Pure, and called by the worker for every revocation (migration 7): everyone's.
+      { fn: 'session_janitor.revocation_shape_issue(jsonb)', grantees: ['PUBLIC', ROLE.migrator].sort() },
       { fn: 'session_janitor.revocation_status(uuid)', grantees: [ROLE.migrator, ROLE.global_revoker, ROLE.producer].sort() },
     ]);
     // The migrator installs, but reads no auth table.

@@ -17,9 +17,17 @@ import { OWN_SCHEMA } from './migrations.ts';
 
 export const LATENCY_PROBE_TABLE = `${OWN_SCHEMA}.latency_probe`;
 
+/**
+ * $1: the slot (smallint), or NULL for the backend's own (pid modulo 1024). The row is locked first
+ * with NOWAIT: a probe that had to wait for another transaction's lock on its row would time that
+ * lock (up to lock_timeout), not a commit, and a baseline learnt from it made the guard inert; it
+ * fails at once instead (55P03), and the probe takes another slot (tasks/latency-probe.ts).
+ */
 export const latencyProbe: Statement = {
   name: 'sj_latency_probe',
-  text: `INSERT INTO ${quote(OWN_SCHEMA)}.latency_probe AS p (slot, probed_at) VALUES ((pg_backend_pid() % 1024)::smallint, now())
+  text: `WITH target AS (SELECT coalesce($1::smallint, (pg_backend_pid() % 1024)::smallint) AS slot),
+     locked AS (SELECT count(*) AS n FROM (SELECT 1 FROM ${quote(OWN_SCHEMA)}.latency_probe p, target WHERE p.slot = target.slot FOR UPDATE OF p NOWAIT) AS l)
+INSERT INTO ${quote(OWN_SCHEMA)}.latency_probe AS p (slot, probed_at) SELECT target.slot, now() FROM target, locked
 ON CONFLICT (slot) DO UPDATE SET probed_at = excluded.probed_at`,
 };
 
