@@ -44,12 +44,12 @@ test('a schema not installed or behind: migrate installs it; the worker and the 
     assert.equal(schemaProblem(state, code, 'migrate', 'pgboss'), null);
     assert.match(
       schemaProblem(state, code, 'worker', 'pgboss') ?? '',
-      /: run `session-janitor migrate` \(JANITOR_MIGRATE=false forbids the worker to do it\)$/,
+      /: run `npx session-janitor migrate` \(JANITOR_MIGRATE=false forbids the worker to do it\)$/,
     );
-    assert.match(schemaProblem(state, code, 'command', 'pgboss') ?? '', /: run `session-janitor migrate`$/);
+    assert.match(schemaProblem(state, code, 'command', 'pgboss') ?? '', /: run `npx session-janitor migrate`$/);
   }
   assert.equal(
     schemaProblem({ ...current, pgboss: null }, code, 'command', 'pgboss'),
-    'pg-boss is not installed in schema pgboss of app: run `session-janitor migrate`',
+    'pg-boss is not installed in schema pgboss of app: run `npx session-janitor migrate`',
   );
 });

@@ -155,7 +155,7 @@ describe("pg-boss's schema: only pg-boss's own version runs", { timeout: 300_000
         assert.equal(refused.code, 1, refused.stdout + refused.stderr);
         assert.match(
           refusal(refused.stderr),
-          new RegExp(`^session-janitor: the pg-boss schema pgboss is at version ${before}, pg-boss .* needs ${pinned}: run \`session-janitor migrate\``),
+          new RegExp(`^session-janitor: the pg-boss schema pgboss is at version ${before}, pg-boss .* needs ${pinned}: run \`npx session-janitor migrate\``),
         );
         const migrated = await runCli(['migrate'], { ...env, LOG_LEVEL: 'warn' }).finished;
         assert.equal(migrated.code, 0, migrated.stderr);

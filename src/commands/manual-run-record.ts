@@ -10,6 +10,7 @@
  *
  * A run whose row cannot be written (pg-boss not installed) still runs: it says so on stderr.
  */
+import { commandLine } from '../command-line.ts';
 import { safeErrorMessage } from '../db/errors.ts';
 import { finishManualRun, manualRunProgress, startManualRun } from '../db/sql/manual-runs.ts';
 import type { QueueName } from '../queues.ts';
@@ -50,7 +51,7 @@ export class ManualRunRecord {
       return new ManualRunRecord(ctx, queue, id);
     } catch (error) {
       process.stderr.write(
-        `session-janitor: this run is not recorded in the job history (${safeErrorMessage(error)}): the last-success time and the dashboard do not show it; run \`session-janitor migrate\`\n`,
+        `session-janitor: this run is not recorded in the job history (${safeErrorMessage(error)}): the last-success time and the dashboard do not show it; run \`${commandLine('migrate')}\`\n`,
       );
       return null;
     }
