@@ -234,6 +234,7 @@ describe('metric labels come from closed sets only', () => {
       node_version: [build.nodeVersion],
     },
     session_janitor_latency_probe_lock_waits_total: { task: ['purge-expired', 'reap-idle'] },
+    session_janitor_stalled_runs_total: { task: ['purge-expired', 'reap-idle'] },
   };
   /** The label names of each family of the contract (histograms add `le` to their buckets). */
   const FAMILIES: Readonly<Record<string, readonly string[]>> = {
@@ -251,6 +252,7 @@ describe('metric labels come from closed sets only', () => {
     session_janitor_held_back_seconds_total: ['task', 'reason'],
     session_janitor_build_info: ['version', 'revision', 'pgboss_version', 'node_version'],
     session_janitor_latency_probe_lock_waits_total: ['task'],
+    session_janitor_stalled_runs_total: ['task'],
   };
 
   test('after revocations of every selector with free text, purges and reaps, every label value is in its closed set', { timeout: 60_000 }, async () => {
@@ -547,7 +549,17 @@ describe('SQL text is built from validated identifiers only', () => {
    * Helpers that build identifiers or parameter values, not SQL statements; instantText wraps an
    * expression of the statement that calls it, whose text is checked here.
    */
-  const NOT_SQL = new Set(['quote', 'qualified', 'statementName', 'positionKey', 'parseInstant', 'instantText', 'parseMigration']);
+  const NOT_SQL = new Set([
+    'quote',
+    'qualified',
+    'statementName',
+    'positionKey',
+    'parseInstant',
+    'instantText',
+    'parseMigration',
+    'tieSlack',
+    'userApplicationName',
+  ]);
 
   type Built = { readonly name: string; readonly text: (config: Config) => string };
 
