@@ -1,19 +1,22 @@
 /**
  * The runbook's log filters (docs/runbook.md: `kubectl logs ... | grep ...`) find what they look for
- * in a real worker's output: a worker on a database without the sessions table, which logs an error
- * and its schedules. Each filter is run as printed, by sh, on that output.
+ * in real log lines: a worker on a database without the sessions table, which logs an error and its
+ * schedules, and a purge that deletes nothing because an open transaction holds every expired row in
+ * a savepoint (a stalled run, logged by the batch engine the worker runs too). Each filter is run as
+ * printed, by sh, on that output.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { after, before, test } from 'node:test';
-import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
+import { createTestDatabase, holdRow, insertBulkSessions, releaseAll, type TestDatabase } from './helpers/database.ts';
 import { runCli } from './helpers/process.ts';
 
 const RUNBOOK = readFileSync(new URL('../docs/runbook.md', import.meta.url), 'utf8');
 const FILTERS = [...RUNBOOK.matchAll(/^kubectl .* logs .*? \| (grep .*)$/gm)].map((m) => m[1] ?? '');
 
 let db: TestDatabase;
+let held: TestDatabase;
 let output = '';
 before(async () => {
   db = await createTestDatabase();
@@ -22,9 +25,21 @@ before(async () => {
   await worker.waitFor('session-janitor worker started', 60_000);
   worker.child.kill('SIGTERM');
   output = (await worker.finished).stdout;
+
+  held = await createTestDatabase();
+  await insertBulkSessions(held.pool, 60, 50 / 60);
+  const holders = await holdRow(held.url, 0, 'savepoint');
+  try {
+    await holders[0]?.query('SELECT 1 FROM auth.refresh_session WHERE expires_at < now() FOR UPDATE');
+    // A one-shot command logs to stderr, the same JSON lines as the worker's stdout.
+    output += (await runCli(['purge-expired'], { DATABASE_URL: held.url, JANITOR_LOCK_TIMEOUT: '50ms' }).finished).stderr;
+  } finally {
+    await releaseAll(holders);
+  }
 });
 after(async () => {
   await db?.drop();
+  await held?.drop();
 });
 
 test('the runbook has log filters to check', () => {

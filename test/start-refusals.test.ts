@@ -40,7 +40,7 @@ describe('start refuses what it cannot fix, at once', { timeout: 120_000 }, () =
     const before = handles();
     await assert.rejects(
       startWorker(testConfig(db.url, { JANITOR_MIGRATE: 'false' }), log),
-      /pg-boss is not installed \(schema pgboss\): run `npx session-janitor migrate` \(JANITOR_MIGRATE=false forbids the worker to do it\)/,
+      /pg-boss is not installed in schema pgboss of sj_test_\w+: run `npx session-janitor migrate` \(JANITOR_MIGRATE=false forbids the worker to do it\)/,
     );
     // Closing a socket takes a few turns of the event loop; an idle connection left open would stay
     // for pg's idle timeout (10 s), which held the process after its one line.
