@@ -72,16 +72,24 @@ export class ManualRunRecord {
       'output' in result
         ? ['completed', result.output]
         : ['failed', { error: 'run_failed', message: safeErrorMessage(result.error), deleted: this.#deleted, batches: this.#batches }];
-    try {
-      await this.#ctx.pool.query({
-        ...finishManualRun(this.#ctx.config.pgbossSchema),
-        values: [this.#queue, this.#id, state, JSON.stringify(output), this.#deleted],
-      });
-    } catch (error) {
-      this.#ctx.log.warn(
-        { queue: this.#queue, jobId: this.#id, err: error },
-        'could not record the end of this run: its deletes up to the last batch recorded are counted; pg-boss fails the row once its heartbeat is stale',
-      );
+    // Twice: when the server ended the run's connections (the very failure being recorded), the
+    // first try may take an idle one the pool has not yet seen die; the pool then drops it, and the
+    // second try opens a new one.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.#ctx.pool.query({
+          ...finishManualRun(this.#ctx.config.pgbossSchema),
+          values: [this.#queue, this.#id, state, JSON.stringify(output), this.#deleted],
+        });
+        return;
+      } catch (error) {
+        if (attempt < 2) continue;
+        this.#ctx.log.warn(
+          { queue: this.#queue, jobId: this.#id, err: error },
+          'could not record the end of this run: its deletes up to the last batch recorded are counted; pg-boss fails the row once its heartbeat is stale',
+        );
+        return;
+      }
     }
   }
 
