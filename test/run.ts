@@ -10,8 +10,8 @@
  * A file listed below that needs the database fails loudly (SJ_TEST_ADMIN_URL is unset); a new file
  * not listed runs in the second lane, where everything works, only later.
  *
- * SJ_TEST_SLOTS: lane 2's parallel slots (default 2, this project's 2-core machines: a third
- * measured no faster and slower under load). With DATABASE_URL (one server for all) it is 1.
+ * SJ_TEST_SLOTS: lane 2's parallel slots (default 2, this project's 2-core machines). With
+ * DATABASE_URL (one server for all) it is 1.
  * Arguments are passed to every file's run (e.g. --test-name-pattern=...).
  */
 import { spawnSync } from 'node:child_process';
@@ -34,14 +34,20 @@ const DATABASE_FREE = new Set([
 
 /** Lane 2's slowest files (measured), started first; the order of the rest does not matter. */
 const SLOWEST_FIRST = [
-  'test/releases.test.ts',
-  'test/outage-logs.test.ts',
   'test/replicas.test.ts',
   'test/security.test.ts',
+  'test/outage-logs.test.ts',
+  'test/releases.test.ts',
   'test/dev-server.test.ts',
   'test/worker.test.ts',
-  'test/cli.test.ts',
+  'test/hints.test.ts',
+  'test/tasks/purge-expired.test.ts',
   'test/faults.test.ts',
+  'test/cli.test.ts',
+  'test/monitoring/prometheus.test.ts',
+  'test/revoke-queue.test.ts',
+  'test/plans.test.ts',
+  'test/command-forms.test.ts',
 ];
 
 const passed = process.argv.slice(2);
