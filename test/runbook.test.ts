@@ -1,7 +1,8 @@
 /**
  * Every command docs/runbook.md prints is run, as printed, against real output: each fenced block by
  * its language (sh, sql, promql, yaml; a block of another kind, or none, fails this test) and each
- * inline command (a code span that starts with kubectl, npx, node, curl, psql, SELECT or UPDATE).
+ * inline command (a code span that starts with kubectl, npx, node, curl, psql, SELECT or UPDATE, or a
+ * PromQL function applied to the worker's series).
  *
  * - sql: on a connection to a database with the schema, a worker's job history, a stalled purge, a
  *   dead-lettered invalid revocation and a row held in a savepoint; placeholders (`<pid>`,
@@ -46,6 +47,7 @@ interface Command {
 
 /** Commands printed but not run, and why. */
 const NOT_RUN = new Map<string, string>([
+  ['last_over_time(session_janitor:...:max[1d])', "a pattern of the alerts' expressions (`...` stands for each recording), not one to run"],
   [
     'psql "$DATABASE_URL"',
     'how to reach the database the SQL runs on; the test runs each SQL block on a connection of its own (psql is no dependency of the checkout)',
@@ -88,7 +90,15 @@ function printedCommands(): { commands: Command[]; untyped: string[] } {
   for (const match of prose.matchAll(/`([^`]+)`/g)) {
     const text = (match[1] ?? '').replace(/\s+/g, ' ').trim();
     const first = text.split(' ')[0] ?? '';
-    const kind: Kind | undefined = ['kubectl', 'npx', 'node', 'curl', 'psql'].includes(first) ? 'sh' : ['SELECT', 'UPDATE'].includes(first) ? 'sql' : undefined;
+    // An expression quoted from the rules starts with a function and names the worker's series.
+    const promql = /^[a-z_]+\(/.test(text) && /session_janitor|up\{/.test(text);
+    const kind: Kind | undefined = ['kubectl', 'npx', 'node', 'curl', 'psql'].includes(first)
+      ? 'sh'
+      : ['SELECT', 'UPDATE'].includes(first)
+        ? 'sql'
+        : promql
+          ? 'promql'
+          : undefined;
     if (kind !== undefined) commands.push({ kind, text, line: lineOf(match.index) });
   }
   return { commands: commands.sort((a, b) => a.line - b.line), untyped };
