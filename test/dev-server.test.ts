@@ -4,13 +4,20 @@
  * against the same server; a second worker joins it; Ctrl-C stops everything cleanly.
  */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { PgBoss } from 'pg-boss';
 import { freePort, runningServer } from '../src/db/embedded.ts';
+import { QUEUES } from '../src/queues.ts';
 import { runCli, type Running } from './helpers/process.ts';
 import { until } from './helpers/wait.ts';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
 /** A pino line at warn (40) or above: a clean start and stop prints none. */
 const WARNING_OR_ERROR = /"level":\s*(?:"(?:warn|error|fatal)"|[4-6]0)\b/;
@@ -119,6 +126,9 @@ describe('two replicas of `npm start`, the first killed', { timeout: 240_000 }, 
     env = { JANITOR_DATA_DIR: dataDir, JANITOR_DEMO_DATA: 'false', JANITOR_PURGE_CRON: '0 0 1 1 *' };
   });
   after(async () => {
+    // A test that failed may leave the server running: stop it (fast shutdown) before its folder goes.
+    const left = dataDir ? await runningServer(path.join(dataDir, 'postgres')) : undefined;
+    if (left) process.kill(left.pid, 'SIGINT');
     if (dataDir) await rm(dataDir, { recursive: true, force: true });
   });
 
@@ -146,17 +156,68 @@ describe('two replicas of `npm start`, the first killed', { timeout: 240_000 }, 
     assert.equal(await runningServer(databaseDir), undefined, 'the last replica to leave stops the server');
   });
 
-  test('a second Ctrl-C exits at once, and the server does not outlive the worker', async () => {
+  test('`npm start`, Ctrl-C twice while a revocation is still in flight: it exits at once, and the server does not outlive the worker', async () => {
     const databaseDir = path.join(dataDir, 'postgres');
-    const worker = runCli(['start'], { ...env, JANITOR_METRICS_PORT: String(await freePort()) }, { detached: true });
-    await worker.waitFor('session-janitor worker started', 120_000);
-    assert.ok(await runningServer(databaseDir));
-    process.kill(-(worker.child.pid ?? 0), 'SIGINT');
-    await worker.waitFor('signal received');
-    process.kill(-(worker.child.pid ?? 0), 'SIGINT');
-    const result = await worker.finished;
-    assert.equal(result.code, 1, worker.output());
-    assert.match(worker.output(), /second signal: exiting now/);
+    // `npm start` as typed in a terminal (npm, its sh, node: one process group, which Ctrl-C signals whole).
+    const npm = spawn('npm', ['start'], {
+      cwd: ROOT,
+      env: {
+        PATH: process.env.PATH ?? '',
+        HOME: process.env.HOME ?? tmpdir(),
+        ...env,
+        JANITOR_METRICS_PORT: String(await freePort()),
+        // The revocation below waits for its row this long, so the graceful stop is still waiting for it.
+        JANITOR_LOCK_TIMEOUT: '60s',
+        JANITOR_STATEMENT_TIMEOUT: '120s',
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
+    });
+    let output = '';
+    npm.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    npm.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    const exited = new Promise<number | null>((resolve) => npm.on('close', (code) => resolve(code)));
+    try {
+      await until('the worker to start', async () => output.includes('session-janitor worker started'), 120_000);
+      const url = (await runCli(['dev-url'], env).finished).stdout.trim();
+      // A session held by another transaction, and a revocation of its user that waits for it in the worker.
+      const held = new pg.Client({ connectionString: url });
+      held.on('error', () => undefined);
+      await held.connect();
+      const { rows: users } = await held.query<{ id: string }>(
+        `WITH u AS (INSERT INTO auth."user" (email) VALUES ('ctrl-c@example.invalid') RETURNING id)
+         INSERT INTO auth.refresh_session (user_id, expires_at) SELECT id, now() + interval '1 day' FROM u RETURNING user_id AS id`,
+      );
+      await held.query('BEGIN');
+      await held.query('SELECT 1 FROM auth.refresh_session WHERE user_id = $1 FOR UPDATE', [users[0]?.id]);
+      const boss = new PgBoss(url);
+      await boss.start();
+      await boss.send(QUEUES.revoke, { userId: Number(users[0]?.id), reason: 'password-changed' });
+      await boss.stop({ graceful: false });
+      await until(
+        'the revocation to wait for the held row',
+        async () => {
+          // In a transaction pg_stat_activity is read once (a snapshot): clear it to see new backends.
+          await held.query('SELECT pg_stat_clear_snapshot()');
+          const { rows } = await held.query('SELECT 1 FROM pg_stat_activity WHERE pg_backend_pid() = ANY(pg_blocking_pids(pid))');
+          return rows.length > 0;
+        },
+        60_000,
+      ).catch(async (error: unknown) => {
+        const { rows: jobs } = await held.query(
+          "SELECT name, state, start_after, created_on, now() AS now FROM pgboss.job WHERE name LIKE 'refresh-session.%'",
+        );
+        assert.fail(`${String(error)}\n${JSON.stringify(jobs)}\n${output}`);
+      });
+      process.kill(-(npm.pid ?? 0), 'SIGINT');
+      await until('the first signal to be taken', async () => output.includes('finishing the batch in flight'));
+      process.kill(-(npm.pid ?? 0), 'SIGINT');
+      await exited;
+      await held.end().catch(() => undefined);
+    } finally {
+      if (npm.exitCode === null && npm.signalCode === null && npm.pid !== undefined) process.kill(-npm.pid, 'SIGKILL');
+    }
+    assert.match(output, /second signal: exiting now/);
     await until('the server to stop', async () => (await runningServer(databaseDir)) === undefined, 30_000);
     const url = await runCli(['dev-url'], env).finished;
     assert.equal(url.code, 1);
