@@ -37,7 +37,7 @@ const pool = createPool({
   lockTimeoutMs: config.lockTimeoutMs,
   applicationName: 'sj-bench-purge',
 });
-const ctx: TaskContext = { pool, config, metrics: createMetrics(), log: createLogger('silent') };
+const ctx: TaskContext = { pool, config, metrics: createMetrics(config), log: createLogger('silent') };
 
 type Task = (ctx: TaskContext, options: RunOptions, request: unknown) => Promise<RunOutput>;
 function selectTask(name: string): Task {

@@ -8,7 +8,7 @@
 import cron from 'node-cron';
 import type pg from 'pg';
 import type { PgBoss } from 'pg-boss';
-import type { Config } from './config.ts';
+import { tableLabel, type Config } from './config.ts';
 import { queueDepths, readExpiredBacklog } from './cluster-state.ts';
 import { lastCompleted } from './db/sql/gauges.ts';
 import { claimManualRuns } from './db/sql/manual-runs.ts';
@@ -16,7 +16,7 @@ import type { Logger } from './logger.ts';
 import type { Metrics } from './metrics.ts';
 import { isConnectionError } from './db/errors.ts';
 import type { OutageLog } from './outage-log.ts';
-import { ALL_QUEUES, SCHEDULED_TASKS } from './queues.ts';
+import { allQueues, scheduledTasks } from './queues.ts';
 
 export interface GaugeSources {
   readonly pool: pg.Pool;
@@ -42,8 +42,8 @@ export async function refreshBacklog({ pool, config, metrics }: Pick<GaugeSource
 }
 
 /** pg-boss's cached queue counts (its monitor refreshes them about once a minute): cheap, a little stale. */
-export async function refreshQueues({ boss, metrics }: GaugeSources): Promise<void> {
-  for (const counts of await boss.getQueues([...ALL_QUEUES])) {
+export async function refreshQueues({ boss, config, metrics }: GaugeSources): Promise<void> {
+  for (const counts of await boss.getQueues([...allQueues(config)])) {
     const { queue, ...states } = queueDepths(counts);
     for (const [state, jobs] of Object.entries(states)) metrics.queueJobs.set({ queue, state }, jobs);
   }
@@ -52,9 +52,9 @@ export async function refreshQueues({ boss, metrics }: GaugeSources): Promise<vo
 export async function refreshLastSuccess({ pool, config, metrics }: GaugeSources): Promise<void> {
   const { rows } = await pool.query<{ name: string; completed_at: number }>({
     ...lastCompleted(config.pgbossSchema),
-    values: [SCHEDULED_TASKS.map((t) => t.queue)],
+    values: [scheduledTasks(config).map((t) => t.queue)],
   });
-  for (const { task, queue } of SCHEDULED_TASKS) {
+  for (const { task, queue } of scheduledTasks(config)) {
     const row = rows.find((r) => r.name === queue);
     if (row !== undefined) metrics.lastSuccess.set({ task }, row.completed_at);
   }
@@ -67,12 +67,13 @@ export async function refreshLastSuccess({ pool, config, metrics }: GaugeSources
 export async function countManualRuns({ pool, config, metrics }: GaugeSources, log: Logger): Promise<void> {
   const { rows } = await pool.query<{ name: string; deleted: number }>({
     ...claimManualRuns(config.pgbossSchema),
-    values: [SCHEDULED_TASKS.map((t) => t.queue)],
+    values: [scheduledTasks(config).map((t) => t.queue)],
   });
   for (const { name, deleted } of rows) {
-    const task = SCHEDULED_TASKS.find((t) => t.queue === name);
+    const task = scheduledTasks(config).find((t) => t.queue === name);
     if (task === undefined) continue;
-    metrics.sessionsDeleted.inc({ reason: task.reason }, deleted);
+    if (task.table === undefined) metrics.sessionsDeleted.inc({ reason: task.reason }, deleted);
+    metrics.rowsDeleted.inc({ table: task.table?.label ?? tableLabel(config.sessionTable), reason: task.reason }, deleted);
     log.info({ queue: name, deleted }, 'counted a manual run recorded in the job history');
   }
 }

@@ -559,6 +559,8 @@ describe('SQL text is built from validated identifiers only', () => {
     'parseMigration',
     'tieSlack',
     'userApplicationName',
+    'sessionTarget',
+    'asTarget',
   ]);
 
   type Built = { readonly name: string; readonly text: (config: Config) => string };
