@@ -9,7 +9,7 @@ import cron from 'node-cron';
 import type pg from 'pg';
 import type { PgBoss } from 'pg-boss';
 import { tableLabel, type Config } from './config.ts';
-import { queueDepths, readExpiredBacklog } from './cluster-state.ts';
+import { queueDepths, readExpiredBacklog, readTableBacklog } from './cluster-state.ts';
 import { lastCompleted } from './db/sql/gauges.ts';
 import { claimManualRuns } from './db/sql/manual-runs.ts';
 import type { Logger } from './logger.ts';
@@ -39,6 +39,21 @@ export async function refreshBacklog({ pool, config, metrics }: Pick<GaugeSource
   const backlog = await readExpiredBacklog(pool, config);
   metrics.expiredBacklogSessions.set(backlog.sessions);
   metrics.expiredBacklogOldest.set(backlog.oldestWaitingSeconds);
+  metrics.tableBacklogRows.set({ table: tableLabel(config.sessionTable) }, backlog.sessions);
+  metrics.tableBacklogOldest.set({ table: tableLabel(config.sessionTable) }, backlog.oldestWaitingSeconds);
+}
+
+/**
+ * The backlog of each table of JANITOR_PURGE_TABLES. A table the worker cannot use keeps its last
+ * values (readiness and its failing runs say why); the others are read all the same.
+ */
+export async function refreshTableBacklogs({ pool, config, metrics }: Pick<GaugeSources, 'pool' | 'config' | 'metrics'>): Promise<void> {
+  for (const table of config.purgeTables) {
+    const { backlog } = await readTableBacklog(pool, config, table);
+    if (backlog === null) continue;
+    metrics.tableBacklogRows.set({ table: table.label }, backlog.sessions);
+    metrics.tableBacklogOldest.set({ table: table.label }, backlog.oldestWaitingSeconds);
+  }
 }
 
 /** pg-boss's cached queue counts (its monitor refreshes them about once a minute): cheap, a little stale. */
@@ -81,7 +96,7 @@ export async function countManualRuns({ pool, config, metrics }: GaugeSources, l
 export async function refreshGauges(sources: GaugeSources, log: Logger): Promise<void> {
   const backlog = sources.noSessionTable?.() ? Promise.resolve() : refreshBacklog(sources);
   const manualRuns = sources.scraped?.() ? countManualRuns(sources, log) : Promise.resolve();
-  const results = await Promise.allSettled([backlog, refreshQueues(sources), refreshLastSuccess(sources), manualRuns]);
+  const results = await Promise.allSettled([backlog, refreshTableBacklogs(sources), refreshQueues(sources), refreshLastSuccess(sources), manualRuns]);
   for (const result of results) {
     if (result.status === 'rejected') {
       sources.metrics.errors.inc({ kind: 'gauge-refresh' });
