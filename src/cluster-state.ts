@@ -11,7 +11,7 @@ import { loadReapPosition, type ReapPosition } from './db/reap-position.ts';
 import { expiredBacklog } from './db/sql/gauges.ts';
 import { latestJob } from './db/sql/status.ts';
 import { parseInstant } from './db/sql/timestamps.ts';
-import { allQueues, purgeTableTask } from './queues.ts';
+import { allQueues, PURGE_TABLE_QUEUE_PREFIX, purgeTableTask } from './queues.ts';
 
 export interface QueueDepths {
   readonly queue: string;
@@ -98,7 +98,11 @@ export async function readTableBacklog(
 export async function readClusterState(boss: PgBoss, pool: pg.Pool, config: Config): Promise<ClusterState> {
   const queues: QueueDepths[] = [];
   for (const name of allQueues(config)) {
-    const [stats] = await boss.getQueueStats(name, { force: true });
+    // An extra table's queue exists once a worker or `migrate` has run with it configured.
+    const [stats] = await boss.getQueueStats(name, { force: true }).catch((error: unknown) => {
+      if (name.startsWith(PURGE_TABLE_QUEUE_PREFIX)) return [];
+      throw error;
+    });
     queues.push(queueDepths(stats ?? { name, queuedCount: 0, deferredCount: 0, activeCount: 0, failedCount: 0 }));
   }
 

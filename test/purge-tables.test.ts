@@ -22,8 +22,9 @@ import { ConfigError, loadConfig } from '../src/config.ts';
 import { createBoss } from '../src/boss.ts';
 import { checkPurgeTable } from '../src/db/purge-tables.ts';
 import { purgeTableTask, QUEUES } from '../src/queues.ts';
+import { purgeTable } from '../src/tasks/purge-expired.ts';
 import { startWorker, type Worker } from '../src/worker.ts';
-import { silentLogger, testConfig, useTestDatabase } from './helpers/database.ts';
+import { silentLogger, taskContext, testConfig, useTestDatabase } from './helpers/database.ts';
 import { runCli } from './helpers/process.ts';
 import { startPrometheus, type Prometheus } from './helpers/prometheus.ts';
 import { until } from './helpers/wait.ts';
@@ -177,6 +178,70 @@ describe('JANITOR_PURGE_TABLES: what the catalog refuses', () => {
       rows.map((r) => r.id),
       ['2'],
     );
+  });
+});
+
+describe('JANITOR_PURGE_TABLES: a held row of a uuid-keyed table', () => {
+  const db = useTestDatabase();
+
+  test('a row held in a savepoint never stalls the run; the next run purges it; --dry-run and status count per table', { timeout: 60_000 }, async () => {
+    await db.pool.query(EXTRA_DDL);
+    await db.pool.query(`INSERT INTO auth.one_time_token (user_id, token_hash, expires_at)
+      SELECT g, md5(g::text), CASE WHEN g <= 500 THEN now() - interval '1 hour' ELSE now() + interval '1 day' END FROM generate_series(1, 600) g`);
+    const { rows: held } = await db.pool.query<{ id: string }>('SELECT id::text FROM auth.one_time_token WHERE user_id = 250');
+    const heldId = held[0]?.id;
+    assert.ok(heldId);
+    const holder = new pg.Client({ connectionString: db.url });
+    await holder.connect();
+    await holder.query('BEGIN');
+    await holder.query('SAVEPOINT s');
+    await holder.query('SELECT 1 FROM auth.one_time_token WHERE id = $1 FOR UPDATE', [heldId]);
+    const config = testConfig(db.url, {
+      [ENV]: 'auth.one_time_token:expires_at',
+      JANITOR_BATCH_SIZE: '100',
+      JANITOR_BATCH_MIN_SIZE: '100',
+      JANITOR_LOCK_TIMEOUT: '50ms',
+    });
+    const [table] = config.purgeTables;
+    assert.ok(table);
+    const ctx = taskContext(config, 4);
+    try {
+      assert.equal((await purgeTable(ctx, table, { dryRun: true })).wouldDelete, 500);
+      const first = await purgeTable(ctx, table);
+      assert.equal(first.stoppedBy, 'drained');
+      assert.equal(first.deleted, 499, 'every expired row but the held one');
+      await holder.query('ROLLBACK');
+      const second = await purgeTable(ctx, table);
+      assert.equal(second.deleted, 1);
+      const { rows } = await db.pool.query<{ n: number; expired: number }>(
+        'SELECT count(*)::int AS n, count(*) FILTER (WHERE expires_at < now())::int AS expired FROM auth.one_time_token',
+      );
+      assert.deepEqual(rows[0], { n: 100, expired: 0 });
+      const counted = (await ctx.metrics.rowsDeleted.get()).values.find((v) => v.labels.table === 'auth.one_time_token' && v.labels.reason === 'expired');
+      assert.equal(counted?.value, 500);
+    } finally {
+      await holder.end().catch(() => undefined);
+      await ctx.pool.end();
+    }
+
+    await db.pool.query(
+      `INSERT INTO auth.one_time_token (user_id, token_hash, expires_at) VALUES (1, 'a', now() - interval '2 hours'), (2, 'b', now() - interval '3 hours')`,
+    );
+    const env = { DATABASE_URL: db.url, [ENV]: 'auth.one_time_token:expires_at,auth.flow_state:expires_at', LOG_LEVEL: 'warn' };
+    const status = await runCli(['status', '--json'], env).finished;
+    assert.equal(status.code, 0, status.stderr);
+    const tables = (
+      JSON.parse(status.stdout) as { tables: Array<{ table: string; backlog: { rows: number; oldestWaitingSeconds: number } | null; problems: string[] }> }
+    ).tables;
+    assert.deepEqual(
+      tables.map((t) => [t.table, t.backlog?.rows ?? null, t.problems.length]),
+      [
+        ['auth.one_time_token', 2, 0],
+        ['auth.flow_state', null, 1],
+      ],
+    );
+    assert.ok((tables[0]?.backlog?.oldestWaitingSeconds ?? 0) >= 3 * 3600 - 60);
+    assert.match(tables[1]?.problems[0] ?? '', /auth\.flow_state has no column expires_at/);
   });
 });
 

@@ -22,6 +22,7 @@ import { checkPurgeTable } from '../db/purge-tables.ts';
 import { sessionTarget, type PurgeTarget } from '../db/sql/purge-target.ts';
 import type { Statement } from '../db/sql/identifiers.ts';
 import {
+  anyPurgeable,
   countPurgeable,
   FIRST_TID,
   purgeBatch,
@@ -103,6 +104,12 @@ export async function purgeTable(
   deps: PurgeDeps = {},
 ): Promise<RunOutput & { wouldDelete?: number }> {
   const target = await purgeTableTarget(ctx, table);
+  // Nothing to purge (the usual tick of a small table): no brakes, no lane, nothing the sessions
+  // table's purge at the same tick would feel (bench case E).
+  if (!options.dryRun) {
+    const { rows } = await ctx.pool.query<{ found: boolean }>({ ...anyPurgeable(target), values: [table.graceSeconds] });
+    if (rows[0]?.found !== true) return { deleted: 0, batches: 0, stoppedBy: 'drained' };
+  }
   return purge(ctx, { task: purgeTableTask(table).task, target, graceSeconds: table.graceSeconds, lanes: 1 }, options, deps);
 }
 

@@ -250,3 +250,15 @@ export function countPurgeable(target: Target): Statement {
     text: `SELECT count(*)::bigint AS n FROM ${q} WHERE ${e} < now() - make_interval(secs => $1::float8)`,
   };
 }
+
+/**
+ * Whether any row is purgeable ($1 grace in seconds): one probe of the expiry index. An extra table
+ * with none ends its run here, before its brakes (the latency guard's baseline probes) and its lane.
+ */
+export function anyPurgeable(target: Target): Statement {
+  const { table, q, e } = parts(target);
+  return {
+    name: statementName('purge_any', table),
+    text: `SELECT EXISTS (SELECT 1 FROM ${q} WHERE ${e} < now() - make_interval(secs => $1::float8)) AS found`,
+  };
+}
