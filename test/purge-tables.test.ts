@@ -115,7 +115,13 @@ describe('JANITOR_PURGE_TABLES: what the catalog refuses', () => {
       CREATE INDEX ON auth.t_nokey (expires_at);
       CREATE TABLE auth.t_twokeys (a bigint, b bigint, expires_at timestamptz NOT NULL, PRIMARY KEY (a, b));
       CREATE INDEX ON auth.t_twokeys (expires_at);
-      CREATE VIEW auth.t_view AS SELECT * FROM auth.t_ok;`);
+      CREATE VIEW auth.t_view AS SELECT * FROM auth.t_ok;
+      CREATE TABLE auth.t_precise (id text PRIMARY KEY, expires_at timestamptz(3) NOT NULL);
+      CREATE INDEX ON auth.t_precise (expires_at);`);
+    // A timestamptz of any precision, a text key: usable.
+    const [precise] = testConfig(db.url, { [ENV]: 'auth.t_precise:expires_at' }).purgeTables;
+    assert.ok(precise);
+    assert.deepEqual((await checkPurgeTable(db.pool, precise)).problems, []);
     const cases: Array<[string, RegExp]> = [
       ['auth.t_missing:expires_at', /table auth\.t_missing does not exist/],
       ['auth.t_ok:gone_at', /auth\.t_ok has no column gone_at/],

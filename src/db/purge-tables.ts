@@ -20,7 +20,7 @@ export function purgeTableProblems(t: PurgeTable, row: PurgeTableCatalogRow | un
   if (row.relkind !== 'r' && row.relkind !== 'p') return [line(`${t.label} is not a table (relkind ${row.relkind ?? 'unknown'})`)];
   const problems: string[] = [];
   if (row.expiry_type === null) problems.push(line(`${t.label} has no column ${t.expiryColumn}`));
-  else if (row.expiry_type !== 'timestamp with time zone') problems.push(line(`column ${t.label}.${t.expiryColumn} is ${row.expiry_type}, not timestamptz`));
+  else if (!row.expiry_timestamptz) problems.push(line(`column ${t.label}.${t.expiryColumn} is ${row.expiry_type}, not timestamptz`));
   else if (!row.indexed)
     problems.push(line(`no btree index of ${t.label} has ${t.expiryColumn} as its first column: CREATE INDEX CONCURRENTLY ON ${t.label} (${t.expiryColumn})`));
   if (row.key_columns.length === 0) problems.push(line(`${t.label} has no primary key: the purge needs a single-column one`));

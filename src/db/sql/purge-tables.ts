@@ -16,6 +16,8 @@ export interface PurgeTableCatalogRow {
   readonly can_delete: boolean;
   /** null: no such column. */
   readonly expiry_type: string | null;
+  /** The column is a timestamptz, whatever its precision (timestamptz(3) is one too). */
+  readonly expiry_timestamptz: boolean;
   readonly indexed: boolean;
   readonly key_columns: string[];
   /** current_user: the role the grants are missing for. */
@@ -30,6 +32,9 @@ export const purgeTableCatalog: Statement = {
        t IS NOT NULL AND has_table_privilege(t, 'DELETE') AS can_delete,
        (SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
          WHERE a.attrelid = t AND a.attname = $3::text AND a.attnum > 0 AND NOT a.attisdropped) AS expiry_type,
+       EXISTS (SELECT 1 FROM pg_attribute a
+                WHERE a.attrelid = t AND a.attname = $3::text AND a.attnum > 0 AND NOT a.attisdropped
+                  AND a.atttypid = 'timestamptz'::regtype) AS expiry_timestamptz,
        EXISTS (SELECT 1 FROM pg_index i
                  JOIN pg_class ic ON ic.oid = i.indexrelid
                  JOIN pg_am am ON am.oid = ic.relam
