@@ -260,13 +260,14 @@ interface JobRow {
 }
 
 describe('three replicas purge the sessions table and two extra tables', () => {
-  const db = useTestDatabase();
   const workers: Worker[] = [];
   let prometheus: Prometheus | undefined;
+  // Registered before the database's own hooks: the workers stop before it is dropped.
   after(async () => {
     await prometheus?.stop();
     await Promise.allSettled(workers.map((w) => w.stop()));
   });
+  const db = useTestDatabase();
 
   test('exact rows left in each, one run per table and period, exact counters per table in Prometheus, the dashboard row', { timeout: 120_000 }, async () => {
     await db.pool.query(EXTRA_DDL);
