@@ -20,8 +20,8 @@
  * The others test the worker's Node side (config, CLI, HTTP, logs, metrics, images, monitoring) or
  * pg-boss's queue API over the same tables; they gain nothing from a second major but minutes.
  */
-import { spawn } from 'node:child_process';
 import { EMBEDDED_MAJORS } from '../src/db/embedded.ts';
+import { runInParallel, summary } from './setup/parallel.ts';
 
 const SUITES = [
   'test/plans.test.ts',
@@ -38,24 +38,18 @@ const SUITES = [
 
 const asked = process.argv.slice(2);
 const majors = asked.length > 0 ? asked : EMBEDDED_MAJORS.map(String);
-// Each major needs its own server: a DATABASE_URL would be one server for all of them.
-const { DATABASE_URL: _ignored, ...env } = process.env;
+// Each major needs its own server: a DATABASE_URL would be one server for all of them. Two majors
+// run at once (SJ_TEST_SLOTS, as npm test's lane 2), each on its own server.
+const { DATABASE_URL: _ignored, SJ_TEST_SLOTS: slotsSetting, ...env } = process.env;
+const slots = Number(slotsSetting ?? 2);
 
-const results: string[] = [];
-let failed = false;
 const started = performance.now();
-for (const major of majors) {
-  const t0 = performance.now();
-  const code = await new Promise<number | null>((resolve, reject) => {
-    const child = spawn(process.execPath, ['--test', '--test-global-setup=test/setup/global.ts', '--test-concurrency=1', ...SUITES], {
-      env: { ...env, SJ_TEST_PG: major },
-      stdio: 'inherit',
-    });
-    child.once('error', reject);
-    child.once('close', resolve);
-  });
-  failed ||= code !== 0;
-  results.push(`PostgreSQL ${major}: ${code === 0 ? 'pass' : `FAIL (exit ${code})`} in ${Math.round((performance.now() - t0) / 1000)} s`);
-}
-process.stdout.write(`\ntest:matrix (${SUITES.length} suites a major)\n${results.join('\n')}\nin all ${Math.round((performance.now() - started) / 1000)} s\n`);
-process.exit(failed ? 1 : 0);
+const jobs = majors.map((major) => ({
+  title: `PostgreSQL ${major}`,
+  args: ['--test', '--test-global-setup=test/setup/global.ts', '--test-concurrency=1', '--test-reporter=spec', ...SUITES],
+  env: { ...env, SJ_TEST_PG: major },
+}));
+const results = await runInParallel(jobs, slots, () => ({}));
+const lines = results.map((result) => `${result.title}: ${result.passed ? 'pass' : 'FAIL'} in ${Math.round(result.seconds)} s`);
+process.stdout.write(`\ntest:matrix (${SUITES.length} suites a major)\n${lines.join('\n')}\n${summary(results, (performance.now() - started) / 1000)}\n`);
+process.exitCode = results.every((result) => result.passed) ? 0 : 1;

@@ -2,14 +2,22 @@
  * `npm test`'s runner, in two lanes:
  * 1. the database-free files (configuration, manifests, rules, pure logic), two at a time and without
  *    a PostgreSQL, so that a mistake there fails the run in seconds;
- * 2. every other file, one at a time, beside the one PostgreSQL of test/setup/global.ts.
+ * 2. every other file, a process each, SLOTS at a time, each slot with a PostgreSQL server of its own
+ *    (prepared by test/setup/global.ts's prepareTestServer, template included). Own servers, not one
+ *    shared: the guard's and the throttle's readings (WAL, commits, vacuum) are the server's, and a
+ *    neighbour's writes would move them. The slowest files start first so that none is left alone
+ *    at the end; each file's output is printed whole when it ends.
  * A file listed below that needs the database fails loudly (SJ_TEST_ADMIN_URL is unset); a new file
  * not listed runs in the second lane, where everything works, only later.
  *
- * Arguments are passed to both lanes (e.g. --test-name-pattern=...).
+ * SJ_TEST_SLOTS: lane 2's parallel slots (default 2, this project's 2-core machines). With
+ * DATABASE_URL (one server for all) it is 1.
+ * Arguments are passed to every file's run (e.g. --test-name-pattern=...).
  */
 import { spawnSync } from 'node:child_process';
 import { glob } from 'node:fs/promises';
+import { oneLine, prepareTestServer, type TestServer } from './setup/global.ts';
+import { runInParallel, summary } from './setup/parallel.ts';
 
 const DATABASE_FREE = new Set([
   'test/config.test.ts',
@@ -24,28 +32,61 @@ const DATABASE_FREE = new Set([
   'test/tasks/batching.test.ts',
 ]);
 
+/** Lane 2's slowest files (measured), started first; the order of the rest does not matter. */
+const SLOWEST_FIRST = [
+  'test/replicas.test.ts',
+  'test/security.test.ts',
+  'test/outage-logs.test.ts',
+  'test/releases.test.ts',
+  'test/dev-server.test.ts',
+  'test/worker.test.ts',
+  'test/hints.test.ts',
+  'test/tasks/purge-expired.test.ts',
+  'test/faults.test.ts',
+  'test/cli.test.ts',
+  'test/monitoring/prometheus.test.ts',
+  'test/revoke-queue.test.ts',
+  'test/plans.test.ts',
+  'test/command-forms.test.ts',
+];
+
+const passed = process.argv.slice(2);
+const reporter = passed.some((arg) => arg.startsWith('--test-reporter')) ? [] : ['--test-reporter=spec'];
+const { DATABASE_URL: databaseUrl, SJ_TEST_PG: major, SJ_TEST_SLOTS: slotsSetting, ...env } = process.env;
+const slots = databaseUrl ? 1 : Number(slotsSetting ?? 2);
+if (!Number.isInteger(slots) || slots < 1) await oneLine(() => Promise.reject(new Error(`SJ_TEST_SLOTS=${slotsSetting}: a whole number of 1 or more`)));
+
 const files: string[] = [];
 for await (const file of glob('test/**/*.test.ts')) files.push(file);
 files.sort();
+const rank = (file: string): number => (SLOWEST_FIRST.includes(file) ? SLOWEST_FIRST.indexOf(file) : SLOWEST_FIRST.length);
+const databaseFiles = files.filter((file) => !DATABASE_FREE.has(file)).sort((a, b) => rank(a) - rank(b));
 
-/** One lane: node's test runner on these files; whether every test passed. */
-function lane(title: string, options: readonly string[], laneFiles: readonly string[]): boolean {
-  process.stdout.write(`\n# ${title} (${laneFiles.length} files)\n`);
-  const result = spawnSync(process.execPath, ['--test', ...options, ...process.argv.slice(2), ...laneFiles], { stdio: 'inherit' });
-  return result.status === 0;
+// The servers start while lane 1 runs.
+const servers = Promise.all(Array.from({ length: slots }, () => prepareTestServer(databaseUrl, major)));
+servers.catch(() => undefined);
+
+process.stdout.write(`\n# lane 1: the database-free files (${DATABASE_FREE.size} files)\n`);
+const lane1 = spawnSync(process.execPath, ['--test', '--test-concurrency=2', ...passed, ...files.filter((file) => DATABASE_FREE.has(file))], {
+  stdio: 'inherit',
+});
+const ready: TestServer[] = await oneLine(() => servers);
+// Ctrl-C reaches the files' processes too (one process group); the servers are this process's to stop.
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => void Promise.all(ready.map((server) => server.stop())).finally(() => process.exit(130)));
 }
-
-const fast = lane(
-  'lane 1: the database-free files',
-  ['--test-concurrency=2'],
-  [...DATABASE_FREE].filter((f) => files.includes(f)),
-);
-if (!fast) process.stdout.write('\nlane 1 failed: lane 2 (the files that use PostgreSQL) was not run\n');
-const slow =
-  fast &&
-  lane(
-    'lane 2: the files that use PostgreSQL',
-    ['--test-global-setup=test/setup/global.ts', '--test-concurrency=1'],
-    files.filter((f) => !DATABASE_FREE.has(f)),
-  );
-process.exitCode = fast && slow ? 0 : 1;
+try {
+  if (lane1.status !== 0) {
+    process.stdout.write('\nlane 1 failed: lane 2 (the files that use PostgreSQL) was not run\n');
+    process.exitCode = 1;
+  } else {
+    process.stdout.write(`\n# lane 2: the files that use PostgreSQL (${databaseFiles.length} files, ${slots} at a time, a server each)\n`);
+    const started = performance.now();
+    const jobs = databaseFiles.map((file) => ({ title: file, args: ['--test', '--test-concurrency=1', ...reporter, ...passed, file], env }));
+    const results = await runInParallel(jobs, slots, (slot) => ({ SJ_TEST_ADMIN_URL: ready[slot]?.adminUrl }));
+    process.stdout.write(`\n# lane 2: ${summary(results, (performance.now() - started) / 1000)}\n`);
+    process.exitCode = results.every((result) => result.passed) ? 0 : 1;
+  }
+} finally {
+  await Promise.all(ready.map((server) => server.stop()));
+}

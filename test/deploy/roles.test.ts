@@ -20,7 +20,7 @@ import { SQLSTATE, sqlState } from '../../src/db/errors.ts';
 import { createLogger } from '../../src/logger.ts';
 import { startWorker, type Worker } from '../../src/worker.ts';
 import { QUEUES } from '../../src/queues.ts';
-import { databaseUrl, insertSessions, silentLogger, testConfig } from '../helpers/database.ts';
+import { closePool, databaseUrl, insertSessions, silentLogger, testConfig } from '../helpers/database.ts';
 import { runCli } from '../helpers/process.ts';
 import { until } from '../helpers/wait.ts';
 
@@ -116,8 +116,8 @@ describe('sql/roles.sql: least privilege, on a fresh database', { timeout: 120_0
   after(async () => {
     await worker?.stop();
     for (const client of clients) await client.end().catch(() => {});
-    for (const pool of pools) await pool.end();
-    await superuser?.end();
+    for (const pool of pools) await closePool(pool);
+    if (superuser) await closePool(superuser);
     const admin = new pg.Client({ connectionString: adminUrl() });
     await admin.connect();
     try {

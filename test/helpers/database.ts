@@ -69,13 +69,34 @@ export async function createTestDatabase(): Promise<TestDatabase> {
     url,
     pool,
     drop: async () => {
-      await pool.end();
+      await closePool(pool);
       const client = new pg.Client({ connectionString: adminUrl() });
       await client.connect();
       await client.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
       await client.end();
     },
   };
+}
+
+/**
+ * Ends a pool once its connections have closed. pool.end() resolves when it has asked its idle
+ * connections to close, not when they have: a DROP DATABASE ... WITH (FORCE) right after it may end
+ * a backend still closing, whose FATAL the pool re-emits as 'error', an uncaught exception without
+ * a listener ("terminating connection due to administrator command ... after the test ended", seen
+ * in full runs under load).
+ */
+export async function closePool(pool: pg.Pool): Promise<void> {
+  pool.on('error', () => undefined);
+  const open = pool.totalCount;
+  let removed = 0;
+  const closed = new Promise<void>((resolve) => {
+    if (open === 0) resolve();
+    pool.on('remove', () => {
+      if (++removed >= open) resolve();
+    });
+  });
+  await pool.end();
+  await closed;
 }
 
 /**
