@@ -1,7 +1,7 @@
 /**
  * The runbook's log filters (docs/runbook.md: `kubectl logs ... | grep ...`) find what they look for
- * in real log lines: a worker on a database without the sessions table, which logs an error and its
- * schedules, and a purge that deletes nothing because an open transaction holds every expired row in
+ * in real log lines: a worker on a database without the sessions table (nor the extra table it is
+ * configured with), which logs an error for each and its schedules, and a purge that deletes nothing because an open transaction holds every expired row in
  * a savepoint (a stalled run, logged by the batch engine the worker runs too). Each filter is run as
  * printed, by sh, on that output.
  */
@@ -21,7 +21,13 @@ let output = '';
 before(async () => {
   db = await createTestDatabase();
   await db.pool.query('ALTER TABLE auth.refresh_session RENAME TO refresh_session_elsewhere');
-  const worker = runCli(['start'], { DATABASE_URL: db.url, JANITOR_METRICS_PORT: '0', JANITOR_METRICS_HOST: '127.0.0.1' });
+  // An extra table that is not there either: the line its runbook section greps for.
+  const worker = runCli(['start'], {
+    DATABASE_URL: db.url,
+    JANITOR_METRICS_PORT: '0',
+    JANITOR_METRICS_HOST: '127.0.0.1',
+    JANITOR_PURGE_TABLES: 'auth.one_time_token:expires_at',
+  });
   await worker.waitFor('session-janitor worker started', 60_000);
   worker.child.kill('SIGTERM');
   output = (await worker.finished).stdout;
