@@ -19,7 +19,7 @@ import type { TaskContext } from '../src/tasks/context.ts';
 import { HeldBack } from '../src/tasks/held-back.ts';
 import { ACTIVITY_SPAN_MS } from '../src/tasks/latency-guard.ts';
 import { primeActivity } from '../src/tasks/latency-probe.ts';
-import { purgeExpired } from '../src/tasks/purge-expired.ts';
+import { purgeExpired, purgeTable } from '../src/tasks/purge-expired.ts';
 import { reapIdle } from '../src/tasks/reap-idle.ts';
 import { revoke } from '../src/tasks/revoke.ts';
 import type { RevokeRequest } from '../src/revoke-request.ts';
@@ -28,19 +28,43 @@ import type { ChildResult, ParentMessage } from './protocol.ts';
 const url = process.env.SJ_BENCH_URL;
 if (url === undefined || process.send === undefined) throw new Error('purge-child.ts is forked by the benchmark with SJ_BENCH_URL');
 
-const config = loadConfig({ ...process.env, DATABASE_URL: url, LOG_LEVEL: 'silent', JANITOR_METRICS_PORT: '0' });
+// SJ_BENCH_EXTRA_TABLES=n (case E): n empty tables of JANITOR_PURGE_TABLES, each purged beside the
+// sessions table's purge, all started at once as a worker's tick starts them.
+const extraTables = Number(process.env.SJ_BENCH_EXTRA_TABLES ?? 0);
+const extraEntries = Array.from({ length: extraTables }, (_, i) => `bench_extra.t${i + 1}:expires_at`).join(',');
+const config = loadConfig({
+  ...process.env,
+  DATABASE_URL: url,
+  LOG_LEVEL: 'silent',
+  JANITOR_METRICS_PORT: '0',
+  ...(extraTables > 0 ? { JANITOR_PURGE_TABLES: extraEntries } : {}),
+});
 const pool = createPool({
   connectionString: url,
   // A connection per lane, one for the task's own statements, one for the latency guard's probe (as the worker's pool).
-  max: config.purgeConcurrency + 3,
+  // Each extra table: its lane and its guard's probe.
+  max: config.purgeConcurrency + 3 + 2 * extraTables,
   statementTimeoutMs: config.statementTimeoutMs,
   lockTimeoutMs: config.lockTimeoutMs,
   applicationName: 'sj-bench-purge',
 });
-const ctx: TaskContext = { pool, config, metrics: createMetrics(), log: createLogger('silent') };
+const ctx: TaskContext = { pool, config, metrics: createMetrics(config), log: createLogger('silent') };
+
+for (let i = 1; i <= extraTables; i += 1) {
+  await pool.query(`CREATE SCHEMA IF NOT EXISTS bench_extra;
+    CREATE TABLE IF NOT EXISTS bench_extra.t${i} (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, expires_at timestamptz NOT NULL);
+    CREATE INDEX IF NOT EXISTS t${i}_expires_at_idx ON bench_extra.t${i} (expires_at)`);
+}
 
 type Task = (ctx: TaskContext, options: RunOptions, request: unknown) => Promise<RunOutput>;
 function selectTask(name: string): Task {
+  if (name === 'purge-expired' && extraTables > 0) {
+    // The sessions purge's own figures (its batches, its time); the empty tables' runs beside it.
+    return async (c, options) => {
+      const [sessions] = await Promise.all([purgeExpired(c, options), ...c.config.purgeTables.map((t) => purgeTable(c, t))]);
+      return sessions;
+    };
+  }
   if (name === 'purge-expired') return (c, options) => purgeExpired(c, options);
   if (name === 'reap-idle') return (c, options) => reapIdle(c, options);
   if (name === 'revoke') {

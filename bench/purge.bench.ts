@@ -5,7 +5,7 @@
  * Environment:
  *   SJ_BENCH_SESSIONS        rows of the data set (default 2000000); develop with 100000
  *   SJ_TEST_PG               the embedded server's PostgreSQL major, 13 to 18 (default 18; as for npm test)
- *   SJ_BENCH_CASES           comma list of: single, shapes, purge, tie, workload, guard, idle, revoke, revoke-memory, payload-memory (default all)
+ *   SJ_BENCH_CASES           comma list of: single, shapes, purge, tables, tie, workload, guard, idle, revoke, revoke-memory, payload-memory (default all)
  *   SJ_BENCH_PURGE_VARIANTS  JSON array of extra JANITOR_* settings to run the purge with (default:
  *                            two lanes; synchronous commit; 20,000-row batches), e.g.
  *                            '[{"JANITOR_PURGE_CONCURRENCY":"1"},{"JANITOR_BATCH_TARGET_MS":"10"}]'
@@ -87,7 +87,7 @@ const DEFAULT_GUARD_PROFILE = { low: 100, high: 800, periodSeconds: 8 };
 const env = process.env;
 const sessions = Number(env.SJ_BENCH_SESSIONS ?? 2_000_000);
 const selected = new Set(
-  (env.SJ_BENCH_CASES ?? 'single,shapes,purge,tie,workload,guard,idle,revoke,revoke-memory,payload-memory').split(',').map((s) => s.trim()),
+  (env.SJ_BENCH_CASES ?? 'single,shapes,purge,tables,tie,workload,guard,idle,revoke,revoke-memory,payload-memory').split(',').map((s) => s.trim()),
 );
 /** The worker with one change each, to show what each default is worth (docs/performance.md). */
 const DEFAULT_VARIANTS = [
@@ -188,6 +188,12 @@ try {
   if (selected.has('purge')) {
     specs.push(workerTask('3', 'the worker: purgeExpired()', {}, '1'));
     for (const [i, variant] of variants.entries()) specs.push(workerTask(`3.${i + 1}`, 'the worker: purgeExpired()', variant, '1'));
+  }
+  if (selected.has('tables')) {
+    // Case E: the sessions purge while 8 empty tables of JANITOR_PURGE_TABLES are purged at the same
+    // tick (each its own run, lane and guard), against case 3 alone: the extra tables must cost it nothing.
+    if (!selected.has('purge')) specs.push(workerTask('3', 'the worker: purgeExpired()', {}, '1'));
+    specs.push(workerTask('E', 'the worker: purgeExpired() beside 8 empty extra tables', { SJ_BENCH_EXTRA_TABLES: '8' }, '3'));
   }
   if (selected.has('idle')) {
     const reap = { SJ_BENCH_TASK: 'reap-idle', JANITOR_IDLE_TIMEOUT: '14d', JANITOR_MAX_RUN_SECONDS: '86400' };

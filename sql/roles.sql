@@ -103,6 +103,11 @@ ALTER DEFAULT PRIVILEGES FOR ROLE session_janitor_migrator IN SCHEMA session_jan
 GRANT USAGE ON SCHEMA auth TO session_janitor_worker;
 REVOKE ALL ON ALL TABLES IN SCHEMA auth FROM session_janitor_worker;
 GRANT SELECT, DELETE ON TABLE auth.refresh_session TO session_janitor_worker;
+-- Each table of JANITOR_PURGE_TABLES needs the same two rights, nothing more (docs/deployment.md,
+-- "More expiring tables"). Add its line here, uncommented, rather than granting it elsewhere: the
+-- REVOKE above takes back, at every run of this script, any right on auth that it does not grant.
+-- GRANT SELECT, DELETE ON TABLE auth.one_time_token TO session_janitor_worker;
+-- (a table in another schema also needs: GRANT USAGE ON SCHEMA <schema> TO session_janitor_worker;)
 
 -- The migrator may look names up in auth (say, to check that the sessions table exists) but has no
 -- right on any of its tables.

@@ -11,7 +11,7 @@ import type { Logger } from './logger.ts';
 import type { Metrics } from './metrics.ts';
 import { isConnectionError } from './db/errors.ts';
 import type { OutageLog } from './outage-log.ts';
-import { SCHEDULED_TASKS, queueDefinitions } from './queues.ts';
+import { PURGE_TABLE_QUEUE_PREFIX, queueDefinitions, scheduledTasks } from './queues.ts';
 
 export type BossRole =
   /** The worker: consumes, schedules, runs maintenance. */
@@ -84,11 +84,16 @@ export async function ensureQueues(boss: PgBoss, config: Config): Promise<void> 
  * catch-up run, not one per missed tick.
  */
 export async function ensureSchedules(boss: PgBoss, config: Config): Promise<void> {
-  for (const { queue, cron } of SCHEDULED_TASKS) {
+  const tasks = scheduledTasks(config);
+  for (const { queue, cron } of tasks) {
     const expression = cron(config);
     // A task turned off (reaping): remove the schedule an earlier start left, which would keep
     // queuing a job that no worker consumes (and trip the reap-stalled alert for the wrong reason).
     if (expression === null) await boss.unschedule(queue);
     else await boss.schedule(queue, expression, {}, { tz: config.cronTz, missed: 'once' });
+  }
+  // The same for a table taken out of JANITOR_PURGE_TABLES: its queue and history stay, its schedule goes.
+  for (const { name } of await boss.getSchedules()) {
+    if (name.startsWith(PURGE_TABLE_QUEUE_PREFIX) && !tasks.some((t) => t.queue === name)) await boss.unschedule(name);
   }
 }

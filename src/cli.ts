@@ -42,8 +42,9 @@ program
   .action(migrateCommand);
 program
   .command('purge-expired')
-  .description('purge expired sessions now, in the foreground, with progress')
+  .description('purge expired sessions, and the rows of each table of JANITOR_PURGE_TABLES, now, in the foreground, with progress')
   .option('--dry-run', 'count what would be purged; delete nothing')
+  .option('--table <schema.table>', 'purge this table only (the sessions table or one of JANITOR_PURGE_TABLES)')
   .action(purgeExpiredCommand);
 program
   .command('reap-idle')

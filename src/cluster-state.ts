@@ -5,12 +5,13 @@
  */
 import type pg from 'pg';
 import type { PgBoss, QueueStats } from 'pg-boss';
-import type { Config } from './config.ts';
+import type { Config, PurgeTable } from './config.ts';
+import { checkPurgeTable } from './db/purge-tables.ts';
 import { loadReapPosition, type ReapPosition } from './db/reap-position.ts';
 import { expiredBacklog } from './db/sql/gauges.ts';
 import { latestJob } from './db/sql/status.ts';
 import { parseInstant } from './db/sql/timestamps.ts';
-import { ALL_QUEUES } from './queues.ts';
+import { allQueues, PURGE_TABLE_QUEUE_PREFIX, purgeTableTask } from './queues.ts';
 
 export interface QueueDepths {
   readonly queue: string;
@@ -38,12 +39,25 @@ export interface ExpiredBacklog {
   readonly oldestWaitingSeconds: number;
 }
 
+/** An extra table of JANITOR_PURGE_TABLES: its backlog, or why the worker cannot use it. */
+export interface TableState {
+  readonly table: string;
+  readonly queue: string;
+  readonly expiryColumn: string;
+  readonly graceSeconds: number;
+  /** null: the table cannot be used (problems says why). */
+  readonly backlog: { rows: number; cap: number; capped: boolean; oldestWaitingSeconds: number } | null;
+  readonly problems: readonly string[];
+}
+
 export interface ClusterState {
   readonly queues: QueueDepths[];
   readonly schedules: ScheduleState[];
   readonly expiredBacklog: ExpiredBacklog & { cap: number; capped: boolean };
   /** position null: reaping is off, or no pass has started yet. */
   readonly idleReaper: { enabled: boolean; position: ReapPosition | null };
+  /** The tables of JANITOR_PURGE_TABLES, in their order (empty without it). */
+  readonly tables: TableState[];
 }
 
 /** pg-boss counts deferred jobs among the queued ones. */
@@ -65,11 +79,30 @@ export async function readExpiredBacklog(pool: pg.Pool, config: Config): Promise
   return { sessions: Number(rows[0]?.sessions ?? 0), oldestWaitingSeconds: Math.max(0, rows[0]?.oldest_seconds ?? 0) };
 }
 
+/** An extra table's backlog (its expiry column, its grace), or null with its problems when it cannot be used. */
+export async function readTableBacklog(
+  pool: pg.Pool,
+  config: Config,
+  table: PurgeTable,
+): Promise<{ backlog: ExpiredBacklog; problems: readonly [] } | { backlog: null; problems: readonly string[] }> {
+  const check = await checkPurgeTable(pool, table);
+  if (check.target === null) return { backlog: null, problems: check.problems };
+  const { rows } = await pool.query<{ sessions: string; oldest_seconds: number }>({
+    ...expiredBacklog(check.target),
+    values: [table.graceSeconds, config.backlogCountCap],
+  });
+  return { backlog: { sessions: Number(rows[0]?.sessions ?? 0), oldestWaitingSeconds: Math.max(0, rows[0]?.oldest_seconds ?? 0) }, problems: [] };
+}
+
 /** Everything fresh: pg-boss's counts recomputed (force), not its monitor's cache. */
 export async function readClusterState(boss: PgBoss, pool: pg.Pool, config: Config): Promise<ClusterState> {
   const queues: QueueDepths[] = [];
-  for (const name of ALL_QUEUES) {
-    const [stats] = await boss.getQueueStats(name, { force: true });
+  for (const name of allQueues(config)) {
+    // An extra table's queue exists once a worker or `migrate` has run with it configured.
+    const [stats] = await boss.getQueueStats(name, { force: true }).catch((error: unknown) => {
+      if (name.startsWith(PURGE_TABLE_QUEUE_PREFIX)) return [];
+      throw error;
+    });
     queues.push(queueDepths(stats ?? { name, queuedCount: 0, deferredCount: 0, activeCount: 0, failedCount: 0 }));
   }
 
@@ -99,6 +132,26 @@ export async function readClusterState(boss: PgBoss, pool: pg.Pool, config: Conf
   }
 
   const backlog = await readExpiredBacklog(pool, config);
+  const tables: TableState[] = [];
+  for (const table of config.purgeTables) {
+    const read = await readTableBacklog(pool, config, table);
+    tables.push({
+      table: table.label,
+      queue: purgeTableTask(table).queue,
+      expiryColumn: table.expiryColumn,
+      graceSeconds: table.graceSeconds,
+      backlog:
+        read.backlog === null
+          ? null
+          : {
+              rows: read.backlog.sessions,
+              cap: config.backlogCountCap,
+              capped: read.backlog.sessions >= config.backlogCountCap,
+              oldestWaitingSeconds: Math.round(read.backlog.oldestWaitingSeconds),
+            },
+      problems: read.problems,
+    });
+  }
   return {
     queues,
     schedules,
@@ -109,5 +162,6 @@ export async function readClusterState(boss: PgBoss, pool: pg.Pool, config: Conf
       capped: backlog.sessions >= config.backlogCountCap,
       oldestWaitingSeconds: Math.round(backlog.oldestWaitingSeconds),
     },
+    tables,
   };
 }

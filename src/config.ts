@@ -36,12 +36,31 @@ export interface QualifiedName {
   readonly name: string;
 }
 
+/** `schema.table`, as the configuration writes it: the `table` label of the metrics. */
+export const tableLabel = (table: QualifiedName): string => `${table.schema}.${table.name}`;
+
+/**
+ * A table the purge cleans besides the sessions table (JANITOR_PURGE_TABLES): its rows go once
+ * `expiryColumn < now() - grace`, on the purge's schedule, as the sessions table's do.
+ */
+export interface PurgeTable {
+  readonly table: QualifiedName;
+  readonly expiryColumn: string;
+  readonly graceSeconds: number;
+  /** `schema.table`: the metrics' table label, `purge-expired --table`, the status and the logs. */
+  readonly label: string;
+  /** The entry as configured, for the one line of a mistake. */
+  readonly entry: string;
+}
+
 export interface Config {
   /** undefined: the embedded development PostgreSQL under dataDir. */
   readonly databaseUrl: string | undefined;
   readonly dataDir: string;
   readonly pgbossSchema: string;
   readonly sessionTable: QualifiedName;
+  /** The extra tables of JANITOR_PURGE_TABLES, in the order given (none: the sessions table only). */
+  readonly purgeTables: readonly PurgeTable[];
   readonly purgeCron: string;
   readonly reapCron: string;
   readonly cronTz: string;
@@ -242,6 +261,36 @@ const qualifiedName = z
     return { schema, name };
   });
 
+const PURGE_TABLES_ALLOWED =
+  'a comma-separated list of schema.table:expiry_column[:grace], lower-case SQL identifiers and a grace duration from 0s to 365d, such as auth.one_time_token:expires_at,auth.flow_state:expires_at:1h';
+
+/**
+ * JANITOR_PURGE_TABLES, entry by entry, so that the one line of a mistake names the entry. The
+ * syntax is the contract's (deployment tooling writes it); the identifiers pass the same checks as
+ * JANITOR_SESSION_TABLE's before they reach SQL text (db/sql/identifiers.ts).
+ */
+function parsePurgeTables(text: string, sessionTable: QualifiedName): PurgeTable[] {
+  const refuse = (entry: string, why: string) => new ConfigError('JANITOR_PURGE_TABLES', JSON.stringify(entry), `${why}; ${PURGE_TABLES_ALLOWED}`);
+  const tables: PurgeTable[] = [];
+  if (text.trim() === '') return tables;
+  for (const raw of text.split(',')) {
+    const entry = raw.trim();
+    if (entry === '') throw refuse(text, 'an entry is empty');
+    const [name = '', column, grace, ...rest] = entry.split(':');
+    const table = qualifiedName.safeParse(name);
+    if (!table.success) throw refuse(entry, `${JSON.stringify(name)} is not schema.table`);
+    if (column === undefined || !identifier.safeParse(column).success) throw refuse(entry, 'the expiry column is missing or not a lower-case SQL identifier');
+    if (rest.length > 0) throw refuse(entry, 'too many fields');
+    const graceSeconds = grace === undefined ? 0 : duration(0, 365 * 86400).safeParse(grace);
+    if (typeof graceSeconds !== 'number' && !graceSeconds.success) throw refuse(entry, `the grace ${JSON.stringify(grace)} is not a duration from 0s to 365d`);
+    const label = tableLabel(table.data);
+    if (label === tableLabel(sessionTable)) throw refuse(entry, 'the sessions table (JANITOR_SESSION_TABLE) is purged already');
+    if (tables.some((t) => t.label === label)) throw refuse(entry, `${label} is listed twice`);
+    tables.push({ table: table.data, expiryColumn: column, graceSeconds: typeof graceSeconds === 'number' ? graceSeconds : graceSeconds.data, label, entry });
+  }
+  return tables;
+}
+
 /** The passwords of a connection string replaced, for error messages and logs (db/connection-string.ts). */
 export const redactDatabaseUrl = redactConnectionString;
 
@@ -296,6 +345,7 @@ const VARIABLES = {
   JANITOR_DATA_DIR: variable(z.string().min(1), '.data', 'a directory for the embedded PostgreSQL'),
   PGBOSS_SCHEMA: variable(identifier, 'pgboss', 'a lower-case SQL identifier ([a-z_][a-z0-9_]*, at most 63 characters)'),
   JANITOR_SESSION_TABLE: variable(qualifiedName, 'auth.refresh_session', 'schema.table, both lower-case SQL identifiers'),
+  JANITOR_PURGE_TABLES: variable(z.string(), '', PURGE_TABLES_ALLOWED),
   JANITOR_PURGE_CRON: variable(schedule, '*/5 * * * *', CRON_ALLOWED),
   JANITOR_REAP_CRON: variable(schedule, '30 * * * *', CRON_ALLOWED),
   JANITOR_CRON_TZ: variable(timeZone, 'UTC', 'an IANA time zone such as UTC or Europe/Berlin'),
@@ -398,11 +448,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, checkout: boole
     if ('refused' in ssl) throw new ConfigError('DATABASE_URL', JSON.stringify(redactDatabaseUrl(databaseUrl)), ssl.refused);
     databaseUrl = ssl.connectionString;
   }
+  const sessionTable = get('JANITOR_SESSION_TABLE');
   return Object.freeze({
     databaseUrl,
     dataDir: get('JANITOR_DATA_DIR'),
     pgbossSchema: get('PGBOSS_SCHEMA'),
-    sessionTable: get('JANITOR_SESSION_TABLE'),
+    sessionTable,
+    purgeTables: parsePurgeTables(read(env, 'JANITOR_PURGE_TABLES') ?? '', sessionTable),
     purgeCron: get('JANITOR_PURGE_CRON'),
     reapCron: get('JANITOR_REAP_CRON'),
     cronTz: get('JANITOR_CRON_TZ'),

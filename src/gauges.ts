@@ -8,15 +8,15 @@
 import cron from 'node-cron';
 import type pg from 'pg';
 import type { PgBoss } from 'pg-boss';
-import type { Config } from './config.ts';
-import { queueDepths, readExpiredBacklog } from './cluster-state.ts';
+import { tableLabel, type Config } from './config.ts';
+import { queueDepths, readExpiredBacklog, readTableBacklog } from './cluster-state.ts';
 import { lastCompleted } from './db/sql/gauges.ts';
 import { claimManualRuns } from './db/sql/manual-runs.ts';
 import type { Logger } from './logger.ts';
 import type { Metrics } from './metrics.ts';
 import { isConnectionError } from './db/errors.ts';
 import type { OutageLog } from './outage-log.ts';
-import { ALL_QUEUES, SCHEDULED_TASKS } from './queues.ts';
+import { allQueues, scheduledTasks } from './queues.ts';
 
 export interface GaugeSources {
   readonly pool: pg.Pool;
@@ -39,11 +39,26 @@ export async function refreshBacklog({ pool, config, metrics }: Pick<GaugeSource
   const backlog = await readExpiredBacklog(pool, config);
   metrics.expiredBacklogSessions.set(backlog.sessions);
   metrics.expiredBacklogOldest.set(backlog.oldestWaitingSeconds);
+  metrics.tableBacklogRows.set({ table: tableLabel(config.sessionTable) }, backlog.sessions);
+  metrics.tableBacklogOldest.set({ table: tableLabel(config.sessionTable) }, backlog.oldestWaitingSeconds);
+}
+
+/**
+ * The backlog of each table of JANITOR_PURGE_TABLES. A table the worker cannot use keeps its last
+ * values (readiness and its failing runs say why); the others are read all the same.
+ */
+export async function refreshTableBacklogs({ pool, config, metrics }: Pick<GaugeSources, 'pool' | 'config' | 'metrics'>): Promise<void> {
+  for (const table of config.purgeTables) {
+    const { backlog } = await readTableBacklog(pool, config, table);
+    if (backlog === null) continue;
+    metrics.tableBacklogRows.set({ table: table.label }, backlog.sessions);
+    metrics.tableBacklogOldest.set({ table: table.label }, backlog.oldestWaitingSeconds);
+  }
 }
 
 /** pg-boss's cached queue counts (its monitor refreshes them about once a minute): cheap, a little stale. */
-export async function refreshQueues({ boss, metrics }: GaugeSources): Promise<void> {
-  for (const counts of await boss.getQueues([...ALL_QUEUES])) {
+export async function refreshQueues({ boss, config, metrics }: GaugeSources): Promise<void> {
+  for (const counts of await boss.getQueues([...allQueues(config)])) {
     const { queue, ...states } = queueDepths(counts);
     for (const [state, jobs] of Object.entries(states)) metrics.queueJobs.set({ queue, state }, jobs);
   }
@@ -52,9 +67,9 @@ export async function refreshQueues({ boss, metrics }: GaugeSources): Promise<vo
 export async function refreshLastSuccess({ pool, config, metrics }: GaugeSources): Promise<void> {
   const { rows } = await pool.query<{ name: string; completed_at: number }>({
     ...lastCompleted(config.pgbossSchema),
-    values: [SCHEDULED_TASKS.map((t) => t.queue)],
+    values: [scheduledTasks(config).map((t) => t.queue)],
   });
-  for (const { task, queue } of SCHEDULED_TASKS) {
+  for (const { task, queue } of scheduledTasks(config)) {
     const row = rows.find((r) => r.name === queue);
     if (row !== undefined) metrics.lastSuccess.set({ task }, row.completed_at);
   }
@@ -67,12 +82,13 @@ export async function refreshLastSuccess({ pool, config, metrics }: GaugeSources
 export async function countManualRuns({ pool, config, metrics }: GaugeSources, log: Logger): Promise<void> {
   const { rows } = await pool.query<{ name: string; deleted: number }>({
     ...claimManualRuns(config.pgbossSchema),
-    values: [SCHEDULED_TASKS.map((t) => t.queue)],
+    values: [scheduledTasks(config).map((t) => t.queue)],
   });
   for (const { name, deleted } of rows) {
-    const task = SCHEDULED_TASKS.find((t) => t.queue === name);
+    const task = scheduledTasks(config).find((t) => t.queue === name);
     if (task === undefined) continue;
-    metrics.sessionsDeleted.inc({ reason: task.reason }, deleted);
+    if (task.table === undefined) metrics.sessionsDeleted.inc({ reason: task.reason }, deleted);
+    metrics.rowsDeleted.inc({ table: task.table?.label ?? tableLabel(config.sessionTable), reason: task.reason }, deleted);
     log.info({ queue: name, deleted }, 'counted a manual run recorded in the job history');
   }
 }
@@ -80,7 +96,7 @@ export async function countManualRuns({ pool, config, metrics }: GaugeSources, l
 export async function refreshGauges(sources: GaugeSources, log: Logger): Promise<void> {
   const backlog = sources.noSessionTable?.() ? Promise.resolve() : refreshBacklog(sources);
   const manualRuns = sources.scraped?.() ? countManualRuns(sources, log) : Promise.resolve();
-  const results = await Promise.allSettled([backlog, refreshQueues(sources), refreshLastSuccess(sources), manualRuns]);
+  const results = await Promise.allSettled([backlog, refreshTableBacklogs(sources), refreshQueues(sources), refreshLastSuccess(sources), manualRuns]);
   for (const result of results) {
     if (result.status === 'rejected') {
       sources.metrics.errors.inc({ kind: 'gauge-refresh' });

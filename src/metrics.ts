@@ -8,13 +8,31 @@
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { buildInfo } from './build-info.ts';
-import { QUEUES, SCHEDULED_TASKS, type ScheduledTaskName } from './queues.ts';
+import { tableLabel, type Config } from './config.ts';
+import { QUEUES, SCHEDULED_TASKS, scheduledTasks, type ScheduledTask, type ScheduledTaskName } from './queues.ts';
 
 export type Task = ScheduledTaskName | 'revoke';
 export const TASKS: readonly Task[] = [...SCHEDULED_TASKS.map((t) => t.task), 'revoke'];
 
-export type DeleteReason = (typeof SCHEDULED_TASKS)[number]['reason'] | 'revoked';
+export type DeleteReason = ScheduledTask['reason'] | 'revoked';
 export const DELETE_REASONS: readonly DeleteReason[] = [...SCHEDULED_TASKS.map((t) => t.reason), 'revoked'];
+
+/** What the metrics' closed label sets are derived from: the tables and so the tasks of this configuration. */
+export type MetricsScope = Pick<Config, 'purgeTables' | 'sessionTable'>;
+
+/** The sessions table alone, as without JANITOR_PURGE_TABLES. */
+const SESSIONS_ONLY: MetricsScope = { purgeTables: [], sessionTable: { schema: 'auth', name: 'refresh_session' } };
+
+/**
+ * The `table` label's values and the reasons each table's rows go for: the sessions table's three,
+ * and `expired` for each extra table of JANITOR_PURGE_TABLES. A closed set from the configuration.
+ */
+export function tableSeries(scope: MetricsScope): ReadonlyArray<{ table: string; reasons: readonly DeleteReason[] }> {
+  return [
+    { table: tableLabel(scope.sessionTable), reasons: DELETE_REASONS },
+    ...scope.purgeTables.map((t) => ({ table: t.label, reasons: ['expired'] as const })),
+  ];
+}
 
 export const JOB_OUTCOMES = ['completed', 'failed', 'rejected'] as const;
 export type JobOutcome = (typeof JOB_OUTCOMES)[number];
@@ -31,10 +49,8 @@ export const HELD_BACK_REASONS = ['latency', 'duty-cycle', 'wal-rate', 'replica-
 export type HeldBackReason = (typeof HELD_BACK_REASONS)[number];
 
 /** The reasons each task can be held back for: the throttle's only where it applies; every task has the guard. */
-const HELD_BACK_SERIES: ReadonlyArray<{ task: ScheduledTaskName; reasons: readonly HeldBackReason[] }> = SCHEDULED_TASKS.map(({ task, throttled }) => ({
-  task,
-  reasons: throttled ? HELD_BACK_REASONS : ['latency'],
-}));
+const heldBackSeries = (tasks: readonly ScheduledTask[]): ReadonlyArray<{ task: ScheduledTaskName; reasons: readonly HeldBackReason[] }> =>
+  tasks.map(({ task, throttled }) => ({ task, reasons: throttled ? HELD_BACK_REASONS : ['latency'] }));
 
 /**
  * Batches aim at a few tens of milliseconds (JANITOR_BATCH_TARGET_MS); the buckets are dense there
@@ -56,12 +72,13 @@ const JOB_BUCKETS = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300
  * The queues this worker consumes and the outcomes each can have: only a revocation can be
  * rejected (an invalid payload); the scheduled runs carry no payload to reject.
  */
-const JOB_SERIES: ReadonlyArray<{ queue: string; outcomes: readonly JobOutcome[] }> = [
-  ...SCHEDULED_TASKS.map(({ queue }) => ({ queue, outcomes: ['completed', 'failed'] as const })),
+const jobSeries = (tasks: readonly ScheduledTask[]): ReadonlyArray<{ queue: string; outcomes: readonly JobOutcome[] }> => [
+  ...tasks.map(({ queue }) => ({ queue, outcomes: ['completed', 'failed'] as const })),
   { queue: QUEUES.revoke, outcomes: JOB_OUTCOMES },
 ];
 
-export function createMetrics() {
+/** scope: the configuration's tables (JANITOR_PURGE_TABLES adds tasks and `table` label values); the sessions table alone by default. */
+export function createMetrics(scope: MetricsScope = SESSIONS_ONLY) {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   const registers = [registry];
@@ -144,6 +161,24 @@ export function createMetrics() {
       labelNames: ['task', 'reason'] as const,
       registers,
     }),
+    rowsDeleted: new Counter({
+      name: 'session_janitor_rows_deleted_total',
+      help: "Rows deleted, by table (the sessions table and each table of JANITOR_PURGE_TABLES, as schema.table) and reason (expired, idle, revoked). The sessions table's rows are also in session_janitor_sessions_deleted_total.",
+      labelNames: ['table', 'reason'] as const,
+      registers,
+    }),
+    tableBacklogRows: new Gauge({
+      name: 'session_janitor_table_backlog_rows',
+      help: 'Purgeable rows not yet purged, by table (the sessions table and each table of JANITOR_PURGE_TABLES), counted up to JANITOR_BACKLOG_COUNT_CAP (a value at the cap means at least that many).',
+      labelNames: ['table'] as const,
+      registers,
+    }),
+    tableBacklogOldest: new Gauge({
+      name: 'session_janitor_table_backlog_oldest_seconds',
+      help: "Seconds the oldest purgeable row of each table has waited past its expiry plus its grace (0 when none). Growing steadily means that table's purge is not keeping up.",
+      labelNames: ['table'] as const,
+      registers,
+    }),
     // The "info" pattern (node_exporter's node_uname_info): a constant 1 whose labels say what runs,
     // set once; join on it (`* on(pod) group_left(version)`) to see a rollout's version in a graph.
     buildInfo: new Gauge({
@@ -161,7 +196,7 @@ export function createMetrics() {
   };
   const build = buildInfo();
   metrics.buildInfo.set({ version: build.version, revision: build.revision, pgboss_version: build.pgbossVersion, node_version: build.nodeVersion }, 1);
-  startAtZero(metrics);
+  startAtZero(metrics, scope);
   return metrics;
 }
 
@@ -174,14 +209,21 @@ export type Metrics = ReturnType<typeof createMetrics>;
  * every process, so a pod that deletes 300 expired rows once and is then replaced would show 0 on
  * the dashboard.
  */
-function startAtZero(metrics: Metrics): void {
+function startAtZero(metrics: Metrics, scope: MetricsScope): void {
+  const tasks = scheduledTasks(scope);
   for (const reason of DELETE_REASONS) metrics.sessionsDeleted.inc({ reason }, 0);
+  for (const { table, reasons } of tableSeries(scope)) {
+    for (const reason of reasons) metrics.rowsDeleted.inc({ table, reason }, 0);
+    metrics.tableBacklogRows.set({ table }, 0);
+    metrics.tableBacklogOldest.set({ table }, 0);
+  }
   for (const kind of ERROR_KINDS) metrics.errors.inc({ kind }, 0);
-  for (const task of TASKS) metrics.batchDuration.zero({ task });
-  for (const { task } of SCHEDULED_TASKS) metrics.stalledRuns.inc({ task }, 0);
-  for (const { task, reasons } of HELD_BACK_SERIES) for (const reason of reasons) metrics.heldBack.inc({ task, reason }, 0);
-  for (const { task } of HELD_BACK_SERIES) metrics.latencyProbeLockWaits.inc({ task }, 0);
-  for (const { queue, outcomes } of JOB_SERIES) {
+  for (const task of [...tasks.map((t) => t.task), 'revoke' as const]) metrics.batchDuration.zero({ task });
+  for (const { task } of tasks) metrics.stalledRuns.inc({ task }, 0);
+  const heldBack = heldBackSeries(tasks);
+  for (const { task, reasons } of heldBack) for (const reason of reasons) metrics.heldBack.inc({ task, reason }, 0);
+  for (const { task } of heldBack) metrics.latencyProbeLockWaits.inc({ task }, 0);
+  for (const { queue, outcomes } of jobSeries(tasks)) {
     metrics.jobDuration.zero({ queue });
     for (const outcome of outcomes) metrics.jobs.inc({ queue, outcome }, 0);
   }

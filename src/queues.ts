@@ -3,7 +3,7 @@
  * names: they are public and never change.
  */
 import type { Queue } from 'pg-boss';
-import type { Config } from './config.ts';
+import type { Config, PurgeTable } from './config.ts';
 
 export const QUEUES = {
   purgeExpired: 'refresh-session.purge-expired',
@@ -12,18 +12,37 @@ export const QUEUES = {
   deadLetter: 'refresh-session.dead-letter',
 } as const;
 
-export type QueueName = (typeof QUEUES)[keyof typeof QUEUES];
+/** The queue of an extra table's purge (JANITOR_PURGE_TABLES): one per table, named after it. */
+export type PurgeTableQueue = `refresh-session.purge-table.${string}`;
+export const PURGE_TABLE_QUEUE_PREFIX = 'refresh-session.purge-table.';
+
+export type QueueName = (typeof QUEUES)[keyof typeof QUEUES] | PurgeTableQueue;
 
 /**
- * The scheduled tasks, the one list that says which is which: the queue its runs go to, the `task`
- * label of its metrics (batch duration, last success, held back, stalled runs), the `reason` label
- * of the sessions it deletes, whether the purge throttle's brakes apply to it (the latency guard
- * applies to all), how many connections a run works on at once (its lanes), and its cron under the
- * configuration (null: off, with neither a schedule nor a consumer). The consumers, the schedules,
- * the metrics, the gauges, the batch engine (tasks/engine.ts) and the pool size (tasks/scheduled.ts)
- * are derived from it; the function that runs a task is tasks/scheduled.ts's.
+ * A scheduled task, the one description that says which is which: the queue its runs go to, the
+ * `task` label of its metrics (batch duration, last success, held back, stalled runs), the `reason`
+ * label of the rows it deletes, whether the purge throttle's brakes apply to it (the latency guard
+ * applies to all), how many connections a run works on at once (its lanes), its cron under the
+ * configuration (null: off, with neither a schedule nor a consumer), and, for an extra table of
+ * JANITOR_PURGE_TABLES, that table. The consumers, the schedules, the metrics, the gauges, the
+ * readiness check, the batch engine (tasks/engine.ts), the pool size (tasks/pool-size.ts) and the
+ * CLI read it through scheduledTasks(config); the function that runs a task is tasks/scheduled.ts's.
  */
-export const SCHEDULED_TASKS = [
+export interface ScheduledTask {
+  readonly task: ScheduledTaskName;
+  readonly queue: QueueName;
+  readonly reason: 'expired' | 'idle';
+  readonly throttled: boolean;
+  readonly lanes: (config: Config) => number;
+  readonly cron: (config: Config) => string | null;
+  /** An extra table's purge: the table (absent: the sessions table). */
+  readonly table?: PurgeTable;
+}
+
+export type ScheduledTaskName = 'purge-expired' | 'reap-idle' | `purge-table:${string}`;
+
+/** The sessions table's tasks, there whatever the configuration. */
+export const SCHEDULED_TASKS: readonly ScheduledTask[] = [
   {
     task: 'purge-expired',
     queue: QUEUES.purgeExpired,
@@ -40,15 +59,43 @@ export const SCHEDULED_TASKS = [
     lanes: (): number => 1,
     cron: (config: Config): string | null => (config.idleTimeoutSeconds === null ? null : config.reapCron),
   },
-] as const;
+];
 
-export type ScheduledTaskName = (typeof SCHEDULED_TASKS)[number]['task'];
+/**
+ * An extra table's purge: a task of its own (its own queue, so its own exclusive run once per
+ * period across replicas, its own job history, and a failure that is its own and never stops the
+ * sessions table's purge or another table's), on the purge's cron, with the purge's brakes. One
+ * lane: these tables are small beside the sessions table, and a lane per table already lets the
+ * tables go at once.
+ */
+export function purgeTableTask(table: PurgeTable): ScheduledTask {
+  return {
+    task: `purge-table:${table.label}`,
+    queue: `${PURGE_TABLE_QUEUE_PREFIX}${table.label}`,
+    reason: 'expired',
+    throttled: true,
+    lanes: (): number => 1,
+    cron: (config: Config): string | null => config.purgeCron,
+    table,
+  };
+}
 
-export const ALL_QUEUES: readonly QueueName[] = [...SCHEDULED_TASKS.map((t) => t.queue), QUEUES.revoke, QUEUES.deadLetter];
+/** Every scheduled task of this configuration: the sessions table's, then one per extra table. */
+export function scheduledTasks(config: Pick<Config, 'purgeTables'>): readonly ScheduledTask[] {
+  return [...SCHEDULED_TASKS, ...config.purgeTables.map(purgeTableTask)];
+}
+
+/** Every queue this configuration uses. */
+export function allQueues(config: Pick<Config, 'purgeTables'>): readonly QueueName[] {
+  return [...scheduledTasks(config).map((t) => t.queue), QUEUES.revoke, QUEUES.deadLetter];
+}
+
+/** The queues without any extra table (JANITOR_PURGE_TABLES unset). */
+export const ALL_QUEUES: readonly QueueName[] = allQueues({ purgeTables: [] });
 
 /** The descriptor of a scheduled task. */
-export function scheduledTask(task: ScheduledTaskName): (typeof SCHEDULED_TASKS)[number] {
-  const found = SCHEDULED_TASKS.find((t) => t.task === task);
+export function scheduledTask(config: Pick<Config, 'purgeTables'>, task: ScheduledTaskName): ScheduledTask {
+  const found = scheduledTasks(config).find((t) => t.task === task);
   if (found === undefined) throw new Error(`no scheduled task ${task}`);
   return found;
 }
@@ -122,7 +169,7 @@ export function queueDefinitions(config: Config): Array<Queue & { name: QueueNam
     // The dead-letter queue must exist before the queues that name it. Its jobs are for humans:
     // keep them a month, never retry them.
     { name: QUEUES.deadLetter, policy: 'standard', retentionSeconds: 30 * 86400, deleteAfterSeconds: 30 * 86400, retryLimit: 0 },
-    ...SCHEDULED_TASKS.map(({ queue }) => ({ name: queue, ...scheduled })),
+    ...scheduledTasks(config).map(({ queue }) => ({ name: queue, ...scheduled })),
     {
       name: QUEUES.revoke,
       policy: 'standard',

@@ -12,6 +12,7 @@ import { registerRevokeConsumer } from './consumers/revoke.ts';
 import { registerScheduledConsumers } from './consumers/scheduled.ts';
 import { openDatabase } from './db/database.ts';
 import { sessionTableAccess, sessionTableExists, sessionTableProblem } from './db/dev-bootstrap.ts';
+import { purgeTablesProblems } from './db/purge-tables.ts';
 import { connectionHint, isConnectionError, safeErrorMessage } from './db/errors.ts';
 import { createPool } from './db/pool.ts';
 import { close, createHttpServer, listen } from './http.ts';
@@ -58,7 +59,7 @@ export async function releaseInReverse(releasers: Releaser[], log: Logger): Prom
 
 export async function startWorker(config: Config, log: Logger): Promise<Worker> {
   const releasers: Releaser[] = [];
-  const metrics = createMetrics();
+  const metrics = createMetrics(config);
   const outage = new OutageLog(log);
   const shutdown = new AbortController();
   let bossStarted = false;
@@ -67,6 +68,8 @@ export async function startWorker(config: Config, log: Logger): Promise<Worker> 
   let lastPingError: unknown;
   /** Why the sessions table cannot be used (absent: not the auth database; privileges missing), as of the last ping. */
   let unusable: string | null = null;
+  /** Why extra tables of JANITOR_PURGE_TABLES cannot be used, one line each, as of the last ping: not ready, naming them. */
+  let unusableTables: readonly string[] = [];
   let scraped = false;
 
   const releaseAll = () => releaseInReverse(releasers, log);
@@ -97,6 +100,7 @@ export async function startWorker(config: Config, log: Logger): Promise<Worker> 
           if (shutdown.signal.aborted) return 'shutting down';
           if (lastPingFailed) return `the database does not answer: ${safeErrorMessage(lastPingError)}`;
           if (unusable !== null) return unusable;
+          if (unusableTables.length > 0) return unusableTables.join('; ');
           if (!bossStarted) return 'starting';
           if (Date.now() - lastPingOk >= PING_FRESH_MS) return `no database ping succeeded in ${PING_FRESH_MS / 1000} s`;
           return null;
@@ -129,6 +133,12 @@ export async function startWorker(config: Config, log: Logger): Promise<Worker> 
         if (missing !== null && missing !== unusable) log.error(`${missing}; not ready until then (checked every 5 s)`);
         if (missing === null && unusable !== null) log.info(`${config.sessionTable.schema}.${config.sessionTable.name} is usable: ready`);
         unusable = missing;
+        // The extra tables: each problem logged once (and again when it changes), each table's runs
+        // fail with the same line meanwhile (tasks/purge-expired.ts purgeTable), the others go on.
+        const tables = await purgeTablesProblems(pool, config);
+        for (const line of tables) if (!unusableTables.includes(line)) log.error(`${line}; not ready until then (checked every 5 s)`);
+        if (tables.length === 0 && unusableTables.length > 0) log.info('every table of JANITOR_PURGE_TABLES is usable: ready');
+        unusableTables = tables;
       } catch (error) {
         lastPingFailed = true;
         lastPingError = error;

@@ -221,6 +221,8 @@ describe('metric labels come from closed sets only', () => {
     outcome: JOB_OUTCOMES,
     kind: ERROR_KINDS,
     state: ['queued', 'active', 'deferred', 'failed'],
+    // The sessions table and the tables of JANITOR_PURGE_TABLES (none here): schema.table from the configuration.
+    table: ['auth.refresh_session'],
   };
   const build = buildInfo();
   /** Where a family's label takes another closed set than the one of its name above. */
@@ -253,6 +255,9 @@ describe('metric labels come from closed sets only', () => {
     session_janitor_build_info: ['version', 'revision', 'pgboss_version', 'node_version'],
     session_janitor_latency_probe_lock_waits_total: ['task'],
     session_janitor_stalled_runs_total: ['task'],
+    session_janitor_rows_deleted_total: ['table', 'reason'],
+    session_janitor_table_backlog_rows: ['table'],
+    session_janitor_table_backlog_oldest_seconds: ['table'],
   };
 
   test('after revocations of every selector with free text, purges and reaps, every label value is in its closed set', { timeout: 60_000 }, async () => {
@@ -559,6 +564,8 @@ describe('SQL text is built from validated identifiers only', () => {
     'parseMigration',
     'tieSlack',
     'userApplicationName',
+    'sessionTarget',
+    'asTarget',
   ]);
 
   type Built = { readonly name: string; readonly text: (config: Config) => string };

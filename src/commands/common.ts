@@ -93,7 +93,7 @@ export async function withTaskContext<T>(
   try {
     await requireSessionTable(pool, config, database.connectionString, needs);
     await assertSchemasCompatible(pool, config, log, 'command');
-    return await fn({ pool, config, metrics: createMetrics(), log }, database.connectionString);
+    return await fn({ pool, config, metrics: createMetrics(config), log }, database.connectionString);
   } finally {
     await pool.end();
     await database.close();

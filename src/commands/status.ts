@@ -1,4 +1,4 @@
-/** `session-janitor status [--json]`: queues, dead letters, schedules, backlog, the reaper's pass. */
+/** `session-janitor status [--json]`: queues, dead letters, schedules, backlog, the reaper's pass, the tables of JANITOR_PURGE_TABLES. */
 import { createBoss } from '../boss.ts';
 import { readClusterState, type ClusterState } from '../cluster-state.ts';
 import { formatSeconds } from './progress.ts';
@@ -65,6 +65,21 @@ function renderStatus(status: ClusterState): string {
     `expired backlog: ${status.expiredBacklog.capped ? 'at least ' : ''}${status.expiredBacklog.sessions} sessions, ` +
       `the oldest waiting ${formatSeconds(status.expiredBacklog.oldestWaitingSeconds)}`,
     describeReaper(status.idleReaper),
+    ...(status.tables.length === 0
+      ? []
+      : [
+          table(
+            ['TABLE', 'EXPIRES ON', 'GRACE', 'BACKLOG', 'OLDEST WAITING', 'PROBLEM'],
+            status.tables.map((t) => [
+              t.table,
+              t.expiryColumn,
+              formatSeconds(t.graceSeconds),
+              t.backlog === null ? '-' : `${t.backlog.capped ? 'at least ' : ''}${t.backlog.rows} rows`,
+              t.backlog === null ? '-' : formatSeconds(t.backlog.oldestWaitingSeconds),
+              t.problems.join('; ') || '-',
+            ]),
+          ),
+        ]),
   ];
   return `${sections.join('\n\n')}\n`;
 }

@@ -1,22 +1,24 @@
 /**
- * The consumers of the scheduled queues (queues.ts SCHEDULED_TASKS), wrapped with the job metrics
+ * The consumers of the scheduled queues (queues.ts scheduledTasks), wrapped with the job metrics
  * and one structured log line per run. A handler stops between batches when the worker shuts down,
  * and reports how it stopped in the job output, so the job completes rather than being failed by
  * pg-boss's stop.
  */
 import type { PgBoss } from 'pg-boss';
 import type { Logger } from '../logger.ts';
-import { SCHEDULED_TASKS } from '../queues.ts';
+import { scheduledTasks } from '../queues.ts';
 import type { RunOutput } from '../tasks/batching.ts';
 import type { TaskContext } from '../tasks/context.ts';
 import { HeldBack } from '../tasks/held-back.ts';
-import { RUNS } from '../tasks/scheduled.ts';
+import { runOf } from '../tasks/scheduled.ts';
 import { instrumented } from './instrumented.ts';
 
 /** A task without a cron (JANITOR_IDLE_TIMEOUT=off) has no consumer; ensureSchedules removes its schedule. */
 export async function registerScheduledConsumers(boss: PgBoss, ctx: TaskContext, shutdown: AbortSignal, log: Logger): Promise<void> {
-  for (const { task, queue, cron } of SCHEDULED_TASKS) {
+  for (const descriptor of scheduledTasks(ctx.config)) {
+    const { task, queue, cron } = descriptor;
     if (cron(ctx.config) === null) continue;
+    const run = runOf(descriptor);
     await boss.work<object, RunOutput>(queue, { pollingIntervalSeconds: 2 }, async ([job]) => {
       if (!job) throw new Error(`pg-boss handed ${queue} an empty batch`);
       const started = performance.now();
@@ -25,7 +27,7 @@ export async function registerScheduledConsumers(boss: PgBoss, ctx: TaskContext,
       const heldBack = new HeldBack(ctx.metrics, task);
       let output: RunOutput;
       try {
-        output = await instrumented(ctx.metrics, queue, () => RUNS[task](ctx, { signal: AbortSignal.any([job.signal, shutdown]), heldBack }));
+        output = await instrumented(ctx.metrics, queue, () => run(ctx, { signal: AbortSignal.any([job.signal, shutdown]), heldBack }));
       } catch (error) {
         // Without this line a failing purge or reap (a missing table, a revoked grant) left no trace
         // in the log: only the metrics and the job's stored output told.

@@ -8,7 +8,8 @@
 import type pg from 'pg';
 import { qualified } from '../db/sql/identifiers.ts';
 import { throttleProbe, type ProbeRow } from '../db/sql/throttle.ts';
-import type { ScheduledTaskName } from '../queues.ts';
+import type { QualifiedName } from '../config.ts';
+import { scheduledTask, type ScheduledTaskName } from '../queues.ts';
 import type { TaskContext } from './context.ts';
 import type { HeldBack } from './held-back.ts';
 import type { LatencyGuard } from './latency-guard.ts';
@@ -87,7 +88,7 @@ export function createBrakes(
     deps.probe ??
     ((lane: number) => {
       const connection = client(lane);
-      return connection === undefined ? Promise.resolve(UNKNOWN) : probeDatabase(connection, ctx);
+      return connection === undefined ? Promise.resolve(UNKNOWN) : probeDatabase(connection, ctx, scheduledTask(ctx.config, task).table?.table);
     });
   const throttle = throttled ? createThrottle(ctx, probe, heldBack) : null;
   return new RunBrakes(throttle, createLatencyGuard(ctx, task, heldBack, wake, deps.latencyProbe), heldBack);
@@ -135,9 +136,9 @@ function logThrottleEvent({ log }: TaskContext, event: ThrottleEvent): void {
   }
 }
 
-/** Replica lag and a vacuum of the table; null where the role cannot see them. */
-export async function probeDatabase(client: pg.ClientBase, { config }: TaskContext): Promise<DatabaseState> {
-  const { rows } = await client.query<ProbeRow>({ ...throttleProbe, values: [qualified(config.sessionTable)] });
+/** Replica lag and a vacuum of the table (the sessions table, or an extra table's run's); null where the role cannot see them. */
+export async function probeDatabase(client: pg.ClientBase, { config }: TaskContext, table: QualifiedName = config.sessionTable): Promise<DatabaseState> {
+  const { rows } = await client.query<ProbeRow>({ ...throttleProbe, values: [qualified(table)] });
   const row = rows[0];
   if (row === undefined || !row.privileged) return UNKNOWN;
   return { replicaLagSeconds: row.lag_seconds, vacuumRunning: row.vacuum_running };

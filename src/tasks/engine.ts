@@ -18,6 +18,7 @@
  * (after a statement timeout) starts where the failed one did.
  */
 import type pg from 'pg';
+import { tableLabel } from '../config.ts';
 import { scheduledTask, type ScheduledTaskName } from '../queues.ts';
 import { AdaptiveBatchSize, RunBudget, shrinkOnTimeout, type RunOptions, type RunOutput, type StoppedBy } from './batching.ts';
 import { createBrakes, type BrakeDeps } from './brakes.ts';
@@ -56,7 +57,7 @@ export interface Lane {
   readonly fractionAtStart?: number;
 }
 
-/** A run of a scheduled task: its reason, brakes and lanes are its descriptor's (queues.ts SCHEDULED_TASKS). */
+/** A run of a scheduled task: its reason, brakes, lanes and table are its descriptor's (queues.ts scheduledTasks). */
 export interface BatchTask {
   readonly task: ScheduledTaskName;
   /** The adaptive size's upper bound (rows or ids a batch). */
@@ -67,7 +68,12 @@ export interface BatchTask {
 
 export async function runBatches(ctx: TaskContext, spec: BatchTask, options: RunOptions = {}, deps: BrakeDeps = {}): Promise<RunOutput> {
   const { config, metrics } = ctx;
-  const { reason, throttled, lanes } = scheduledTask(spec.task);
+  const { reason, throttled, lanes, table } = scheduledTask(config, spec.task);
+  // An extra table's rows are no sessions: only the per-table counter has them.
+  const countDeleted = (rows: number) => {
+    if (table === undefined) metrics.sessionsDeleted.inc({ reason }, rows);
+    metrics.rowsDeleted.inc({ table: table?.label ?? tableLabel(config.sessionTable), reason }, rows);
+  };
   const budget = new RunBudget(config.maxRunSeconds, config.maxRunRows, options.signal);
   const held = new HeldRows(() => budget.msLeft, config.lockTimeoutMs);
   const heldBack = options.heldBack ?? new HeldBack(metrics, spec.task);
@@ -113,7 +119,7 @@ export async function runBatches(ctx: TaskContext, spec: BatchTask, options: Run
       brakes.afterBatch(laneId, workMs, step.walStart ?? Number.NaN, step.walEnd ?? Number.NaN);
       deleted += step.deleted;
       batches += 1;
-      metrics.sessionsDeleted.inc({ reason }, step.deleted);
+      countDeleted(step.deleted);
       options.onBatch?.({ rows: step.deleted, durationMs });
       options.onProgress?.({
         deleted,

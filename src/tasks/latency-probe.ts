@@ -12,7 +12,8 @@ import type pg from 'pg';
 import { SQLSTATE, sqlState } from '../db/errors.ts';
 import { qualified } from '../db/sql/identifiers.ts';
 import { latencyProbe, sessionWrites } from '../db/sql/latency-guard.ts';
-import type { ScheduledTaskName } from '../queues.ts';
+import { tableLabel, type QualifiedName } from '../config.ts';
+import { scheduledTask, type ScheduledTaskName } from '../queues.ts';
 import type { TaskContext } from './context.ts';
 import type { HeldBack } from './held-back.ts';
 import { ActivityTracker, LatencyGuard, type LatencyGuardEvent } from './latency-guard.ts';
@@ -175,24 +176,37 @@ export function commitLatencyProbe(source: pg.Pool | ProbeConnection, options: P
   };
 }
 
-/** The auth service's writes to the sessions table so far (db/sql/latency-guard.ts), or null. */
-export function sessionWriteCounter({ pool, config }: TaskContext, source: pg.Pool | ProbeConnection = pool): () => Promise<number | null> {
+/** The auth service's writes to the sessions table (or `table`, an extra table's run) so far (db/sql/latency-guard.ts), or null. */
+export function sessionWriteCounter(
+  { pool, config }: TaskContext,
+  source: pg.Pool | ProbeConnection = pool,
+  table: QualifiedName = config.sessionTable,
+): () => Promise<number | null> {
   const connection = connectionOf(source);
   return () =>
     connection.use(async (client) => {
-      const { rows } = await client.query<{ writes: number | null }>({ ...sessionWrites, values: [qualified(config.sessionTable)] });
+      const { rows } = await client.query<{ writes: number | null }>({ ...sessionWrites, values: [qualified(table)] });
       return rows[0]?.writes ?? null;
     });
 }
 
-/** One tracker per pool (one per worker process): a run starts with what the runs before it read. */
-const trackers = new WeakMap<pg.Pool, ActivityTracker>();
+/**
+ * One tracker per pool (one per worker process) and watched table: a run starts with what the runs
+ * before it read of the same table's writes.
+ */
+const trackers = new WeakMap<pg.Pool, Map<string, ActivityTracker>>();
 
-export function activityTracker(pool: pg.Pool): ActivityTracker {
-  let tracker = trackers.get(pool);
+export function activityTracker(pool: pg.Pool, table?: QualifiedName): ActivityTracker {
+  let byTable = trackers.get(pool);
+  if (byTable === undefined) {
+    byTable = new Map();
+    trackers.set(pool, byTable);
+  }
+  const key = table === undefined ? '' : tableLabel(table);
+  let tracker = byTable.get(key);
   if (tracker === undefined) {
     tracker = new ActivityTracker();
-    trackers.set(pool, tracker);
+    byTable.set(key, tracker);
   }
   return tracker;
 }
@@ -219,6 +233,8 @@ export function createLatencyGuard(
   const factor = ctx.config.latencyGuardFactor;
   if (factor === null) return null;
   const connection = new RunProbeConnection(ctx.pool);
+  // An extra table's run watches that table's writers (the sessions table's tracker keeps its key).
+  const watched = scheduledTask(ctx.config, task).table?.table;
   return new LatencyGuard(
     { factor },
     {
@@ -228,7 +244,7 @@ export function createLatencyGuard(
           boundMs: ctx.config.statementTimeoutMs,
           onLocked: () => lockedProbe(ctx, task),
         }),
-      activity: { tracker: activityTracker(ctx.pool), read: sessionWriteCounter(ctx, connection) },
+      activity: { tracker: activityTracker(ctx.pool, watched), read: sessionWriteCounter(ctx, connection, watched) },
       onHeldBack: (ms, lane) => heldBack.wait('latency', ms, lane),
       onEvent: (event) => logGuardEvent(ctx, task, event),
       onFinish: () => connection.release(),

@@ -1,6 +1,6 @@
 /** The one rule for the size of a connection pool that runs tasks. */
 import type { Config } from '../config.ts';
-import { SCHEDULED_TASKS } from '../queues.ts';
+import { scheduledTasks } from '../queues.ts';
 
 /** The latency guard's probe: one connection per run while it runs (tasks/latency-probe.ts). */
 const GUARD_CONNECTIONS = 1;
@@ -13,7 +13,10 @@ const GUARD_CONNECTIONS = 1;
  * a second connection only when one is free at that moment.
  */
 export function poolSize(config: Config, uses: { readonly tasks: 'all' | 'one'; readonly revocations: number; readonly own: number }): number {
-  const lanes = SCHEDULED_TASKS.map((t) => t.lanes(config));
+  const lanes = scheduledTasks(config).map((t) => t.lanes(config));
   const taskLanes = uses.tasks === 'all' ? lanes.reduce((a, b) => a + b, 0) : Math.max(...lanes);
-  return taskLanes + uses.revocations + GUARD_CONNECTIONS + uses.own;
+  // The extra tables of JANITOR_PURGE_TABLES run at the same tick as the sessions table's purge,
+  // each run with its own guard probe: one more connection each (a one-shot command runs them in turn).
+  const extraGuards = uses.tasks === 'all' && config.latencyGuardFactor !== null ? config.purgeTables.length : 0;
+  return taskLanes + uses.revocations + GUARD_CONNECTIONS + extraGuards + uses.own;
 }

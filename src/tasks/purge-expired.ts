@@ -17,8 +17,12 @@
  * one batch. A held row never stalls a batch: tasks/held-rows.ts.
  */
 import type pg from 'pg';
+import type { PurgeTable } from '../config.ts';
+import { checkPurgeTable } from '../db/purge-tables.ts';
+import { sessionTarget, type PurgeTarget } from '../db/sql/purge-target.ts';
 import type { Statement } from '../db/sql/identifiers.ts';
 import {
+  anyPurgeable,
   countPurgeable,
   FIRST_TID,
   purgeBatch,
@@ -34,6 +38,7 @@ import {
   type BoundRow,
   type TieIdsRow,
 } from '../db/sql/purge-expired.ts';
+import { purgeTableTask, type ScheduledTaskName } from '../queues.ts';
 import type { RunOptions, RunOutput } from './batching.ts';
 import type { BrakeDeps } from './brakes.ts';
 import type { TaskContext } from './context.ts';
@@ -68,17 +73,63 @@ interface BatchResult {
 /** For tests: the throttle's view of the database, and the latency guard's probe, instead of the real ones. */
 export type PurgeDeps = BrakeDeps;
 
+/** What one purge run deletes from: the sessions table, or an extra table of JANITOR_PURGE_TABLES. */
+interface PurgeSpec {
+  readonly task: ScheduledTaskName;
+  readonly target: PurgeTarget;
+  readonly graceSeconds: number;
+  readonly lanes: number;
+}
+
+const sessionsSpec = ({ config }: TaskContext): PurgeSpec => ({
+  task: 'purge-expired',
+  target: sessionTarget(config.sessionTable),
+  graceSeconds: config.expiredGraceSeconds,
+  lanes: config.purgeConcurrency,
+});
+
 export async function purgeExpired(ctx: TaskContext, options: RunOptions = {}, deps: PurgeDeps = {}): Promise<RunOutput & { wouldDelete?: number }> {
-  const { config } = ctx;
-  if (options.dryRun) return { deleted: 0, batches: 0, stoppedBy: 'drained', wouldDelete: await countPurgeableSessions(ctx) };
+  return purge(ctx, sessionsSpec(ctx), options, deps);
+}
+
+/**
+ * An extra table's purge (JANITOR_PURGE_TABLES), the sessions table's batches on its own expiry
+ * column and key. The table is checked first (db/purge-tables.ts): one dropped, or whose grant was
+ * revoked, fails this run with the line that says so, and no other table's.
+ */
+export async function purgeTable(
+  ctx: TaskContext,
+  table: PurgeTable,
+  options: RunOptions = {},
+  deps: PurgeDeps = {},
+): Promise<RunOutput & { wouldDelete?: number }> {
+  const target = await purgeTableTarget(ctx, table);
+  // Nothing to purge (the usual tick of a small table): no brakes, no lane, nothing the sessions
+  // table's purge at the same tick would feel (bench case E).
+  if (!options.dryRun) {
+    const { rows } = await ctx.pool.query<{ found: boolean }>({ ...anyPurgeable(target), values: [table.graceSeconds] });
+    if (rows[0]?.found !== true) return { deleted: 0, batches: 0, stoppedBy: 'drained' };
+  }
+  return purge(ctx, { task: purgeTableTask(table).task, target, graceSeconds: table.graceSeconds, lanes: 1 }, options, deps);
+}
+
+/** The table's purge target (its primary key), or the error whose message is its problems, one per line. */
+async function purgeTableTarget({ pool }: TaskContext, table: PurgeTable): Promise<PurgeTarget> {
+  const check = await checkPurgeTable(pool, table);
+  if (check.target === null) throw new Error(check.problems.join('\n'));
+  return check.target;
+}
+
+async function purge(ctx: TaskContext, spec: PurgeSpec, options: RunOptions, deps: PurgeDeps): Promise<RunOutput & { wouldDelete?: number }> {
+  if (options.dryRun) return { deleted: 0, batches: 0, stoppedBy: 'drained', wouldDelete: await countPurgeableRows(ctx, spec) };
   // Shared by the lanes: each takes the next slice when it finishes one.
-  const slices = await planSlices(ctx, config.purgeConcurrency === 1 ? 1 : config.purgeConcurrency * SLICES_PER_LANE);
+  const slices = await planSlices(ctx, spec, spec.lanes === 1 ? 1 : spec.lanes * SLICES_PER_LANE);
   return runBatches(
     ctx,
     {
-      task: 'purge-expired',
-      maxSize: config.purgeBatchMaxSize,
-      openLane: (_laneId, client) => Promise.resolve(purgeLane(ctx, client, slices)),
+      task: spec.task,
+      maxSize: ctx.config.purgeBatchMaxSize,
+      openLane: (_laneId, client) => Promise.resolve(purgeLane(ctx, spec, client, slices)),
     },
     options,
     deps,
@@ -86,10 +137,10 @@ export async function purgeExpired(ctx: TaskContext, options: RunOptions = {}, d
 }
 
 /** A lane of the purge: the slices it takes from `slices` in turn, batch by batch; null when none is left. */
-function purgeLane(ctx: TaskContext, client: pg.PoolClient, slices: Slice[]): Lane | null {
+function purgeLane(ctx: TaskContext, spec: PurgeSpec, client: pg.PoolClient, slices: Slice[]): Lane | null {
   const { config } = ctx;
-  const grace = config.expiredGraceSeconds;
-  const table = config.sessionTable;
+  const grace = spec.graceSeconds;
+  const table = spec.target;
   const measureWal = config.purgeMaxWalBytesPerSecond !== null;
   let slice = slices.shift();
   if (slice === undefined) return null;
@@ -182,12 +233,12 @@ function purgeLane(ctx: TaskContext, client: pg.PoolClient, slices: Slice[]): La
   };
 }
 
-async function planSlices({ pool, config }: TaskContext, count: number): Promise<Slice[]> {
+async function planSlices({ pool }: TaskContext, spec: PurgeSpec, count: number): Promise<Slice[]> {
   const boundaries: string[] = [];
   if (count > 1) {
     const { rows } = await pool.query<{ boundary: string }>({
-      ...purgeSliceBoundaries(config.sessionTable),
-      values: [config.expiredGraceSeconds, count],
+      ...purgeSliceBoundaries(spec.target),
+      values: [spec.graceSeconds, count],
     });
     boundaries.push(...rows.map((r) => r.boundary));
   }
@@ -196,7 +247,16 @@ async function planSlices({ pool, config }: TaskContext, count: number): Promise
 }
 
 /** Purgeable rows now: the ETA of the foreground command. */
-export async function countPurgeableSessions({ pool, config }: TaskContext): Promise<number> {
-  const { rows } = await pool.query<{ n: string }>({ ...countPurgeable(config.sessionTable), values: [config.expiredGraceSeconds] });
+export async function countPurgeableSessions(ctx: TaskContext): Promise<number> {
+  return countPurgeableRows(ctx, sessionsSpec(ctx));
+}
+
+/** Purgeable rows of an extra table now (its check first, as its run's). */
+export async function countPurgeableTableRows(ctx: TaskContext, table: PurgeTable): Promise<number> {
+  return countPurgeableRows(ctx, { task: purgeTableTask(table).task, target: await purgeTableTarget(ctx, table), graceSeconds: table.graceSeconds, lanes: 1 });
+}
+
+async function countPurgeableRows({ pool }: TaskContext, spec: PurgeSpec): Promise<number> {
+  const { rows } = await pool.query<{ n: string }>({ ...countPurgeable(spec.target), values: [spec.graceSeconds] });
   return Number(rows[0]?.n ?? 0);
 }

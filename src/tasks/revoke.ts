@@ -33,6 +33,7 @@
  */
 import type pg from 'pg';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { tableLabel } from '../config.ts';
 import { SQLSTATE, sqlState } from '../db/errors.ts';
 import { revokeByJtis, revokeByUsers, revokeIdRange, sessionIdBounds } from '../db/sql/revoke.ts';
 import type { Statement } from '../db/sql/identifiers.ts';
@@ -329,6 +330,7 @@ class Revocation {
         this.revoked += revoked;
         this.batches += 1;
         metrics.sessionsDeleted.inc({ reason: 'revoked' }, revoked);
+        metrics.rowsDeleted.inc({ table: tableLabel(this.#ctx.config.sessionTable), reason: 'revoked' }, revoked);
         this.#options.onProgress?.({ revoked: this.revoked, batches: this.batches });
         return revoked;
       } catch (error) {

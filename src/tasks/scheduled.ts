@@ -1,17 +1,19 @@
 /**
- * What runs a scheduled task (queues.ts SCHEDULED_TASKS says the rest of it: queue, reason, brakes,
- * lanes, cron; tasks/pool-size.ts reads its lanes).
+ * What runs a scheduled task (queues.ts scheduledTasks says the rest of it: queue, reason, brakes,
+ * lanes, cron, table; tasks/pool-size.ts reads its lanes).
  *
- * A new scheduled task kind is an entry in SCHEDULED_TASKS, its run here (a Lane for the batch
- * engine, tasks/engine.ts, and its SQL under db/sql/), and its line in docs/CONTRACT.md.
+ * A new scheduled task kind is a descriptor in queues.ts, its run here (a Lane for the batch
+ * engine, tasks/engine.ts, and its SQL under db/sql/), and its line in docs/CONTRACT.md. An extra
+ * table of JANITOR_PURGE_TABLES is the purge's kind on another table (queues.ts purgeTableTask).
  */
-import type { ScheduledTaskName } from '../queues.ts';
+import type { ScheduledTask } from '../queues.ts';
 import type { RunOptions, RunOutput } from './batching.ts';
 import type { TaskContext } from './context.ts';
-import { purgeExpired } from './purge-expired.ts';
+import { purgeExpired, purgeTable } from './purge-expired.ts';
 import { reapIdle } from './reap-idle.ts';
 
-export const RUNS: Record<ScheduledTaskName, (ctx: TaskContext, options: RunOptions) => Promise<RunOutput>> = {
-  'purge-expired': (ctx, options) => purgeExpired(ctx, options),
-  'reap-idle': (ctx, options) => reapIdle(ctx, options),
-};
+export function runOf(task: ScheduledTask): (ctx: TaskContext, options: RunOptions) => Promise<RunOutput> {
+  const { table } = task;
+  if (table !== undefined) return (ctx, options) => purgeTable(ctx, table, options);
+  return task.task === 'reap-idle' ? (ctx, options) => reapIdle(ctx, options) : (ctx, options) => purgeExpired(ctx, options);
+}

@@ -264,6 +264,38 @@ describe('Grafana dashboard', () => {
     assert.deepEqual(missing, [], `no panel for: ${missing.join(', ')}`);
   });
 
+  test('one row per table, templated: a row repeated over the table variable (not copied panels), its panels filtered by $table', () => {
+    const dashboard = loadDashboard();
+    const variable = dashboard.templating.list.find((v) => v.name === 'table') as (Record<string, unknown> & { query?: { query?: string } }) | undefined;
+    assert.ok(variable, 'no `table` template variable');
+    assert.match(variable.query?.query ?? '', /^label_values\(session_janitor_rows_deleted_total\{[^}]*\}, table\)$/);
+    assert.equal(variable.includeAll, true);
+    assert.equal(variable.multi, true);
+    const top = dashboard.panels as Array<Panel & { type?: string; repeat?: string }>;
+    const rows = top.filter((p) => p.type === 'row' && p.repeat === 'table');
+    assert.equal(rows.length, 1, 'exactly one row repeated over $table');
+    const start = top.indexOf(rows[0] as Panel & { type?: string });
+    const next = top.findIndex((p, i) => i > start && p.type === 'row');
+    const inside = top.slice(start + 1, next < 0 ? undefined : next);
+    const queries = inside.flatMap((p) => exprsOf(p)).map(normalise);
+    for (const [topic, pattern] of [
+      ['rows deleted per second by reason', /sum by \(reason\) \(rate\(session_janitor_rows_deleted_total\{[^}]*table="\$table"/],
+      ['rows deleted in the range by reason', /sum by \(reason\) \(increase\(session_janitor_rows_deleted_total\{[^}]*table="\$table"/],
+      ['backlog', /max\(session_janitor_table_backlog_rows\{[^}]*table="\$table"/],
+      ['oldest purgeable row', /max\(session_janitor_table_backlog_oldest_seconds\{[^}]*table="\$table"/],
+    ] as const) {
+      assert.ok(
+        queries.some((q) => pattern.test(q)),
+        `the table row has no panel for ${topic}`,
+      );
+    }
+    // Templated, not copied: no other panel names a table.
+    const named = allPanels(dashboard)
+      .flatMap((p) => exprsOf(p))
+      .filter((q) => /table="(?!\$table")/.test(q));
+    assert.deepEqual(named, []);
+  });
+
   test('cluster-wide gauges are combined with max, counters are wrapped in rate or increase', async () => {
     const families = await scrapedFamilies();
     const problems: string[] = [];

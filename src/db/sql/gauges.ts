@@ -5,9 +5,11 @@
  */
 import type { QualifiedName } from '../../config.ts';
 import { qualified, quote, statementName, type Statement } from './identifiers.ts';
+import { asTarget, type PurgeTarget } from './purge-target.ts';
 
 /**
- * $1 grace in seconds, $2 cap. `oldest`: how long the oldest purgeable session has waited since it
+ * The sessions table, or an extra table of JANITOR_PURGE_TABLES on its expiry column (`sessions`:
+ * its rows). $1 grace in seconds, $2 cap. `oldest`: how long the oldest purgeable session has waited since it
  * became purgeable (expiry plus grace), 0 when there is none.
  *
  * Sessions that expire at '-infinity' are counted, but their wait is unknown (an expires_at set to
@@ -15,13 +17,15 @@ import { qualified, quote, statementName, type Statement } from './identifiers.t
  * is infinite (17 and later): `oldest` is that of the oldest finite one, 0 when there is none. A
  * purge that cannot delete them still shows in the count and in its failed runs.
  */
-export function expiredBacklog(table: QualifiedName): Statement {
+export function expiredBacklog(target: QualifiedName | PurgeTarget): Statement {
+  const { table, expiry } = asTarget(target);
   const t = qualified(table);
+  const e = quote(expiry);
   const cutoff = 'now() - make_interval(secs => $1::float8)';
   return {
     name: statementName('gauge_backlog', table),
-    text: `SELECT (SELECT count(*) FROM (SELECT 1 FROM ${t} WHERE expires_at < ${cutoff} LIMIT $2::bigint) AS capped)::bigint AS sessions,
-       coalesce(extract(epoch FROM ${cutoff} - (SELECT min(expires_at) FROM ${t} WHERE expires_at > '-infinity' AND expires_at < ${cutoff})), 0)::float8 AS oldest_seconds`,
+    text: `SELECT (SELECT count(*) FROM (SELECT 1 FROM ${t} WHERE ${e} < ${cutoff} LIMIT $2::bigint) AS capped)::bigint AS sessions,
+       coalesce(extract(epoch FROM ${cutoff} - (SELECT min(${e}) FROM ${t} WHERE ${e} > '-infinity' AND ${e} < ${cutoff})), 0)::float8 AS oldest_seconds`,
   };
 }
 

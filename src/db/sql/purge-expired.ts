@@ -53,12 +53,23 @@
  * 'infinity' never is. purgeSliceBoundaries computes on finite values only.
  */
 import type { QualifiedName } from '../../config.ts';
+import { asTarget, type PurgeTarget } from './purge-target.ts';
 import { NOT_HELD } from './held-rows.ts';
-import { qualified, statementName, type Statement } from './identifiers.ts';
+import { qualified, quote, statementName, type Statement } from './identifiers.ts';
 import { instantText } from './timestamps.ts';
 
-const purgeable = (lower: '>=' | '>') =>
-  `expires_at ${lower} $1::timestamptz AND expires_at < $2::timestamptz AND expires_at < now() - make_interval(secs => $3::float8)`;
+/** The sessions table (a bare name) or an extra table of JANITOR_PURGE_TABLES with its columns. */
+type Target = QualifiedName | PurgeTarget;
+
+const purgeable = (e: string, lower: '>=' | '>') =>
+  `${e} ${lower} $1::timestamptz AND ${e} < $2::timestamptz AND ${e} < now() - make_interval(secs => $3::float8)`;
+
+/** The quoted expiry column and key column, the qualified table, and `= ANY($1…)` for the key's array. */
+function parts(target: Target) {
+  const t = asTarget(target);
+  const anyKeys = t.keyArray === null ? 'ANY($1)' : `ANY($1::${t.keyArray})`;
+  return { table: t.table, q: qualified(t.table), e: quote(t.expiry), k: quote(t.key), anyKeys };
+}
 
 /** The WAL insert position as bytes since 0/0 (for the throttle's WAL cap, tasks/throttle.ts). */
 const walPosition = `pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '0/0')::float8`;
@@ -86,8 +97,8 @@ export interface BoundRow {
 }
 
 /** The batch's bound and the WAL position before its delete. */
-export function purgeBound(table: QualifiedName, lowerInclusive: boolean): Statement {
-  const t = qualified(table);
+export function purgeBound(target: Target, lowerInclusive: boolean): Statement {
+  const { table, q: t, e } = parts(target);
   const lower = lowerInclusive ? '>=' : '>';
   return {
     name: statementName(lowerInclusive ? 'purge_bound_from' : 'purge_bound_after', table),
@@ -99,16 +110,16 @@ export function purgeBound(table: QualifiedName, lowerInclusive: boolean): State
        r.tied, r.wal
   FROM (SELECT ${instantText('b.expires_at')} AS bound, b.tied, ${walPosition} AS wal
           FROM (SELECT min(w.expires_at) AS expires_at, count(*) = $5::int AND min(w.expires_at) = max(w.expires_at) AS tied
-                  FROM (SELECT expires_at FROM ${t}
-                         WHERE ${purgeable(lower)}
-                         ORDER BY expires_at
+                  FROM (SELECT ${e} AS expires_at FROM ${t}
+                         WHERE ${purgeable(e, lower)}
+                         ORDER BY ${e}
                         OFFSET $4::int - 1 LIMIT $5::int) AS w
                 OFFSET 0) AS b) AS r`,
   };
 }
 
 /** `_before`: up to the bound, the rows on it excluded (a tie too large for the batch follows). */
-const upTo = (upperInclusive: boolean) => `expires_at ${upperInclusive ? '<=' : '<'} $4::timestamptz`;
+const upTo = (e: string, upperInclusive: boolean) => `${e} ${upperInclusive ? '<=' : '<'} $4::timestamptz`;
 const variant = (base: string, lowerInclusive: boolean, upperInclusive: boolean) =>
   `${base}_${lowerInclusive ? 'from' : 'after'}${upperInclusive ? '' : '_before'}`;
 
@@ -116,11 +127,12 @@ const variant = (base: string, lowerInclusive: boolean, upperInclusive: boolean)
  * The fast batch: a range delete. It waits for a row lock held by a concurrent transaction, at most
  * lock_timeout; the caller then retries the same range with purgeBatchExceptHeld.
  */
-export function purgeBatch(table: QualifiedName, lowerInclusive: boolean, upperInclusive = true): Statement {
+export function purgeBatch(target: Target, lowerInclusive: boolean, upperInclusive = true): Statement {
+  const { table, q, e } = parts(target);
   const lower = lowerInclusive ? '>=' : '>';
   return {
     name: statementName(variant('purge', lowerInclusive, upperInclusive), table),
-    text: `DELETE FROM ${qualified(table)} WHERE ${purgeable(lower)} AND ${upTo(upperInclusive)}`,
+    text: `DELETE FROM ${q} WHERE ${purgeable(e, lower)} AND ${upTo(e, upperInclusive)}`,
   };
 }
 
@@ -129,20 +141,22 @@ export function purgeBatch(table: QualifiedName, lowerInclusive: boolean, upperI
  * held-rows.ts, which says why this is not FOR UPDATE SKIP LOCKED): they stay, and a later run
  * purges them. The caller runs it after purgeBatch hit lock_timeout.
  */
-export function purgeBatchExceptHeld(table: QualifiedName, lowerInclusive: boolean, upperInclusive = true): Statement {
+export function purgeBatchExceptHeld(target: Target, lowerInclusive: boolean, upperInclusive = true): Statement {
+  const { table, q, e } = parts(target);
   const lower = lowerInclusive ? '>=' : '>';
   return {
     name: statementName(variant('purge_except_held', lowerInclusive, upperInclusive), table),
-    text: `DELETE FROM ${qualified(table)} WHERE ${purgeable(lower)} AND ${upTo(upperInclusive)} AND ${NOT_HELD}`,
+    text: `DELETE FROM ${q} WHERE ${purgeable(e, lower)} AND ${upTo(e, upperInclusive)} AND ${NOT_HELD}`,
   };
 }
 
 /** The ids of the same range, read without locks: the fallback when purgeBatchExceptHeld timed out too. */
-export function purgeCandidates(table: QualifiedName, lowerInclusive: boolean, upperInclusive = true): Statement {
+export function purgeCandidates(target: Target, lowerInclusive: boolean, upperInclusive = true): Statement {
+  const { table, q, e, k } = parts(target);
   const lower = lowerInclusive ? '>=' : '>';
   return {
     name: statementName(variant('purge_candidates', lowerInclusive, upperInclusive), table),
-    text: `SELECT id FROM ${qualified(table)} WHERE ${purgeable(lower)} AND ${upTo(upperInclusive)}`,
+    text: `SELECT ${k} AS id FROM ${q} WHERE ${purgeable(e, lower)} AND ${upTo(e, upperInclusive)}`,
   };
 }
 
@@ -152,7 +166,7 @@ export function purgeCandidates(table: QualifiedName, lowerInclusive: boolean, u
  * ctid range as a TID Range Scan, which reads every block of the range instead of the instant's
  * index entries (test/plans.test.ts).
  */
-const inTie = `expires_at = $1::timestamptz AND (expires_at, ctid) > ($1::timestamptz, $2::tid) AND expires_at < now() - make_interval(secs => $3::float8)`;
+const inTie = (e: string) => `${e} = $1::timestamptz AND (${e}, ctid) > ($1::timestamptz, $2::tid) AND ${e} < now() - make_interval(secs => $3::float8)`;
 
 /**
  * A tie batch's rows: the ids of the next $4 purgeable rows of the tie after the cursor, in index
@@ -162,13 +176,14 @@ const inTie = `expires_at = $1::timestamptz AND (expires_at, ctid) > ($1::timest
  * `WHERE expires_at = $1 AND ctid <= $4` reads every entry of the instant (measured: the 120,000-row
  * tie of the benchmark purged at 2,100 rows/s). A plain index scan (ctid is not in the index).
  */
-export function purgeTieIds(table: QualifiedName): Statement {
+export function purgeTieIds(target: Target): Statement {
+  const { table, q, e, k } = parts(target);
   return {
     name: statementName('purge_tie_ids', table),
     text: `SELECT array_agg(s.id) AS ids, (array_agg(s.ctid ORDER BY s.ctid DESC))[1]::text AS tid, count(*)::int AS n, ${walPosition} AS wal
-  FROM (SELECT id, ctid FROM ${qualified(table)}
-         WHERE ${inTie}
-         ORDER BY expires_at
+  FROM (SELECT ${k} AS id, ctid FROM ${q}
+         WHERE ${inTie(e)}
+         ORDER BY ${e}
          LIMIT $4::int) AS s`,
   };
 }
@@ -181,22 +196,24 @@ export interface TieIdsRow {
   readonly wal: number;
 }
 
-/** A bigint id as node-pg returns it in an array. */
+/** A key as node-pg returns it in an array (a bigint or a uuid as text). */
 type SessionIdText = string;
 
-/** The rows among the ids $1 (bigint[]) still purgeable (re-checked: read before), $2 grace in seconds. */
-export function purgeIds(table: QualifiedName): Statement {
+/** The rows among the keys $1 (the key's array) still purgeable (re-checked: read before), $2 grace in seconds. */
+export function purgeIds(target: Target): Statement {
+  const { table, q, e, k, anyKeys } = parts(target);
   return {
     name: statementName('purge_ids', table),
-    text: `DELETE FROM ${qualified(table)} WHERE id = ANY($1::bigint[]) AND expires_at < now() - make_interval(secs => $2::float8)`,
+    text: `DELETE FROM ${q} WHERE ${k} = ${anyKeys} AND ${e} < now() - make_interval(secs => $2::float8)`,
   };
 }
 
 /** purgeIds without the rows another transaction holds (as purgeBatchExceptHeld): a tie batch's first retry. */
-export function purgeIdsExceptHeld(table: QualifiedName): Statement {
+export function purgeIdsExceptHeld(target: Target): Statement {
+  const { table, q, e, k, anyKeys } = parts(target);
   return {
     name: statementName('purge_ids_except_held', table),
-    text: `DELETE FROM ${qualified(table)} WHERE id = ANY($1::bigint[]) AND expires_at < now() - make_interval(secs => $2::float8) AND ${NOT_HELD}`,
+    text: `DELETE FROM ${q} WHERE ${k} = ${anyKeys} AND ${e} < now() - make_interval(secs => $2::float8) AND ${NOT_HELD}`,
   };
 }
 
@@ -210,13 +227,13 @@ export const purgeWalPosition: Statement = { name: 'sj_purge_wal_position', text
  * arithmetic on '-infinity' fails (PostgreSQL 15, 16) or overflows (17 and later); the
  * '-infinity' rows are in the first slice anyway.
  */
-export function purgeSliceBoundaries(table: QualifiedName): Statement {
-  const t = qualified(table);
+export function purgeSliceBoundaries(target: Target): Statement {
+  const { table, q: t, e } = parts(target);
   return {
     name: statementName('purge_slices', table),
     text: `WITH span AS (
-    SELECT min(expires_at) AS lo, now() - make_interval(secs => $1::float8) AS hi
-      FROM ${t} WHERE expires_at > '-infinity' AND expires_at < now() - make_interval(secs => $1::float8)
+    SELECT min(${e}) AS lo, now() - make_interval(secs => $1::float8) AS hi
+      FROM ${t} WHERE ${e} > '-infinity' AND ${e} < now() - make_interval(secs => $1::float8)
   )
 SELECT ${instantText('lo + (hi - lo) * g / $2::int')} AS boundary
   FROM span, generate_series(1, $2::int - 1) AS g
@@ -226,9 +243,22 @@ SELECT ${instantText('lo + (hi - lo) * g / $2::int')} AS boundary
 }
 
 /** Purgeable rows ($1 grace in seconds), for --dry-run and the progress ETA. */
-export function countPurgeable(table: QualifiedName): Statement {
+export function countPurgeable(target: Target): Statement {
+  const { table, q, e } = parts(target);
   return {
     name: statementName('purge_count', table),
-    text: `SELECT count(*)::bigint AS n FROM ${qualified(table)} WHERE expires_at < now() - make_interval(secs => $1::float8)`,
+    text: `SELECT count(*)::bigint AS n FROM ${q} WHERE ${e} < now() - make_interval(secs => $1::float8)`,
+  };
+}
+
+/**
+ * Whether any row is purgeable ($1 grace in seconds): one probe of the expiry index. An extra table
+ * with none ends its run here, before its brakes (the latency guard's baseline probes) and its lane.
+ */
+export function anyPurgeable(target: Target): Statement {
+  const { table, q, e } = parts(target);
+  return {
+    name: statementName('purge_any', table),
+    text: `SELECT EXISTS (SELECT 1 FROM ${q} WHERE ${e} < now() - make_interval(secs => $1::float8)) AS found`,
   };
 }
