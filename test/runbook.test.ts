@@ -105,6 +105,7 @@ function printedCommands(): { commands: Command[]; untyped: string[] } {
 }
 
 const { commands: COMMANDS, untyped: UNTYPED } = printedCommands();
+const EXTRA_TABLES = 'auth.one_time_token:expires_at';
 
 describe("every command of the runbook, run on a real worker's output", { timeout: 240_000 }, () => {
   let broken: TestDatabase;
@@ -133,6 +134,12 @@ describe("every command of the runbook, run on a real worker's output", { timeou
     broken = await createTestDatabase();
     await broken.pool.query('ALTER TABLE auth.refresh_session RENAME TO refresh_session_elsewhere');
     await insertBulkSessions(db.pool, 60, 50 / 60);
+    // The extra table the runbook's JANITOR_PURGE_TABLES sections name, there for the worker and the commands.
+    await db.pool.query(
+      `CREATE TABLE auth.one_time_token (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), expires_at timestamptz NOT NULL);
+       CREATE INDEX ON auth.one_time_token (expires_at);
+       INSERT INTO auth.one_time_token (expires_at) SELECT now() + g * interval '1 minute' FROM generate_series(-5, 5) AS g`,
+    );
     metricsPort = await freePort();
     const prometheusStarted = startPrometheus(`127.0.0.1:${metricsPort}`);
     worker = runCli(['start'], {
@@ -143,9 +150,16 @@ describe("every command of the runbook, run on a real worker's output", { timeou
       JANITOR_REAP_CRON: '0 0 1 1 *',
       JANITOR_GAUGE_REFRESH_CRON: '* * * * * *',
       JANITOR_SUPERVISE_INTERVAL: '1s',
+      JANITOR_PURGE_TABLES: EXTRA_TABLES,
     });
-    // A worker on a database without the sessions table: the error lines the runbook's filters look for.
-    const refused = runCli(['start'], { DATABASE_URL: broken.url, JANITOR_METRICS_PORT: '0', JANITOR_METRICS_HOST: '127.0.0.1' });
+    // A worker on a database without the sessions table, nor the extra table it is configured with:
+    // the error lines the runbook's filters look for.
+    const refused = runCli(['start'], {
+      DATABASE_URL: broken.url,
+      JANITOR_METRICS_PORT: '0',
+      JANITOR_METRICS_HOST: '127.0.0.1',
+      JANITOR_PURGE_TABLES: EXTRA_TABLES,
+    });
     await Promise.all([worker.waitFor('session-janitor worker started', 60_000), refused.waitFor('session-janitor worker started', 60_000)]);
     refused.child.kill('SIGTERM');
     let logs = (await refused.finished).stdout;
@@ -215,6 +229,7 @@ describe("every command of the runbook, run on a real worker's output", { timeou
       HOME: process.env.HOME ?? tmpdir(),
       NS: 'session-janitor-test',
       DATABASE_URL: db.url,
+      JANITOR_PURGE_TABLES: EXTRA_TABLES,
       SJ_FAKE_REAL_KUBECTL: kubectl,
       SJ_FAKE_KUBECONFIG: path.join(work, 'kubeconfig'),
       SJ_FAKE_MANIFESTS: path.join(work, 'manifests.json'),
