@@ -11,6 +11,7 @@ import { expiredBacklog } from './db/sql/gauges.ts';
 import { latestJob } from './db/sql/status.ts';
 import { parseInstant } from './db/sql/timestamps.ts';
 import { ALL_QUEUES } from './queues.ts';
+import { readPauses } from './tasks/pause.ts';
 
 export interface QueueDepths {
   readonly queue: string;
@@ -42,6 +43,8 @@ export interface ClusterState {
   readonly queues: QueueDepths[];
   readonly schedules: ScheduleState[];
   readonly expiredBacklog: ExpiredBacklog & { cap: number; capped: boolean };
+  /** The pauses in force (session-janitor pause): who (the database role), why, since and until when. */
+  readonly pauses: Array<{ task: string; pausedBy: string; reason: string; since: string; until: string; renewals: number }>;
   /** position null: reaping is off, or no pass has started yet. */
   readonly idleReaper: { enabled: boolean; position: ReapPosition | null };
 }
@@ -99,9 +102,11 @@ export async function readClusterState(boss: PgBoss, pool: pg.Pool, config: Conf
   }
 
   const backlog = await readExpiredBacklog(pool, config);
+  const pauses = (await readPauses(pool)).map((p) => ({ ...p, since: p.since.toISOString(), until: p.until.toISOString() }));
   return {
     queues,
     schedules,
+    pauses,
     idleReaper: { enabled: config.idleTimeoutSeconds !== null, position: await loadReapPosition(pool, config.sessionTable) },
     expiredBacklog: {
       sessions: backlog.sessions,

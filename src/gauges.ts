@@ -17,6 +17,7 @@ import type { Metrics } from './metrics.ts';
 import { isConnectionError } from './db/errors.ts';
 import type { OutageLog } from './outage-log.ts';
 import { ALL_QUEUES, SCHEDULED_TASKS } from './queues.ts';
+import { PAUSABLE, readPauses } from './tasks/pause.ts';
 
 export interface GaugeSources {
   readonly pool: pg.Pool;
@@ -60,6 +61,17 @@ export async function refreshLastSuccess({ pool, config, metrics }: GaugeSources
   }
 }
 
+/** The pauses in force (tasks/pause.ts): a task not paused reads 0 in all three gauges. */
+export async function refreshPauses({ pool, metrics }: Pick<GaugeSources, 'pool' | 'metrics'>): Promise<void> {
+  const pauses = await readPauses(pool);
+  for (const task of PAUSABLE) {
+    const pause = pauses.find((p) => p.task === task);
+    metrics.pausedUntil.set({ task }, pause === undefined ? 0 : pause.until.getTime() / 1000);
+    metrics.pausedSince.set({ task }, pause === undefined ? 0 : pause.since.getTime() / 1000);
+    metrics.pauseRenewals.set({ task }, pause?.renewals ?? 0);
+  }
+}
+
 /**
  * Adds the rows of manual runs no worker has counted yet to session_janitor_sessions_deleted_total
  * (db/sql/manual-runs.ts): the dashboard's panels and rate() see a manual purge like a scheduled one.
@@ -80,7 +92,7 @@ export async function countManualRuns({ pool, config, metrics }: GaugeSources, l
 export async function refreshGauges(sources: GaugeSources, log: Logger): Promise<void> {
   const backlog = sources.noSessionTable?.() ? Promise.resolve() : refreshBacklog(sources);
   const manualRuns = sources.scraped?.() ? countManualRuns(sources, log) : Promise.resolve();
-  const results = await Promise.allSettled([backlog, refreshQueues(sources), refreshLastSuccess(sources), manualRuns]);
+  const results = await Promise.allSettled([backlog, refreshQueues(sources), refreshLastSuccess(sources), refreshPauses(sources), manualRuns]);
   for (const result of results) {
     if (result.status === 'rejected') {
       sources.metrics.errors.inc({ kind: 'gauge-refresh' });

@@ -152,6 +152,24 @@ export function createMetrics() {
       labelNames: ['version', 'revision', 'pgboss_version', 'node_version'] as const,
       registers,
     }),
+    pausedUntil: new Gauge({
+      name: 'session_janitor_paused_until_timestamp_seconds',
+      help: 'Unix time in seconds at which the pause of a task ends (session-janitor pause), 0 while it is not paused; read from the database (the same in every pod). A pause ends by itself, at most 24 h after it was set.',
+      labelNames: ['task'] as const,
+      registers,
+    }),
+    pausedSince: new Gauge({
+      name: 'session_janitor_paused_since_timestamp_seconds',
+      help: 'Unix time in seconds since which a task is paused without a break (renewals included), 0 while it is not paused. time() minus it: how long the pause has lasted (alert SessionJanitorPausedTooLong).',
+      labelNames: ['task'] as const,
+      registers,
+    }),
+    pauseRenewals: new Gauge({
+      name: 'session_janitor_pause_renewals',
+      help: 'How often the pause in force of a task was renewed (paused again before it ended), 0 while it is not paused (alert SessionJanitorPauseRenewedRepeatedly).',
+      labelNames: ['task'] as const,
+      registers,
+    }),
     latencyProbeLockWaits: new Counter({
       name: 'session_janitor_latency_probe_lock_waits_total',
       help: 'Latency guard probes that found their row (session_janitor.latency_probe) locked by another transaction, by task: such a probe measures the lock, not a commit, so it is not taken; the guard probes another row and keeps guarding. Any increase: something locks the probe table, read the logs.',
@@ -181,6 +199,8 @@ function startAtZero(metrics: Metrics): void {
   for (const { task } of SCHEDULED_TASKS) metrics.stalledRuns.inc({ task }, 0);
   for (const { task, reasons } of HELD_BACK_SERIES) for (const reason of reasons) metrics.heldBack.inc({ task, reason }, 0);
   for (const { task } of HELD_BACK_SERIES) metrics.latencyProbeLockWaits.inc({ task }, 0);
+  // The pausable tasks (tasks/pause.ts): the scheduled ones.
+  for (const { task } of SCHEDULED_TASKS) for (const gauge of [metrics.pausedUntil, metrics.pausedSince, metrics.pauseRenewals]) gauge.set({ task }, 0);
   for (const { queue, outcomes } of JOB_SERIES) {
     metrics.jobDuration.zero({ queue });
     for (const outcome of outcomes) metrics.jobs.inc({ queue, outcome }, 0);

@@ -235,6 +235,9 @@ describe('metric labels come from closed sets only', () => {
     },
     session_janitor_latency_probe_lock_waits_total: { task: ['purge-expired', 'reap-idle'] },
     session_janitor_stalled_runs_total: { task: ['purge-expired', 'reap-idle'] },
+    session_janitor_paused_until_timestamp_seconds: { task: ['purge-expired', 'reap-idle'] },
+    session_janitor_paused_since_timestamp_seconds: { task: ['purge-expired', 'reap-idle'] },
+    session_janitor_pause_renewals: { task: ['purge-expired', 'reap-idle'] },
   };
   /** The label names of each family of the contract (histograms add `le` to their buckets). */
   const FAMILIES: Readonly<Record<string, readonly string[]>> = {
@@ -253,6 +256,9 @@ describe('metric labels come from closed sets only', () => {
     session_janitor_build_info: ['version', 'revision', 'pgboss_version', 'node_version'],
     session_janitor_latency_probe_lock_waits_total: ['task'],
     session_janitor_stalled_runs_total: ['task'],
+    session_janitor_paused_until_timestamp_seconds: ['task'],
+    session_janitor_paused_since_timestamp_seconds: ['task'],
+    session_janitor_pause_renewals: ['task'],
   };
 
   test('after revocations of every selector with free text, purges and reaps, every label value is in its closed set', { timeout: 60_000 }, async () => {

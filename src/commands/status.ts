@@ -44,6 +44,14 @@ function describeReaper({ enabled, position: p }: ClusterState['idleReaper']): s
   return `idle reaper: pass ${p.pass} ${state}, ${p.passDeleted} sessions reaped in this pass, started ${p.passStartedAt.toISOString()}`;
 }
 
+function describePauses(pauses: ClusterState['pauses']): string {
+  if (pauses.length === 0) return 'paused: none';
+  return table(
+    ['PAUSED', 'BY', 'SINCE', 'UNTIL', 'RENEWALS', 'REASON'],
+    pauses.map((p) => [p.task, p.pausedBy, p.since, p.until, String(p.renewals), p.reason]),
+  );
+}
+
 function renderStatus(status: ClusterState): string {
   const sections = [
     table(
@@ -65,6 +73,7 @@ function renderStatus(status: ClusterState): string {
     `expired backlog: ${status.expiredBacklog.capped ? 'at least ' : ''}${status.expiredBacklog.sessions} sessions, ` +
       `the oldest waiting ${formatSeconds(status.expiredBacklog.oldestWaitingSeconds)}`,
     describeReaper(status.idleReaper),
+    describePauses(status.pauses),
   ];
   return `${sections.join('\n\n')}\n`;
 }

@@ -7,6 +7,8 @@
  *     a lane that fails stops the others at their next batch, then the run rethrows its error;
  *   - the run's budget (time, rows, shutdown), checked before every batch;
  *   - the brakes (tasks/brakes.ts), consulted between batches;
+ *   - the task's pause (tasks/pause.ts), read between batches at most once a second: a paused
+ *     task's run stops at its next batch boundary, as on shutdown (stoppedBy 'paused');
  *   - the adaptive batch size (tasks/batching.ts), halved on a statement timeout and the batch
  *     tried again, and capped by the row budget;
  *   - held rows: the by-id fallback's share of the run's time, the ids left, and the lock waits
@@ -25,6 +27,7 @@ import { withConnection } from './connection.ts';
 import type { TaskContext } from './context.ts';
 import { HeldBack } from './held-back.ts';
 import { HeldRows, type LockWaits } from './held-rows.ts';
+import { PauseCheck } from './pause.ts';
 import { reportStall } from './stall.ts';
 
 /** What one batch did. */
@@ -68,6 +71,12 @@ export interface BatchTask {
 export async function runBatches(ctx: TaskContext, spec: BatchTask, options: RunOptions = {}, deps: BrakeDeps = {}): Promise<RunOutput> {
   const { config, metrics } = ctx;
   const { reason, throttled, lanes } = scheduledTask(spec.task);
+  const pause = new PauseCheck(spec.task);
+  // A run that starts paused opens no lane and starts no brake.
+  if (await pause.paused(ctx.pool)) {
+    ctx.log.info({ task: spec.task }, `${spec.task} is paused (session-janitor status says by whom, why and until when): this run deletes nothing`);
+    return { deleted: 0, batches: 0, stoppedBy: 'paused' };
+  }
   const budget = new RunBudget(config.maxRunSeconds, config.maxRunRows, options.signal);
   const held = new HeldRows(() => budget.msLeft, config.lockTimeoutMs);
   const heldBack = options.heldBack ?? new HeldBack(metrics, spec.task);
@@ -84,11 +93,12 @@ export async function runBatches(ctx: TaskContext, spec: BatchTask, options: Run
   /** Why a lane must stop before its next batch, or null. */
   const stopReason = (): StoppedBy | null => stoppedBy ?? (failed.signal.aborted ? 'shutdown' : budget.stopReason(deleted));
 
-  const drain = async (laneId: number, lane: Lane) => {
+  const drain = async (laneId: number, lane: Lane, client: pg.PoolClient) => {
     const size = new AdaptiveBatchSize(config.batchSize, config.batchMinSize, spec.maxSize, config.batchTargetMs);
     const scope: BatchScope = { held, waits: { ms: 0 } };
     for (;;) {
       let stop = stopReason();
+      if (stop === null && (await pause.paused(client))) stop = 'paused';
       // Woken early: the reason is one of the budget's, or a failed lane.
       if (stop === null && !(await brakes.beforeBatch(laneId, wake))) stop = stopReason() ?? 'time-budget';
       if (stop !== null) {
@@ -132,7 +142,7 @@ export async function runBatches(ctx: TaskContext, spec: BatchTask, options: Run
       try {
         const lane = await spec.openLane(laneId, client);
         if (lane === null) return;
-        await drain(laneId, lane);
+        await drain(laneId, lane, client);
         await lane.finish?.();
       } finally {
         clients[laneId] = undefined;
@@ -151,6 +161,7 @@ export async function runBatches(ctx: TaskContext, spec: BatchTask, options: Run
   const failure = results.find((r) => r.status === 'rejected');
   if (failure) throw failure.reason;
   const output: RunOutput = { deleted, batches, stoppedBy: stoppedBy ?? 'drained' };
+  if (output.stoppedBy === 'paused') ctx.log.info({ task: spec.task, deleted, batches }, `${spec.task} was paused: the run stopped at a batch boundary`);
   reportStall(ctx, spec.task, output, held);
   return output;
 }
