@@ -17,6 +17,7 @@ import type { Metrics } from './metrics.ts';
 import { isConnectionError } from './db/errors.ts';
 import type { OutageLog } from './outage-log.ts';
 import { ALL_QUEUES, SCHEDULED_TASKS } from './queues.ts';
+import type { ClockCheck } from './tasks/clock-check.ts';
 import { PAUSABLE, readPauses } from './tasks/pause.ts';
 
 export interface GaugeSources {
@@ -32,6 +33,8 @@ export interface GaugeSources {
    * claimed a run at once would count it for nobody.
    */
   readonly scraped?: () => boolean;
+  /** Measured at each refresh (tasks/clock-check.ts). */
+  readonly clock?: ClockCheck;
   /** A database outage is logged there, once, not at every refresh. */
   readonly outage?: OutageLog;
 }
@@ -92,7 +95,14 @@ export async function countManualRuns({ pool, config, metrics }: GaugeSources, l
 export async function refreshGauges(sources: GaugeSources, log: Logger): Promise<void> {
   const backlog = sources.noSessionTable?.() ? Promise.resolve() : refreshBacklog(sources);
   const manualRuns = sources.scraped?.() ? countManualRuns(sources, log) : Promise.resolve();
-  const results = await Promise.allSettled([backlog, refreshQueues(sources), refreshLastSuccess(sources), refreshPauses(sources), manualRuns]);
+  const results = await Promise.allSettled([
+    backlog,
+    refreshQueues(sources),
+    refreshLastSuccess(sources),
+    refreshPauses(sources),
+    sources.clock?.measure(sources.pool),
+    manualRuns,
+  ]);
   for (const result of results) {
     if (result.status === 'rejected') {
       sources.metrics.errors.inc({ kind: 'gauge-refresh' });

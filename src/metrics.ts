@@ -170,6 +170,16 @@ export function createMetrics() {
       labelNames: ['task'] as const,
       registers,
     }),
+    clockSkew: new Gauge({
+      name: 'session_janitor_clock_skew_seconds',
+      help: "Seconds the database's now() is ahead of this pod's clock (negative: behind), measured at start and at each gauge refresh. Beyond JANITOR_CLOCK_SKEW_TOLERANCE the purge and the reaper hold (session_janitor_clock_skew_hold).",
+      registers,
+    }),
+    clockSkewHold: new Gauge({
+      name: 'session_janitor_clock_skew_hold',
+      help: "1 while this pod's purge and reaper hold because the database's clock and the pod's differ by more than JANITOR_CLOCK_SKEW_TOLERANCE, else 0 (alert SessionJanitorClockSkew); revocations go on.",
+      registers,
+    }),
     latencyProbeLockWaits: new Counter({
       name: 'session_janitor_latency_probe_lock_waits_total',
       help: 'Latency guard probes that found their row (session_janitor.latency_probe) locked by another transaction, by task: such a probe measures the lock, not a commit, so it is not taken; the guard probes another row and keeps guarding. Any increase: something locks the probe table, read the logs.',

@@ -7,8 +7,10 @@
  *     a lane that fails stops the others at their next batch, then the run rethrows its error;
  *   - the run's budget (time, rows, shutdown), checked before every batch;
  *   - the brakes (tasks/brakes.ts), consulted between batches;
- *   - the task's pause (tasks/pause.ts), read between batches at most once a second: a paused
- *     task's run stops at its next batch boundary, as on shutdown (stoppedBy 'paused');
+ *   - the task's pause (tasks/pause.ts), read before every batch: a paused task's run stops at its
+ *     next batch boundary, as on shutdown (stoppedBy 'paused');
+ *   - the clock check (tasks/clock-check.ts): while the database's clock and the process's
+ *     disagree, the run stops before its next batch (stoppedBy 'clock-skew');
  *   - the adaptive batch size (tasks/batching.ts), halved on a statement timeout and the batch
  *     tried again, and capped by the row budget;
  *   - held rows: the by-id fallback's share of the run's time, the ids left, and the lock waits
@@ -71,6 +73,13 @@ export interface BatchTask {
 export async function runBatches(ctx: TaskContext, spec: BatchTask, options: RunOptions = {}, deps: BrakeDeps = {}): Promise<RunOutput> {
   const { config, metrics } = ctx;
   const { reason, throttled, lanes } = scheduledTask(spec.task);
+  if (ctx.clock?.holding === true) {
+    ctx.log.warn(
+      { task: spec.task },
+      `${spec.task} holds: the database's clock and this process's disagree (session_janitor_clock_skew_seconds); this run deletes nothing`,
+    );
+    return { deleted: 0, batches: 0, stoppedBy: 'clock-skew' };
+  }
   const pause = new PauseCheck(spec.task);
   // A run that starts paused opens no lane and starts no brake.
   if (await pause.paused(ctx.pool)) {
@@ -98,6 +107,7 @@ export async function runBatches(ctx: TaskContext, spec: BatchTask, options: Run
     const scope: BatchScope = { held, waits: { ms: 0 } };
     for (;;) {
       let stop = stopReason();
+      if (stop === null && ctx.clock?.holding === true) stop = 'clock-skew';
       if (stop === null && (await pause.paused(client))) stop = 'paused';
       // Woken early: the reason is one of the budget's, or a failed lane.
       if (stop === null && !(await brakes.beforeBatch(laneId, wake))) stop = stopReason() ?? 'time-budget';
