@@ -13,7 +13,7 @@ import { purgeExpiredCommand } from './commands/purge-expired.ts';
 import { reapIdleCommand } from './commands/reap-idle.ts';
 import { EXIT_USAGE, registerRevokeCommand } from './commands/revoke.ts';
 import { startCommand } from './commands/start.ts';
-import { pauseCommand, resumeCommand } from './commands/pause.ts';
+import { confirmCommand, pauseCommand, resumeCommand } from './commands/pause.ts';
 import { CommandError } from './commands/process-edge.ts';
 import { statusCommand } from './commands/status.ts';
 import { commandLine } from './command-line.ts';
@@ -72,6 +72,13 @@ program
   .description('end the pause of a task (or all) now: its next scheduled run deletes again')
   .argument('<task>', 'purge-expired, reap-idle or all')
   .action(resumeCommand);
+
+program
+  .command('confirm')
+  .description('let a purge or reap that the blast-radius guard stopped go on: its next run deletes (recorded with the database role and the reason)')
+  .argument('<task>', 'purge-expired, reap-idle or all')
+  .requiredOption('--reason <text>', 'why the deletions are wanted (1 to 500 characters)')
+  .action(confirmCommand);
 
 program
   .command('dev-url')

@@ -11,6 +11,7 @@ import { expiredBacklog } from './db/sql/gauges.ts';
 import { latestJob } from './db/sql/status.ts';
 import { parseInstant } from './db/sql/timestamps.ts';
 import { ALL_QUEUES } from './queues.ts';
+import { readBlastStops } from './tasks/blast-guard.ts';
 import { readPauses } from './tasks/pause.ts';
 
 export interface QueueDepths {
@@ -45,6 +46,8 @@ export interface ClusterState {
   readonly expiredBacklog: ExpiredBacklog & { cap: number; capped: boolean };
   /** The pauses in force (session-janitor pause): who (the database role), why, since and until when. */
   readonly pauses: Array<{ task: string; pausedBy: string; reason: string; since: string; until: string; renewals: number }>;
+  /** Runs the blast-radius guard stopped, waiting for `session-janitor confirm` (or other settings). */
+  readonly blastRadiusStops: Array<{ task: string; fraction: number; trippedAt: string; settings: string }>;
   /** position null: reaping is off, or no pass has started yet. */
   readonly idleReaper: { enabled: boolean; position: ReapPosition | null };
 }
@@ -107,6 +110,7 @@ export async function readClusterState(boss: PgBoss, pool: pg.Pool, config: Conf
     queues,
     schedules,
     pauses,
+    blastRadiusStops: (await readBlastStops(pool)).map((s) => ({ ...s, trippedAt: s.trippedAt.toISOString() })),
     idleReaper: { enabled: config.idleTimeoutSeconds !== null, position: await loadReapPosition(pool, config.sessionTable) },
     expiredBacklog: {
       sessions: backlog.sessions,

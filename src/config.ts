@@ -74,6 +74,8 @@ export interface Config {
   readonly latencyGuardFactor: number | null;
   /** Seconds the database's clock and the process's may differ before the purge and the reaper hold (tasks/clock-check.ts); null: no check. */
   readonly clockSkewToleranceSeconds: number | null;
+  /** The blast-radius guard (tasks/blast-guard.ts): the fraction of the table's rows a run may delete retroactively; null: off. */
+  readonly blastRadius: number | null;
   readonly maxRunSeconds: number;
   /** null: no row budget. */
   readonly maxRunRows: number | null;
@@ -323,6 +325,7 @@ const VARIABLES = {
   ),
   JANITOR_PURGE_PAUSE_ON_VACUUM: variable(boolean, 'false', 'true or false'),
   JANITOR_LATENCY_GUARD: variable(factorOrOff(1.05, 100), '1.3', '`off` or a factor from 1.05 to 100, such as 1.5'),
+  JANITOR_BLAST_RADIUS: variable(factorOrOff(0.001, 1), '0.1', "`off` or a fraction of the table's rows from 0.001 to 1, such as 0.1"),
   JANITOR_CLOCK_SKEW_TOLERANCE: variable(
     z.union([z.literal('off').transform(() => null), duration(1, 86_400)]),
     '60s',
@@ -428,6 +431,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, checkout: boole
     purgePauseOnVacuum: get('JANITOR_PURGE_PAUSE_ON_VACUUM'),
     latencyGuardFactor: read(env, 'JANITOR_LATENCY_GUARD') ?? null,
     clockSkewToleranceSeconds: read(env, 'JANITOR_CLOCK_SKEW_TOLERANCE') ?? null,
+    blastRadius: read(env, 'JANITOR_BLAST_RADIUS') ?? null,
     maxRunSeconds: get('JANITOR_MAX_RUN_SECONDS'),
     maxRunRows: maxRunRows === 0 ? null : maxRunRows,
     statementTimeoutMs: Math.round(get('JANITOR_STATEMENT_TIMEOUT') * 1000),

@@ -18,6 +18,7 @@ import { isConnectionError } from './db/errors.ts';
 import type { OutageLog } from './outage-log.ts';
 import { ALL_QUEUES, SCHEDULED_TASKS } from './queues.ts';
 import type { ClockCheck } from './tasks/clock-check.ts';
+import { readBlastStops } from './tasks/blast-guard.ts';
 import { PAUSABLE, readPauses } from './tasks/pause.ts';
 
 export interface GaugeSources {
@@ -64,6 +65,12 @@ export async function refreshLastSuccess({ pool, config, metrics }: GaugeSources
   }
 }
 
+/** The blast-radius stops no operator has confirmed (tasks/blast-guard.ts). */
+export async function refreshBlastStops({ pool, metrics }: Pick<GaugeSources, 'pool' | 'metrics'>): Promise<void> {
+  const stops = await readBlastStops(pool);
+  for (const { task } of SCHEDULED_TASKS) metrics.blastRadiusStopped.set({ task }, stops.some((s) => s.task === task) ? 1 : 0);
+}
+
 /** The pauses in force (tasks/pause.ts): a task not paused reads 0 in all three gauges. */
 export async function refreshPauses({ pool, metrics }: Pick<GaugeSources, 'pool' | 'metrics'>): Promise<void> {
   const pauses = await readPauses(pool);
@@ -100,6 +107,7 @@ export async function refreshGauges(sources: GaugeSources, log: Logger): Promise
     refreshQueues(sources),
     refreshLastSuccess(sources),
     refreshPauses(sources),
+    refreshBlastStops(sources),
     sources.clock?.measure(sources.pool),
     manualRuns,
   ]);

@@ -170,6 +170,12 @@ export function createMetrics() {
       labelNames: ['task'] as const,
       registers,
     }),
+    blastRadiusStopped: new Gauge({
+      name: 'session_janitor_blast_radius_stopped',
+      help: 'A task the blast-radius guard stopped (1) before it deleted more than JANITOR_BLAST_RADIUS of the table retroactively (a clock or timestamps that jumped, a setting changed); it deletes nothing until an operator runs session-janitor confirm or the settings change. Alert SessionJanitorBlastRadiusStop.',
+      labelNames: ['task'] as const,
+      registers,
+    }),
     clockSkew: new Gauge({
       name: 'session_janitor_clock_skew_seconds',
       help: "Seconds the database's now() is ahead of this pod's clock (negative: behind), measured at start and at each gauge refresh. Beyond JANITOR_CLOCK_SKEW_TOLERANCE the purge and the reaper hold (session_janitor_clock_skew_hold).",
@@ -210,7 +216,8 @@ function startAtZero(metrics: Metrics): void {
   for (const { task, reasons } of HELD_BACK_SERIES) for (const reason of reasons) metrics.heldBack.inc({ task, reason }, 0);
   for (const { task } of HELD_BACK_SERIES) metrics.latencyProbeLockWaits.inc({ task }, 0);
   // The pausable tasks (tasks/pause.ts): the scheduled ones.
-  for (const { task } of SCHEDULED_TASKS) for (const gauge of [metrics.pausedUntil, metrics.pausedSince, metrics.pauseRenewals]) gauge.set({ task }, 0);
+  for (const { task } of SCHEDULED_TASKS)
+    for (const gauge of [metrics.blastRadiusStopped, metrics.pausedUntil, metrics.pausedSince, metrics.pauseRenewals]) gauge.set({ task }, 0);
   for (const { queue, outcomes } of JOB_SERIES) {
     metrics.jobDuration.zero({ queue });
     for (const outcome of outcomes) metrics.jobs.inc({ queue, outcome }, 0);

@@ -238,6 +238,7 @@ describe('metric labels come from closed sets only', () => {
     session_janitor_paused_until_timestamp_seconds: { task: ['purge-expired', 'reap-idle'] },
     session_janitor_paused_since_timestamp_seconds: { task: ['purge-expired', 'reap-idle'] },
     session_janitor_pause_renewals: { task: ['purge-expired', 'reap-idle'] },
+    session_janitor_blast_radius_stopped: { task: ['purge-expired', 'reap-idle'] },
   };
   /** The label names of each family of the contract (histograms add `le` to their buckets). */
   const FAMILIES: Readonly<Record<string, readonly string[]>> = {
@@ -260,6 +261,7 @@ describe('metric labels come from closed sets only', () => {
     session_janitor_paused_since_timestamp_seconds: ['task'],
     session_janitor_pause_renewals: ['task'],
     session_janitor_clock_skew_seconds: [],
+    session_janitor_blast_radius_stopped: ['task'],
     session_janitor_clock_skew_hold: [],
   };
 

@@ -1,6 +1,6 @@
 -- Undoes session_janitor migration 8, for a rollback from this release to 0.1.0 only (docs/deployment.md,
--- "Rolling back"), before sql/undo/000007.sql. Migration 8 only added the pause table, which no
--- earlier release reads: the table goes (and with it any pause in force: the older release cannot
+-- "Rolling back"), before sql/undo/000007.sql. Migration 8 only added the pause and blast_guard tables, which no
+-- earlier release reads: they go (and with it any pause in force: the older release cannot
 -- obey one), and so does the version row. Rolling forward again creates it again, empty.
 -- Run it as the migrator, in one transaction:
 --   psql "$MIGRATOR_DATABASE_URL" -1 -v ON_ERROR_STOP=1 -f sql/undo/000008.sql
@@ -13,4 +13,5 @@ BEGIN
 END
 $$;
 DROP TABLE IF EXISTS session_janitor.pause;
+DROP TABLE IF EXISTS session_janitor.blast_guard;
 DELETE FROM session_janitor.migration WHERE version = 8;

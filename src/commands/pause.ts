@@ -5,6 +5,7 @@
  */
 import { parseDurationSeconds } from '../config.ts';
 import { SQLSTATE, safeErrorMessage, sqlState } from '../db/errors.ts';
+import { confirmBlastStop } from '../tasks/blast-guard.ts';
 import { MAX_PAUSE_SECONDS, pauseTargets, pauseTasks, resumeTasks, type Pause } from '../tasks/pause.ts';
 import { setup, withTaskContext } from './common.ts';
 import { fail } from './process-edge.ts';
@@ -60,6 +61,32 @@ export async function resumeCommand(target: string): Promise<void> {
         const p = ended.find((e) => e.task === task);
         if (p !== undefined) log.warn({ task, pausedBy: p.pausedBy, reason: p.reason }, `${task} resumed`);
         process.stdout.write(p === undefined ? `${task} was not paused\n` : `resumed ${task} (was paused ${describe(p)})\n`);
+      }
+    },
+    'presence',
+  );
+}
+
+/** `session-janitor confirm <task> --reason TEXT`: lets a run the blast-radius guard stopped go on (tasks/blast-guard.ts). */
+export async function confirmCommand(target: string, options: { reason?: string }): Promise<void> {
+  const tasks = targetsOf(target);
+  const reason = options.reason?.trim() ?? '';
+  if (reason.length < 1 || reason.length > 500) fail('--reason is required: why the deletions are wanted, for the record (1 to 500 characters)', EXIT_USAGE);
+  const { config, log } = setup();
+  await withTaskContext(
+    config,
+    log,
+    async (ctx) => {
+      for (const task of tasks) {
+        const confirmed = await confirmBlastStop(ctx.pool, task, reason).catch((error: unknown) => refusal(error, 'confirm'));
+        if (confirmed === null) {
+          process.stdout.write(`${task} has no blast-radius stop to confirm\n`);
+          continue;
+        }
+        log.warn({ task, confirmedBy: confirmed.by, reason, fraction: confirmed.fraction }, `${task} blast-radius stop confirmed: its next run deletes`);
+        process.stdout.write(
+          `confirmed ${task} (by ${confirmed.by}): its next run deletes (${(confirmed.fraction * 100).toFixed(1)}% of the table retroactively): ${reason}\n`,
+        );
       }
     },
     'presence',

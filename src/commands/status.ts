@@ -74,6 +74,10 @@ function renderStatus(status: ClusterState): string {
       `the oldest waiting ${formatSeconds(status.expiredBacklog.oldestWaitingSeconds)}`,
     describeReaper(status.idleReaper),
     describePauses(status.pauses),
+    ...status.blastRadiusStops.map(
+      (s) =>
+        `STOPPED by the blast-radius guard: ${s.task} since ${s.trippedAt}, ${(s.fraction * 100).toFixed(1)}% of the table would go retroactively (${s.settings}); \`session-janitor confirm ${s.task} --reason ...\` lets it go on`,
+    ),
   ];
   return `${sections.join('\n\n')}\n`;
 }

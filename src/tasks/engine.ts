@@ -9,6 +9,8 @@
  *   - the brakes (tasks/brakes.ts), consulted between batches;
  *   - the task's pause (tasks/pause.ts), read before every batch: a paused task's run stops at its
  *     next batch boundary, as on shutdown (stoppedBy 'paused');
+ *   - the blast-radius guard (tasks/blast-guard.ts), before the first batch: a run that would
+ *     delete too many rows retroactively deletes nothing (stoppedBy 'blast-radius');
  *   - the clock check (tasks/clock-check.ts): while the database's clock and the process's
  *     disagree, the run stops before its next batch (stoppedBy 'clock-skew');
  *   - the adaptive batch size (tasks/batching.ts), halved on a statement timeout and the batch
@@ -29,6 +31,7 @@ import { withConnection } from './connection.ts';
 import type { TaskContext } from './context.ts';
 import { HeldBack } from './held-back.ts';
 import { HeldRows, type LockWaits } from './held-rows.ts';
+import { checkBlastRadius, recordDrainedRun } from './blast-guard.ts';
 import { PauseCheck } from './pause.ts';
 import { reportStall } from './stall.ts';
 
@@ -85,6 +88,15 @@ export async function runBatches(ctx: TaskContext, spec: BatchTask, options: Run
   if (await pause.paused(ctx.pool)) {
     ctx.log.info({ task: spec.task }, `${spec.task} is paused (session-janitor status says by whom, why and until when): this run deletes nothing`);
     return { deleted: 0, batches: 0, stoppedBy: 'paused' };
+  }
+  const guard = await checkBlastRadius(ctx, spec.task);
+  metrics.blastRadiusStopped.set({ task: spec.task }, guard.stop === null ? 0 : 1);
+  if (guard.stop !== null) {
+    ctx.log.error(
+      { task: spec.task, fraction: Math.round(guard.stop.fraction * 1000) / 1000, blastRadius: config.blastRadius },
+      `${spec.task} stopped before deleting anything: ${(guard.stop.fraction * 100).toFixed(1)}% of the table's rows would go that its last drained run, under the settings of now, would already have deleted (a clock or timestamps that jumped, or a setting changed: the idle timeout, the grace), more than JANITOR_BLAST_RADIUS; it stays stopped until \`session-janitor confirm ${spec.task} --reason ...\` or the settings change; see the runbook, SessionJanitorBlastRadiusStop`,
+    );
+    return { deleted: 0, batches: 0, stoppedBy: 'blast-radius' };
   }
   const budget = new RunBudget(config.maxRunSeconds, config.maxRunRows, options.signal);
   const held = new HeldRows(() => budget.msLeft, config.lockTimeoutMs);
@@ -171,6 +183,7 @@ export async function runBatches(ctx: TaskContext, spec: BatchTask, options: Run
   const failure = results.find((r) => r.status === 'rejected');
   if (failure) throw failure.reason;
   const output: RunOutput = { deleted, batches, stoppedBy: stoppedBy ?? 'drained' };
+  if (output.stoppedBy === 'drained') await recordDrainedRun(ctx.pool, spec.task, guard.startedAt);
   if (output.stoppedBy === 'paused') ctx.log.info({ task: spec.task, deleted, batches }, `${spec.task} was paused: the run stopped at a batch boundary`);
   reportStall(ctx, spec.task, output, held);
   return output;

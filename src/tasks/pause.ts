@@ -7,7 +7,7 @@
  * ever. `all` is every scheduled task (the purge and the reaper), never the revocations: they are a
  * security function (a stolen token is revoked through them), and an operator easing the load
  * during an incident must not stop them by accident; a later release may pause them by their own
- * name only (docs/runbook.md, "Incidents").
+ * name only (docs/runbook.md, "Incidents: pause, check, resume or confirm").
  */
 import type pg from 'pg';
 import { activePauses, clearPause, isPaused, setPause, type PauseRow } from '../db/sql/pause.ts';
@@ -43,7 +43,7 @@ export function pauseTargets(target: string): readonly ScheduledTaskName[] | str
   const task = PAUSABLE.find((t) => t === target);
   if (task !== undefined) return [task];
   if (target === 'revoke')
-    return 'revocations cannot be paused: they are a security function (docs/runbook.md, "Incidents"); scale the purge and the reaper down with `pause all` instead';
+    return 'revocations cannot be paused: they are a security function (docs/runbook.md, "Incidents: pause, check, resume or confirm"); scale the purge and the reaper down with `pause all` instead';
   return `unknown task ${JSON.stringify(target)}: one of ${[...PAUSABLE, 'all'].join(', ')}`;
 }
 
