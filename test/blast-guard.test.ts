@@ -21,7 +21,7 @@ describe('the blast-radius guard', () => {
   const count = async (where = 'true') => (await db.pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM auth.refresh_session WHERE ${where}`)).rows[0]?.n;
   /** One run of `run` under `env`, on its own pool. */
   const withCtx = async <T>(env: Record<string, string>, fn: (ctx: ReturnType<typeof taskContext>) => Promise<T>): Promise<T> => {
-    const ctx = taskContext(testConfig(db.url, env) satisfies Config);
+    const ctx = taskContext(testConfig(db.url, { JANITOR_BLAST_RADIUS: '0.1', ...env }) satisfies Config);
     try {
       return await fn(ctx);
     } finally {
