@@ -5,6 +5,8 @@
 --   session_janitor_worker    runs the workers (`session-janitor start`, JANITOR_MIGRATE=false):
 --                             DML on pg-boss's tables and session_janitor's tables; on auth, only
 --                             SELECT and DELETE on auth.refresh_session, nothing else (see below).
+--                             It is the role that may `session-janitor pause` and `resume` (they
+--                             write session_janitor.pause); the producer roles may not.
 --   session_janitor_producer  for other services that enqueue revocations in SQL: EXECUTE on
 --                             session_janitor.enqueue_revocation, revocation_status and
 --                             revocation_by_key only (SECURITY DEFINER, owned by the migrator), no

@@ -13,6 +13,7 @@ import { purgeExpiredCommand } from './commands/purge-expired.ts';
 import { reapIdleCommand } from './commands/reap-idle.ts';
 import { EXIT_USAGE, registerRevokeCommand } from './commands/revoke.ts';
 import { startCommand } from './commands/start.ts';
+import { confirmCommand, pauseCommand, resumeCommand } from './commands/pause.ts';
 import { CommandError } from './commands/process-edge.ts';
 import { statusCommand } from './commands/status.ts';
 import { commandLine } from './command-line.ts';
@@ -57,6 +58,28 @@ program
   .description('queues and their depths, the dead-letter queue, schedules and last runs, the expired backlog')
   .option('--json', 'machine-readable output')
   .action(statusCommand);
+
+program
+  .command('pause')
+  .description(
+    'pause a scheduled task (purge-expired, reap-idle) or all of them, cluster-wide: runs stop at their next batch; the pause ends by itself (revocations are never paused)',
+  )
+  .argument('<task>', 'purge-expired, reap-idle or all')
+  .requiredOption('--for <duration>', 'how long, from 1s to 24h, e.g. 30m (pause again to renew)')
+  .requiredOption('--reason <text>', 'why, shown by status (1 to 500 characters)')
+  .action(pauseCommand);
+program
+  .command('resume')
+  .description('end the pause of a task (or all) now: its next scheduled run deletes again')
+  .argument('<task>', 'purge-expired, reap-idle or all')
+  .action(resumeCommand);
+
+program
+  .command('confirm')
+  .description('let a purge or reap that the blast-radius guard stopped go on: its next run deletes (recorded with the database role and the reason)')
+  .argument('<task>', 'purge-expired, reap-idle or all')
+  .requiredOption('--reason <text>', 'why the deletions are wanted (1 to 500 characters)')
+  .action(confirmCommand);
 
 program
   .command('dev-url')

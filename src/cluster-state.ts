@@ -12,6 +12,8 @@ import { expiredBacklog } from './db/sql/gauges.ts';
 import { latestJob } from './db/sql/status.ts';
 import { parseInstant } from './db/sql/timestamps.ts';
 import { allQueues, PURGE_TABLE_QUEUE_PREFIX, purgeTableTask } from './queues.ts';
+import { readBlastStops } from './tasks/blast-guard.ts';
+import { readPauses } from './tasks/pause.ts';
 
 export interface QueueDepths {
   readonly queue: string;
@@ -54,6 +56,10 @@ export interface ClusterState {
   readonly queues: QueueDepths[];
   readonly schedules: ScheduleState[];
   readonly expiredBacklog: ExpiredBacklog & { cap: number; capped: boolean };
+  /** The pauses in force (session-janitor pause): who (the database role), why, since and until when. */
+  readonly pauses: Array<{ task: string; pausedBy: string; reason: string; since: string; until: string; renewals: number }>;
+  /** Runs the blast-radius guard stopped, waiting for `session-janitor confirm` (or other settings). */
+  readonly blastRadiusStops: Array<{ task: string; fraction: number; trippedAt: string; settings: string }>;
   /** position null: reaping is off, or no pass has started yet. */
   readonly idleReaper: { enabled: boolean; position: ReapPosition | null };
   /** The tables of JANITOR_PURGE_TABLES, in their order (empty without it). */
@@ -152,9 +158,12 @@ export async function readClusterState(boss: PgBoss, pool: pg.Pool, config: Conf
       problems: read.problems,
     });
   }
+  const pauses = (await readPauses(pool)).map((p) => ({ ...p, since: p.since.toISOString(), until: p.until.toISOString() }));
   return {
     queues,
     schedules,
+    pauses,
+    blastRadiusStops: (await readBlastStops(pool)).map((s) => ({ ...s, trippedAt: s.trippedAt.toISOString() })),
     idleReaper: { enabled: config.idleTimeoutSeconds !== null, position: await loadReapPosition(pool, config.sessionTable) },
     expiredBacklog: {
       sessions: backlog.sessions,

@@ -91,6 +91,10 @@ export interface Config {
    * commit takes more than this factor of its baseline. null: off.
    */
   readonly latencyGuardFactor: number | null;
+  /** Seconds the database's clock and the process's may differ before the purge and the reaper hold (tasks/clock-check.ts); null: no check. */
+  readonly clockSkewToleranceSeconds: number | null;
+  /** The blast-radius guard (tasks/blast-guard.ts): the fraction of the table's rows a run may delete retroactively; null: off. */
+  readonly blastRadius: number | null;
   readonly maxRunSeconds: number;
   /** null: no row budget. */
   readonly maxRunRows: number | null;
@@ -371,6 +375,12 @@ const VARIABLES = {
   ),
   JANITOR_PURGE_PAUSE_ON_VACUUM: variable(boolean, 'false', 'true or false'),
   JANITOR_LATENCY_GUARD: variable(factorOrOff(1.05, 100), '1.3', '`off` or a factor from 1.05 to 100, such as 1.5'),
+  JANITOR_BLAST_RADIUS: variable(factorOrOff(0.001, 1), '0.1', "`off` or a fraction of the table's rows from 0.001 to 1, such as 0.1"),
+  JANITOR_CLOCK_SKEW_TOLERANCE: variable(
+    z.union([z.literal('off').transform(() => null), duration(1, 86_400)]),
+    '60s',
+    '`off` or a duration from 1s to 1d, such as 60s, 5m',
+  ),
   JANITOR_MAX_RUN_SECONDS: variable(integer(1, 86_400), '240', 'an integer number of seconds from 1 to 86400'),
   JANITOR_MAX_RUN_ROWS: variable(integer(0, 1_000_000_000), '0', 'an integer from 0 (no limit) to 1000000000'),
   JANITOR_STATEMENT_TIMEOUT: variable(duration(0.1, 600), '10s', 'a duration from 100ms to 600s'),
@@ -472,6 +482,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, checkout: boole
     purgeMaxReplicaLagSeconds: read(env, 'JANITOR_PURGE_MAX_REPLICA_LAG') ?? null,
     purgePauseOnVacuum: get('JANITOR_PURGE_PAUSE_ON_VACUUM'),
     latencyGuardFactor: read(env, 'JANITOR_LATENCY_GUARD') ?? null,
+    clockSkewToleranceSeconds: read(env, 'JANITOR_CLOCK_SKEW_TOLERANCE') ?? null,
+    blastRadius: read(env, 'JANITOR_BLAST_RADIUS') ?? null,
     maxRunSeconds: get('JANITOR_MAX_RUN_SECONDS'),
     maxRunRows: maxRunRows === 0 ? null : maxRunRows,
     statementTimeoutMs: Math.round(get('JANITOR_STATEMENT_TIMEOUT') * 1000),

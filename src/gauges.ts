@@ -16,7 +16,10 @@ import type { Logger } from './logger.ts';
 import type { Metrics } from './metrics.ts';
 import { isConnectionError } from './db/errors.ts';
 import type { OutageLog } from './outage-log.ts';
-import { allQueues, scheduledTasks } from './queues.ts';
+import { allQueues, scheduledTasks, SCHEDULED_TASKS } from './queues.ts';
+import type { ClockCheck } from './tasks/clock-check.ts';
+import { readBlastStops } from './tasks/blast-guard.ts';
+import { PAUSABLE, readPauses } from './tasks/pause.ts';
 
 export interface GaugeSources {
   readonly pool: pg.Pool;
@@ -31,6 +34,8 @@ export interface GaugeSources {
    * claimed a run at once would count it for nobody.
    */
   readonly scraped?: () => boolean;
+  /** Measured at each refresh (tasks/clock-check.ts). */
+  readonly clock?: ClockCheck;
   /** A database outage is logged there, once, not at every refresh. */
   readonly outage?: OutageLog;
 }
@@ -75,6 +80,23 @@ export async function refreshLastSuccess({ pool, config, metrics }: GaugeSources
   }
 }
 
+/** The blast-radius stops no operator has confirmed (tasks/blast-guard.ts). */
+export async function refreshBlastStops({ pool, metrics }: Pick<GaugeSources, 'pool' | 'metrics'>): Promise<void> {
+  const stops = await readBlastStops(pool);
+  for (const { task } of SCHEDULED_TASKS) metrics.blastRadiusStopped.set({ task }, stops.some((s) => s.task === task) ? 1 : 0);
+}
+
+/** The pauses in force (tasks/pause.ts): a task not paused reads 0 in all three gauges. */
+export async function refreshPauses({ pool, metrics }: Pick<GaugeSources, 'pool' | 'metrics'>): Promise<void> {
+  const pauses = await readPauses(pool);
+  for (const task of PAUSABLE) {
+    const pause = pauses.find((p) => p.task === task);
+    metrics.pausedUntil.set({ task }, pause === undefined ? 0 : pause.until.getTime() / 1000);
+    metrics.pausedSince.set({ task }, pause === undefined ? 0 : pause.since.getTime() / 1000);
+    metrics.pauseRenewals.set({ task }, pause?.renewals ?? 0);
+  }
+}
+
 /**
  * Adds the rows of manual runs no worker has counted yet to session_janitor_sessions_deleted_total
  * (db/sql/manual-runs.ts): the dashboard's panels and rate() see a manual purge like a scheduled one.
@@ -96,7 +118,16 @@ export async function countManualRuns({ pool, config, metrics }: GaugeSources, l
 export async function refreshGauges(sources: GaugeSources, log: Logger): Promise<void> {
   const backlog = sources.noSessionTable?.() ? Promise.resolve() : refreshBacklog(sources);
   const manualRuns = sources.scraped?.() ? countManualRuns(sources, log) : Promise.resolve();
-  const results = await Promise.allSettled([backlog, refreshTableBacklogs(sources), refreshQueues(sources), refreshLastSuccess(sources), manualRuns]);
+  const results = await Promise.allSettled([
+    backlog,
+    refreshTableBacklogs(sources),
+    refreshQueues(sources),
+    refreshLastSuccess(sources),
+    refreshPauses(sources),
+    refreshBlastStops(sources),
+    sources.clock?.measure(sources.pool),
+    manualRuns,
+  ]);
   for (const result of results) {
     if (result.status === 'rejected') {
       sources.metrics.errors.inc({ kind: 'gauge-refresh' });

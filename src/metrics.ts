@@ -187,6 +187,40 @@ export function createMetrics(scope: MetricsScope = SESSIONS_ONLY) {
       labelNames: ['version', 'revision', 'pgboss_version', 'node_version'] as const,
       registers,
     }),
+    pausedUntil: new Gauge({
+      name: 'session_janitor_paused_until_timestamp_seconds',
+      help: 'Unix time in seconds at which the pause of a task ends (session-janitor pause), 0 while it is not paused; read from the database (the same in every pod). A pause ends by itself, at most 24 h after it was set.',
+      labelNames: ['task'] as const,
+      registers,
+    }),
+    pausedSince: new Gauge({
+      name: 'session_janitor_paused_since_timestamp_seconds',
+      help: 'Unix time in seconds since which a task is paused without a break (renewals included), 0 while it is not paused. time() minus it: how long the pause has lasted (alert SessionJanitorPausedTooLong).',
+      labelNames: ['task'] as const,
+      registers,
+    }),
+    pauseRenewals: new Gauge({
+      name: 'session_janitor_pause_renewals',
+      help: 'How often the pause in force of a task was renewed (paused again before it ended), 0 while it is not paused (alert SessionJanitorPauseRenewedRepeatedly).',
+      labelNames: ['task'] as const,
+      registers,
+    }),
+    blastRadiusStopped: new Gauge({
+      name: 'session_janitor_blast_radius_stopped',
+      help: 'A task the blast-radius guard stopped (1) before it deleted more than JANITOR_BLAST_RADIUS of the table retroactively (a clock or timestamps that jumped, a setting changed); it deletes nothing until an operator runs session-janitor confirm or the settings change. Alert SessionJanitorBlastRadiusStop.',
+      labelNames: ['task'] as const,
+      registers,
+    }),
+    clockSkew: new Gauge({
+      name: 'session_janitor_clock_skew_seconds',
+      help: "Seconds the database's now() is ahead of this pod's clock (negative: behind), measured at start and at each gauge refresh. Beyond JANITOR_CLOCK_SKEW_TOLERANCE the purge and the reaper hold (session_janitor_clock_skew_hold).",
+      registers,
+    }),
+    clockSkewHold: new Gauge({
+      name: 'session_janitor_clock_skew_hold',
+      help: "1 while this pod's purge and reaper hold because the database's clock and the pod's differ by more than JANITOR_CLOCK_SKEW_TOLERANCE, else 0 (alert SessionJanitorClockSkew); revocations go on.",
+      registers,
+    }),
     latencyProbeLockWaits: new Counter({
       name: 'session_janitor_latency_probe_lock_waits_total',
       help: 'Latency guard probes that found their row (session_janitor.latency_probe) locked by another transaction, by task: such a probe measures the lock, not a commit, so it is not taken; the guard probes another row and keeps guarding. Any increase: something locks the probe table, read the logs.',
@@ -223,6 +257,9 @@ function startAtZero(metrics: Metrics, scope: MetricsScope): void {
   const heldBack = heldBackSeries(tasks);
   for (const { task, reasons } of heldBack) for (const reason of reasons) metrics.heldBack.inc({ task, reason }, 0);
   for (const { task } of heldBack) metrics.latencyProbeLockWaits.inc({ task }, 0);
+  // The pausable tasks (tasks/pause.ts): the built-in scheduled ones (an extra table's purge obeys the purge's pause).
+  for (const { task } of SCHEDULED_TASKS)
+    for (const gauge of [metrics.blastRadiusStopped, metrics.pausedUntil, metrics.pausedSince, metrics.pauseRenewals]) gauge.set({ task }, 0);
   for (const { queue, outcomes } of jobSeries(tasks)) {
     metrics.jobDuration.zero({ queue });
     for (const outcome of outcomes) metrics.jobs.inc({ queue, outcome }, 0);

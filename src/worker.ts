@@ -21,6 +21,7 @@ import type { Logger } from './logger.ts';
 import { createMetrics, type Metrics } from './metrics.ts';
 import { OutageLog } from './outage-log.ts';
 import { QUEUES } from './queues.ts';
+import { ClockCheck } from './tasks/clock-check.ts';
 import type { TaskContext } from './tasks/context.ts';
 import { poolSize } from './tasks/pool-size.ts';
 
@@ -178,11 +179,17 @@ export async function startWorker(config: Config, log: Logger): Promise<Worker> 
       throw error;
     }
 
-    const ctx: TaskContext = { pool, config, metrics, log };
+    // The clocks at start (before any run), then at each gauge refresh (tasks/clock-check.ts).
+    const clock = new ClockCheck(config.clockSkewToleranceSeconds, log, metrics);
+    await clock.measure(pool);
+    const ctx: TaskContext = { pool, config, metrics, log, clock };
     await registerScheduledConsumers(boss, ctx, shutdown.signal, log);
     await registerRevokeConsumer(boss, ctx, shutdown.signal, log);
     bossStarted = true;
-    const stopGauges = await startGaugeRefresh({ pool, boss, config, metrics, noSessionTable: () => unusable !== null, scraped: () => scraped, outage }, log);
+    const stopGauges = await startGaugeRefresh(
+      { pool, boss, config, metrics, clock, noSessionTable: () => unusable !== null, scraped: () => scraped, outage },
+      log,
+    );
     releasers.push({ name: 'gauges', release: stopGauges });
 
     if (database.demo !== null) {

@@ -298,9 +298,9 @@ describe('the previous release against the schema this release migrates to', { t
   const previous = previousRelease();
   if (versionBelow(previous, FIRST_RELEASE_WITH_THE_RULE)) {
     // The previous release (0.1.0) predates the rule and refuses any schema but its own: the way back
-    // to it is docs/deployment.md's (sql/undo/000007.sql, then 000006.sql), proven here with its own code. From the
+    // to it is docs/deployment.md's (sql/undo/000008.sql, 000007.sql, then 000006.sql), proven here with its own code. From the
     // release after 0.2.0 on, the test below runs 0.2.0's worker against the newer schema instead.
-    test(`rolling back to ${previous} (before the rule): its worker refuses this release's schema in one line, works after sql/undo/000007.sql and 000006.sql; rolling forward again works`, async () => {
+    test(`rolling back to ${previous} (before the rule): its worker refuses this release's schema in one line, works after sql/undo/000008.sql, 000007.sql and 000006.sql; rolling forward again works`, async () => {
       assert.equal(release, FIRST_RELEASE_WITH_THE_RULE, `sql/undo/ is the way from ${FIRST_RELEASE_WITH_THE_RULE} back to ${previous}, not from ${release}`);
       await withReleaseCheckout(previous, async (cli, samePgBoss) => {
         assert.ok(samePgBoss, `${previous} pins another pg-boss`);
@@ -319,7 +319,7 @@ describe('the previous release against the schema this release migrates to', { t
           await client.connect();
           try {
             // The newest first, each in its own transaction, as the docs run them.
-            for (const undo of ['000007.sql', '000006.sql']) {
+            for (const undo of ['000008.sql', '000007.sql', '000006.sql']) {
               await client.query(`BEGIN;\n${readFileSync(path.join(ROOT, 'sql', 'undo', undo), 'utf8')}\nCOMMIT;`);
             }
           } finally {

@@ -52,7 +52,7 @@ describe('revoke: an invalid request exits 64 with every issue, nothing enqueued
     assert.equal(result.code, 64, result.stderr);
     assert.equal(
       result.stderr,
-      'session-janitor: unknown command "purge" (did you mean purge-expired?); the commands: start, migrate, purge-expired, reap-idle, status, dev-url, revoke\n',
+      'session-janitor: unknown command "purge" (did you mean purge-expired?); the commands: start, migrate, purge-expired, reap-idle, status, pause, resume, confirm, dev-url, revoke\n',
     );
   });
 });

@@ -237,6 +237,10 @@ describe('metric labels come from closed sets only', () => {
     },
     session_janitor_latency_probe_lock_waits_total: { task: ['purge-expired', 'reap-idle'] },
     session_janitor_stalled_runs_total: { task: ['purge-expired', 'reap-idle'] },
+    session_janitor_paused_until_timestamp_seconds: { task: ['purge-expired', 'reap-idle'] },
+    session_janitor_paused_since_timestamp_seconds: { task: ['purge-expired', 'reap-idle'] },
+    session_janitor_pause_renewals: { task: ['purge-expired', 'reap-idle'] },
+    session_janitor_blast_radius_stopped: { task: ['purge-expired', 'reap-idle'] },
   };
   /** The label names of each family of the contract (histograms add `le` to their buckets). */
   const FAMILIES: Readonly<Record<string, readonly string[]>> = {
@@ -258,6 +262,12 @@ describe('metric labels come from closed sets only', () => {
     session_janitor_rows_deleted_total: ['table', 'reason'],
     session_janitor_table_backlog_rows: ['table'],
     session_janitor_table_backlog_oldest_seconds: ['table'],
+    session_janitor_paused_until_timestamp_seconds: ['task'],
+    session_janitor_paused_since_timestamp_seconds: ['task'],
+    session_janitor_pause_renewals: ['task'],
+    session_janitor_clock_skew_seconds: [],
+    session_janitor_blast_radius_stopped: ['task'],
+    session_janitor_clock_skew_hold: [],
   };
 
   test('after revocations of every selector with free text, purges and reaps, every label value is in its closed set', { timeout: 60_000 }, async () => {

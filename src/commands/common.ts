@@ -21,6 +21,7 @@ import { ManualRunRecord } from './manual-run-record.ts';
 import { formatSeconds, progressReporter } from './progress.ts';
 import { fail, onProcessEvents } from './process-edge.ts';
 import type { RunOptions, RunOutput } from '../tasks/batching.ts';
+import { ClockCheck } from '../tasks/clock-check.ts';
 import type { TaskContext } from '../tasks/context.ts';
 import { poolSize } from '../tasks/pool-size.ts';
 import type { QueueName } from '../queues.ts';
@@ -93,7 +94,11 @@ export async function withTaskContext<T>(
   try {
     await requireSessionTable(pool, config, database.connectionString, needs);
     await assertSchemasCompatible(pool, config, log, 'command');
-    return await fn({ pool, config, metrics: createMetrics(config), log }, database.connectionString);
+    const metrics = createMetrics(config);
+    // A one-shot command checks the clocks once, at its start (tasks/clock-check.ts).
+    const clock = new ClockCheck(config.clockSkewToleranceSeconds, log, metrics);
+    await clock.measure(pool);
+    return await fn({ pool, config, metrics, log, clock }, database.connectionString);
   } finally {
     await pool.end();
     await database.close();

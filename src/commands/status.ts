@@ -44,6 +44,14 @@ function describeReaper({ enabled, position: p }: ClusterState['idleReaper']): s
   return `idle reaper: pass ${p.pass} ${state}, ${p.passDeleted} sessions reaped in this pass, started ${p.passStartedAt.toISOString()}`;
 }
 
+function describePauses(pauses: ClusterState['pauses']): string {
+  if (pauses.length === 0) return 'paused: none';
+  return table(
+    ['PAUSED', 'BY', 'SINCE', 'UNTIL', 'RENEWALS', 'REASON'],
+    pauses.map((p) => [p.task, p.pausedBy, p.since, p.until, String(p.renewals), p.reason]),
+  );
+}
+
 function renderStatus(status: ClusterState): string {
   const sections = [
     table(
@@ -80,6 +88,11 @@ function renderStatus(status: ClusterState): string {
             ]),
           ),
         ]),
+    describePauses(status.pauses),
+    ...status.blastRadiusStops.map(
+      (s) =>
+        `STOPPED by the blast-radius guard: ${s.task} since ${s.trippedAt}, ${(s.fraction * 100).toFixed(1)}% of the table would go retroactively (${s.settings}); \`session-janitor confirm ${s.task} --reason ...\` lets it go on`,
+    ),
   ];
   return `${sections.join('\n\n')}\n`;
 }

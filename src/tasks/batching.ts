@@ -7,7 +7,7 @@ import type { Metrics } from '../metrics.ts';
 import type { HeldBack } from './held-back.ts';
 
 /** How a run stopped: the job output of docs/CONTRACT.md. */
-export type StoppedBy = 'drained' | 'time-budget' | 'row-budget' | 'shutdown';
+export type StoppedBy = 'drained' | 'time-budget' | 'row-budget' | 'shutdown' | 'paused' | 'clock-skew' | 'blast-radius';
 
 export interface RunOutput {
   deleted: number;

@@ -7,6 +7,12 @@
  *     a lane that fails stops the others at their next batch, then the run rethrows its error;
  *   - the run's budget (time, rows, shutdown), checked before every batch;
  *   - the brakes (tasks/brakes.ts), consulted between batches;
+ *   - the task's pause (tasks/pause.ts), read before every batch: a paused task's run stops at its
+ *     next batch boundary, as on shutdown (stoppedBy 'paused');
+ *   - the blast-radius guard (tasks/blast-guard.ts), before the first batch: a run that would
+ *     delete too many rows retroactively deletes nothing (stoppedBy 'blast-radius');
+ *   - the clock check (tasks/clock-check.ts): while the database's clock and the process's
+ *     disagree, the run stops before its next batch (stoppedBy 'clock-skew');
  *   - the adaptive batch size (tasks/batching.ts), halved on a statement timeout and the batch
  *     tried again, and capped by the row budget;
  *   - held rows: the by-id fallback's share of the run's time, the ids left, and the lock waits
@@ -26,6 +32,8 @@ import { withConnection } from './connection.ts';
 import type { TaskContext } from './context.ts';
 import { HeldBack } from './held-back.ts';
 import { HeldRows, type LockWaits } from './held-rows.ts';
+import { checkBlastRadius, recordDrainedRun } from './blast-guard.ts';
+import { PauseCheck } from './pause.ts';
 import { reportStall } from './stall.ts';
 
 /** What one batch did. */
@@ -74,6 +82,31 @@ export async function runBatches(ctx: TaskContext, spec: BatchTask, options: Run
     if (table === undefined) metrics.sessionsDeleted.inc({ reason }, rows);
     metrics.rowsDeleted.inc({ table: table?.label ?? tableLabel(config.sessionTable), reason }, rows);
   };
+  if (ctx.clock?.holding === true) {
+    ctx.log.warn(
+      { task: spec.task },
+      `${spec.task} holds: the database's clock and this process's disagree (session_janitor_clock_skew_seconds); this run deletes nothing`,
+    );
+    return { deleted: 0, batches: 0, stoppedBy: 'clock-skew' };
+  }
+  // An extra table's purge is the purge: `pause purge-expired` (and `all`) pause it too.
+  const pause = new PauseCheck(table === undefined ? spec.task : 'purge-expired');
+  // A run that starts paused opens no lane and starts no brake.
+  if (await pause.paused(ctx.pool)) {
+    ctx.log.info({ task: spec.task }, `${spec.task} is paused (session-janitor status says by whom, why and until when): this run deletes nothing`);
+    return { deleted: 0, batches: 0, stoppedBy: 'paused' };
+  }
+  // The blast-radius guard watches the sessions table, whose rows are the users' logins; an extra
+  // table's rows (codes, flows) are short-lived by design and have no drained-run history of their own.
+  const guard = table === undefined ? await checkBlastRadius(ctx, spec.task) : null;
+  if (guard !== null) metrics.blastRadiusStopped.set({ task: spec.task }, guard.stop === null ? 0 : 1);
+  if (guard?.stop) {
+    ctx.log.error(
+      { task: spec.task, fraction: Math.round(guard.stop.fraction * 1000) / 1000, blastRadius: config.blastRadius },
+      `${spec.task} stopped before deleting anything: ${(guard.stop.fraction * 100).toFixed(1)}% of the table's rows would go that its last drained run, under the settings of now, would already have deleted (a clock or timestamps that jumped, or a setting changed: the idle timeout, the grace), more than JANITOR_BLAST_RADIUS; it stays stopped until \`session-janitor confirm ${spec.task} --reason ...\` or the settings change; see the runbook, SessionJanitorBlastRadiusStop`,
+    );
+    return { deleted: 0, batches: 0, stoppedBy: 'blast-radius' };
+  }
   const budget = new RunBudget(config.maxRunSeconds, config.maxRunRows, options.signal);
   const held = new HeldRows(() => budget.msLeft, config.lockTimeoutMs);
   const heldBack = options.heldBack ?? new HeldBack(metrics, spec.task);
@@ -90,11 +123,13 @@ export async function runBatches(ctx: TaskContext, spec: BatchTask, options: Run
   /** Why a lane must stop before its next batch, or null. */
   const stopReason = (): StoppedBy | null => stoppedBy ?? (failed.signal.aborted ? 'shutdown' : budget.stopReason(deleted));
 
-  const drain = async (laneId: number, lane: Lane) => {
+  const drain = async (laneId: number, lane: Lane, client: pg.PoolClient) => {
     const size = new AdaptiveBatchSize(config.batchSize, config.batchMinSize, spec.maxSize, config.batchTargetMs);
     const scope: BatchScope = { held, waits: { ms: 0 } };
     for (;;) {
       let stop = stopReason();
+      if (stop === null && ctx.clock?.holding === true) stop = 'clock-skew';
+      if (stop === null && (await pause.paused(client))) stop = 'paused';
       // Woken early: the reason is one of the budget's, or a failed lane.
       if (stop === null && !(await brakes.beforeBatch(laneId, wake))) stop = stopReason() ?? 'time-budget';
       if (stop !== null) {
@@ -138,7 +173,7 @@ export async function runBatches(ctx: TaskContext, spec: BatchTask, options: Run
       try {
         const lane = await spec.openLane(laneId, client);
         if (lane === null) return;
-        await drain(laneId, lane);
+        await drain(laneId, lane, client);
         await lane.finish?.();
       } finally {
         clients[laneId] = undefined;
@@ -157,6 +192,8 @@ export async function runBatches(ctx: TaskContext, spec: BatchTask, options: Run
   const failure = results.find((r) => r.status === 'rejected');
   if (failure) throw failure.reason;
   const output: RunOutput = { deleted, batches, stoppedBy: stoppedBy ?? 'drained' };
+  if (output.stoppedBy === 'drained' && guard !== null) await recordDrainedRun(ctx.pool, spec.task, guard.startedAt);
+  if (output.stoppedBy === 'paused') ctx.log.info({ task: spec.task, deleted, batches }, `${spec.task} was paused: the run stopped at a batch boundary`);
   reportStall(ctx, spec.task, output, held);
   return output;
 }

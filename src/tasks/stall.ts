@@ -14,7 +14,14 @@ import type { TaskContext } from './context.ts';
 import type { HeldRows } from './held-rows.ts';
 
 export function isStalled(output: RunOutput, held: HeldRows): boolean {
-  if (output.deleted > 0 || output.stoppedBy === 'shutdown') return false;
+  if (
+    output.deleted > 0 ||
+    output.stoppedBy === 'shutdown' ||
+    output.stoppedBy === 'paused' ||
+    output.stoppedBy === 'clock-skew' ||
+    output.stoppedBy === 'blast-radius'
+  )
+    return false;
   return held.left > 0 || (output.stoppedBy === 'time-budget' && output.batches === 0);
 }
 

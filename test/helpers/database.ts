@@ -128,10 +128,17 @@ export function useTestDatabase(): TestDatabase {
   };
 }
 
-/** The worker's configuration for a test database: defaults, no HTTP port clash, quiet logs. */
+/**
+ * The worker's configuration for a test database: defaults, no HTTP port clash, quiet logs. The
+ * blast-radius guard is off unless a test turns it on (test/blast-guard.test.ts): the fixtures insert
+ * rows that expired or went idle before a run that drained already, what the guard stops on.
+ */
 export function testConfig(url: string, env: Record<string, string> = {}): Config {
-  return loadConfig({ DATABASE_URL: url, JANITOR_METRICS_PORT: '0', JANITOR_METRICS_HOST: '127.0.0.1', LOG_LEVEL: 'silent', ...env });
+  return loadConfig({ DATABASE_URL: url, JANITOR_METRICS_PORT: '0', JANITOR_METRICS_HOST: '127.0.0.1', LOG_LEVEL: 'silent', ...BLAST_RADIUS_OFF, ...env });
 }
+
+/** See testConfig: the guard off for the tests of everything else (this checkout's CLI too, test/helpers/process.ts). */
+export const BLAST_RADIUS_OFF = { JANITOR_BLAST_RADIUS: 'off' } as const;
 
 export const silentLogger = (): Logger => createLogger('silent');
 

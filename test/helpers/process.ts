@@ -45,7 +45,8 @@ export interface RunOptions {
 
 export function runCli(args: readonly string[], env: Record<string, string>, options: RunOptions = {}): Running {
   const child = spawn(process.execPath, [options.cli ?? CLI, ...args], {
-    env: { PATH: process.env.PATH ?? '', ...env },
+    // The blast-radius guard off (test/helpers/database.ts testConfig says why), for this checkout's CLI only.
+    env: { PATH: process.env.PATH ?? '', ...(options.cli === undefined ? { JANITOR_BLAST_RADIUS: 'off' } : {}), ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: options.detached ?? false,
   });

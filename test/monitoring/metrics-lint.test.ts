@@ -169,6 +169,13 @@ describe('metrics lint', () => {
     assert.deepEqual(values('session_janitor_queue_jobs', 'state'), [...QUEUE_STATES].sort());
     assert.deepEqual(values('session_janitor_held_back_seconds_total', 'task'), [...SCHEDULED_TASKS].sort());
     assert.deepEqual(values('session_janitor_stalled_runs_total', 'task'), [...SCHEDULED_TASKS].sort());
+    for (const pause of [
+      'session_janitor_paused_until_timestamp_seconds',
+      'session_janitor_paused_since_timestamp_seconds',
+      'session_janitor_pause_renewals',
+      'session_janitor_blast_radius_stopped',
+    ])
+      assert.deepEqual(values(pause, 'task'), [...SCHEDULED_TASKS].sort());
     assert.deepEqual(values('session_janitor_held_back_seconds_total', 'reason'), [...HELD_BACK_REASONS].sort());
     assert.deepEqual(values('session_janitor_errors_total', 'kind'), [...ERROR_KINDS].sort());
   });
