@@ -87,7 +87,9 @@ switch (verb) {
     break;
   case 'exec': {
     const [command, ...rest] = inPod;
-    if (command !== 'node') refuse(`exec of ${command ?? 'nothing'}: only node runs in the image`);
+    // The runtime image (node:24-bookworm-slim) has coreutils: the runbook's clock check reads the pod's date.
+    if (command === 'date') process.exit(spawnSync('date', rest, { stdio: 'inherit' }).status ?? 1);
+    if (command !== 'node') refuse(`exec of ${command ?? 'nothing'}: only node and date are run in the image`);
     const port = env('SJ_FAKE_METRICS_PORT');
     const nodeArgs =
       rest[0] === 'dist/cli.js'

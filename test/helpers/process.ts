@@ -43,10 +43,13 @@ export interface RunOptions {
   readonly cli?: string;
 }
 
+/** The test run's compile cache (test/run.ts), for the CLI's processes too: the environment is otherwise the test's own. */
+const compileCache = process.env.NODE_COMPILE_CACHE ? { NODE_COMPILE_CACHE: process.env.NODE_COMPILE_CACHE } : {};
+
 export function runCli(args: readonly string[], env: Record<string, string>, options: RunOptions = {}): Running {
   const child = spawn(process.execPath, [options.cli ?? CLI, ...args], {
     // The blast-radius guard off (test/helpers/database.ts testConfig says why), for this checkout's CLI only.
-    env: { PATH: process.env.PATH ?? '', ...(options.cli === undefined ? { JANITOR_BLAST_RADIUS: 'off' } : {}), ...env },
+    env: { PATH: process.env.PATH ?? '', ...compileCache, ...(options.cli === undefined ? { JANITOR_BLAST_RADIUS: 'off' } : {}), ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: options.detached ?? false,
   });
