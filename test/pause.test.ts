@@ -105,6 +105,29 @@ describe('pause and resume', () => {
     assert.deepEqual(await readPauses(db.pool), []);
   });
 
+  test("an extra table's purge (JANITOR_PURGE_TABLES) obeys the purge's pause", async () => {
+    await db.pool.query(
+      `CREATE TABLE auth.one_time_token (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, expires_at timestamptz NOT NULL);
+       CREATE INDEX ON auth.one_time_token (expires_at);
+       INSERT INTO auth.one_time_token (expires_at) VALUES (now() - interval '1 hour'), (now() - interval '1 minute'), (now() + interval '1 hour')`,
+    );
+    const tokens = async () => (await db.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM auth.one_time_token')).rows[0]?.n;
+    const withTable = { ...env(), JANITOR_PURGE_TABLES: 'auth.one_time_token:expires_at' };
+    const purgeTable = () => runCli(['purge-expired', '--table', 'auth.one_time_token'], withTable).finished;
+
+    assert.equal((await runCli(['pause', 'purge-expired', '--for', '5m', '--reason', 'table test'], env()).finished).code, 0);
+    const paused = await purgeTable();
+    assert.equal(paused.code, 0, paused.stderr);
+    assert.match(paused.stdout, /stopped by: paused/);
+    assert.equal(await tokens(), 3);
+
+    assert.equal((await runCli(['resume', 'purge-expired'], env()).finished).code, 0);
+    const resumed = await purgeTable();
+    assert.equal(resumed.code, 0, resumed.stderr);
+    assert.match(resumed.stdout, /stopped by: drained/);
+    assert.equal(await tokens(), 1);
+  });
+
   test('a role with the producer rights only cannot pause', async () => {
     await db.pool.query(`DO $$ BEGIN
         IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'pause_test_producer') THEN CREATE ROLE pause_test_producer LOGIN PASSWORD 'pw'; END IF;
