@@ -10,25 +10,13 @@
  * machine); everything else is local.
  */
 import assert from 'node:assert/strict';
-import { execFile, execFileSync } from 'node:child_process';
-import {
-  accessSync,
-  constants,
-  cpSync,
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readFileSync,
-  realpathSync,
-  rmSync,
-  statSync,
-  symlinkSync,
-  writeFileSync,
-} from 'node:fs';
+import { execFile } from 'node:child_process';
+import { accessSync, constants, cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { copyOfCheckout } from './helpers/checkout.ts';
 import { useTestDatabase } from './helpers/database.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -73,14 +61,7 @@ describe('a producer installs session-janitor/client from the packed tarball, as
   let producer = '';
 
   before(() => {
-    clone = mkdtempSync(path.join(tmpdir(), 'sj-pack-'));
-    const files = execFileSync('git', ['ls-files', '-z', '--cached', '--others', '--exclude-standard'], { cwd: ROOT, encoding: 'utf8' }).split('\0');
-    for (const file of files) {
-      if (file === '' || !statSync(path.join(ROOT, file), { throwIfNoEntry: false })?.isFile()) continue;
-      mkdirSync(path.dirname(path.join(clone, file)), { recursive: true });
-      cpSync(path.join(ROOT, file), path.join(clone, file));
-    }
-    symlinkSync(realpathSync(path.join(ROOT, 'node_modules')), path.join(clone, 'node_modules'));
+    clone = copyOfCheckout('sj-pack-');
     producer = mkdtempSync(path.join(tmpdir(), 'sj-producer-'));
     writeFileSync(path.join(producer, 'package.json'), JSON.stringify({ name: 'a-producer', version: '1.0.0', private: true, type: 'module' }));
   });

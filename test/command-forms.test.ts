@@ -7,24 +7,12 @@
  */
 import assert from 'node:assert/strict';
 import { execFile, execFileSync } from 'node:child_process';
-import {
-  cpSync,
-  mkdirSync,
-  mkdtempSync,
-  readFileSync,
-  readdirSync,
-  realpathSync,
-  rmSync,
-  statSync,
-  symlinkSync,
-  writeFileSync,
-  accessSync,
-  constants,
-} from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync, accessSync, constants } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { copyOfCheckout } from './helpers/checkout.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -67,15 +55,7 @@ describe('the command forms the README and docs print, from a fresh clone with N
     });
 
   before(async () => {
-    clone = mkdtempSync(path.join(tmpdir(), 'sj-clone-'));
-    // What a clone holds: the tracked files and the new ones not ignored (never dist/, .data/).
-    const files = execFileSync('git', ['ls-files', '-z', '--cached', '--others', '--exclude-standard'], { cwd: ROOT, encoding: 'utf8' }).split('\0');
-    for (const file of files) {
-      if (file === '' || !statSync(path.join(ROOT, file), { throwIfNoEntry: false })?.isFile()) continue;
-      mkdirSync(path.dirname(path.join(clone, file)), { recursive: true });
-      cpSync(path.join(ROOT, file), path.join(clone, file));
-    }
-    symlinkSync(realpathSync(path.join(ROOT, 'node_modules')), path.join(clone, 'node_modules'));
+    clone = copyOfCheckout('sj-clone-');
     old = oldNode();
     const oldBin = path.join(clone, '..', `${path.basename(clone)}-old-node`);
     mkdirSync(oldBin);
