@@ -19,7 +19,7 @@ import type { OutageLog } from './outage-log.ts';
 import { allQueues, scheduledTasks, SCHEDULED_TASKS } from './queues.ts';
 import type { ClockCheck } from './tasks/clock-check.ts';
 import { readBlastStops } from './tasks/blast-guard.ts';
-import { PAUSABLE, readPauses } from './tasks/pause.ts';
+import { PAUSE_TASKS, readPauses } from './tasks/pause.ts';
 
 export interface GaugeSources {
   readonly pool: pg.Pool;
@@ -89,7 +89,7 @@ export async function refreshBlastStops({ pool, metrics }: Pick<GaugeSources, 'p
 /** The pauses in force (tasks/pause.ts): a task not paused reads 0 in all three gauges. */
 export async function refreshPauses({ pool, metrics }: Pick<GaugeSources, 'pool' | 'metrics'>): Promise<void> {
   const pauses = await readPauses(pool);
-  for (const task of PAUSABLE) {
+  for (const task of PAUSE_TASKS) {
     const pause = pauses.find((p) => p.task === task);
     metrics.pausedUntil.set({ task }, pause === undefined ? 0 : pause.until.getTime() / 1000);
     metrics.pausedSince.set({ task }, pause === undefined ? 0 : pause.since.getTime() / 1000);

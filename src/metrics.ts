@@ -257,9 +257,11 @@ function startAtZero(metrics: Metrics, scope: MetricsScope): void {
   const heldBack = heldBackSeries(tasks);
   for (const { task, reasons } of heldBack) for (const reason of reasons) metrics.heldBack.inc({ task, reason }, 0);
   for (const { task } of heldBack) metrics.latencyProbeLockWaits.inc({ task }, 0);
-  // The pausable tasks (tasks/pause.ts): the built-in scheduled ones (an extra table's purge obeys the purge's pause).
-  for (const { task } of SCHEDULED_TASKS)
-    for (const gauge of [metrics.blastRadiusStopped, metrics.pausedUntil, metrics.pausedSince, metrics.pauseRenewals]) gauge.set({ task }, 0);
+  // The guarded tasks (tasks/blast-guard.ts), and the pausable ones (tasks/pause.ts PAUSE_TASKS): the
+  // built-in scheduled ones (an extra table's purge obeys the purge's pause) and the revocations.
+  for (const { task } of SCHEDULED_TASKS) metrics.blastRadiusStopped.set({ task }, 0);
+  for (const task of [...SCHEDULED_TASKS.map((t) => t.task), 'revoke' as const])
+    for (const gauge of [metrics.pausedUntil, metrics.pausedSince, metrics.pauseRenewals]) gauge.set({ task }, 0);
   for (const { queue, outcomes } of jobSeries(tasks)) {
     metrics.jobDuration.zero({ queue });
     for (const outcome of outcomes) metrics.jobs.inc({ queue, outcome }, 0);

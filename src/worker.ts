@@ -8,7 +8,7 @@ import cron from 'node-cron';
 import { createBoss } from './boss.ts';
 import { startGaugeRefresh } from './gauges.ts';
 import type { Config } from './config.ts';
-import { registerRevokeConsumer } from './consumers/revoke.ts';
+import { consumeRevocationsUnlessPaused } from './consumers/revoke-pause.ts';
 import { registerScheduledConsumers } from './consumers/scheduled.ts';
 import { openDatabase } from './db/database.ts';
 import { sessionTableAccess, sessionTableExists, sessionTableProblem } from './db/dev-bootstrap.ts';
@@ -184,7 +184,9 @@ export async function startWorker(config: Config, log: Logger): Promise<Worker> 
     await clock.measure(pool);
     const ctx: TaskContext = { pool, config, metrics, log, clock };
     await registerScheduledConsumers(boss, ctx, shutdown.signal, log);
-    await registerRevokeConsumer(boss, ctx, shutdown.signal, log);
+    const stopFollowingPause = await consumeRevocationsUnlessPaused(boss, ctx, shutdown.signal, log);
+    // Stopped before pg-boss is (releasers run last first): no consumer starts again during its stop.
+    releasers.push({ name: 'revocation pause', release: stopFollowingPause });
     bossStarted = true;
     const stopGauges = await startGaugeRefresh(
       { pool, boss, config, metrics, clock, noSessionTable: () => unusable !== null, scraped: () => scraped, outage },

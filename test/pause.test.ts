@@ -26,8 +26,8 @@ describe('pause and resume', () => {
 
   test('bad requests are refused in one line (exit 64) and pause nothing', async () => {
     for (const [args, message] of [
-      [['pause', 'revoke', '--for', '1m', '--reason', 'x'], /revocations cannot be paused/],
-      [['pause', 'purge', '--for', '1m', '--reason', 'x'], /unknown task "purge": one of purge-expired, reap-idle, all/],
+      [['confirm', 'revoke', '--reason', 'x'], /unknown task "revoke": one of purge-expired, reap-idle, all/],
+      [['pause', 'purge', '--for', '1m', '--reason', 'x'], /unknown task "purge": one of purge-expired, reap-idle, revoke, all/],
       [['pause', 'all', '--reason', 'x'], /--for <duration>/],
       [['pause', 'all', '--for', '25h', '--reason', 'x'], /--for must be a duration from 1s to 24h/],
       [['pause', 'all', '--for', 'soon', '--reason', 'x'], /--for must be a duration from 1s to 24h/],
@@ -71,7 +71,7 @@ describe('pause and resume', () => {
       (await metrics.registry.getSingleMetric(name)?.get())?.values.find((v) => v.labels.task === task)?.value;
     assert.equal(await gauge('session_janitor_paused_until_timestamp_seconds', 'purge-expired'), Date.parse(purgePause.until) / 1000);
     assert.equal(await gauge('session_janitor_paused_since_timestamp_seconds', 'reap-idle'), Date.parse(purgePause.since) / 1000);
-    assert.equal(await gauge('session_janitor_paused_until_timestamp_seconds', 'revoke'), undefined);
+    assert.equal(await gauge('session_janitor_paused_until_timestamp_seconds', 'revoke'), 0, '`pause all` leaves the revocations running');
 
     const purge = await runCli(['purge-expired'], env()).finished;
     assert.equal(purge.code, 0, purge.stderr);
@@ -127,6 +127,65 @@ describe('pause and resume', () => {
     assert.match(resumed.stdout, /stopped by: drained/);
     assert.equal(await tokens(), 1);
   });
+
+  test(
+    'revocations: `pause all` leaves them running; `pause revoke` holds them in the queue, spending no retry, until `resume revoke`',
+    { timeout: 120_000 },
+    async () => {
+      await db.pool.query('DELETE FROM auth.refresh_session');
+      await insertSessions(db.pool, [
+        { expiresIn: 3600, user: 0 },
+        { expiresIn: 3600, user: 0 },
+        { expiresIn: 3600, user: 1 },
+      ]);
+      const [first, second] = (await db.pool.query<{ user_id: number }>('SELECT DISTINCT user_id FROM auth.refresh_session ORDER BY 1')).rows.map(
+        (r) => r.user_id,
+      );
+      assert.ok(first !== undefined && second !== undefined);
+      const worker = runCli(['start'], {
+        ...env(),
+        LOG_LEVEL: 'info',
+        JANITOR_METRICS_PORT: '0',
+        JANITOR_METRICS_HOST: '127.0.0.1',
+        JANITOR_PURGE_CRON: '0 0 1 1 *',
+        JANITOR_REAP_CRON: '0 0 1 1 *',
+      });
+      const boss = new PgBoss(db.url);
+      await boss.start();
+      try {
+        await worker.waitFor('session-janitor worker started', 60_000);
+        assert.equal((await runCli(['pause', 'all', '--for', '1m', '--reason', 'incident'], env()).finished).code, 0);
+        const during = await enqueueRevocation(boss, { userId: first, reason: 'compromised' });
+        assert.ok(during);
+        assert.deepEqual(await waitForRevocation(boss, during), { revoked: 2 }, '`pause all` does not pause the revocations');
+
+        const paused = await runCli(['pause', 'revoke', '--for', '1m', '--reason', 'revocations overload the database'], env()).finished;
+        assert.equal(paused.code, 0, paused.stderr);
+        assert.match(paused.stdout, /^paused revoke until \S+ \(since \S+, by \S+, renewals 0\): revocations overload the database$/m);
+        await worker.waitFor('revocations paused', 30_000);
+        const held = await enqueueRevocation(boss, { userId: second, reason: 'compromised' });
+        assert.ok(held);
+        // Six polls of the revoke consumer (every 0.5 s): none takes it.
+        await new Promise((resolve) => setTimeout(resolve, 3000));
+        const [queued] = await boss.findJobs(QUEUES.revoke, { id: held });
+        assert.equal(queued?.state, 'created');
+        assert.equal(queued.retryCount, 0);
+        assert.equal((await db.pool.query('SELECT 1 FROM auth.refresh_session WHERE user_id = $1', [second])).rowCount, 1);
+        const status = JSON.parse((await runCli(['status', '--json'], env()).finished).stdout) as ClusterState;
+        assert.deepEqual(status.pauses.map((p) => p.task).sort(), ['purge-expired', 'reap-idle', 'revoke']);
+
+        const resumed = await runCli(['resume', 'revoke'], env()).finished;
+        assert.equal(resumed.code, 0, resumed.stderr);
+        assert.deepEqual(await waitForRevocation(boss, held), { revoked: 1 });
+        assert.match(worker.output(), /revocations resumed/);
+      } finally {
+        worker.child.kill('SIGTERM');
+        await worker.finished;
+        await boss.stop();
+        await runCli(['resume', 'all'], env()).finished;
+      }
+    },
+  );
 
   test('a role with the producer rights only cannot pause', async () => {
     await db.pool.query(`DO $$ BEGIN

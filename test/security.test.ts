@@ -237,9 +237,9 @@ describe('metric labels come from closed sets only', () => {
     },
     session_janitor_latency_probe_lock_waits_total: { task: ['purge-expired', 'reap-idle'] },
     session_janitor_stalled_runs_total: { task: ['purge-expired', 'reap-idle'] },
-    session_janitor_paused_until_timestamp_seconds: { task: ['purge-expired', 'reap-idle'] },
-    session_janitor_paused_since_timestamp_seconds: { task: ['purge-expired', 'reap-idle'] },
-    session_janitor_pause_renewals: { task: ['purge-expired', 'reap-idle'] },
+    session_janitor_paused_until_timestamp_seconds: { task: ['purge-expired', 'reap-idle', 'revoke'] },
+    session_janitor_paused_since_timestamp_seconds: { task: ['purge-expired', 'reap-idle', 'revoke'] },
+    session_janitor_pause_renewals: { task: ['purge-expired', 'reap-idle', 'revoke'] },
     session_janitor_blast_radius_stopped: { task: ['purge-expired', 'reap-idle'] },
   };
   /** The label names of each family of the contract (histograms add `le` to their buckets). */

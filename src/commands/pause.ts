@@ -6,13 +6,12 @@
 import { parseDurationSeconds } from '../config.ts';
 import { SQLSTATE, safeErrorMessage, sqlState } from '../db/errors.ts';
 import { confirmBlastStop } from '../tasks/blast-guard.ts';
-import { MAX_PAUSE_SECONDS, pauseTargets, pauseTasks, resumeTasks, type Pause } from '../tasks/pause.ts';
+import { MAX_PAUSE_SECONDS, pauseTargets, pauseTasks, resumeTasks, scheduledTargets, type Pause } from '../tasks/pause.ts';
 import { setup, withTaskContext } from './common.ts';
 import { fail } from './process-edge.ts';
 import { EXIT_USAGE } from './revoke.ts';
 
-function targetsOf(target: string) {
-  const tasks = pauseTargets(target);
+function targetsOf<T>(tasks: readonly T[] | string): readonly T[] {
   if (typeof tasks === 'string') fail(tasks, EXIT_USAGE);
   return tasks;
 }
@@ -28,7 +27,7 @@ const describe = (p: Pause) =>
   `${p.task} until ${p.until.toISOString()} (since ${p.since.toISOString()}, by ${p.pausedBy}, renewals ${p.renewals}): ${p.reason}`;
 
 export async function pauseCommand(target: string, options: { for?: string; reason?: string }): Promise<void> {
-  const tasks = targetsOf(target);
+  const tasks = targetsOf(pauseTargets(target));
   const seconds = options.for === undefined ? undefined : parseDurationSeconds(options.for);
   if (seconds === undefined || seconds < 1 || seconds > MAX_PAUSE_SECONDS)
     fail(`--for must be a duration from 1s to 24h, such as 30m or 2h (a pause always ends; renew it to pause longer)`, EXIT_USAGE);
@@ -50,7 +49,7 @@ export async function pauseCommand(target: string, options: { for?: string; reas
 }
 
 export async function resumeCommand(target: string): Promise<void> {
-  const tasks = targetsOf(target);
+  const tasks = targetsOf(pauseTargets(target));
   const { config, log } = setup();
   await withTaskContext(
     config,
@@ -69,7 +68,7 @@ export async function resumeCommand(target: string): Promise<void> {
 
 /** `session-janitor confirm <task> --reason TEXT`: lets a run the blast-radius guard stopped go on (tasks/blast-guard.ts). */
 export async function confirmCommand(target: string, options: { reason?: string }): Promise<void> {
-  const tasks = targetsOf(target);
+  const tasks = targetsOf(scheduledTargets(target));
   const reason = options.reason?.trim() ?? '';
   if (reason.length < 1 || reason.length > 500) fail('--reason is required: why the deletions are wanted, for the record (1 to 500 characters)', EXIT_USAGE);
   const { config, log } = setup();

@@ -6,8 +6,10 @@
  * MAX_PAUSE_SECONDS after it was set or renewed: a forgotten one must not let the table grow for
  * ever. `all` is every scheduled task (the purge and the reaper), never the revocations: they are a
  * security function (a stolen token is revoked through them), and an operator easing the load
- * during an incident must not stop them by accident; a later release may pause them by their own
- * name only (docs/runbook.md, "Incidents: pause, check, resume or confirm").
+ * during an incident must not stop them by accident. They are paused by their own name only
+ * (`pause revoke`; consumers/revoke-pause.ts: a replica stops taking revocation jobs, the queued
+ * ones wait), for the rare incident they are the cause of (docs/runbook.md, "Incidents: pause,
+ * check, resume or confirm").
  */
 import type pg from 'pg';
 import { activePauses, clearPause, isPaused, setPause, type PauseRow } from '../db/sql/pause.ts';
@@ -18,6 +20,12 @@ export const MAX_PAUSE_SECONDS = 86_400;
 
 /** What `all` pauses: the scheduled tasks, not the revocations. */
 export const PAUSABLE: readonly ScheduledTaskName[] = SCHEDULED_TASKS.map((t) => t.task);
+
+/** A task a pause may name: the scheduled ones, and the revocations by their own name only. */
+export type PausableTask = ScheduledTaskName | 'revoke';
+
+/** Every task a pause row may hold, `all`'s and the revocations: the gauges' closed label set. */
+export const PAUSE_TASKS: readonly PausableTask[] = [...PAUSABLE, 'revoke'];
 
 /**
  * How often a run reads its pause at most: 0, before every batch, so that a pause stops a run within
@@ -37,14 +45,20 @@ export interface Pause {
   readonly renewals: number;
 }
 
-/** The tasks a `pause`/`resume` target names, or an error message. */
-export function pauseTargets(target: string): readonly ScheduledTaskName[] | string {
+const unknownTask = (target: string, known: readonly string[]) => `unknown task ${JSON.stringify(target)}: one of ${[...known, 'all'].join(', ')}`;
+
+/** The scheduled tasks a target names (`confirm`'s: no guard watches the revocations), or an error message. */
+export function scheduledTargets(target: string): readonly ScheduledTaskName[] | string {
   if (target === 'all') return PAUSABLE;
   const task = PAUSABLE.find((t) => t === target);
-  if (task !== undefined) return [task];
-  if (target === 'revoke')
-    return 'revocations cannot be paused: they are a security function (docs/runbook.md, "Incidents: pause, check, resume or confirm"); scale the purge and the reaper down with `pause all` instead';
-  return `unknown task ${JSON.stringify(target)}: one of ${[...PAUSABLE, 'all'].join(', ')}`;
+  return task === undefined ? unknownTask(target, PAUSABLE) : [task];
+}
+
+/** The tasks a `pause`/`resume` target names: `all`'s, or the revocations by their own name; or an error message. */
+export function pauseTargets(target: string): readonly PausableTask[] | string {
+  if (target === 'revoke') return ['revoke'];
+  const tasks = scheduledTargets(target);
+  return typeof tasks === 'string' ? unknownTask(target, PAUSE_TASKS) : tasks;
 }
 
 const fromRow = (row: PauseRow): Pause => ({
@@ -65,6 +79,12 @@ export async function pauseTasks(db: pg.Pool | pg.ClientBase, tasks: readonly st
 export async function resumeTasks(db: pg.Pool | pg.ClientBase, tasks: readonly string[]): Promise<Pause[]> {
   const { rows } = await db.query<PauseRow>({ ...clearPause, values: [tasks] });
   return rows.filter((r) => r.until > r.now).map(fromRow);
+}
+
+/** Whether the task is paused now (one primary-key lookup). */
+export async function taskPaused(db: pg.Pool | pg.ClientBase, task: PausableTask): Promise<boolean> {
+  const { rows } = await db.query<{ paused: boolean }>({ ...isPaused, values: [task] });
+  return rows[0]?.paused === true;
 }
 
 export async function readPauses(db: pg.Pool | pg.ClientBase): Promise<Pause[]> {
