@@ -482,3 +482,51 @@ export async function workloadBesidePurge(
   }
   return result;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Held rows: an ORM's open transaction holds some expired rows in a savepoint while the purge runs.
+
+/** Expired rows an open transaction of the auth service holds in a SAVEPOINT (the issue's figure). */
+export const HELD_ROWS = 40;
+
+/**
+ * The purge for a time budget (JANITOR_MAX_RUN_SECONDS in env) while HELD_ROWS expired rows, spread
+ * over the table, are locked inside a savepoint of an open transaction, with nobody else writing or
+ * with writesPerSecond refreshes beside it (2 clients): the rows it deletes in its budget and what
+ * it counted as held back. A lock wait writes no WAL and slows nobody's commit: guarded and
+ * unguarded should delete alike.
+ */
+export function heldRowsTask(id: string, env: Readonly<Record<string, string>>, writesPerSecond: number, reference?: string): CaseSpec {
+  return {
+    id,
+    name: `${HELD_ROWS} expired rows held in a savepoint, ${writesPerSecond > 0 ? `${writesPerSecond} refreshes/s beside` : 'nobody else writing'} (${describeEnv(env)})`,
+    ...(reference === undefined ? {} : { reference }),
+    run: (ctx) =>
+      measured(ctx, (db) =>
+        withClient(db.url, async (holder) => {
+          await holder.query('BEGIN');
+          await holder.query('SAVEPOINT orm');
+          await holder.query(`SELECT id FROM auth.refresh_session WHERE expires_at < now() ORDER BY md5(id::text) LIMIT ${HELD_ROWS} FOR UPDATE`);
+          const workload = writesPerSecond > 0 ? await startWorkload(db.url, writesPerSecond, 2) : undefined;
+          try {
+            if (workload) await sleep(2000); // the write counter's rate: the guard sees the writers from its first run
+            const child = await forkPurge(db.url, env);
+            const task = await child.run();
+            const held = Object.entries(task.heldBack?.heldBackSeconds ?? {})
+              .map(([reason, s]) => `${reason} ${s.toFixed(1)} s`)
+              .join(', ');
+            return {
+              rows: task.output.deleted,
+              ms: task.elapsedMs,
+              task,
+              ...batchFigures(task),
+              notes: `stopped by ${task.output.stoppedBy}; held back: ${held || 'none'}`,
+            };
+          } finally {
+            workload?.kill();
+            await holder.query('ROLLBACK');
+          }
+        }),
+      ),
+  };
+}

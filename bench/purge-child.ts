@@ -89,8 +89,9 @@ const warm = await Promise.all(Array.from({ length: warmConnections }, () => poo
 for (const client of warm) client.release();
 // A long-lived worker's latency guard knows from its earlier runs whether the auth service writes
 // (tasks/latency-guard.ts, ActivityTracker); this fresh process reads the counter once and waits
-// out the span a rate needs, so that its run starts knowing as well.
-if (config.latencyGuardFactor !== null) {
+// out the span a rate needs, so that its run starts knowing as well. SJ_BENCH_FIRST_RUN=1: it does
+// not, as a CLI run or a pod's first tick does not.
+if (config.latencyGuardFactor !== null && process.env.SJ_BENCH_FIRST_RUN !== '1') {
   await primeActivity(ctx);
   await new Promise((resolve) => setTimeout(resolve, ACTIVITY_SPAN_MS));
 }

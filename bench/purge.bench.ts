@@ -5,7 +5,8 @@
  * Environment:
  *   SJ_BENCH_SESSIONS        rows of the data set (default 2000000); develop with 100000
  *   SJ_TEST_PG               the embedded server's PostgreSQL major, 13 to 18 (default 18; as for npm test)
- *   SJ_BENCH_CASES           comma list of: single, shapes, purge, tables, tie, workload, guard, idle, revoke, revoke-memory, payload-memory (default all)
+ *   SJ_BENCH_CASES           comma list of: single, shapes, purge, tables, tie, held, workload, guard, idle, revoke, revoke-memory, payload-memory (default all)
+ *   SJ_BENCH_HELD_SECONDS    the held-rows case's time budget a run (default 20)
  *   SJ_BENCH_PURGE_VARIANTS  JSON array of extra JANITOR_* settings to run the purge with (default:
  *                            two lanes; synchronous commit; 20,000-row batches), e.g.
  *                            '[{"JANITOR_PURGE_CONCURRENCY":"1"},{"JANITOR_BATCH_TARGET_MS":"10"}]'
@@ -43,6 +44,7 @@ import { QUEUES } from '../src/queues.ts';
 import {
   aggregate,
   describeEnv,
+  heldRowsTask,
   hydraShape,
   idleStatement,
   singleStatement,
@@ -87,7 +89,7 @@ const DEFAULT_GUARD_PROFILE = { low: 100, high: 800, periodSeconds: 8 };
 const env = process.env;
 const sessions = Number(env.SJ_BENCH_SESSIONS ?? 2_000_000);
 const selected = new Set(
-  (env.SJ_BENCH_CASES ?? 'single,shapes,purge,tables,tie,workload,guard,idle,revoke,revoke-memory,payload-memory').split(',').map((s) => s.trim()),
+  (env.SJ_BENCH_CASES ?? 'single,shapes,purge,tables,tie,held,workload,guard,idle,revoke,revoke-memory,payload-memory').split(',').map((s) => s.trim()),
 );
 /** The worker with one change each, to show what each default is worth (docs/performance.md). */
 const DEFAULT_VARIANTS = [
@@ -187,6 +189,9 @@ try {
   if (selected.has('shapes')) specs.push(hydraShape, supabaseShape, ...STUDY_SHAPES);
   if (selected.has('purge')) {
     specs.push(workerTask('3', 'the worker: purgeExpired()', {}, '1'));
+    // A process's first run (every CLI run, a pod's first tick): its latency guard has no reading
+    // of the write counter yet (purge-child.ts, SJ_BENCH_FIRST_RUN).
+    specs.push(workerTask('3f', "a process's first run (the CLI's): purgeExpired()", { SJ_BENCH_FIRST_RUN: '1' }, '1'));
     for (const [i, variant] of variants.entries()) specs.push(workerTask(`3.${i + 1}`, 'the worker: purgeExpired()', variant, '1'));
   }
   if (selected.has('tables')) {
@@ -215,6 +220,17 @@ try {
       run: () => spec.run(tieCtx),
     });
     specs.push(onTie(singleStatement, 'T-ref'), onTie(workerTask('T', 'the worker: purgeExpired()', {}, 'T-ref'), 'T', 'T-ref'));
+  }
+  if (selected.has('held')) {
+    // Case H: rows held in a savepoint, guarded against unguarded, with nobody writing and beside 25 refreshes/s.
+    const budget = { JANITOR_MAX_RUN_SECONDS: env.SJ_BENCH_HELD_SECONDS ?? '20' };
+    const off = { ...budget, JANITOR_LATENCY_GUARD: 'off' };
+    specs.push(
+      heldRowsTask('H-off', off, 0),
+      heldRowsTask('H', budget, 0, 'H-off'),
+      heldRowsTask('H25-off', off, 25),
+      heldRowsTask('H25', budget, 25, 'H25-off'),
+    );
   }
   if (selected.has('revoke')) specs.push(...revocationSpecs(dataSet.users, revokeVariants));
   const runs = new Map<string, Run[]>(specs.map((s) => [s.id, []]));

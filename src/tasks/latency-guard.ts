@@ -20,8 +20,10 @@
  *     inserted or updated a second, from the cumulative statistics (db/sql/latency-guard.ts; the
  *     janitor only deletes), over at least ACTIVITY_SPAN_MS (the statistics lag by about a second).
  *     The worker keeps that reading between runs (ActivityTracker, one per pool), so a run starts
- *     knowing; with no reading yet (a process's first run) or none possible, the guard assumes
- *     someone is there.
+ *     knowing. A process's first run (every CLI run, a pod's first tick) has no rate yet: it counts
+ *     the transaction ids others took while it learnt its baseline (FIRST_RUN_HINT), at once and
+ *     without a wait; unreadable, the guard assumes someone is there. Once the counter says nobody
+ *     writes, the scale goes back to 1 at once: nobody is left to protect.
  *   - Control (AIMD, like TCP's congestion window): a probe while the janitor works, at most every
  *     PROBE_INTERVAL_MS whatever the number of lanes, above factor x baseline (and baseline +
  *     MIN_EXCESS_MS) halves the scale, down to MIN_SCALE, and pauses every lane for SETTLE_MS; a probe
@@ -95,15 +97,42 @@ export const MIN_FOREGROUND_WRITES_PER_SECOND = 1;
 export const ACTIVITY_SPAN_MS = 1500;
 
 /**
+ * A process's first run cannot wait ACTIVITY_SPAN_MS for a rate (a CLI purge of a million rows takes
+ * about a second: the wait would halve its speed), so it asks the server which transaction id comes
+ * next before and after its baseline probes: every writing transaction takes one, at once (no
+ * statistics lag), in every database of the server (whose commits share the WAL flush the guard
+ * protects). The probes take one each; any other means someone else wrote in those milliseconds.
+ * At 400 refreshes a second the probes' ~10 ms see about four; a lighter writer may be missed, and
+ * then the run starts at full speed until the counter's first rate, 1.5 s later. Null: unknown.
+ */
+export function firstRunHint(xidBefore: number | null, xidAfter: number | null, ownTransactions: number): boolean | null {
+  if (xidBefore === null || xidAfter === null || !Number.isFinite(xidBefore) || !Number.isFinite(xidAfter)) return null;
+  return xidAfter - xidBefore > ownTransactions;
+}
+
+/**
  * Whether the auth service is writing, from readings of its cumulative write counter: one per pool,
- * kept between runs. Unknown (no reading yet, or the counter unreadable) counts as present.
+ * kept between runs. Before the counter gives a rate (a process's first ACTIVITY_SPAN_MS), the
+ * first run's hint decides; an unreadable counter or hint counts as present.
  */
 export class ActivityTracker {
   #last: { readonly at: number; readonly writes: number } | null = null;
-  #present = true;
+  /** From the counter's rate; null: no rate yet. */
+  #rate: boolean | null = null;
+  #hint = true;
 
   get present(): boolean {
-    return this.#present;
+    return this.#rate ?? this.#hint;
+  }
+
+  /** Whether the counter has given a rate (the first run's hint no longer matters). */
+  get known(): boolean {
+    return this.#rate !== null;
+  }
+
+  /** Before any rate: whether someone else wrote while the first run learnt its baseline (null: unknown, counted as present). */
+  hint(writing: boolean | null): void {
+    this.#hint = writing ?? true;
   }
 
   /** The milliseconds since the last reading that counted, or +Infinity. */
@@ -115,13 +144,13 @@ export class ActivityTracker {
   observe(now: number, writes: number | null): void {
     if (writes === null || !Number.isFinite(writes)) {
       this.#last = null;
-      this.#present = true;
+      this.#rate = true;
       return;
     }
     const last = this.#last;
     if (last !== null && now - last.at < ACTIVITY_SPAN_MS) return;
     // A counter that went down was reset (pg_stat_reset): unknown until the next reading.
-    this.#present = last === null || writes < last.writes || (writes - last.writes) / ((now - last.at) / 1000) >= MIN_FOREGROUND_WRITES_PER_SECOND;
+    if (last !== null) this.#rate = writes < last.writes || (writes - last.writes) / ((now - last.at) / 1000) >= MIN_FOREGROUND_WRITES_PER_SECOND;
     this.#last = { at: now, writes };
   }
 }
@@ -168,9 +197,14 @@ export class LatencyPolicy {
 
   /**
    * A probe taken while the janitor worked: true when it slowed the commits down too much (hold
-   * back). foreground false: nobody writes, so nobody is slowed down: never hot.
+   * back). foreground false: nobody writes, so nobody is slowed down: never hot, and full speed at
+   * once (climbing back a step a probe, a run of a few seconds spent its life recovering for nobody).
    */
   busy(latencyMs: number, foreground = true): boolean {
+    if (!foreground) {
+      this.#scale = 1;
+      return false;
+    }
     if (!Number.isFinite(latencyMs)) return false;
     const hot = foreground && latencyMs > this.thresholdMs;
     this.#scale = hot ? Math.max(MIN_SCALE, this.#scale / 2) : Math.min(1, this.#scale + SCALE_STEP);
@@ -212,8 +246,16 @@ export interface LatencyGuardDeps {
   /** A lane waited ms because of the guard (a duty-cycle sleep or a hold). */
   readonly onHeldBack?: (ms: number, lane: number) => void;
   readonly onEvent?: (event: LatencyGuardEvent) => void;
-  /** Whether the auth service writes: the tracker (kept between runs) and its counter; without them, always. */
-  readonly activity?: { readonly tracker: ActivityTracker; readonly read: () => Promise<number | null> };
+  /**
+   * Whether the auth service writes: the tracker (kept between runs) and its counter; without them,
+   * always. nextXid: the next transaction id the server will assign (null: unreadable), for the
+   * first run's hint.
+   */
+  readonly activity?: {
+    readonly tracker: ActivityTracker;
+    readonly read: () => Promise<number | null>;
+    readonly nextXid?: () => Promise<number | null>;
+  };
   /** Called at the end of finish(), once no probe or hold is left (the I/O side gives its connection back). */
   readonly onFinish?: () => Promise<void>;
 }
@@ -283,12 +325,19 @@ export class LatencyGuard {
 
   /** Learns the baseline before the first batch. A probe that fails leaves the guard off for the run. */
   async start(): Promise<void> {
+    const activity = this.#activity;
+    const nextXid = activity?.tracker.known === false ? activity.nextXid : undefined;
+    const xidBefore = nextXid === undefined ? null : await nextXid().catch(() => null);
     await this.#readActivity();
     const samples: number[] = [];
     for (let i = 0; i < BASELINE_PROBES && !this.#signal.aborted; i++) {
       const latency = await this.#measure();
       if (latency === null) return;
       samples.push(latency);
+    }
+    if (nextXid !== undefined && activity !== undefined) {
+      const xidAfter = await nextXid().catch(() => null);
+      activity.tracker.hint(firstRunHint(xidBefore, xidAfter, samples.length));
     }
     const baseline = median(samples);
     if (baseline === null) return;
@@ -332,11 +381,12 @@ export class LatencyGuard {
     // A probe still running after the threshold is hot already, whatever it ends at: no batch
     // starts before it ends (a commit stuck behind a flush, a held lock: the next batch would add to it).
     const probing = this.#probing;
-    if (probing !== null && started - this.#probedAt > policy.thresholdMs) await probing;
+    const waitForProbe = probing !== null && started - this.#probedAt > policy.thresholdMs;
+    if (waitForProbe) await probing;
     const hold = this.#hold;
     if (hold !== null) await hold;
-    const waited = this.#now() - started;
-    if (waited > 0) this.#onHeldBack(waited, lane);
+    // Only a wait counts: the microseconds of a beforeBatch that awaited nothing are no hold.
+    if (waitForProbe || hold !== null) this.#onHeldBack(this.#now() - started, lane);
     return !this.#signal.aborted;
   }
 

@@ -11,7 +11,7 @@
 import type pg from 'pg';
 import { SQLSTATE, sqlState } from '../db/errors.ts';
 import { qualified } from '../db/sql/identifiers.ts';
-import { latencyProbe, sessionWrites } from '../db/sql/latency-guard.ts';
+import { latencyProbe, nextTransactionId, sessionWrites } from '../db/sql/latency-guard.ts';
 import { tableLabel, type QualifiedName } from '../config.ts';
 import { scheduledTask, type ScheduledTaskName } from '../queues.ts';
 import type { TaskContext } from './context.ts';
@@ -190,6 +190,15 @@ export function sessionWriteCounter(
     });
 }
 
+/** The server's next transaction id (db/sql/latency-guard.ts), or null. */
+export function nextXidReader(connection: ProbeConnection): () => Promise<number | null> {
+  return () =>
+    connection.use(async (client) => {
+      const { rows } = await client.query<{ next_xid: number | null }>(nextTransactionId);
+      return rows[0]?.next_xid ?? null;
+    });
+}
+
 /**
  * One tracker per pool (one per worker process) and watched table: a run starts with what the runs
  * before it read of the same table's writes.
@@ -244,7 +253,7 @@ export function createLatencyGuard(
           boundMs: ctx.config.statementTimeoutMs,
           onLocked: () => lockedProbe(ctx, task),
         }),
-      activity: { tracker: activityTracker(ctx.pool, watched), read: sessionWriteCounter(ctx, connection, watched) },
+      activity: { tracker: activityTracker(ctx.pool, watched), read: sessionWriteCounter(ctx, connection, watched), nextXid: nextXidReader(connection) },
       onHeldBack: (ms, lane) => heldBack.wait('latency', ms, lane),
       onEvent: (event) => logGuardEvent(ctx, task, event),
       onFinish: () => connection.release(),

@@ -10,6 +10,7 @@ import {
   ACTIVITY_SPAN_MS,
   ActivityTracker,
   BASELINE_PROBES,
+  firstRunHint,
   LatencyGuard,
   LatencyPolicy,
   MIN_EXCESS_MS,
@@ -20,7 +21,7 @@ import {
   START_SCALE_WITH_FOREGROUND,
   type LatencyGuardEvent,
 } from '../../src/tasks/latency-guard.ts';
-import { commitLatencyProbe } from '../../src/tasks/latency-probe.ts';
+import { commitLatencyProbe, nextXidReader, primeActivity, RunProbeConnection } from '../../src/tasks/latency-probe.ts';
 import { purgeExpired } from '../../src/tasks/purge-expired.ts';
 import { reapIdle } from '../../src/tasks/reap-idle.ts';
 import { expiredAndLive, insertBulkSessions, insertSessions, remainingIds, taskContext, testConfig, useTestDatabase } from '../helpers/database.ts';
@@ -94,6 +95,39 @@ describe('latency guard: pure logic', () => {
     assert.equal(p.busy(50, false), false);
     assert.equal(p.scale, 1);
     assert.equal(p.busy(50, true), true);
+  });
+
+  test('once nobody writes, the scale is back to full speed at the next probe, not a step a probe', () => {
+    const p = new LatencyPolicy({ factor: 1.5 }, 1, START_SCALE_WITH_FOREGROUND);
+    p.busy(50);
+    assert.equal(p.scale, START_SCALE_WITH_FOREGROUND / 2);
+    p.busy(50, false);
+    assert.equal(p.scale, 1);
+  });
+
+  test("before the counter's first rate, the first run's hint decides; after it, the rate alone", () => {
+    const t = new ActivityTracker();
+    t.hint(false);
+    assert.equal(t.present, false);
+    assert.equal(t.known, false);
+    t.observe(0, 1000); // one reading is no rate: the hint still decides
+    assert.equal(t.present, false);
+    t.observe(ACTIVITY_SPAN_MS, 1000 + 10 * (ACTIVITY_SPAN_MS / 1000));
+    assert.equal(t.known, true);
+    assert.equal(t.present, true);
+    t.hint(false); // a later run's hint changes nothing once a rate is known
+    assert.equal(t.present, true);
+    const unknown = new ActivityTracker();
+    unknown.hint(null);
+    assert.equal(unknown.present, true);
+  });
+
+  test("the first run's hint: transaction ids beyond the probes' own mean someone else wrote", () => {
+    assert.equal(firstRunHint(1000, 1005, BASELINE_PROBES), false);
+    assert.equal(firstRunHint(1000, 1006, BASELINE_PROBES), true);
+    assert.equal(firstRunHint(1000, 1000, 0), false);
+    assert.equal(firstRunHint(null, 1005, BASELINE_PROBES), null);
+    assert.equal(firstRunHint(1000, null, BASELINE_PROBES), null);
   });
 
   test('median of the probes, ignoring what is not a duration', () => {
@@ -239,6 +273,47 @@ describe('latency guard: LatencyGuard', () => {
     assert.ok(guard.stats.holds > 0);
   });
 
+  for (const [xids, scale, holds] of [
+    [BASELINE_PROBES, 1, 0], // only the probes' own: nobody else writes (a CLI purge at 3 a.m.)
+    [BASELINE_PROBES + 3, START_SCALE_WITH_FOREGROUND, 1], // three more: someone writes
+  ] as const) {
+    test(`a process's first run with ${xids} transaction ids taken during its baseline starts at scale ${scale}, and hot probes hold it back ${holds} time(s)`, async () => {
+      let now = 0;
+      let next = 5000;
+      const tracker = new ActivityTracker(); // a new process: no reading yet
+      let probes = 0;
+      const guard = new LatencyGuard(
+        { factor: 1.5 },
+        {
+          probe: async () => (++probes <= BASELINE_PROBES ? 1 : 30),
+          activity: {
+            tracker,
+            read: async () => 100,
+            nextXid: async () => {
+              const at = next;
+              next += xids;
+              return at;
+            },
+          },
+          sleep: async (ms) => {
+            await tick();
+            now += ms;
+            return true;
+          },
+          now: () => now,
+        },
+        new AbortController().signal,
+      );
+      await guard.start();
+      assert.equal(guard.stats.scale, scale);
+      now += 250;
+      await guard.beforeBatch(0); // the first probe, hot
+      await tick();
+      assert.equal(guard.stats.holds, holds);
+      await guard.finish();
+    });
+  }
+
   test('a probe that cannot run leaves the guard off for the run, and says so', async () => {
     const g = fakeGuard([1, Number.NaN]);
     await g.guard.start();
@@ -306,6 +381,34 @@ describe('latency guard: on a real database', () => {
   const heldBackSeconds = async (ctx: ReturnType<typeof taskContext>, task: string) =>
     (await ctx.metrics.heldBack.get()).values.find((v) => v.labels.task === task && v.labels.reason === 'latency')?.value ?? -1;
 
+  /**
+   * The auth service refreshing a live session about every 5 ms, on a connection of its own, for
+   * as long as fn runs: fn starts once the janitor's pool has a rate of it (as a worker that has
+   * watched it write: primeActivity, then ACTIVITY_SPAN_MS).
+   */
+  const besideRefreshes = async <T>(ctx: ReturnType<typeof taskContext>, fn: () => Promise<T>): Promise<T> => {
+    const auth = new pg.Client({ connectionString: db.url });
+    await auth.connect();
+    let stop = false;
+    const refreshes = (async () => {
+      while (!stop) {
+        await auth.query(
+          `UPDATE auth.refresh_session SET refresh_version = refresh_version + 1 WHERE id = (SELECT max(id) FROM auth.refresh_session WHERE expires_at > now() + interval '1 hour' AND last_used_at > now() - interval '10 minutes')`,
+        );
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+    })();
+    try {
+      await primeActivity(ctx);
+      await new Promise((resolve) => setTimeout(resolve, ACTIVITY_SPAN_MS + 250));
+      return await fn();
+    } finally {
+      stop = true;
+      await refreshes;
+      await auth.end();
+    }
+  };
+
   /** A hot probe after the baseline: the commits look 50 times slower than before the run. */
   const hotAfterBaseline = () => {
     let calls = 0;
@@ -360,7 +463,7 @@ describe('latency guard: on a real database', () => {
     const heldBack = new HeldBack(ctx.metrics, 'purge-expired');
     const rows: number[] = [];
     try {
-      const output = await purgeExpired(ctx, { heldBack, onBatch: (b) => rows.push(b.rows) }, { latencyProbe: hot.probe });
+      const output = await besideRefreshes(ctx, () => purgeExpired(ctx, { heldBack, onBatch: (b) => rows.push(b.rows) }, { latencyProbe: hot.probe }));
       assert.equal(output.deleted, 3000);
       assert.equal(output.stoppedBy, 'drained');
       assert.deepEqual(await expiredAndLive(db.pool), { expired: 0, live: 500 + 500 });
@@ -388,19 +491,21 @@ describe('latency guard: on a real database', () => {
     const real = commitLatencyProbe(ctx.pool);
     let calls = 0;
     try {
-      const output = await purgeExpired(
-        ctx,
-        {},
-        {
-          latencyProbe: async () => {
-            if (++calls === BASELINE_PROBES + 1) {
-              await holder.query('BEGIN');
-              // Every probe now waits lock_timeout (200 ms) for the table: a commit that slow must hold the purge back.
-              await holder.query('LOCK TABLE session_janitor.latency_probe IN SHARE MODE');
-            }
-            return real();
+      const output = await besideRefreshes(ctx, () =>
+        purgeExpired(
+          ctx,
+          {},
+          {
+            latencyProbe: async () => {
+              if (++calls === BASELINE_PROBES + 1) {
+                await holder.query('BEGIN');
+                // Every probe now waits lock_timeout (200 ms) for the table: a commit that slow must hold the purge back.
+                await holder.query('LOCK TABLE session_janitor.latency_probe IN SHARE MODE');
+              }
+              return real();
+            },
           },
-        },
+        ),
       );
       assert.equal(output.deleted, 1000);
       assert.deepEqual(await expiredAndLive(db.pool), { expired: 0, live: 1000 });
@@ -408,6 +513,47 @@ describe('latency guard: on a real database', () => {
     } finally {
       await holder.query('ROLLBACK').catch(() => {});
       await holder.end();
+      await ctx.pool.end();
+    }
+  });
+
+  test("a process's first run with nobody writing (a CLI purge at 3 a.m.): hot probes hold nothing back, every batch full size", async () => {
+    await reset();
+    await insertBulkSessions(db.pool, 4000, 0.75);
+    const hot = hotAfterBaseline();
+    // A new pool: no reading of the write counter yet, as in every CLI run and a pod's first tick.
+    const ctx = taskContext(testConfig(db.url, { JANITOR_BATCH_SIZE: '1000', JANITOR_BATCH_MIN_SIZE: '100', JANITOR_PURGE_BATCH_MAX_SIZE: '1000' }));
+    const rows: number[] = [];
+    try {
+      const output = await purgeExpired(ctx, { onBatch: (b) => rows.push(b.rows) }, { latencyProbe: hot.probe });
+      assert.equal(output.deleted, 3000);
+      assert.deepEqual(await expiredAndLive(db.pool), { expired: 0, live: 1000 });
+      assert.ok(hot.calls() >= BASELINE_PROBES);
+      assert.deepEqual(
+        rows.filter((n) => n > 0),
+        [1000, 1000, 1000],
+      );
+      assert.equal(await heldBackSeconds(ctx, 'purge-expired'), 0);
+    } finally {
+      await ctx.pool.end();
+    }
+  });
+
+  test("the server's next transaction id moves with another session's write, not with reads", async () => {
+    await db.pool.query('CREATE TABLE IF NOT EXISTS sj_test_writes (x int)');
+    const ctx = taskContext(testConfig(db.url));
+    const connection = new RunProbeConnection(ctx.pool);
+    try {
+      const next = nextXidReader(connection);
+      const first = await next();
+      assert.ok(first !== null && Number.isInteger(first) && first > 0, String(first));
+      await db.pool.query('SELECT count(*) FROM sj_test_writes');
+      assert.equal(await next(), first);
+      await db.pool.query('INSERT INTO sj_test_writes VALUES (1)');
+      await db.pool.query('INSERT INTO sj_test_writes VALUES (2)');
+      assert.equal(await next(), first + 2);
+    } finally {
+      await connection.release();
       await ctx.pool.end();
     }
   });
@@ -446,7 +592,7 @@ describe('latency guard: on a real database', () => {
     );
     const ctx = { ...base, log: createLogger('debug', sink) };
     try {
-      const output = await reapIdle(ctx, {}, { latencyProbe: hot.probe });
+      const output = await besideRefreshes(ctx, () => reapIdle(ctx, {}, { latencyProbe: hot.probe }));
       assert.equal(output.deleted, 300);
       assert.deepEqual(
         await remainingIds(db.pool),

@@ -47,3 +47,14 @@ export const sessionWrites: Statement = {
   name: 'sj_latency_session_writes',
   text: `SELECT (pg_stat_get_tuples_inserted(t) + pg_stat_get_tuples_updated(t))::float8 AS writes FROM to_regclass($1::text) AS t`,
 };
+
+/**
+ * The transaction id the server will assign next (tasks/latency-guard.ts, firstRunHint): every
+ * writing transaction of every database takes one when it writes, and the figure moves at once
+ * (the statistics lag by a second). Reading it takes none. xid8 as text: a float8 holds it exactly
+ * up to 2^53, some nine thousand years of a million transactions a second.
+ */
+export const nextTransactionId: Statement = {
+  name: 'sj_latency_next_xid',
+  text: `SELECT pg_snapshot_xmax(pg_current_snapshot())::text::float8 AS next_xid`,
+};
