@@ -91,6 +91,8 @@ export interface Config {
    * commit takes more than this factor of its baseline. null: off.
    */
   readonly latencyGuardFactor: number | null;
+  /** The least share of full speed the latency guard holds a run to (tasks/latency-guard.ts, MIN_SCALE by default). */
+  readonly latencyGuardMinSpeed: number;
   /** Seconds the database's clock and the process's may differ before the purge and the reaper hold (tasks/clock-check.ts); null: no check. */
   readonly clockSkewToleranceSeconds: number | null;
   /** The blast-radius guard (tasks/blast-guard.ts): the fraction of the table's rows a run may delete retroactively; null: off. */
@@ -184,6 +186,13 @@ const factorOrOff = (min: number, max: number) =>
       .transform(Number)
       .pipe(z.number().min(min).max(max)),
   ]);
+
+const fraction = (min: number, max: number) =>
+  z
+    .string()
+    .regex(/^\d+(\.\d+)?$/)
+    .transform(Number)
+    .pipe(z.number().min(min).max(max));
 
 const SIZE_UNITS: Readonly<Record<string, number>> = { B: 1, kB: 1024, MB: 1024 ** 2, GB: 1024 ** 3 };
 
@@ -375,6 +384,7 @@ const VARIABLES = {
   ),
   JANITOR_PURGE_PAUSE_ON_VACUUM: variable(boolean, 'false', 'true or false'),
   JANITOR_LATENCY_GUARD: variable(factorOrOff(1.05, 100), '1.3', '`off` or a factor from 1.05 to 100, such as 1.5'),
+  JANITOR_LATENCY_GUARD_MIN_SPEED: variable(fraction(1 / 16, 1), '0.0625', 'a fraction of full speed from 0.0625 (1/16) to 1, such as 0.25'),
   JANITOR_BLAST_RADIUS: variable(factorOrOff(0.001, 1), '0.1', "`off` or a fraction of the table's rows from 0.001 to 1, such as 0.1"),
   JANITOR_CLOCK_SKEW_TOLERANCE: variable(
     z.union([z.literal('off').transform(() => null), duration(1, 86_400)]),
@@ -482,6 +492,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, checkout: boole
     purgeMaxReplicaLagSeconds: read(env, 'JANITOR_PURGE_MAX_REPLICA_LAG') ?? null,
     purgePauseOnVacuum: get('JANITOR_PURGE_PAUSE_ON_VACUUM'),
     latencyGuardFactor: read(env, 'JANITOR_LATENCY_GUARD') ?? null,
+    latencyGuardMinSpeed: get('JANITOR_LATENCY_GUARD_MIN_SPEED'),
     clockSkewToleranceSeconds: read(env, 'JANITOR_CLOCK_SKEW_TOLERANCE') ?? null,
     blastRadius: read(env, 'JANITOR_BLAST_RADIUS') ?? null,
     maxRunSeconds: get('JANITOR_MAX_RUN_SECONDS'),

@@ -158,6 +158,8 @@ export class ActivityTracker {
 export interface LatencyGuardSettings {
   /** Hold back while a probe takes more than factor x baseline. */
   readonly factor: number;
+  /** The lowest scale (JANITOR_LATENCY_GUARD_MIN_SPEED): MIN_SCALE to 1, MIN_SCALE by default. */
+  readonly minScale?: number;
 }
 
 export function median(values: readonly number[]): number | null {
@@ -172,13 +174,15 @@ const clamp = (value: number, min: number, max: number) => Math.min(max, Math.ma
 /** The guard's state and decisions, without I/O or clock. */
 export class LatencyPolicy {
   readonly #factor: number;
+  readonly #minScale: number;
   #baselineMs: number;
   #scale = 1;
 
   constructor(settings: LatencyGuardSettings, baselineMs: number, scale = 1) {
     this.#factor = settings.factor;
+    this.#minScale = clamp(settings.minScale ?? MIN_SCALE, MIN_SCALE, 1);
     this.#baselineMs = baselineMs;
-    this.#scale = clamp(scale, MIN_SCALE, 1);
+    this.#scale = clamp(scale, this.#minScale, 1);
   }
 
   get baselineMs(): number {
@@ -190,7 +194,7 @@ export class LatencyPolicy {
     return Math.max(this.#factor * this.#baselineMs, this.#baselineMs + MIN_EXCESS_MS);
   }
 
-  /** 1: full speed; down to MIN_SCALE. */
+  /** 1: full speed; down to the settings' minScale. */
   get scale(): number {
     return this.#scale;
   }
@@ -207,7 +211,7 @@ export class LatencyPolicy {
     }
     if (!Number.isFinite(latencyMs)) return false;
     const hot = foreground && latencyMs > this.thresholdMs;
-    this.#scale = hot ? Math.max(MIN_SCALE, this.#scale / 2) : Math.min(1, this.#scale + SCALE_STEP);
+    this.#scale = hot ? Math.max(this.#minScale, this.#scale / 2) : Math.min(1, this.#scale + SCALE_STEP);
     return hot;
   }
 

@@ -245,7 +245,7 @@ export function createLatencyGuard(
   // An extra table's run watches that table's writers (the sessions table's tracker keeps its key).
   const watched = scheduledTask(ctx.config, task).table?.table;
   return new LatencyGuard(
-    { factor },
+    { factor, minScale: ctx.config.latencyGuardMinSpeed },
     {
       probe:
         probe ??

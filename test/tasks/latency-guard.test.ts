@@ -372,6 +372,22 @@ describe('latency guard: configuration', () => {
       );
     }
   });
+
+  test('JANITOR_LATENCY_GUARD_MIN_SPEED: 1/16 by default, a floor the scale never goes below, bad values name the variable', () => {
+    assert.equal(loadConfig({}).latencyGuardMinSpeed, MIN_SCALE);
+    assert.equal(loadConfig({ JANITOR_LATENCY_GUARD_MIN_SPEED: '0.25' }).latencyGuardMinSpeed, 0.25);
+    const p = new LatencyPolicy({ factor: 1.5, minScale: 0.25 }, 1);
+    for (let i = 0; i < 10; i++) p.busy(50);
+    assert.equal(p.scale, 0.25);
+    assert.equal(p.batchRows(5000, 100), 1250);
+    for (const bad of ['0.05', '1.5', 'off', '1/4', '-0.5']) {
+      assert.throws(
+        () => loadConfig({ JANITOR_LATENCY_GUARD_MIN_SPEED: bad }),
+        (e: unknown) => e instanceof ConfigError && e.variable === 'JANITOR_LATENCY_GUARD_MIN_SPEED' && e.message.includes('a fraction of full speed'),
+        bad,
+      );
+    }
+  });
 });
 
 describe('latency guard: on a real database', () => {
