@@ -55,10 +55,10 @@ export class RunBrakes {
     return size;
   }
 
-  /** A batch of lane worked workMs (lock waits excluded) and wrote the WAL between walStart and walEnd. */
-  afterBatch(lane: number, workMs: number, walStart: number, walEnd: number): void {
+  /** A batch of lane worked workMs (lock waits excluded), deleted `deleted` rows and wrote the WAL between walStart and walEnd. */
+  afterBatch(lane: number, workMs: number, deleted: number, walStart: number, walEnd: number): void {
     this.throttle?.afterBatch(lane, workMs, walStart, walEnd);
-    this.guard?.afterBatch(lane, workMs);
+    this.guard?.afterBatch(lane, workMs, deleted > 0);
   }
 
   async finish(ctx: TaskContext, task: ScheduledTaskName): Promise<void> {

@@ -151,7 +151,7 @@ export async function runBatches(ctx: TaskContext, spec: BatchTask, options: Run
       const durationMs = performance.now() - started;
       const workMs = Math.max(0, durationMs - (scope.waits.ms - waitedBefore));
       size.record(step.covered, workMs);
-      brakes.afterBatch(laneId, workMs, step.walStart ?? Number.NaN, step.walEnd ?? Number.NaN);
+      brakes.afterBatch(laneId, workMs, step.deleted, step.walStart ?? Number.NaN, step.walEnd ?? Number.NaN);
       deleted += step.deleted;
       batches += 1;
       countDeleted(step.deleted);

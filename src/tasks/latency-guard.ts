@@ -15,15 +15,20 @@
  *     does not hold the purge back for a load it does not cause.
  *   - Someone to protect: the probe alone cannot tell 3 a.m. from 9 a.m. (at 3 a.m. the janitor's
  *     own WAL slows the probe's commit as much, with no commit of anyone else to slow down: measured,
- *     a purge held back to 0.07 of its speed for nobody). So the guard holds back only while the
- *     auth service writes to the sessions table: at least MIN_FOREGROUND_WRITES_PER_SECOND rows
- *     inserted or updated a second, from the cumulative statistics (db/sql/latency-guard.ts; the
- *     janitor only deletes), over at least ACTIVITY_SPAN_MS (the statistics lag by about a second).
- *     The worker keeps that reading between runs (ActivityTracker, one per pool), so a run starts
- *     knowing. A process's first run (every CLI run, a pod's first tick) has no rate yet: it counts
- *     the transaction ids others took while it learnt its baseline (FIRST_RUN_HINT), at once and
- *     without a wait; unreadable, the guard assumes someone is there. Once the counter says nobody
- *     writes, the scale goes back to 1 at once: nobody is left to protect.
+ *     a purge held back to 0.07 of its speed for nobody). So the guard holds back only while both
+ *     signs say someone writes:
+ *       - the auth service writes to the sessions table: at least MIN_FOREGROUND_WRITES_PER_SECOND
+ *         rows inserted or updated a second, from the cumulative statistics (db/sql/latency-guard.ts;
+ *         the janitor only deletes), over at least ACTIVITY_SPAN_MS; kept per pool between runs
+ *         (ActivityTracker). It lags the writes by a second or more, and a process's first run has
+ *         no rate for 1.5 s (unknown counts as writing);
+ *       - someone writes now: the server's next transaction id, read with each probe, moved by more
+ *         than the janitor's own ids over the last XID_SPAN_MS (XidWindow, per pool). It moves at
+ *         once: a process's first run knows from its baseline probes' milliseconds, without
+ *         waiting for a rate (before, every CLI purge started at a quarter and held itself back
+ *         for nobody), and after the load stops the run is at full speed within about a second.
+ *     The first keeps out other databases and the janitor's replicas' pg-boss bookkeeping, the
+ *     second the counter's lag. Once nobody writes, the scale is 1 at once: nobody is left to protect.
  *   - Control (AIMD, like TCP's congestion window): a probe while the janitor works, at most every
  *     PROBE_INTERVAL_MS whatever the number of lanes, above factor x baseline (and baseline +
  *     MIN_EXCESS_MS) halves the scale, down to MIN_SCALE, and pauses every lane for SETTLE_MS; a probe
@@ -97,42 +102,61 @@ export const MIN_FOREGROUND_WRITES_PER_SECOND = 1;
 export const ACTIVITY_SPAN_MS = 1500;
 
 /**
- * A process's first run cannot wait ACTIVITY_SPAN_MS for a rate (a CLI purge of a million rows takes
- * about a second: the wait would halve its speed), so it asks the server which transaction id comes
- * next before and after its baseline probes: every writing transaction takes one, at once (no
- * statistics lag), in every database of the server (whose commits share the WAL flush the guard
- * protects). The probes take one each; any other means someone else wrote in those milliseconds.
- * At 400 refreshes a second the probes' ~10 ms see about four; a lighter writer may be missed, and
- * then the run starts at full speed until the counter's first rate, 1.5 s later. Null: unknown.
+ * Whether anyone writes, as the server's next transaction id tells: every writing transaction of
+ * every database takes one when it first writes, and the figure moves at once, where the write
+ * counter lags by a second or more. Over this window: after the load stops, a run is back at full
+ * speed within about a second and a probe interval (the counter alone took 2.5-4 s).
  */
-export function firstRunHint(xidBefore: number | null, xidAfter: number | null, ownTransactions: number): boolean | null {
-  if (xidBefore === null || xidAfter === null || !Number.isFinite(xidBefore) || !Number.isFinite(xidAfter)) return null;
-  return xidAfter - xidBefore > ownTransactions;
+export const XID_SPAN_MS = 1000;
+
+/**
+ * Others' writes from readings of the next transaction id (before and after a run's baseline probes,
+ * at each probe, and whenever the worker primes it): the ids taken between the first reading of the
+ * window (the newest at or before XID_SPAN_MS ago, else the oldest kept) and the last, less the
+ * janitor's own (`own`: every guard of the pool counts its probes and its batches that deleted
+ * rows into it, so a purge does not take the same process's reaper or extra-table purges for the
+ * auth service). Someone writes when those are more than `tolerance` (a lane's batch in flight has
+ * taken its id and not yet been counted: one a lane) and at least MIN_FOREGROUND_WRITES_PER_SECOND
+ * over the window's span (a window reaching back to the last run minutes ago holds the janitor's
+ * replicas' pg-boss bookkeeping, a few ids a minute). One per pool, kept between runs: a process's
+ * first run has only its own two readings, milliseconds apart. Null: fewer than two readings.
+ */
+export class XidWindow {
+  /** The janitor's own transaction ids on this pool so far. */
+  own = 0;
+  #readings: Array<{ readonly at: number; readonly next: number; readonly own: number }> = [];
+
+  /** A reading at `at` of the server's next transaction id (null: unreadable, and the window starts over). */
+  observe(at: number, next: number | null): void {
+    if (next === null || !Number.isFinite(next)) {
+      this.#readings = [];
+      return;
+    }
+    this.#readings.push({ at, next, own: this.own });
+    while (this.#readings.length > 2 && (this.#readings[1]?.at ?? at) <= at - XID_SPAN_MS) this.#readings.shift();
+  }
+
+  /** Whether others write, beyond `tolerance` ids; null: unknown. */
+  present(tolerance: number): boolean | null {
+    const first = this.#readings[0];
+    const last = this.#readings.at(-1);
+    if (first === undefined || last === undefined || first === last) return null;
+    const others = last.next - first.next - (last.own - first.own);
+    const seconds = Math.max(last.at - first.at, 1) / 1000;
+    return others > tolerance && others / seconds >= MIN_FOREGROUND_WRITES_PER_SECOND;
+  }
 }
 
 /**
  * Whether the auth service is writing, from readings of its cumulative write counter: one per pool,
- * kept between runs. Before the counter gives a rate (a process's first ACTIVITY_SPAN_MS), the
- * first run's hint decides; an unreadable counter or hint counts as present.
+ * kept between runs. Unknown (no reading yet, or the counter unreadable) counts as present.
  */
 export class ActivityTracker {
   #last: { readonly at: number; readonly writes: number } | null = null;
-  /** From the counter's rate; null: no rate yet. */
-  #rate: boolean | null = null;
-  #hint = true;
+  #present = true;
 
   get present(): boolean {
-    return this.#rate ?? this.#hint;
-  }
-
-  /** Whether the counter has given a rate (the first run's hint no longer matters). */
-  get known(): boolean {
-    return this.#rate !== null;
-  }
-
-  /** Before any rate: whether someone else wrote while the first run learnt its baseline (null: unknown, counted as present). */
-  hint(writing: boolean | null): void {
-    this.#hint = writing ?? true;
+    return this.#present;
   }
 
   /** The milliseconds since the last reading that counted, or +Infinity. */
@@ -144,13 +168,13 @@ export class ActivityTracker {
   observe(now: number, writes: number | null): void {
     if (writes === null || !Number.isFinite(writes)) {
       this.#last = null;
-      this.#rate = true;
+      this.#present = true;
       return;
     }
     const last = this.#last;
     if (last !== null && now - last.at < ACTIVITY_SPAN_MS) return;
     // A counter that went down was reset (pg_stat_reset): unknown until the next reading.
-    if (last !== null) this.#rate = writes < last.writes || (writes - last.writes) / ((now - last.at) / 1000) >= MIN_FOREGROUND_WRITES_PER_SECOND;
+    this.#present = last === null || writes < last.writes || (writes - last.writes) / ((now - last.at) / 1000) >= MIN_FOREGROUND_WRITES_PER_SECOND;
     this.#last = { at: now, writes };
   }
 }
@@ -252,13 +276,14 @@ export interface LatencyGuardDeps {
   readonly onEvent?: (event: LatencyGuardEvent) => void;
   /**
    * Whether the auth service writes: the tracker (kept between runs) and its counter; without them,
-   * always. nextXid: the next transaction id the server will assign (null: unreadable), for the
-   * first run's hint.
+   * always. nextXid: the next transaction id the server will assign (null: unreadable): XidWindow.
    */
   readonly activity?: {
     readonly tracker: ActivityTracker;
     readonly read: () => Promise<number | null>;
     readonly nextXid?: () => Promise<number | null>;
+    /** The pool's window of next transaction ids, kept between runs (without it: the run's own). */
+    readonly xids?: XidWindow;
   };
   /** Called at the end of finish(), once no probe or hold is left (the I/O side gives its connection back). */
   readonly onFinish?: () => Promise<void>;
@@ -295,6 +320,9 @@ export class LatencyGuard {
   readonly #activity: LatencyGuardDeps['activity'];
   readonly #onFinish: () => Promise<void>;
   readonly #owed = new Map<number, number>();
+  readonly #xids: XidWindow;
+  /** The lanes that have asked for a batch: each may have one in flight, its id taken and not yet counted. */
+  readonly #lanes = new Set<number>();
   #policy: LatencyPolicy | null = null;
   #probedAt = Number.NEGATIVE_INFINITY;
   #probing: Promise<void> | null = null;
@@ -314,6 +342,7 @@ export class LatencyGuard {
     this.#signal = signal;
     this.#wake = AbortSignal.any([signal, this.#finishing.signal]);
     this.#activity = deps.activity;
+    this.#xids = deps.activity?.xids ?? new XidWindow();
     this.#onFinish = deps.onFinish ?? (() => Promise.resolve());
   }
 
@@ -323,15 +352,13 @@ export class LatencyGuard {
       probes: this.#probes,
       holds: this.#holds,
       scale: this.#policy?.scale ?? 1,
-      foreground: this.#activity?.tracker.present ?? true,
+      foreground: this.#foreground(),
     };
   }
 
   /** Learns the baseline before the first batch. A probe that fails leaves the guard off for the run. */
   async start(): Promise<void> {
-    const activity = this.#activity;
-    const nextXid = activity?.tracker.known === false ? activity.nextXid : undefined;
-    const xidBefore = nextXid === undefined ? null : await nextXid().catch(() => null);
+    await this.#readXids();
     await this.#readActivity();
     const samples: number[] = [];
     for (let i = 0; i < BASELINE_PROBES && !this.#signal.aborted; i++) {
@@ -339,14 +366,13 @@ export class LatencyGuard {
       if (latency === null) return;
       samples.push(latency);
     }
-    if (nextXid !== undefined && activity !== undefined) {
-      const xidAfter = await nextXid().catch(() => null);
-      activity.tracker.hint(firstRunHint(xidBefore, xidAfter, samples.length));
-    }
+    // Whether others wrote during the probes: a process's first run knows at once, without
+    // waiting ACTIVITY_SPAN_MS for the counter's first rate.
+    await this.#readXids();
     const baseline = median(samples);
     if (baseline === null) return;
     // The first batch starts the first probe: it measures what that batch costs the others.
-    this.#policy = new LatencyPolicy(this.#settings, baseline, (this.#activity?.tracker.present ?? true) ? START_SCALE_WITH_FOREGROUND : 1);
+    this.#policy = new LatencyPolicy(this.#settings, baseline, this.#foreground() ? START_SCALE_WITH_FOREGROUND : 1);
     this.#onEvent({ kind: 'baseline', baselineMs: baseline, samplesMs: samples });
   }
 
@@ -355,14 +381,16 @@ export class LatencyGuard {
     return this.#policy === null ? rows : this.#policy.batchRows(rows, min);
   }
 
-  /** A batch of lane took batchMs: the duty-cycle sleep it owes before its next one. */
-  afterBatch(lane: number, batchMs: number): void {
+  /** A batch of lane took batchMs (and a transaction id when it deleted rows): the duty-cycle sleep it owes before its next one. */
+  afterBatch(lane: number, batchMs: number, deletedRows = false): void {
+    if (deletedRows) this.#xids.own += 1;
     if (this.#policy === null) return;
     this.#owed.set(lane, (this.#owed.get(lane) ?? 0) + this.#policy.sleepAfterMs(batchMs));
   }
 
   /** Waits as the guard requires before lane's next batch. Returns false if the run's signal aborted meanwhile. */
   async beforeBatch(lane: number): Promise<boolean> {
+    this.#lanes.add(lane);
     const policy = this.#policy;
     if (policy === null) return !this.#signal.aborted;
     const owed = this.#owed.get(lane) ?? 0;
@@ -406,8 +434,9 @@ export class LatencyGuard {
   async #check(policy: LatencyPolicy): Promise<void> {
     const latency = await this.#measure();
     if (latency === null || this.#finished) return;
+    await this.#readXids();
     await this.#readActivity();
-    if (!policy.busy(latency, this.#activity?.tracker.present ?? true)) return;
+    if (!policy.busy(latency, this.#foreground())) return;
     this.#holds += 1;
     this.#hold = this.#settle(policy).finally(() => {
       this.#hold = null;
@@ -422,6 +451,23 @@ export class LatencyGuard {
     if (latency !== null) policy.calm(latency);
   }
 
+  /**
+   * Someone to protect: the auth service writes to the table (the counter, kept between runs; it
+   * also keeps out other databases and the pg-boss bookkeeping of the janitor's replicas) and
+   * someone writes now (the transaction ids: at once, where the counter lags). Unknown counts as yes.
+   */
+  #foreground(): boolean {
+    return (this.#activity?.tracker.present ?? true) && (this.#xids.present(this.#lanes.size) ?? true);
+  }
+
+  /** Reads the server's next transaction id into the window. A failed read is unknown. */
+  async #readXids(): Promise<void> {
+    const read = this.#activity?.nextXid;
+    if (read === undefined) return;
+    const next = await read().catch(() => null);
+    this.#xids.observe(this.#now(), next);
+  }
+
   /** Reads the auth service's write counter into the tracker, at most once per ACTIVITY_SPAN_MS. A failed read is unknown. */
   async #readActivity(): Promise<void> {
     const activity = this.#activity;
@@ -432,6 +478,7 @@ export class LatencyGuard {
 
   /** One probe's milliseconds, or null (and the guard off for the run) when it failed. */
   async #measure(): Promise<number | null> {
+    this.#xids.own += 1;
     try {
       const latency = await this.#probe();
       this.#probes += 1;

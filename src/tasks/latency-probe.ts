@@ -16,7 +16,7 @@ import { tableLabel, type QualifiedName } from '../config.ts';
 import { scheduledTask, type ScheduledTaskName } from '../queues.ts';
 import type { TaskContext } from './context.ts';
 import type { HeldBack } from './held-back.ts';
-import { ActivityTracker, LatencyGuard, type LatencyGuardEvent } from './latency-guard.ts';
+import { ActivityTracker, LatencyGuard, XidWindow, type LatencyGuardEvent } from './latency-guard.ts';
 import { commandLine } from '../command-line.ts';
 
 export type LatencyProbe = () => Promise<number>;
@@ -220,12 +220,26 @@ export function activityTracker(pool: pg.Pool, table?: QualifiedName): ActivityT
   return tracker;
 }
 
+/** One window of next transaction ids per pool (tasks/latency-guard.ts, XidWindow): the guards of a process share their own ids. */
+const xidWindows = new WeakMap<pg.Pool, XidWindow>();
+
+export function xidWindow(pool: pg.Pool): XidWindow {
+  let window = xidWindows.get(pool);
+  if (window === undefined) {
+    window = new XidWindow();
+    xidWindows.set(pool, window);
+  }
+  return window;
+}
+
 /**
  * Takes a reading of the auth service's write counter now (a worker about to run, the benchmark's
  * warm child): the next run then knows whether anyone writes, from ACTIVITY_SPAN_MS on.
  */
 export async function primeActivity(ctx: TaskContext): Promise<void> {
   activityTracker(ctx.pool).observe(performance.now(), await sessionWriteCounter(ctx)().catch(() => null));
+  const next = await nextXidReader(perStatement(ctx.pool))().catch(() => null);
+  xidWindow(ctx.pool).observe(performance.now(), next);
 }
 
 /**
@@ -253,7 +267,12 @@ export function createLatencyGuard(
           boundMs: ctx.config.statementTimeoutMs,
           onLocked: () => lockedProbe(ctx, task),
         }),
-      activity: { tracker: activityTracker(ctx.pool, watched), read: sessionWriteCounter(ctx, connection, watched), nextXid: nextXidReader(connection) },
+      activity: {
+        tracker: activityTracker(ctx.pool, watched),
+        read: sessionWriteCounter(ctx, connection, watched),
+        nextXid: nextXidReader(connection),
+        xids: xidWindow(ctx.pool),
+      },
       onHeldBack: (ms, lane) => heldBack.wait('latency', ms, lane),
       onEvent: (event) => logGuardEvent(ctx, task, event),
       onFinish: () => connection.release(),

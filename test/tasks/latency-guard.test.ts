@@ -10,7 +10,6 @@ import {
   ACTIVITY_SPAN_MS,
   ActivityTracker,
   BASELINE_PROBES,
-  firstRunHint,
   LatencyGuard,
   LatencyPolicy,
   MIN_EXCESS_MS,
@@ -19,6 +18,8 @@ import {
   SCALE_STEP,
   SETTLE_MS,
   START_SCALE_WITH_FOREGROUND,
+  XID_SPAN_MS,
+  XidWindow,
   type LatencyGuardEvent,
 } from '../../src/tasks/latency-guard.ts';
 import { commitLatencyProbe, nextXidReader, primeActivity, RunProbeConnection } from '../../src/tasks/latency-probe.ts';
@@ -105,29 +106,30 @@ describe('latency guard: pure logic', () => {
     assert.equal(p.scale, 1);
   });
 
-  test("before the counter's first rate, the first run's hint decides; after it, the rate alone", () => {
-    const t = new ActivityTracker();
-    t.hint(false);
-    assert.equal(t.present, false);
-    assert.equal(t.known, false);
-    t.observe(0, 1000); // one reading is no rate: the hint still decides
-    assert.equal(t.present, false);
-    t.observe(ACTIVITY_SPAN_MS, 1000 + 10 * (ACTIVITY_SPAN_MS / 1000));
-    assert.equal(t.known, true);
-    assert.equal(t.present, true);
-    t.hint(false); // a later run's hint changes nothing once a rate is known
-    assert.equal(t.present, true);
-    const unknown = new ActivityTracker();
-    unknown.hint(null);
-    assert.equal(unknown.present, true);
-  });
-
-  test("the first run's hint: transaction ids beyond the probes' own mean someone else wrote", () => {
-    assert.equal(firstRunHint(1000, 1005, BASELINE_PROBES), false);
-    assert.equal(firstRunHint(1000, 1006, BASELINE_PROBES), true);
-    assert.equal(firstRunHint(1000, 1000, 0), false);
-    assert.equal(firstRunHint(null, 1005, BASELINE_PROBES), null);
-    assert.equal(firstRunHint(1000, null, BASELINE_PROBES), null);
+  test("others' transaction ids over the last XID_SPAN_MS, less the janitor's own and one a lane in flight, at a rate of one a second", () => {
+    const w = new XidWindow();
+    assert.equal(w.present(0), null); // no reading yet
+    w.observe(0, 1000);
+    assert.equal(w.present(0), null);
+    w.own += 5; // five probes of its own
+    w.observe(10, 1005);
+    assert.equal(w.present(0), false);
+    w.observe(20, 1006); // one more than its own
+    assert.equal(w.present(0), true);
+    assert.equal(w.present(1), false); // a lane's batch may have taken it
+    w.own += 4;
+    w.observe(XID_SPAN_MS + 30, 1010); // a second later: only its own since
+    assert.equal(w.present(1), false);
+    w.own += 1;
+    w.observe(XID_SPAN_MS + 230, 1020); // nine others' in 200 ms
+    assert.equal(w.present(1), true);
+    w.own += 2;
+    w.observe(2 * XID_SPAN_MS + 300, 1022); // the load stopped: the window no longer holds its ids
+    assert.equal(w.present(1), false);
+    w.observe(2 * XID_SPAN_MS + 300 + 5 * 60_000, 1032); // the next run, five minutes on: ten ids of pg-boss's bookkeeping
+    assert.equal(w.present(1), false);
+    w.observe(2 * XID_SPAN_MS + 500 + 5 * 60_000, null); // unreadable
+    assert.equal(w.present(1), null);
   });
 
   test('median of the probes, ignoring what is not a duration', () => {
@@ -273,28 +275,21 @@ describe('latency guard: LatencyGuard', () => {
     assert.ok(guard.stats.holds > 0);
   });
 
-  for (const [xids, scale, holds] of [
-    [BASELINE_PROBES, 1, 0], // only the probes' own: nobody else writes (a CLI purge at 3 a.m.)
-    [BASELINE_PROBES + 3, START_SCALE_WITH_FOREGROUND, 1], // three more: someone writes
+  for (const [others, scale, holds] of [
+    [0, 1, 0], // only its own ids: nobody else writes (a CLI purge at 3 a.m.)
+    [3, START_SCALE_WITH_FOREGROUND, 1], // three others' ids a reading: someone writes
   ] as const) {
-    test(`a process's first run with ${xids} transaction ids taken during its baseline starts at scale ${scale}, and hot probes hold it back ${holds} time(s)`, async () => {
+    test(`a process's first run with ${others} others' transaction ids a reading starts at scale ${scale}, and a hot probe holds it back ${holds} time(s)`, async () => {
       let now = 0;
-      let next = 5000;
-      const tracker = new ActivityTracker(); // a new process: no reading yet
+      let readings = 0;
+      const xids = new XidWindow();
       let probes = 0;
       const guard = new LatencyGuard(
         { factor: 1.5 },
         {
           probe: async () => (++probes <= BASELINE_PROBES ? 1 : 30),
-          activity: {
-            tracker,
-            read: async () => 100,
-            nextXid: async () => {
-              const at = next;
-              next += xids;
-              return at;
-            },
-          },
+          // A new process: no reading of the counter yet (present until it has a rate).
+          activity: { tracker: new ActivityTracker(), read: async () => 100, xids, nextXid: async () => 5000 + xids.own + others * readings++ },
           sleep: async (ms) => {
             await tick();
             now += ms;
@@ -306,6 +301,7 @@ describe('latency guard: LatencyGuard', () => {
       );
       await guard.start();
       assert.equal(guard.stats.scale, scale);
+      assert.equal(xids.own, BASELINE_PROBES);
       now += 250;
       await guard.beforeBatch(0); // the first probe, hot
       await tick();
@@ -313,6 +309,66 @@ describe('latency guard: LatencyGuard', () => {
       await guard.finish();
     });
   }
+
+  test("the load stops: the next probes see no others' ids, and the guard is back at full speed within XID_SPAN_MS and a probe", async () => {
+    let now = 0;
+    let others = 20; // others' ids between two readings while the load lasts
+    let next = 5000;
+    let writes = 0;
+    const history: Array<[number, number]> = [];
+    const xids = new XidWindow();
+    let seen = xids.own;
+    let probes = 0;
+    // The janitor slows the commits down (30 ms) while it works; after a hold's pause they are fast again.
+    let settling = false;
+    const guard = new LatencyGuard(
+      { factor: 1.5 },
+      {
+        probe: async () => {
+          const calm = ++probes <= BASELINE_PROBES || settling;
+          settling = false;
+          return calm ? 1 : 30;
+        },
+        activity: {
+          tracker: new ActivityTracker(),
+          // The counter lags the writes by a second, as each backend reports at most once a second.
+          read: async () => {
+            history.push([now, (writes += others)]);
+            return history.findLast(([at]) => at <= now - 1000)?.[1] ?? 0;
+          },
+          xids,
+          nextXid: async () => {
+            next += xids.own - seen + others;
+            seen = xids.own;
+            return next;
+          },
+        },
+        sleep: async (ms) => {
+          if (ms === SETTLE_MS) settling = true;
+          await tick();
+          now += ms;
+          return true;
+        },
+        now: () => now,
+      },
+      new AbortController().signal,
+    );
+    await guard.start();
+    const batch = async () => {
+      await guard.beforeBatch(0);
+      await tick();
+      guard.afterBatch(0, 5, true);
+      now += 100;
+    };
+    for (let i = 0; i < 20; i++) await batch();
+    assert.ok(guard.stats.holds > 0);
+    assert.ok(guard.stats.scale < 1);
+    others = 0;
+    const stopped = now;
+    while (guard.stats.scale < 1 && now - stopped < 5000) await batch();
+    assert.equal(guard.stats.scale, 1);
+    assert.ok(now - stopped <= XID_SPAN_MS + 2 * 200 + 250, `back at full speed ${now - stopped} ms after the load stopped`);
+  });
 
   test('a probe that cannot run leaves the guard off for the run, and says so', async () => {
     const g = fakeGuard([1, Number.NaN]);

@@ -49,7 +49,7 @@ export const sessionWrites: Statement = {
 };
 
 /**
- * The transaction id the server will assign next (tasks/latency-guard.ts, firstRunHint): every
+ * The transaction id the server will assign next (tasks/latency-guard.ts, XidWindow): every
  * writing transaction of every database takes one when it writes, and the figure moves at once
  * (the statistics lag by a second). Reading it takes none. xid8 as text: a float8 holds it exactly
  * up to 2^53, some nine thousand years of a million transactions a second.
