@@ -530,3 +530,42 @@ export function heldRowsTask(id: string, env: Readonly<Record<string, string>>, 
       ),
   };
 }
+
+// ---------------------------------------------------------------------------------------------
+// The load stops during the purge: how soon the latency guard gives the speed back.
+
+/**
+ * The purge at its defaults beside `rate` refreshes a second that stop `afterSeconds` into it: the
+ * milliseconds from the load's stop to the start of the first batch at the run's full size (the
+ * guard's scale back at 1: full-size batches, no duty-cycle sleep); 'never' if none came, 'ended
+ * first' if the purge was done before the load stopped (too few rows: SJ_BENCH_SESSIONS).
+ */
+export async function recoveryAfterLoadStops(
+  ctx: BenchContext,
+  rate: number,
+  clients: number,
+  afterSeconds: number,
+): Promise<number | 'never' | 'ended first'> {
+  return withCopy(ctx, async (db) => {
+    const workload = await startWorkload(db.url, rate, clients);
+    try {
+      await sleep(2000); // connections, plans and caches settle
+      const child = await forkPurge(db.url, {});
+      const running = child.run();
+      await sleep(afterSeconds * 1000);
+      const stoppedAt = Date.now();
+      await workload.stop();
+      const run = await running;
+      const full = Math.max(...run.batches.map(([rows]) => rows));
+      const first = run.batches.find(([rows, ms, endedAt]) => endedAt - ms >= stoppedAt && rows >= full);
+      const during = run.batches.filter(([, ms, endedAt]) => endedAt - ms < stoppedAt);
+      ctx.log(
+        `  ${during.length} batches while the load ran (largest ${Math.max(0, ...during.map(([rows]) => rows))} rows), ${run.batches.length - during.length} after; full size ${full} rows; ${run.output.deleted} rows in ${(run.elapsedMs / 1000).toFixed(1)} s`,
+      );
+      if (during.length === run.batches.length) return 'ended first';
+      return first === undefined ? 'never' : first[2] - first[1] - stoppedAt;
+    } finally {
+      workload.kill();
+    }
+  });
+}

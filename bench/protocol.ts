@@ -14,7 +14,8 @@ export type ChildResult =
       readonly startedAt: number;
       readonly endedAt: number;
       /** [rows, milliseconds] of every batch. */
-      readonly batches: ReadonlyArray<readonly [number, number]>;
+      /** Each batch: rows, milliseconds, and when it ended (Date.now()). */
+      readonly batches: ReadonlyArray<readonly [number, number, number]>;
       /** process.memoryUsage.rss() sampled every 10 ms during the run. */
       readonly rssSampledMaxBytes: number;
       /** getrusage's ru_maxrss: the process's peak RSS from its start, exact. */

@@ -98,7 +98,7 @@ if (config.latencyGuardFactor !== null && process.env.SJ_BENCH_FIRST_RUN !== '1'
 
 async function run(message: ParentMessage): Promise<void> {
   if (message.type !== 'run') return;
-  const batches: Array<[number, number]> = [];
+  const batches: Array<[number, number, number]> = [];
   const heldBack = new HeldBack(ctx.metrics, process.env.SJ_BENCH_TASK === 'reap-idle' ? 'reap-idle' : 'purge-expired');
   let rssMax = process.memoryUsage.rss();
   const sampler = setInterval(() => (rssMax = Math.max(rssMax, process.memoryUsage.rss())), 10);
@@ -106,7 +106,7 @@ async function run(message: ParentMessage): Promise<void> {
   const started = performance.now();
   let result: ChildResult;
   try {
-    const output = await task(ctx, { onBatch: (b) => batches.push([b.rows, b.durationMs]), heldBack }, message.request);
+    const output = await task(ctx, { onBatch: (b) => batches.push([b.rows, b.durationMs, Date.now()]), heldBack }, message.request);
     const elapsedMs = performance.now() - started;
     const endedAt = Date.now();
     clearInterval(sampler);

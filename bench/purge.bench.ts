@@ -46,6 +46,7 @@ import {
   describeEnv,
   heldRowsTask,
   hydraShape,
+  recoveryAfterLoadStops,
   idleStatement,
   singleStatement,
   STUDY_SHAPES,
@@ -83,6 +84,8 @@ const DEFAULT_THROTTLE: Readonly<Record<string, string>> = {
  * 5000-row cap, through SJ_BENCH_WORKLOAD_EXTRA: docs/performance.md.)
  */
 const DEFAULT_WORKLOAD_EXTRA = [{ JANITOR_LATENCY_GUARD: 'off' }];
+/** The guard case's load-stop run: the load stops this long into the purge (long enough for the guard to have held back). */
+const RECOVERY_AFTER_SECONDS = 3;
 /** The guard case's load: a triangle from 100 to 800 refreshes a second and back, every 8 s. */
 const DEFAULT_GUARD_PROFILE = { low: 100, high: 800, periodSeconds: 8 };
 
@@ -272,6 +275,17 @@ try {
     // The guard's own cost: its probe at its highest rate, with nothing to purge.
     const probeSeconds = workloadOptions.aloneSeconds;
     workload.push(...(await workloadBesidePurge(ctx, "the latency guard's probe alone, every 200 ms", { probeSeconds }, workloadOptions)));
+    // The load stops during the purge: how soon the guard is back at full speed (the issue's target: 2 s).
+    const recoveries: Array<number | string> = [];
+    for (let round = 1; round <= workloadOptions.repeat; round += 1) {
+      log(`the load stops ${RECOVERY_AFTER_SECONDS} s into the purge, run ${round}/${workloadOptions.repeat}`);
+      const ms = await recoveryAfterLoadStops(ctx, workloadOptions.rate, workloadOptions.clients, RECOVERY_AFTER_SECONDS);
+      log(`  back at full speed: ${typeof ms === 'number' ? `${Math.round(ms)} ms after the load stopped` : ms}`);
+      recoveries.push(ms);
+    }
+    notes.push(
+      `the load (${workloadOptions.rate} refreshes/s) stopped ${RECOVERY_AFTER_SECONDS} s into the purge at its defaults: back at full-size batches ${recoveries.map((ms) => (typeof ms === 'number' ? `${Math.round(ms)} ms` : ms)).join(', ')} after it stopped`,
+    );
   }
 
   for (const c of cases) {
