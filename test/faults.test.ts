@@ -44,6 +44,14 @@ describe('faults', () => {
         await until('the purge to be under way', async () => (await counts()).expired < 148_000);
         victim.child.kill('SIGKILL');
         await victim.finished;
+        // A batch the server was executing at the kill still commits (it learns of the lost client
+        // only when it next talks to it): the kill is complete once the victim's backends are gone.
+        await until('the killed worker to have no backend left', async () => {
+          const { rows } = await db.pool.query<{ n: number }>(
+            `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name LIKE 'session-janitor%'`,
+          );
+          return rows[0]?.n === 0;
+        });
         const atKill = await counts();
         await sleep(500);
         assert.deepEqual(await counts(), atKill, 'nothing moves after the kill');
