@@ -370,6 +370,46 @@ describe('latency guard: LatencyGuard', () => {
     assert.ok(now - stopped <= XID_SPAN_MS + 2 * 200 + 250, `back at full speed ${now - stopped} ms after the load stopped`);
   });
 
+  test('at its floor (JANITOR_LATENCY_GUARD_MIN_SPEED) the guard holds the run no lower: however hot the probes, it drains at about that share of full speed', async () => {
+    let now = 0;
+    let settling = false;
+    let probes = 0;
+    const guard = new LatencyGuard(
+      { factor: 1.5, minScale: 0.25 },
+      {
+        // The janitor slows every commit down while it works; after a hold's pause they are fast.
+        probe: async () => {
+          const calm = ++probes <= BASELINE_PROBES || settling;
+          settling = false;
+          return calm ? 1 : 30;
+        },
+        sleep: async (ms) => {
+          if (ms === SETTLE_MS) settling = true;
+          await tick();
+          now += ms;
+          return true;
+        },
+        now: () => now,
+      },
+      new AbortController().signal,
+    );
+    await guard.start();
+    // Full speed: 5000 rows in 10 ms. Twenty seconds of batches.
+    let rows = 0;
+    while (now < 20_000) {
+      await guard.beforeBatch(0);
+      const size = guard.batchRows(5000, 100);
+      const ms = size / 500;
+      await tick();
+      now += ms;
+      rows += size;
+      guard.afterBatch(0, ms, true);
+    }
+    const share = rows / now / 500;
+    assert.ok(guard.stats.holds >= 5, `holds ${guard.stats.holds}`);
+    assert.ok(share >= 0.25 * 0.85 && share <= 0.3, `drained at ${share.toFixed(3)} of full speed`);
+  });
+
   test('a probe that cannot run leaves the guard off for the run, and says so', async () => {
     const g = fakeGuard([1, Number.NaN]);
     await g.guard.start();
