@@ -176,23 +176,16 @@ const integer = (min: number, max: number) => z.string().regex(/^\d+$/).transfor
 
 const boolean = z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1');
 
-/** `off`, or a factor such as 1.5 (a decimal number) within [min, max]. */
-const factorOrOff = (min: number, max: number) =>
-  z.union([
-    z.literal('off').transform(() => null),
-    z
-      .string()
-      .regex(/^\d+(\.\d+)?$/)
-      .transform(Number)
-      .pipe(z.number().min(min).max(max)),
-  ]);
-
-const fraction = (min: number, max: number) =>
+/** A decimal number such as 1.5 or 0.25 within [min, max]. */
+const decimal = (min: number, max: number) =>
   z
     .string()
     .regex(/^\d+(\.\d+)?$/)
     .transform(Number)
     .pipe(z.number().min(min).max(max));
+
+/** `off`, or a factor such as 1.5 (a decimal number) within [min, max]. */
+const factorOrOff = (min: number, max: number) => z.union([z.literal('off').transform(() => null), decimal(min, max)]);
 
 const SIZE_UNITS: Readonly<Record<string, number>> = { B: 1, kB: 1024, MB: 1024 ** 2, GB: 1024 ** 3 };
 
@@ -384,7 +377,7 @@ const VARIABLES = {
   ),
   JANITOR_PURGE_PAUSE_ON_VACUUM: variable(boolean, 'false', 'true or false'),
   JANITOR_LATENCY_GUARD: variable(factorOrOff(1.05, 100), '1.3', '`off` or a factor from 1.05 to 100, such as 1.5'),
-  JANITOR_LATENCY_GUARD_MIN_SPEED: variable(fraction(1 / 16, 1), '0.0625', 'a fraction of full speed from 0.0625 (1/16) to 1, such as 0.25'),
+  JANITOR_LATENCY_GUARD_MIN_SPEED: variable(decimal(1 / 16, 1), '0.0625', 'a fraction of full speed from 0.0625 (1/16) to 1, such as 0.25'),
   JANITOR_BLAST_RADIUS: variable(factorOrOff(0.001, 1), '0.1', "`off` or a fraction of the table's rows from 0.001 to 1, such as 0.1"),
   JANITOR_CLOCK_SKEW_TOLERANCE: variable(
     z.union([z.literal('off').transform(() => null), duration(1, 86_400)]),

@@ -31,8 +31,9 @@
  *     second the counter's lag. Once nobody writes, the scale is 1 at once: nobody is left to protect.
  *   - Control (AIMD, like TCP's congestion window): a probe while the janitor works, at most every
  *     PROBE_INTERVAL_MS whatever the number of lanes, above factor x baseline (and baseline +
- *     MIN_EXCESS_MS) halves the scale, down to MIN_SCALE, and pauses every lane for SETTLE_MS; a probe
- *     below it adds SCALE_STEP, up to 1. A run that starts with the auth service writing starts
+ *     MIN_EXCESS_MS) halves the scale, down to its floor (JANITOR_LATENCY_GUARD_MIN_SPEED, MIN_SCALE
+ *     by default), and pauses every lane for SETTLE_MS (at the floor, at most every
+ *     FLOOR_HOLD_INTERVAL_MS); a probe below it adds SCALE_STEP, up to 1. A run that starts with the auth service writing starts
  *     at START_SCALE_WITH_FOREGROUND. The scale sizes the batches (rows x scale) and the duty
  *     cycle (a lane sleeps batch x (1 - scale) / scale after each batch): at 1 the guard costs
  *     nothing but its probes, which run on a connection of their own while the batches go on.
@@ -246,7 +247,7 @@ export class LatencyPolicy {
       return false;
     }
     if (!Number.isFinite(latencyMs)) return false;
-    const hot = foreground && latencyMs > this.thresholdMs;
+    const hot = latencyMs > this.thresholdMs;
     this.#scale = hot ? Math.max(this.#minScale, this.#scale / 2) : Math.min(1, this.#scale + SCALE_STEP);
     return hot;
   }
