@@ -20,7 +20,9 @@ import {
   START_SCALE_WITH_FOREGROUND,
   XID_SPAN_MS,
   XidWindow,
+  type LatencyGuardDeps,
   type LatencyGuardEvent,
+  type LatencyGuardSettings,
 } from '../../src/tasks/latency-guard.ts';
 import { commitLatencyProbe, nextXidReader, primeActivity, RunProbeConnection } from '../../src/tasks/latency-probe.ts';
 import { purgeExpired } from '../../src/tasks/purge-expired.ts';
@@ -175,6 +177,36 @@ function fakeGuard(latencies: number[], rest = 1, factor = 1.5) {
   return { guard, sleeps, events, heldBack, controller, probes: () => probes, now: () => now, advance: (ms: number) => (now += ms) };
 }
 
+/**
+ * A guard on a fake clock whose commits are slow (30 ms) while the janitor works and fast (1 ms)
+ * right after a hold's pause: the janitor's own WAL is what slows them.
+ */
+function slowWhileWorking(settings: LatencyGuardSettings, activity?: LatencyGuardDeps['activity']) {
+  const clock = { now: 0 };
+  let settling = false;
+  let probes = 0;
+  const guard = new LatencyGuard(
+    settings,
+    {
+      probe: async () => {
+        const calm = ++probes <= BASELINE_PROBES || settling;
+        settling = false;
+        return calm ? 1 : 30;
+      },
+      ...(activity === undefined ? {} : { activity }),
+      sleep: async (ms) => {
+        if (ms === SETTLE_MS) settling = true;
+        await tick();
+        clock.now += ms;
+        return true;
+      },
+      now: () => clock.now,
+    },
+    new AbortController().signal,
+  );
+  return { guard, clock };
+}
+
 describe('latency guard: LatencyGuard', () => {
   test('learns its baseline from the median of the first probes, a spike included, and holds nothing back while probes stay under it', async () => {
     const g = fakeGuard([1, 1, 90, 1.2, 0.9], 1.1);
@@ -311,101 +343,61 @@ describe('latency guard: LatencyGuard', () => {
   }
 
   test("the load stops: the next probes see no others' ids, and the guard is back at full speed within XID_SPAN_MS and a probe", async () => {
-    let now = 0;
     let others = 20; // others' ids between two readings while the load lasts
     let next = 5000;
     let writes = 0;
     const history: Array<[number, number]> = [];
     const xids = new XidWindow();
     let seen = xids.own;
-    let probes = 0;
-    // The janitor slows the commits down (30 ms) while it works; after a hold's pause they are fast again.
-    let settling = false;
-    const guard = new LatencyGuard(
+    const { guard, clock } = slowWhileWorking(
       { factor: 1.5 },
       {
-        probe: async () => {
-          const calm = ++probes <= BASELINE_PROBES || settling;
-          settling = false;
-          return calm ? 1 : 30;
+        tracker: new ActivityTracker(),
+        // The counter lags the writes by a second, as each backend reports at most once a second.
+        read: async () => {
+          history.push([clock.now, (writes += others)]);
+          return history.findLast(([at]) => at <= clock.now - 1000)?.[1] ?? 0;
         },
-        activity: {
-          tracker: new ActivityTracker(),
-          // The counter lags the writes by a second, as each backend reports at most once a second.
-          read: async () => {
-            history.push([now, (writes += others)]);
-            return history.findLast(([at]) => at <= now - 1000)?.[1] ?? 0;
-          },
-          xids,
-          nextXid: async () => {
-            next += xids.own - seen + others;
-            seen = xids.own;
-            return next;
-          },
+        xids,
+        nextXid: async () => {
+          next += xids.own - seen + others;
+          seen = xids.own;
+          return next;
         },
-        sleep: async (ms) => {
-          if (ms === SETTLE_MS) settling = true;
-          await tick();
-          now += ms;
-          return true;
-        },
-        now: () => now,
       },
-      new AbortController().signal,
     );
     await guard.start();
     const batch = async () => {
       await guard.beforeBatch(0);
       await tick();
       guard.afterBatch(0, 5, true);
-      now += 100;
+      clock.now += 100;
     };
     for (let i = 0; i < 20; i++) await batch();
     assert.ok(guard.stats.holds > 0);
     assert.ok(guard.stats.scale < 1);
     others = 0;
-    const stopped = now;
-    while (guard.stats.scale < 1 && now - stopped < 5000) await batch();
+    const stopped = clock.now;
+    while (guard.stats.scale < 1 && clock.now - stopped < 5000) await batch();
     assert.equal(guard.stats.scale, 1);
-    assert.ok(now - stopped <= XID_SPAN_MS + 2 * 200 + 250, `back at full speed ${now - stopped} ms after the load stopped`);
+    assert.ok(clock.now - stopped <= XID_SPAN_MS + 2 * 200 + 250, `back at full speed ${clock.now - stopped} ms after the load stopped`);
   });
 
   test('at its floor (JANITOR_LATENCY_GUARD_MIN_SPEED) the guard holds the run no lower: however hot the probes, it drains at about that share of full speed', async () => {
-    let now = 0;
-    let settling = false;
-    let probes = 0;
-    const guard = new LatencyGuard(
-      { factor: 1.5, minScale: 0.25 },
-      {
-        // The janitor slows every commit down while it works; after a hold's pause they are fast.
-        probe: async () => {
-          const calm = ++probes <= BASELINE_PROBES || settling;
-          settling = false;
-          return calm ? 1 : 30;
-        },
-        sleep: async (ms) => {
-          if (ms === SETTLE_MS) settling = true;
-          await tick();
-          now += ms;
-          return true;
-        },
-        now: () => now,
-      },
-      new AbortController().signal,
-    );
+    const { guard, clock } = slowWhileWorking({ factor: 1.5, minScale: 0.25 });
     await guard.start();
     // Full speed: 5000 rows in 10 ms. Twenty seconds of batches.
     let rows = 0;
-    while (now < 20_000) {
+    while (clock.now < 20_000) {
       await guard.beforeBatch(0);
       const size = guard.batchRows(5000, 100);
       const ms = size / 500;
       await tick();
-      now += ms;
+      clock.now += ms;
       rows += size;
       guard.afterBatch(0, ms, true);
     }
-    const share = rows / now / 500;
+    const share = rows / clock.now / 500;
     assert.ok(guard.stats.holds >= 5, `holds ${guard.stats.holds}`);
     assert.ok(share >= 0.25 * 0.85 && share <= 0.3, `drained at ${share.toFixed(3)} of full speed`);
   });
