@@ -245,6 +245,7 @@ describe('revoke', () => {
       log: silentLogger(),
     };
     let waiting: Promise<number> | undefined;
+    let waitedFrom = 0;
     let batches = 0;
     try {
       const output = await revoke(
@@ -256,6 +257,7 @@ describe('revoke', () => {
             batches = p.batches;
             // Both connections are the revocation's: another task asks for one.
             if (waiting === undefined && ctx.pool.idleCount === 0 && ctx.pool.totalCount === 2) {
+              waitedFrom = batches;
               waiting = ctx.pool.connect().then((client) => {
                 client.release();
                 return batches;
@@ -267,7 +269,10 @@ describe('revoke', () => {
       assert.deepEqual(output, { revoked: 400 });
       assert.ok(waiting, 'the revocation never held both connections');
       const servedAfter = await waiting;
-      assert.ok(servedAfter < 80, `the waiting task got a connection after ${servedAfter} of 80 statements`);
+      // Between two statements: a few statements after asking (measured: 3-5, both lanes counted),
+      // wherever in the run it asked (on a loaded machine both connections were first busy at once
+      // near the end, and 'served before the 80th' failed: 'after 80 of 80').
+      assert.ok(servedAfter - waitedFrom <= 10, `the waiting task asked after ${waitedFrom} statements and got a connection after ${servedAfter} of 80`);
     } finally {
       await ctx.pool.end();
     }
