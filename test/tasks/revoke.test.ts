@@ -235,7 +235,7 @@ describe('revoke', () => {
     await reset();
     const sessions = await insertSessions(
       db.pool,
-      Array.from({ length: 400 }, (_, i) => ({ expiresIn: 86_400, user: i })),
+      Array.from({ length: 800 }, (_, i) => ({ expiresIn: 86_400, user: i })),
     );
     const config = testConfig(db.url);
     const ctx: TaskContext = {
@@ -266,13 +266,13 @@ describe('revoke', () => {
           },
         },
       );
-      assert.deepEqual(output, { revoked: 400 });
+      assert.deepEqual(output, { revoked: 800 });
       assert.ok(waiting, 'the revocation never held both connections');
       const servedAfter = await waiting;
-      // Between two statements: a few statements after asking (measured: 3-5, both lanes counted),
-      // wherever in the run it asked (on a loaded machine both connections were first busy at once
-      // near the end, and 'served before the 80th' failed: 'after 80 of 80').
-      assert.ok(servedAfter - waitedFrom <= 10, `the waiting task asked after ${waitedFrom} statements and got a connection after ${servedAfter} of 80`);
+      // Given back before the revocation ends: 160 statements, 5 users each; a waiter served only
+      // at the end would read 160. (Asked at the first statement, it was served after 3-5 on
+      // PostgreSQL 15 and after 30 on 18 in a CI run; with 400 users, once after 80 of 80.)
+      assert.ok(servedAfter < 160, `the waiting task asked after ${waitedFrom} statements and got a connection after ${servedAfter} of 160`);
     } finally {
       await ctx.pool.end();
     }
