@@ -287,16 +287,15 @@ export interface LatencyGuardDeps {
   /** A lane waited ms because of the guard (a duty-cycle sleep or a hold). */
   readonly onHeldBack?: (ms: number, lane: number) => void;
   readonly onEvent?: (event: LatencyGuardEvent) => void;
-  /**
-   * Whether the auth service writes: the tracker (kept between runs) and its counter; without them,
-   * always. nextXid: the next transaction id the server will assign (null: unreadable): XidWindow.
-   */
+  /** Whether the auth service writes: the tracker (kept between runs) and its counter; without them, always. */
   readonly activity?: {
     readonly tracker: ActivityTracker;
     readonly read: () => Promise<number | null>;
-    readonly nextXid?: () => Promise<number | null>;
-    /** The pool's window of next transaction ids, kept between runs (without it: the run's own). */
-    readonly xids?: XidWindow;
+    /**
+     * Whether anyone writes now: the pool's window (kept between runs) and the next transaction id
+     * the server will assign (null: unreadable). Without them, unknown (yes).
+     */
+    readonly transactionIds?: { readonly window: XidWindow; readonly readNext: () => Promise<number | null> };
   };
   /** Called at the end of finish(), once no probe or hold is left (the I/O side gives its connection back). */
   readonly onFinish?: () => Promise<void>;
@@ -356,7 +355,7 @@ export class LatencyGuard {
     this.#signal = signal;
     this.#wake = AbortSignal.any([signal, this.#finishing.signal]);
     this.#activity = deps.activity;
-    this.#xids = deps.activity?.xids ?? new XidWindow();
+    this.#xids = deps.activity?.transactionIds?.window ?? new XidWindow();
     this.#onFinish = deps.onFinish ?? (() => Promise.resolve());
   }
 
@@ -483,9 +482,9 @@ export class LatencyGuard {
 
   /** Reads the server's next transaction id into the window. A failed read is unknown. */
   async #readXids(): Promise<void> {
-    const read = this.#activity?.nextXid;
-    if (read === undefined) return;
-    const next = await read().catch(() => null);
+    const ids = this.#activity?.transactionIds;
+    if (ids === undefined) return;
+    const next = await ids.readNext().catch(() => null);
     this.#xids.observe(this.#now(), next);
   }
 

@@ -199,18 +199,24 @@ export function nextXidReader(connection: ProbeConnection): () => Promise<number
     });
 }
 
-/**
- * One tracker per pool (one per worker process) and watched table: a run starts with what the runs
- * before it read of the same table's writes.
- */
-const trackers = new WeakMap<pg.Pool, Map<string, ActivityTracker>>();
+/** One value per pool (one per worker process), made at its first use and kept between runs. */
+function perPool<T>(create: () => T): (pool: pg.Pool) => T {
+  const values = new WeakMap<pg.Pool, T>();
+  return (pool) => {
+    let value = values.get(pool);
+    if (value === undefined) {
+      value = create();
+      values.set(pool, value);
+    }
+    return value;
+  };
+}
+
+/** One tracker per pool and watched table: a run starts with what the runs before it read of the same table's writes. */
+const trackersOf = perPool(() => new Map<string, ActivityTracker>());
 
 export function activityTracker(pool: pg.Pool, table?: QualifiedName): ActivityTracker {
-  let byTable = trackers.get(pool);
-  if (byTable === undefined) {
-    byTable = new Map();
-    trackers.set(pool, byTable);
-  }
+  const byTable = trackersOf(pool);
   const key = table === undefined ? '' : tableLabel(table);
   let tracker = byTable.get(key);
   if (tracker === undefined) {
@@ -221,16 +227,7 @@ export function activityTracker(pool: pg.Pool, table?: QualifiedName): ActivityT
 }
 
 /** One window of next transaction ids per pool (tasks/latency-guard.ts, XidWindow): the guards of a process share their own ids. */
-const xidWindows = new WeakMap<pg.Pool, XidWindow>();
-
-export function xidWindow(pool: pg.Pool): XidWindow {
-  let window = xidWindows.get(pool);
-  if (window === undefined) {
-    window = new XidWindow();
-    xidWindows.set(pool, window);
-  }
-  return window;
-}
+export const xidWindow = perPool(() => new XidWindow());
 
 /**
  * Takes a reading of the auth service's write counter now (a worker about to run, the benchmark's
@@ -270,8 +267,7 @@ export function createLatencyGuard(
       activity: {
         tracker: activityTracker(ctx.pool, watched),
         read: sessionWriteCounter(ctx, connection, watched),
-        nextXid: nextXidReader(connection),
-        xids: xidWindow(ctx.pool),
+        transactionIds: { window: xidWindow(ctx.pool), readNext: nextXidReader(connection) },
       },
       onHeldBack: (ms, lane) => heldBack.wait('latency', ms, lane),
       onEvent: (event) => logGuardEvent(ctx, task, event),

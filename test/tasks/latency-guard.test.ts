@@ -321,7 +321,11 @@ describe('latency guard: LatencyGuard', () => {
         {
           probe: async () => (++probes <= BASELINE_PROBES ? 1 : 30),
           // A new process: no reading of the counter yet (present until it has a rate).
-          activity: { tracker: new ActivityTracker(), read: async () => 100, xids, nextXid: async () => 5000 + xids.own + others * readings++ },
+          activity: {
+            tracker: new ActivityTracker(),
+            read: async () => 100,
+            transactionIds: { window: xids, readNext: async () => 5000 + xids.own + others * readings++ },
+          },
           sleep: async (ms) => {
             await tick();
             now += ms;
@@ -358,11 +362,13 @@ describe('latency guard: LatencyGuard', () => {
           history.push([clock.now, (writes += others)]);
           return history.findLast(([at]) => at <= clock.now - 1000)?.[1] ?? 0;
         },
-        xids,
-        nextXid: async () => {
-          next += xids.own - seen + others;
-          seen = xids.own;
-          return next;
+        transactionIds: {
+          window: xids,
+          readNext: async () => {
+            next += xids.own - seen + others;
+            seen = xids.own;
+            return next;
+          },
         },
       },
     );
