@@ -545,12 +545,13 @@ export async function recoveryAfterLoadStops(
   rate: number,
   clients: number,
   afterSeconds: number,
+  purgeEnv: Readonly<Record<string, string>> = {},
 ): Promise<number | 'never' | 'ended first'> {
   return withCopy(ctx, async (db) => {
     const workload = await startWorkload(db.url, rate, clients);
     try {
       await sleep(2000); // connections, plans and caches settle
-      const child = await forkPurge(db.url, {});
+      const child = await forkPurge(db.url, purgeEnv);
       const running = child.run();
       await sleep(afterSeconds * 1000);
       const stoppedAt = Date.now();

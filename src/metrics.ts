@@ -221,6 +221,12 @@ export function createMetrics(scope: MetricsScope = SESSIONS_ONLY) {
       help: "1 while this pod's purge and reaper hold because the database's clock and the pod's differ by more than JANITOR_CLOCK_SKEW_TOLERANCE, else 0 (alert SessionJanitorClockSkew); revocations go on.",
       registers,
     }),
+    freshnessOverride: new Counter({
+      name: 'session_janitor_freshness_override_seconds_total',
+      help: "Seconds a purge went at full speed, the latency guard set aside, because the oldest row it had left had waited past its expiry longer than JANITOR_PURGE_FRESHNESS_OBJECTIVE, by task: the objective won over the auth service's commit latency. Rising for long: the purge cannot keep up at the pace the guard allows.",
+      labelNames: ['task'] as const,
+      registers,
+    }),
     latencyProbeLockWaits: new Counter({
       name: 'session_janitor_latency_probe_lock_waits_total',
       help: 'Latency guard probes that found their row (session_janitor.latency_probe) locked by another transaction, by task: such a probe measures the lock, not a commit, so it is not taken; the guard probes another row and keeps guarding. Any increase: something locks the probe table, read the logs.',
@@ -257,6 +263,7 @@ function startAtZero(metrics: Metrics, scope: MetricsScope): void {
   const heldBack = heldBackSeries(tasks);
   for (const { task, reasons } of heldBack) for (const reason of reasons) metrics.heldBack.inc({ task, reason }, 0);
   for (const { task } of heldBack) metrics.latencyProbeLockWaits.inc({ task }, 0);
+  for (const { task } of tasks.filter((t) => t.reason === 'expired')) metrics.freshnessOverride.inc({ task }, 0);
   // The guarded tasks (tasks/blast-guard.ts), and the pausable ones (tasks/pause.ts PAUSE_TASKS): the
   // built-in scheduled ones (an extra table's purge obeys the purge's pause) and the revocations.
   for (const { task } of SCHEDULED_TASKS) metrics.blastRadiusStopped.set({ task }, 0);

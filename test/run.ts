@@ -34,6 +34,7 @@ const DATABASE_FREE = new Set([
   'test/readme-config.test.ts',
   'test/revoke-request.test.ts',
   'test/tasks/batching.test.ts',
+  'test/tasks/freshness.test.ts',
 ]);
 
 /** Lane 2's slowest files (measured), started first; the order of the rest does not matter. */

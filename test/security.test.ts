@@ -241,6 +241,7 @@ describe('metric labels come from closed sets only', () => {
     session_janitor_paused_since_timestamp_seconds: { task: ['purge-expired', 'reap-idle', 'revoke'] },
     session_janitor_pause_renewals: { task: ['purge-expired', 'reap-idle', 'revoke'] },
     session_janitor_blast_radius_stopped: { task: ['purge-expired', 'reap-idle'] },
+    session_janitor_freshness_override_seconds_total: { task: ['purge-expired'] },
   };
   /** The label names of each family of the contract (histograms add `le` to their buckets). */
   const FAMILIES: Readonly<Record<string, readonly string[]>> = {
@@ -268,6 +269,7 @@ describe('metric labels come from closed sets only', () => {
     session_janitor_clock_skew_seconds: [],
     session_janitor_blast_radius_stopped: ['task'],
     session_janitor_clock_skew_hold: [],
+    session_janitor_freshness_override_seconds_total: ['task'],
   };
 
   test('after revocations of every selector with free text, purges and reaps, every label value is in its closed set', { timeout: 60_000 }, async () => {

@@ -1,9 +1,10 @@
 /**
  * A run's brakes behind one interface, consulted by the batch engine (tasks/engine.ts) between
  * batches: the throttle (duty cycle, WAL rate, replica lag, vacuum: tasks/throttle.ts) where the
- * task has one, and the latency guard (tasks/latency-guard.ts). Before a lane's batch they may make
- * it wait (or stop the run, when the run's wake signal ends a wait), and the guard may make it
- * smaller; after it they learn its duration and WAL.
+ * task has one, and the latency guard (tasks/latency-guard.ts), which the freshness floor
+ * (tasks/freshness.ts) sets aside while a purge is past its objective. Before a lane's batch they
+ * may make it wait (or stop the run, when the run's wake signal ends a wait), and the guard may make
+ * it smaller; after it they learn its duration, WAL and how long the oldest row left has waited.
  */
 import type pg from 'pg';
 import { qualified } from '../db/sql/identifiers.ts';
@@ -11,6 +12,7 @@ import { throttleProbe, type ProbeRow } from '../db/sql/throttle.ts';
 import type { QualifiedName } from '../config.ts';
 import { scheduledTask, type ScheduledTaskName } from '../queues.ts';
 import type { TaskContext } from './context.ts';
+import { FreshnessFloor } from './freshness.ts';
 import type { HeldBack } from './held-back.ts';
 import type { LatencyGuard } from './latency-guard.ts';
 import { createLatencyGuard, type LatencyProbe } from './latency-probe.ts';
@@ -26,11 +28,13 @@ export class RunBrakes {
   readonly throttle: Throttle | null;
   readonly guard: LatencyGuard | null;
   readonly #heldBack: HeldBack;
+  readonly #freshness: FreshnessFloor | null;
 
-  constructor(throttle: Throttle | null, guard: LatencyGuard | null, heldBack: HeldBack) {
+  constructor(throttle: Throttle | null, guard: LatencyGuard | null, heldBack: HeldBack, freshness: FreshnessFloor | null = null) {
     this.throttle = throttle;
     this.guard = guard;
     this.#heldBack = heldBack;
+    this.#freshness = freshness;
   }
 
   /** Whether a brake may wait: the run then needs a wake signal at the end of its time budget. */
@@ -55,14 +59,22 @@ export class RunBrakes {
     return size;
   }
 
-  /** A batch of lane worked workMs (lock waits excluded), deleted `deleted` rows and wrote the WAL between walStart and walEnd. */
-  afterBatch(lane: number, workMs: number, deleted: number, walStart: number, walEnd: number): void {
+  /**
+   * A batch of lane worked workMs (lock waits excluded), deleted `deleted` rows, wrote the WAL
+   * between walStart and walEnd, and left its oldest row waiting oldestWaitingSeconds (FreshnessFloor.record).
+   */
+  afterBatch(lane: number, workMs: number, deleted: number, walStart: number, walEnd: number, oldestWaitingSeconds?: number | null): void {
     this.throttle?.afterBatch(lane, workMs, walStart, walEnd);
+    if (this.#freshness !== null) {
+      this.#freshness.record(lane, oldestWaitingSeconds);
+      this.guard?.standAside(this.#freshness.overriding);
+    }
     this.guard?.afterBatch(lane, workMs, deleted > 0);
   }
 
   async finish(ctx: TaskContext, task: ScheduledTaskName): Promise<void> {
     this.throttle?.finish();
+    this.#freshness?.finish();
     await this.guard?.finish();
     // 'purge throttle', 'purge latency guard', 'reap latency guard': the messages operators grep for.
     const verb = task.split('-')[0] ?? task;
@@ -91,7 +103,27 @@ export function createBrakes(
       return connection === undefined ? Promise.resolve(UNKNOWN) : probeDatabase(connection, ctx, scheduledTask(ctx.config, task).table?.table);
     });
   const throttle = throttled ? createThrottle(ctx, probe, heldBack) : null;
-  return new RunBrakes(throttle, createLatencyGuard(ctx, task, heldBack, wake, deps.latencyProbe), heldBack);
+  const guard = createLatencyGuard(ctx, task, heldBack, wake, deps.latencyProbe);
+  return new RunBrakes(throttle, guard, heldBack, guard === null ? null : createFreshnessFloor(ctx, task));
+}
+
+/** The purge's freshness floor (tasks/freshness.ts), or null: JANITOR_PURGE_FRESHNESS_OBJECTIVE=off, or a task that is no purge. */
+function createFreshnessFloor({ config, log, metrics }: TaskContext, task: ScheduledTaskName): FreshnessFloor | null {
+  const objective = config.purgeFreshnessObjectiveSeconds;
+  if (objective === null || scheduledTask(config, task).reason !== 'expired') return null;
+  return new FreshnessFloor(objective, {
+    onStart: (waitedSeconds) =>
+      log.warn(
+        { task, waitedSeconds: Math.round(waitedSeconds), objectiveSeconds: objective },
+        `${task}: the oldest row it has left has waited ${Math.round(waitedSeconds)} s past its expiry, more than JANITOR_PURGE_FRESHNESS_OBJECTIVE (${objective} s): the latency guard stands aside and the purge goes at full speed until it is back within the objective (session_janitor_freshness_override_seconds_total)`,
+      ),
+    onEnd: (ms) =>
+      log.info(
+        { task, overriddenSeconds: Math.round(ms) / 1000 },
+        `${task} is back within JANITOR_PURGE_FRESHNESS_OBJECTIVE after ${(ms / 1000).toFixed(1)} s at full speed: the latency guard guards again`,
+      ),
+    onOverride: (ms) => metrics.freshnessOverride.inc({ task }, ms / 1000),
+  });
 }
 
 const UNKNOWN: DatabaseState = { replicaLagSeconds: null, vacuumRunning: null };

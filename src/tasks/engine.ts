@@ -46,6 +46,12 @@ export interface BatchStep {
   /** WAL positions around the delete (bytes since 0/0), for the throttle's WAL cap; NaN when not read. */
   readonly walStart?: number;
   readonly walEnd?: number;
+  /**
+   * Seconds the oldest row the lane has left has waited past its expiry (and grace), by the
+   * database's clock, for the freshness floor (tasks/freshness.ts): undefined when the batch cannot
+   * tell, null when nothing the lane has left has an age.
+   */
+  readonly oldestWaitingSeconds?: number | null;
   /** 0..1 of the work known at the start, when the task can tell (progress). */
   readonly fraction?: number;
 }
@@ -151,7 +157,7 @@ export async function runBatches(ctx: TaskContext, spec: BatchTask, options: Run
       const durationMs = performance.now() - started;
       const workMs = Math.max(0, durationMs - (scope.waits.ms - waitedBefore));
       size.record(step.covered, workMs);
-      brakes.afterBatch(laneId, workMs, step.deleted, step.walStart ?? Number.NaN, step.walEnd ?? Number.NaN);
+      brakes.afterBatch(laneId, workMs, step.deleted, step.walStart ?? Number.NaN, step.walEnd ?? Number.NaN, step.done ? null : step.oldestWaitingSeconds);
       deleted += step.deleted;
       batches += 1;
       countDeleted(step.deleted);

@@ -252,6 +252,11 @@ export class LatencyPolicy {
     return hot;
   }
 
+  /** Full speed now (the freshness floor, tasks/freshness.ts): the next hot probe halves the scale from 1. */
+  release(): void {
+    this.#scale = 1;
+  }
+
   /** A probe taken after the janitor paused SETTLE_MS: what the others' commits cost without it. */
   calm(latencyMs: number): void {
     if (!Number.isFinite(latencyMs) || latencyMs < 0) return;
@@ -343,6 +348,7 @@ export class LatencyGuard {
   #probes = 0;
   #holds = 0;
   #lastHoldAt = Number.NEGATIVE_INFINITY;
+  #standingAside = false;
 
   constructor(settings: LatencyGuardSettings, deps: LatencyGuardDeps, signal: AbortSignal) {
     this.#settings = settings;
@@ -387,6 +393,18 @@ export class LatencyGuard {
     // The first batch starts the first probe: it measures what that batch costs the others.
     this.#policy = new LatencyPolicy(this.#settings, baseline, this.#foreground() ? START_SCALE_WITH_FOREGROUND : 1);
     this.#onEvent({ kind: 'baseline', baselineMs: baseline, samplesMs: samples });
+  }
+
+  /**
+   * Whether the guard stands aside (tasks/freshness.ts: the purge is past its freshness objective):
+   * full speed at once, and no probe holds it back or shrinks it until it guards again.
+   */
+  standAside(aside: boolean): void {
+    if (aside && !this.#standingAside) {
+      this.#policy?.release();
+      this.#owed.clear();
+    }
+    this.#standingAside = aside;
   }
 
   /** The rows lane's next batch may take, where it would take `rows` without the guard. */
@@ -450,7 +468,8 @@ export class LatencyGuard {
     await this.#readXids();
     await this.#readActivity();
     const atFloor = policy.atFloor;
-    if (!policy.busy(latency, this.#foreground())) return;
+    // Standing aside is as if nobody wrote: never hot, full speed.
+    if (!policy.busy(latency, this.#foreground() && !this.#standingAside)) return;
     // At its floor the guard has nothing more to give: a hold there would take the run below
     // JANITOR_LATENCY_GUARD_MIN_SPEED (measured: with holds every probe, a floor of 0.5 drained at
     // a tenth of full speed). It still holds now and then, for the calm probe that keeps the

@@ -68,6 +68,8 @@ interface BatchResult {
   /** WAL positions around the delete (bytes since 0/0); NaN when not read. */
   readonly walStart: number;
   readonly walEnd: number;
+  /** BatchStep.oldestWaitingSeconds of the lane's slice: the bound's (BoundRow.waited); undefined for a tie's batch, or a slice done. */
+  readonly waited?: number | null;
 }
 
 /** For tests: the throttle's view of the database, and the latency guard's probe, instead of the real ones. */
@@ -205,7 +207,7 @@ function purgeLane(ctx: TaskContext, spec: PurgeSpec, client: pg.PoolClient, sli
         purgeCandidates(table, lowerInclusive, false),
         [cursor.at, to, grace, bound],
       );
-      return { deleted, next: { at: bound, taken: 'none' }, walStart: row.wal, walEnd: await walAfter() };
+      return { deleted, next: { at: bound, taken: 'none' }, walStart: row.wal, walEnd: await walAfter(), waited: row.waited };
     }
     const deleted = await deleteAround(
       scope,
@@ -214,7 +216,13 @@ function purgeLane(ctx: TaskContext, spec: PurgeSpec, client: pg.PoolClient, sli
       purgeCandidates(table, lowerInclusive),
       [cursor.at, to, grace, bound ?? 'infinity'],
     );
-    return { deleted, next: bound === null ? null : { at: bound, taken: 'all' }, walStart: row?.wal ?? Number.NaN, walEnd: await walAfter() };
+    return {
+      deleted,
+      next: bound === null ? null : { at: bound, taken: 'all' },
+      walStart: row?.wal ?? Number.NaN,
+      walEnd: await walAfter(),
+      ...(bound === null ? {} : { waited: row?.waited ?? null }),
+    };
   };
 
   return {
@@ -228,7 +236,14 @@ function purgeLane(ctx: TaskContext, spec: PurgeSpec, client: pg.PoolClient, sli
       } else {
         cursor = result.next;
       }
-      return { deleted: result.deleted, covered: result.deleted, done: slice === undefined, walStart: result.walStart, walEnd: result.walEnd };
+      return {
+        deleted: result.deleted,
+        covered: result.deleted,
+        done: slice === undefined,
+        walStart: result.walStart,
+        walEnd: result.walEnd,
+        ...(result.waited === undefined ? {} : { oldestWaitingSeconds: result.waited }),
+      };
     },
   };
 }

@@ -592,6 +592,99 @@ describe('latency guard: on a real database', () => {
     }
   });
 
+  /** old sessions expired over 2 h ago, recent ones 5-40 minutes ago (oldest first in the index), and live ones. */
+  const insertAged = async (old: number, recent: number, live: number) => {
+    await db.pool.query(`INSERT INTO auth."user" (email) VALUES ('aged-' || gen_random_uuid() || '@example.invalid')`);
+    await db.pool.query(
+      `INSERT INTO auth.refresh_session (user_id, expires_at)
+       SELECT (SELECT min(id) FROM auth."user"),
+              CASE WHEN g <= $1::int THEN now() - interval '2 hours' - make_interval(secs => g)
+                   WHEN g <= $1::int + $2::int THEN now() - make_interval(secs => 300 + (g - $1::int) / 10.0)
+                   ELSE now() + interval '30 days' END
+         FROM generate_series(1, $1::int + $2::int + $3::int) g`,
+      [old, recent, live],
+    );
+  };
+
+  for (const objective of ['1h', 'off'] as const) {
+    test(`JANITOR_PURGE_FRESHNESS_OBJECTIVE=${objective}, hot commits beside the auth service, 2,000 sessions expired over 2 h ago: ${objective === 'off' ? 'the guard holds every batch back' : 'the guard stands aside (full batches) until the purge is past them, then guards again; the metric and the log say so'}`, async () => {
+      await reset();
+      await insertAged(2000, 20_000, 500);
+      const hot = hotAfterBaseline();
+      const lines: string[] = [];
+      const sink = new Writable({
+        write(chunk: Buffer, _encoding, done) {
+          lines.push(chunk.toString());
+          done();
+        },
+      });
+      const base = taskContext(
+        testConfig(db.url, {
+          JANITOR_PURGE_FRESHNESS_OBJECTIVE: objective,
+          JANITOR_BATCH_SIZE: '500',
+          JANITOR_BATCH_MIN_SIZE: '50',
+          JANITOR_PURGE_BATCH_MAX_SIZE: '500',
+          // The size stays at 500 however slow the machine: only the guard makes a batch smaller.
+          JANITOR_BATCH_TARGET_MS: '10000',
+          JANITOR_LATENCY_GUARD_MIN_SPEED: '0.5',
+        }),
+      );
+      const ctx = { ...base, log: createLogger('info', sink) };
+      const batches: Array<{ from: number; rows: number }> = [];
+      let deleted = 0;
+      try {
+        const output = await besideRefreshes(ctx, () =>
+          purgeExpired(
+            ctx,
+            {
+              onBatch: (b) => {
+                batches.push({ from: deleted, rows: b.rows });
+                deleted += b.rows;
+              },
+            },
+            { latencyProbe: hot.probe },
+          ),
+        );
+        assert.equal(output.deleted, 22_000);
+        assert.deepEqual(await expiredAndLive(db.pool), { expired: 0, live: 500 });
+        // The first batch is sized before any row's age is known; the old rows end in the 4th or 5th.
+        const overdue = batches.slice(1).filter((b) => b.from + 500 <= 2000);
+        assert.ok(overdue.length >= 2, JSON.stringify(batches.slice(0, 8)));
+        const overridden = (await ctx.metrics.freshnessOverride.get()).values.find((v) => v.labels.task === 'purge-expired')?.value ?? -1;
+        const messages = lines.map((l) => (JSON.parse(l) as { msg: string }).msg);
+        if (objective === 'off') {
+          assert.ok(
+            overdue.every((b) => b.rows < 500),
+            JSON.stringify(overdue),
+          );
+          assert.equal(overridden, 0);
+          assert.ok(!messages.some((m) => m.includes('JANITOR_PURGE_FRESHNESS_OBJECTIVE')));
+        } else {
+          assert.deepEqual(
+            overdue.map((b) => b.rows),
+            overdue.map(() => 500),
+          );
+          // Past the old rows the guard is back: the recent ones are held back.
+          assert.ok(
+            batches.some((b) => b.from >= 2500 && b.rows < 500),
+            JSON.stringify(batches.filter((b) => b.from >= 2500).slice(0, 20)),
+          );
+          assert.ok(overridden > 0, `override seconds ${overridden}`);
+          assert.ok(
+            messages.some((m) => m.includes('more than JANITOR_PURGE_FRESHNESS_OBJECTIVE')),
+            messages.join('\n'),
+          );
+          assert.ok(
+            messages.some((m) => m.includes('is back within JANITOR_PURGE_FRESHNESS_OBJECTIVE')),
+            messages.join('\n'),
+          );
+        }
+      } finally {
+        await ctx.pool.end();
+      }
+    });
+  }
+
   test('the real probe, its row locked by another transaction after the baseline: the purge is held back for latency, and still drains', async () => {
     await reset();
     await insertBulkSessions(db.pool, 2000, 0.5);

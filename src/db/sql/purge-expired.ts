@@ -94,6 +94,11 @@ export interface BoundRow {
   /** The tieSlack(size) entries after the bound all equal it: the tie is walked by itself (purgeTieIds). */
   readonly tied: boolean;
   readonly wal: number;
+  /**
+   * Seconds the bound, the oldest row the batch leaves, has waited past its expiry and grace, by
+   * the database's clock (the freshness floor, tasks/freshness.ts); null for -infinity or no bound.
+   */
+  readonly waited: number | null;
 }
 
 /** The batch's bound and the WAL position before its delete. */
@@ -107,8 +112,9 @@ export function purgeBound(target: Target, lowerInclusive: boolean): Statement {
     // the subquery into each of the rendering's references (one index scan, not three).
     // $5: tieSlack($4) + 1 entries from the bound on; all equal, the tie goes past the slack.
     text: `SELECT r.bound, r.bound::timestamptz ${lower} $1::timestamptz AS advances, r.bound::timestamptz = $1::timestamptz AS at_cursor,
-       r.tied, r.wal
-  FROM (SELECT ${instantText('b.expires_at')} AS bound, b.tied, ${walPosition} AS wal
+       r.tied, r.wal, r.waited
+  FROM (SELECT ${instantText('b.expires_at')} AS bound, b.tied, ${walPosition} AS wal,
+               CASE WHEN isfinite(b.expires_at) THEN extract(epoch FROM now() - b.expires_at)::float8 - $3::float8 END AS waited
           FROM (SELECT min(w.expires_at) AS expires_at, count(*) = $5::int AND min(w.expires_at) = max(w.expires_at) AS tied
                   FROM (SELECT ${e} AS expires_at FROM ${t}
                          WHERE ${purgeable(e, lower)}
