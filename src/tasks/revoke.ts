@@ -272,6 +272,9 @@ class Revocation {
       });
 
     const lane = async (client: pg.PoolClient, initial: W | undefined, helper: boolean) => {
+      // A helper's connection can arrive after somebody began to wait (a new backend on a busy
+      // server takes a while to start): it goes to them before its first statement.
+      if (helper && pool.waitingCount > 0) return;
       for (let unit = initial ?? work.take(); unit !== undefined; unit = work.take()) {
         if (failed.signal.aborted) return;
         this.#throwIfAborted();

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
+import net from 'node:net';
 import { describe, test } from 'node:test';
 import { createPool } from '../../src/db/pool.ts';
 import { createMetrics } from '../../src/metrics.ts';
@@ -248,6 +249,10 @@ describe('revoke', () => {
     let waitedFrom = 0;
     let batches = 0;
     try {
+      // Both connections open before the revocation: how long a new backend takes to start is not
+      // what this test is about (on a loaded machine it outlasted all 160 statements: the next test).
+      const warm = await Promise.all([ctx.pool.connect(), ctx.pool.connect()]);
+      for (const client of warm) client.release();
       const output = await revoke(
         ctx,
         { userIds: usersOf(sessions), reason: 'admin' },
@@ -275,6 +280,89 @@ describe('revoke', () => {
       assert.ok(servedAfter < 160, `the waiting task asked after ${waitedFrom} statements and got a connection after ${servedAfter} of 160`);
     } finally {
       await ctx.pool.end();
+    }
+  });
+
+  test('a second connection that opens only after somebody began to wait goes to them before its first statement', async () => {
+    await reset();
+    const sessions = await insertSessions(
+      db.pool,
+      Array.from({ length: 200 }, (_, i) => ({ expiresIn: 86_400, user: i })),
+    );
+    const config = testConfig(db.url);
+    // The pool's second connection opens only once another task waits for the pool (a new backend
+    // on a busy server: in a stress run it took longer than the whole revocation): a proxy holds
+    // the second socket until then.
+    let waiterQueued = () => {};
+    const queued = new Promise<void>((resolve) => (waiterQueued = resolve));
+    const target = new URL(db.url);
+    let accepted = 0;
+    const sockets = new Set<net.Socket>();
+    const proxy = net.createServer((socket) => {
+      sockets.add(socket);
+      void (++accepted === 2 ? queued : Promise.resolve()).then(() => {
+        const upstream = net.connect(Number(target.port || 5432), target.hostname);
+        sockets.add(upstream);
+        socket.pipe(upstream).pipe(socket);
+        socket.on('close', () => upstream.destroy());
+        upstream.on('close', () => socket.destroy());
+        upstream.on('error', () => socket.destroy());
+      });
+      socket.on('error', () => socket.destroy());
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    const proxied = new URL(db.url);
+    proxied.hostname = '127.0.0.1';
+    proxied.port = String((proxy.address() as net.AddressInfo).port);
+    const pool = createPool({
+      connectionString: proxied.toString(),
+      max: 2,
+      statementTimeoutMs: config.statementTimeoutMs,
+      lockTimeoutMs: config.lockTimeoutMs,
+    });
+    // What the second connection runs: the revocation's statements must not be among them.
+    let connected = 0;
+    const deletesOnSecond: string[] = [];
+    pool.on('connect', (client) => {
+      if (++connected !== 2) return;
+      const query = client.query.bind(client);
+      client.query = ((...args: unknown[]) => {
+        const [first] = args;
+        const text = typeof first === 'string' ? first : (first as { text?: string } | undefined)?.text;
+        if (text?.includes('DELETE')) deletesOnSecond.push(text);
+        return Reflect.apply(query, undefined, args) as unknown;
+      }) as unknown as typeof client.query;
+    });
+    const ctx: TaskContext = { pool, config, metrics: createMetrics(), log: silentLogger() };
+    let waiting: Promise<number> | undefined;
+    let batches = 0;
+    try {
+      const output = await revoke(
+        ctx,
+        { userIds: usersOf(sessions), reason: 'admin' },
+        {
+          idsPerStatement: 5,
+          onProgress: (p) => {
+            batches = p.batches;
+            if (waiting === undefined && pool.totalCount === 2) {
+              waiting = pool.connect().then((client) => {
+                client.release();
+                return batches;
+              });
+              waiterQueued();
+            }
+          },
+        },
+      );
+      assert.deepEqual(output, { revoked: 200 });
+      assert.ok(waiting, 'the revocation never asked for a second connection');
+      assert.ok((await waiting) < 40, 'the waiting task was served before the revocation ended');
+      assert.deepEqual(deletesOnSecond, [], 'the second connection ran no statement of the revocation');
+    } finally {
+      waiterQueued();
+      await pool.end();
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => proxy.close(resolve));
     }
   });
 
