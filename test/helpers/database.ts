@@ -2,10 +2,11 @@
  * Each test gets a database of its own, cloned from the template that test/setup/global.ts built.
  */
 import { randomBytes } from 'node:crypto';
+import { Writable } from 'node:stream';
 import { after, before } from 'node:test';
 import pg from 'pg';
 import { createBoss } from '../../src/boss.ts';
-import { loadConfig, type Config } from '../../src/config.ts';
+import { loadConfig, type Config, type LogLevel } from '../../src/config.ts';
 import { createAuthTables } from '../../src/db/dev-bootstrap.ts';
 import { install } from '../../src/install.ts';
 import { QUEUES } from '../../src/queues.ts';
@@ -141,6 +142,18 @@ export function testConfig(url: string, env: Record<string, string> = {}): Confi
 export const BLAST_RADIUS_OFF = { JANITOR_BLAST_RADIUS: 'off' } as const;
 
 export const silentLogger = (): Logger => createLogger('silent');
+
+/** A logger at `level` that keeps its lines (one JSON object each) in `lines`: the log a test reads. */
+export function capturingLogger(level: LogLevel): { log: Logger; lines: string[] } {
+  const lines: string[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      lines.push(chunk.toString());
+      done();
+    },
+  });
+  return { log: createLogger(level, sink), lines };
+}
 
 /** A task context on its own pool (with the worker's timeouts); close it with ctx.pool.end(). */
 export function taskContext(config: Config, max = config.purgeConcurrency + 2): TaskContext {

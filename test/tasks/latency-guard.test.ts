@@ -1,10 +1,8 @@
 import assert from 'node:assert/strict';
-import { Writable } from 'node:stream';
 import { setImmediate as tick } from 'node:timers/promises';
 import { describe, test } from 'node:test';
 import pg from 'pg';
 import { ConfigError, loadConfig } from '../../src/config.ts';
-import { createLogger } from '../../src/logger.ts';
 import { HeldBack } from '../../src/tasks/held-back.ts';
 import {
   ACTIVITY_SPAN_MS,
@@ -27,7 +25,16 @@ import {
 import { commitLatencyProbe, nextXidReader, primeActivity, RunProbeConnection } from '../../src/tasks/latency-probe.ts';
 import { purgeExpired } from '../../src/tasks/purge-expired.ts';
 import { reapIdle } from '../../src/tasks/reap-idle.ts';
-import { expiredAndLive, insertBulkSessions, insertSessions, remainingIds, taskContext, testConfig, useTestDatabase } from '../helpers/database.ts';
+import {
+  capturingLogger,
+  expiredAndLive,
+  insertBulkSessions,
+  insertSessions,
+  remainingIds,
+  taskContext,
+  testConfig,
+  useTestDatabase,
+} from '../helpers/database.ts';
 
 describe('latency guard: pure logic', () => {
   test('the threshold is factor x baseline, and at least MIN_EXCESS_MS above it', () => {
@@ -611,13 +618,7 @@ describe('latency guard: on a real database', () => {
       await reset();
       await insertAged(2000, 20_000, 500);
       const hot = hotAfterBaseline();
-      const lines: string[] = [];
-      const sink = new Writable({
-        write(chunk: Buffer, _encoding, done) {
-          lines.push(chunk.toString());
-          done();
-        },
-      });
+      const { log, lines } = capturingLogger('info');
       const base = taskContext(
         testConfig(db.url, {
           JANITOR_PURGE_FRESHNESS_OBJECTIVE: objective,
@@ -629,7 +630,7 @@ describe('latency guard: on a real database', () => {
           JANITOR_LATENCY_GUARD_MIN_SPEED: '0.5',
         }),
       );
-      const ctx = { ...base, log: createLogger('info', sink) };
+      const ctx = { ...base, log };
       const batches: Array<{ from: number; rows: number }> = [];
       let deleted = 0;
       try {
@@ -783,17 +784,11 @@ describe('latency guard: on a real database', () => {
       ...Array.from({ length: 100 }, () => ({ expiresIn: 86_400, idleFor: 60 })),
     ]);
     const hot = hotAfterBaseline();
-    const lines: string[] = [];
-    const sink = new Writable({
-      write(chunk: Buffer, _encoding, done) {
-        lines.push(chunk.toString());
-        done();
-      },
-    });
+    const { log, lines } = capturingLogger('debug');
     const base = taskContext(
       testConfig(db.url, { JANITOR_IDLE_TIMEOUT: '1h', JANITOR_BATCH_SIZE: '100', JANITOR_BATCH_MIN_SIZE: '10', JANITOR_BATCH_MAX_SIZE: '100' }),
     );
-    const ctx = { ...base, log: createLogger('debug', sink) };
+    const ctx = { ...base, log };
     try {
       const output = await besideRefreshes(ctx, () => reapIdle(ctx, {}, { latencyProbe: hot.probe }));
       assert.equal(output.deleted, 300);

@@ -1,15 +1,14 @@
 import assert from 'node:assert/strict';
-import { Writable } from 'node:stream';
 import { describe, test } from 'node:test';
 import pg from 'pg';
 import { createBoss, ensureSchedules } from '../../src/boss.ts';
 import { positionKey, reapIds, reapRange, reapRangeCandidates, reapRangeExceptHeld, reapThroughIndex } from '../../src/db/sql/reap-idle.ts';
-import { createLogger } from '../../src/logger.ts';
 import { QUEUES, SCHEDULED_TASKS } from '../../src/queues.ts';
 import type { RunOptions } from '../../src/tasks/batching.ts';
 import type { TaskContext } from '../../src/tasks/context.ts';
 import { detectStrategy, reapIdle } from '../../src/tasks/reap-idle.ts';
 import {
+  capturingLogger,
   holdRow,
   insertBulkSessions,
   insertSessions,
@@ -420,15 +419,9 @@ describe('reap-idle', () => {
 
   test('with an index on last_used_at: reaps through it (no sequential scan), same result, says so once in the log', async () => {
     await reset();
-    const lines: string[] = [];
-    const sink = new Writable({
-      write(chunk: Buffer, _encoding, done) {
-        lines.push(chunk.toString());
-        done();
-      },
-    });
+    const { log, lines } = capturingLogger('info');
     const base = taskContext(testConfig(db.url, { JANITOR_IDLE_TIMEOUT: '1h', ...width(10) }));
-    const ctx: TaskContext = { ...base, log: createLogger('info', sink) };
+    const ctx: TaskContext = { ...base, log };
     let holder: pg.Client | undefined;
     try {
       assert.deepEqual(await detectStrategy(ctx), { kind: 'range' });

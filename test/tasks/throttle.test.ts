@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { Writable } from 'node:stream';
 import { describe, test } from 'node:test';
 import pg from 'pg';
 import { ConfigError, loadConfig } from '../../src/config.ts';
@@ -22,7 +21,7 @@ import {
   type ThrottleEvent,
   type ThrottleSettings,
 } from '../../src/tasks/throttle.ts';
-import { expiredAndLive, insertBulkSessions, remainingIds, taskContext, testConfig, useTestDatabase } from '../helpers/database.ts';
+import { capturingLogger, expiredAndLive, insertBulkSessions, remainingIds, taskContext, testConfig, useTestDatabase } from '../helpers/database.ts';
 
 const settings = (overrides: Partial<ThrottleSettings>): ThrottleSettings => ({ ...THROTTLE_OFF, ...overrides });
 const CLEAR: DatabaseState = { replicaLagSeconds: 0, vacuumRunning: false };
@@ -246,13 +245,7 @@ describe('throttle: a purge on a real database', () => {
   test("a WAL cap keeps exact deletes, measures the purge's WAL and sleeps", async () => {
     await reset();
     await insertBulkSessions(db.pool, 2500, 0.8);
-    const lines: string[] = [];
-    const sink = new Writable({
-      write(chunk: Buffer, _encoding, done) {
-        lines.push(chunk.toString());
-        done();
-      },
-    });
+    const { log, lines } = capturingLogger('debug');
     // The latency guard off: its own sleeps (this database has no write counter history, so it starts
     // cautious) can keep the WAL under the cap, and the cap would then have nothing to do.
     const config = testConfig(db.url, {
@@ -262,7 +255,7 @@ describe('throttle: a purge on a real database', () => {
       JANITOR_PURGE_MAX_REPLICA_LAG: 'off',
       JANITOR_LATENCY_GUARD: 'off',
     });
-    const ctx = { ...taskContext(config), log: createLogger('debug', sink) };
+    const ctx = { ...taskContext(config), log };
     try {
       const output = await purgeExpired(ctx);
       assert.equal(output.deleted, 2000);
