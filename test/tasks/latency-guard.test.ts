@@ -353,6 +353,42 @@ describe('latency guard: LatencyGuard', () => {
     });
   }
 
+  test('standing aside (the freshness floor), the guard runs no probe and no batch waits for one; it probes again once it guards again', async () => {
+    let now = 0;
+    let probes = 0;
+    const guard = new LatencyGuard(
+      { factor: 1.5 },
+      {
+        probe: async () => (++probes <= BASELINE_PROBES ? 1 : 30),
+        sleep: async (ms) => {
+          await tick();
+          now += ms;
+          return true;
+        },
+        now: () => now,
+      },
+      new AbortController().signal,
+    );
+    await guard.start();
+    assert.equal(guard.batchRows(1000, 100), 1000 * START_SCALE_WITH_FOREGROUND);
+    guard.standAside(true);
+    assert.equal(guard.batchRows(1000, 100), 1000);
+    for (let i = 0; i < 10; i++) {
+      now += 250;
+      await guard.beforeBatch(0);
+      guard.afterBatch(0, 10, true);
+      await tick();
+    }
+    assert.equal(probes, BASELINE_PROBES);
+    assert.equal(guard.stats.holds, 0);
+    guard.standAside(false);
+    now += 250;
+    await guard.beforeBatch(0);
+    await tick();
+    assert.equal(probes, BASELINE_PROBES + 1);
+    await guard.finish();
+  });
+
   test("the load stops: the next probes see no others' ids, and the guard is back at full speed within XID_SPAN_MS and a probe", async () => {
     let others = 20; // others' ids between two readings while the load lasts
     let next = 5000;
