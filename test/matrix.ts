@@ -39,7 +39,7 @@ const SUITES = [
 const asked = process.argv.slice(2);
 const majors = asked.length > 0 ? asked : EMBEDDED_MAJORS.map(String);
 // Each major needs its own server: a DATABASE_URL would be one server for all of them. Two majors
-// run at once (SJ_TEST_SLOTS, as npm test's lane 2), each on its own server.
+// run at once (SJ_TEST_SLOTS, as in npm test), each on its own server.
 const { DATABASE_URL: _ignored, SJ_TEST_SLOTS: slotsSetting, ...env } = process.env;
 const slots = Number(slotsSetting ?? 2);
 

@@ -10,6 +10,8 @@ export interface Job {
   readonly title: string;
   readonly args: readonly string[];
   readonly env: NodeJS.ProcessEnv;
+  /** A check the others wait on: once one fails, no job after it starts (a type error fails the run in seconds). */
+  readonly gate?: boolean;
 }
 
 export interface JobResult {
@@ -20,12 +22,25 @@ export interface JobResult {
   readonly counts: Readonly<Record<'tests' | 'pass' | 'fail', number>>;
 }
 
-/** Runs the jobs, at most `slots` at once (slot i gets envFor(i) on top of the job's env), in order. */
-export async function runInParallel(jobs: readonly Job[], slots: number, envFor: (slot: number) => NodeJS.ProcessEnv): Promise<JobResult[]> {
+/**
+ * Runs the jobs in order, at most `slots` at once; slot i runs each of its jobs with envFor(i, job)
+ * on top of the job's env (awaited: a slot's server may still be starting). After a gate's failure
+ * the jobs not yet started are left out of the results.
+ */
+export async function runInParallel(
+  jobs: readonly Job[],
+  slots: number,
+  envFor: (slot: number, job: Job) => NodeJS.ProcessEnv | Promise<NodeJS.ProcessEnv>,
+): Promise<JobResult[]> {
   const results: JobResult[] = [];
   let next = 0;
+  let gateFailed = false;
   const slot = async (index: number): Promise<void> => {
-    for (let job = jobs[next++]; job !== undefined; job = jobs[next++]) results.push(await run(job, { ...job.env, ...envFor(index) }));
+    for (let job = jobs[next++]; job !== undefined && !gateFailed; job = jobs[next++]) {
+      const result = await run(job, { ...job.env, ...(await envFor(index, job)) });
+      results.push(result);
+      if (job.gate && !result.passed) gateFailed = true;
+    }
   };
   await Promise.all(Array.from({ length: Math.max(1, slots) }, (_, index) => slot(index)));
   return results;

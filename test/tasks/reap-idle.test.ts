@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { describe, test } from 'node:test';
 import pg from 'pg';
 import { createBoss, ensureSchedules } from '../../src/boss.ts';
@@ -222,14 +223,34 @@ describe('reap-idle', () => {
       db.pool,
       Array.from({ length: 500 }, () => ({ expiresIn: DAY, idleFor: 2 * HOUR })),
     );
-    let moved: Promise<unknown> | undefined;
-    // After the first range, "another walker" takes the next 100 ids (here: only moves the position).
+    let moved = false;
+    // After the first range, "another walker" (another process) takes the next 100 ids (here: only
+    // moves the position). onBatch waits for it, so that the move lands before the next range
+    // under any load: a query sent from onBatch without waiting could land after the whole walk.
     const { output } = await reap(width(50), {
       onBatch: () => {
-        moved ??= db.pool.query('UPDATE session_janitor.reap_position SET last_id = last_id + 100 WHERE table_name = $1', [positionKey(TABLE)]);
+        if (moved) return;
+        moved = true;
+        const other = spawnSync(
+          process.execPath,
+          [
+            '--input-type=module',
+            '-e',
+            `import pg from 'pg'; const c = new pg.Client(process.env.URL); await c.connect(); await c.query(process.env.SQL, [process.env.KEY]); await c.end();`,
+          ],
+          {
+            env: {
+              ...process.env,
+              URL: db.url,
+              KEY: positionKey(TABLE),
+              SQL: 'UPDATE session_janitor.reap_position SET last_id = last_id + 100 WHERE table_name = $1',
+            },
+            encoding: 'utf8',
+          },
+        );
+        assert.equal(other.status, 0, other.stderr);
       },
     });
-    await moved;
     assert.deepEqual(output.stoppedBy, 'drained');
     assert.equal(output.deleted, 400, 'the 100 ids the other walker took were left to it');
     assert.equal((await remainingIds(db.pool)).length, 100);
