@@ -33,7 +33,6 @@ export class FreshnessFloor {
   /** When the override started (ms), or null. */
   #since: number | null = null;
   #countedUntil = 0;
-  #totalMs = 0;
 
   constructor(objectiveSeconds: number, deps: FreshnessDeps = {}) {
     this.#objectiveSeconds = objectiveSeconds;
@@ -44,11 +43,6 @@ export class FreshnessFloor {
   /** Whether the latency guard must stand aside now. */
   get overriding(): boolean {
     return this.#since !== null;
-  }
-
-  /** The run's milliseconds of override so far. */
-  get overriddenMs(): number {
-    return this.#totalMs;
   }
 
   /**
@@ -82,7 +76,6 @@ export class FreshnessFloor {
     const ms = now - this.#countedUntil;
     this.#countedUntil = now;
     if (ms <= 0) return;
-    this.#totalMs += ms;
     this.#deps.onOverride?.(ms);
   }
 }

@@ -149,8 +149,11 @@ describe('latency guard: pure logic', () => {
   });
 });
 
-/** A guard on a fake clock whose sleeps only advance the clock; the probe answers from `latencies`, then `rest`. */
-function fakeGuard(latencies: number[], rest = 1, factor = 1.5) {
+/**
+ * A guard on a fake clock whose sleeps only advance the clock; the probe answers from `latencies`,
+ * then `rest`; with `activity`, the write counter and transaction ids it reads.
+ */
+function fakeGuard(latencies: number[], rest = 1, factor = 1.5, activity?: LatencyGuardDeps['activity']) {
   let now = 0;
   const sleeps: number[] = [];
   const events: LatencyGuardEvent[] = [];
@@ -178,6 +181,7 @@ function fakeGuard(latencies: number[], rest = 1, factor = 1.5) {
       probeIntervalMs: 200,
       onHeldBack: (ms) => heldBack.push(ms),
       onEvent: (e) => events.push(e),
+      ...(activity === undefined ? {} : { activity }),
     },
     controller.signal,
   );
@@ -319,33 +323,18 @@ describe('latency guard: LatencyGuard', () => {
     [3, START_SCALE_WITH_FOREGROUND, 1], // three others' ids a reading: someone writes
   ] as const) {
     test(`a process's first run with ${others} others' transaction ids a reading starts at scale ${scale}, and a hot probe holds it back ${holds} time(s)`, async () => {
-      let now = 0;
       let readings = 0;
       const xids = new XidWindow();
-      let probes = 0;
-      const guard = new LatencyGuard(
-        { factor: 1.5 },
-        {
-          probe: async () => (++probes <= BASELINE_PROBES ? 1 : 30),
-          // A new process: no reading of the counter yet (present until it has a rate).
-          activity: {
-            tracker: new ActivityTracker(),
-            read: async () => 100,
-            transactionIds: { window: xids, readNext: async () => 5000 + xids.own + others * readings++ },
-          },
-          sleep: async (ms) => {
-            await tick();
-            now += ms;
-            return true;
-          },
-          now: () => now,
-        },
-        new AbortController().signal,
-      );
+      const { guard, advance } = fakeGuard(Array<number>(BASELINE_PROBES).fill(1), 30, 1.5, {
+        // A new process: no reading of the counter yet (present until it has a rate).
+        tracker: new ActivityTracker(),
+        read: async () => 100,
+        transactionIds: { window: xids, readNext: async () => 5000 + xids.own + others * readings++ },
+      });
       await guard.start();
       assert.equal(guard.stats.scale, scale);
       assert.equal(xids.own, BASELINE_PROBES);
-      now += 250;
+      advance(250);
       await guard.beforeBatch(0); // the first probe, hot
       await tick();
       assert.equal(guard.stats.holds, holds);
@@ -354,38 +343,24 @@ describe('latency guard: LatencyGuard', () => {
   }
 
   test('standing aside (the freshness floor), the guard runs no probe and no batch waits for one; it probes again once it guards again', async () => {
-    let now = 0;
-    let probes = 0;
-    const guard = new LatencyGuard(
-      { factor: 1.5 },
-      {
-        probe: async () => (++probes <= BASELINE_PROBES ? 1 : 30),
-        sleep: async (ms) => {
-          await tick();
-          now += ms;
-          return true;
-        },
-        now: () => now,
-      },
-      new AbortController().signal,
-    );
+    const { guard, advance, probes } = fakeGuard(Array<number>(BASELINE_PROBES).fill(1), 30);
     await guard.start();
     assert.equal(guard.batchRows(1000, 100), 1000 * START_SCALE_WITH_FOREGROUND);
     guard.standAside(true);
     assert.equal(guard.batchRows(1000, 100), 1000);
     for (let i = 0; i < 10; i++) {
-      now += 250;
+      advance(250);
       await guard.beforeBatch(0);
       guard.afterBatch(0, 10, true);
       await tick();
     }
-    assert.equal(probes, BASELINE_PROBES);
+    assert.equal(probes(), BASELINE_PROBES);
     assert.equal(guard.stats.holds, 0);
     guard.standAside(false);
-    now += 250;
+    advance(250);
     await guard.beforeBatch(0);
     await tick();
-    assert.equal(probes, BASELINE_PROBES + 1);
+    assert.equal(probes(), BASELINE_PROBES + 1);
     await guard.finish();
   });
 

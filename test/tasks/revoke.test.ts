@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import net from 'node:net';
 import { describe, test } from 'node:test';
+import type pg from 'pg';
 import { createPool } from '../../src/db/pool.ts';
 import { createMetrics } from '../../src/metrics.ts';
 import { validateRevokeRequest } from '../../src/revoke-request.ts';
@@ -232,52 +233,57 @@ describe('revoke', () => {
     assert.deepEqual(await remainingIds(db.pool), []);
   });
 
+  /** A context on url whose pool has two connections, the revocation's two lanes. */
+  const twoConnections = (url: string): TaskContext => {
+    const config = testConfig(db.url);
+    const pool = createPool({ connectionString: url, max: 2, statementTimeoutMs: config.statementTimeoutMs, lockTimeoutMs: config.lockTimeoutMs });
+    return { pool, config, metrics: createMetrics(), log: silentLogger() };
+  };
+
+  /**
+   * Another task that asks the pool for a connection at the first statement where `ready()` holds:
+   * `served` resolves with the revocation's statement count when it got one.
+   */
+  const anotherTaskWaits = (pool: pg.Pool, ready: () => boolean, onAsked = () => {}) => {
+    let statements = 0;
+    const waiter: { served?: Promise<number>; askedAfter: number; onProgress: (p: { batches: number }) => void } = {
+      askedAfter: 0,
+      onProgress: (p) => {
+        statements = p.batches;
+        if (waiter.served !== undefined || !ready()) return;
+        waiter.askedAfter = statements;
+        waiter.served = pool.connect().then((client) => {
+          client.release();
+          return statements;
+        });
+        onAsked();
+      },
+    };
+    return waiter;
+  };
+
   test('the second connection is given back, between two statements, as soon as somebody waits for the pool', async () => {
     await reset();
     const sessions = await insertSessions(
       db.pool,
       Array.from({ length: 800 }, (_, i) => ({ expiresIn: 86_400, user: i })),
     );
-    const config = testConfig(db.url);
-    const ctx: TaskContext = {
-      pool: createPool({ connectionString: db.url, max: 2, statementTimeoutMs: config.statementTimeoutMs, lockTimeoutMs: config.lockTimeoutMs }),
-      config,
-      metrics: createMetrics(),
-      log: silentLogger(),
-    };
-    let waiting: Promise<number> | undefined;
-    let waitedFrom = 0;
-    let batches = 0;
+    const ctx = twoConnections(db.url);
+    // Both connections are the revocation's: another task asks for one.
+    const waiter = anotherTaskWaits(ctx.pool, () => ctx.pool.idleCount === 0 && ctx.pool.totalCount === 2);
     try {
       // Both connections open before the revocation: how long a new backend takes to start is not
       // what this test is about (on a loaded machine it outlasted all 160 statements: the next test).
       const warm = await Promise.all([ctx.pool.connect(), ctx.pool.connect()]);
       for (const client of warm) client.release();
-      const output = await revoke(
-        ctx,
-        { userIds: usersOf(sessions), reason: 'admin' },
-        {
-          idsPerStatement: 5,
-          onProgress: (p) => {
-            batches = p.batches;
-            // Both connections are the revocation's: another task asks for one.
-            if (waiting === undefined && ctx.pool.idleCount === 0 && ctx.pool.totalCount === 2) {
-              waitedFrom = batches;
-              waiting = ctx.pool.connect().then((client) => {
-                client.release();
-                return batches;
-              });
-            }
-          },
-        },
-      );
+      const output = await revoke(ctx, { userIds: usersOf(sessions), reason: 'admin' }, { idsPerStatement: 5, onProgress: waiter.onProgress });
       assert.deepEqual(output, { revoked: 800 });
-      assert.ok(waiting, 'the revocation never held both connections');
-      const servedAfter = await waiting;
+      assert.ok(waiter.served, 'the revocation never held both connections');
+      const servedAfter = await waiter.served;
       // Given back before the revocation ends: 160 statements, 5 users each; a waiter served only
       // at the end would read 160. (Asked at the first statement, it was served after 3-5 on
       // PostgreSQL 15 and after 30 on 18 in a CI run; with 400 users, once after 80 of 80.)
-      assert.ok(servedAfter < 160, `the waiting task asked after ${waitedFrom} statements and got a connection after ${servedAfter} of 160`);
+      assert.ok(servedAfter < 160, `the waiting task asked after ${waiter.askedAfter} statements and got a connection after ${servedAfter} of 160`);
     } finally {
       await ctx.pool.end();
     }
@@ -289,7 +295,6 @@ describe('revoke', () => {
       db.pool,
       Array.from({ length: 200 }, (_, i) => ({ expiresIn: 86_400, user: i })),
     );
-    const config = testConfig(db.url);
     // The pool's second connection opens only once another task waits for the pool (a new backend
     // on a busy server: in a stress run it took longer than the whole revocation): a proxy holds
     // the second socket until then.
@@ -314,12 +319,8 @@ describe('revoke', () => {
     const proxied = new URL(db.url);
     proxied.hostname = '127.0.0.1';
     proxied.port = String((proxy.address() as net.AddressInfo).port);
-    const pool = createPool({
-      connectionString: proxied.toString(),
-      max: 2,
-      statementTimeoutMs: config.statementTimeoutMs,
-      lockTimeoutMs: config.lockTimeoutMs,
-    });
+    const ctx = twoConnections(proxied.toString());
+    const { pool } = ctx;
     // What the second connection runs: the revocation's statements must not be among them.
     let connected = 0;
     const deletesOnSecond: string[] = [];
@@ -333,30 +334,12 @@ describe('revoke', () => {
         return Reflect.apply(query, undefined, args) as unknown;
       }) as unknown as typeof client.query;
     });
-    const ctx: TaskContext = { pool, config, metrics: createMetrics(), log: silentLogger() };
-    let waiting: Promise<number> | undefined;
-    let batches = 0;
+    const waiter = anotherTaskWaits(pool, () => pool.totalCount === 2, waiterQueued);
     try {
-      const output = await revoke(
-        ctx,
-        { userIds: usersOf(sessions), reason: 'admin' },
-        {
-          idsPerStatement: 5,
-          onProgress: (p) => {
-            batches = p.batches;
-            if (waiting === undefined && pool.totalCount === 2) {
-              waiting = pool.connect().then((client) => {
-                client.release();
-                return batches;
-              });
-              waiterQueued();
-            }
-          },
-        },
-      );
+      const output = await revoke(ctx, { userIds: usersOf(sessions), reason: 'admin' }, { idsPerStatement: 5, onProgress: waiter.onProgress });
       assert.deepEqual(output, { revoked: 200 });
-      assert.ok(waiting, 'the revocation never asked for a second connection');
-      assert.ok((await waiting) < 40, 'the waiting task was served before the revocation ended');
+      assert.ok(waiter.served, 'the revocation never asked for a second connection');
+      assert.ok((await waiter.served) < 40, 'the waiting task was served before the revocation ended');
       assert.deepEqual(deletesOnSecond, [], 'the second connection ran no statement of the revocation');
     } finally {
       waiterQueued();
