@@ -297,18 +297,33 @@ describe('revoke', () => {
     );
     // The pool's second connection opens only once another task waits for the pool (a new backend
     // on a busy server: in a stress run it took longer than the whole revocation): a proxy holds
-    // the second socket until then.
+    // the second socket until then. From then on the first connection's statements wait for the
+    // second one to be up, so that the revocation cannot end before it arrives, however slow the
+    // machine (without this hold a stress run ended all 40 statements first).
     let waiterQueued = () => {};
     const queued = new Promise<void>((resolve) => (waiterQueued = resolve));
+    let isQueued = false;
+    void queued.then(() => (isQueued = true));
+    let secondUp = () => {};
+    const up = new Promise<void>((resolve) => (secondUp = resolve));
     const target = new URL(db.url);
     let accepted = 0;
     const sockets = new Set<net.Socket>();
     const proxy = net.createServer((socket) => {
       sockets.add(socket);
-      void (++accepted === 2 ? queued : Promise.resolve()).then(() => {
+      const first = ++accepted === 1;
+      void (first ? Promise.resolve() : queued).then(() => {
         const upstream = net.connect(Number(target.port || 5432), target.hostname);
         sockets.add(upstream);
-        socket.pipe(upstream).pipe(socket);
+        if (first) {
+          let forwarded = Promise.resolve();
+          socket.on('data', (chunk) => {
+            forwarded = forwarded.then(() => (isQueued ? up : undefined)).then(() => void upstream.write(chunk));
+          });
+        } else {
+          socket.pipe(upstream);
+        }
+        upstream.pipe(socket);
         socket.on('close', () => upstream.destroy());
         upstream.on('close', () => socket.destroy());
         upstream.on('error', () => socket.destroy());
@@ -326,6 +341,7 @@ describe('revoke', () => {
     const deletesOnSecond: string[] = [];
     pool.on('connect', (client) => {
       if (++connected !== 2) return;
+      secondUp();
       const query = client.query.bind(client);
       client.query = ((...args: unknown[]) => {
         const [first] = args;
@@ -343,6 +359,7 @@ describe('revoke', () => {
       assert.deepEqual(deletesOnSecond, [], 'the second connection ran no statement of the revocation');
     } finally {
       waiterQueued();
+      secondUp();
       await pool.end();
       for (const socket of sockets) socket.destroy();
       await new Promise((resolve) => proxy.close(resolve));
