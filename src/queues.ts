@@ -23,10 +23,11 @@ export type QueueName = (typeof QUEUES)[keyof typeof QUEUES] | PurgeTableQueue;
  * `task` label of its metrics (batch duration, last success, held back, stalled runs), the `reason`
  * label of the rows it deletes, whether the purge throttle's brakes apply to it (the latency guard
  * applies to all), how many connections a run works on at once (its lanes), its cron under the
- * configuration (null: off, with neither a schedule nor a consumer), and, for an extra table of
- * JANITOR_PURGE_TABLES, that table. The consumers, the schedules, the metrics, the gauges, the
- * readiness check, the batch engine (tasks/engine.ts), the pool size (tasks/pool-size.ts) and the
- * CLI read it through scheduledTasks(config); the function that runs a task is tasks/scheduled.ts's.
+ * configuration (null: off, with neither a schedule nor a consumer), the privileges its role needs
+ * on its table, and, for an extra table of JANITOR_PURGE_TABLES, that table. The consumers, the
+ * schedules, the metrics, the gauges, the readiness check (the privileges included), the batch
+ * engine (tasks/engine.ts), the pool size (tasks/pool-size.ts) and the CLI read it through
+ * scheduledTasks(config); the function that runs a task is tasks/scheduled.ts's.
  */
 export interface ScheduledTask {
   readonly task: ScheduledTaskName;
@@ -35,11 +36,24 @@ export interface ScheduledTask {
   readonly throttled: boolean;
   readonly lanes: (config: Config) => number;
   readonly cron: (config: Config) => string | null;
+  /** What the worker's role needs on the task's table: readiness and the commands check them before a run. */
+  readonly privileges: readonly TablePrivilege[];
   /** An extra table's purge: the table (absent: the sessions table). */
   readonly table?: PurgeTable;
 }
 
 export type ScheduledTaskName = 'purge-expired' | 'reap-idle' | `purge-table:${string}`;
+
+/**
+ * A privilege on a table (has_table_privilege's name) that sql/roles.sql grants the worker. A
+ * DELETE that filters reads the columns it filters on, so every deleting task needs SELECT too.
+ */
+export type TablePrivilege = 'SELECT' | 'DELETE';
+
+const DELETES: readonly TablePrivilege[] = ['SELECT', 'DELETE'];
+
+/** What a revocation (QUEUES.revoke) needs on the sessions table. */
+export const REVOKE_PRIVILEGES: readonly TablePrivilege[] = DELETES;
 
 /** The sessions table's tasks, there whatever the configuration. */
 export const SCHEDULED_TASKS: readonly ScheduledTask[] = [
@@ -50,6 +64,7 @@ export const SCHEDULED_TASKS: readonly ScheduledTask[] = [
     throttled: true,
     lanes: (config: Config): number => config.purgeConcurrency,
     cron: (config: Config): string | null => config.purgeCron,
+    privileges: DELETES,
   },
   {
     task: 'reap-idle',
@@ -58,8 +73,12 @@ export const SCHEDULED_TASKS: readonly ScheduledTask[] = [
     throttled: false,
     lanes: (): number => 1,
     cron: (config: Config): string | null => (config.idleTimeoutSeconds === null ? null : config.reapCron),
+    privileges: DELETES,
   },
 ];
+
+/** What the worker's role needs on the sessions table: what its scheduled tasks and the revocations need. */
+export const SESSION_TABLE_PRIVILEGES: readonly TablePrivilege[] = [...new Set([...SCHEDULED_TASKS.flatMap((t) => t.privileges), ...REVOKE_PRIVILEGES])];
 
 /**
  * An extra table's purge: a task of its own (its own queue, so its own exclusive run once per
@@ -76,6 +95,7 @@ export function purgeTableTask(table: PurgeTable): ScheduledTask {
     throttled: true,
     lanes: (): number => 1,
     cron: (config: Config): string | null => config.purgeCron,
+    privileges: DELETES,
     table,
   };
 }

@@ -67,7 +67,7 @@ export async function requireSessionTable(pool: pg.Pool, config: Config, connect
     }
     throw new Error(connectionHint(error, connectionString) ?? safeErrorMessage(error), { cause: error });
   }
-  if (needs === 'presence') access = { ...access, canSelect: true, canDelete: true };
+  if (needs === 'presence') access = { ...access, missingPrivileges: [] };
   const problem = sessionTableProblem(access, config.sessionTable, connectionString);
   if (problem !== null) throw new Error(problem);
 }

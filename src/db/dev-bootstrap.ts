@@ -6,6 +6,7 @@
 import { readFile } from 'node:fs/promises';
 import type pg from 'pg';
 import type { QualifiedName } from '../config.ts';
+import { SESSION_TABLE_PRIVILEGES, type TablePrivilege } from '../queues.ts';
 
 const AUTH_DDL = new URL('../../sql/auth.sql', import.meta.url);
 
@@ -15,11 +16,11 @@ export function noSessionTable(table: QualifiedName, connectionString: string): 
   return `database ${database} has no ${table.schema}.${table.name}: is DATABASE_URL the auth database? (JANITOR_SESSION_TABLE names the table)`;
 }
 
-/** What the worker's role can do with the sessions table: it must exist, and be read and deleted from. */
+/** What the worker's role can do with the sessions table: it must exist, and hold what the tasks need (queues.ts). */
 export interface SessionTableAccess {
   readonly present: boolean;
-  readonly canSelect: boolean;
-  readonly canDelete: boolean;
+  /** Of the privileges asked for, those the role lacks (all of them when the table is absent). */
+  readonly missingPrivileges: readonly TablePrivilege[];
   /** Columns the worker reads that the table lacks: another table than the sessions table. */
   readonly missingColumns: readonly string[];
 }
@@ -29,27 +30,29 @@ const SESSION_COLUMNS = ['id', 'jti', 'user_id', 'created_at', 'last_used_at', '
 
 /**
  * Whether the sessions table exists (the sign that DATABASE_URL names the auth service's database)
- * and the role holds SELECT and DELETE on it: a role without them would run every purge, reap and
- * revocation into a 42501, forever. has_table_privilege is true for any one of a list, so each is
- * asked on its own.
+ * and the role holds what the tasks need on it (SESSION_TABLE_PRIVILEGES: SELECT and DELETE): a
+ * role without them would run every purge, reap and revocation into a 42501, forever.
+ * has_table_privilege is true for any one of a list, so each is asked on its own.
  */
-export async function sessionTableAccess(pool: pg.Pool, table: QualifiedName = { schema: 'auth', name: 'refresh_session' }): Promise<SessionTableAccess> {
-  const { rows } = await pool.query<{ present: boolean; can_select: boolean; can_delete: boolean; missing_columns: string[] }>({
+export async function sessionTableAccess(
+  pool: pg.Pool,
+  table: QualifiedName = { schema: 'auth', name: 'refresh_session' },
+  privileges: readonly TablePrivilege[] = SESSION_TABLE_PRIVILEGES,
+): Promise<SessionTableAccess> {
+  const { rows } = await pool.query<{ present: boolean; missing_privileges: TablePrivilege[]; missing_columns: string[] }>({
     name: 'session_table_access',
     text: `SELECT t IS NOT NULL AS present,
-       t IS NOT NULL AND has_table_privilege(t, 'SELECT') AS can_select,
-       t IS NOT NULL AND has_table_privilege(t, 'DELETE') AS can_delete,
+       ARRAY(SELECT p FROM unnest($4::text[]) AS p WHERE t IS NULL OR NOT has_table_privilege(t, p)) AS missing_privileges,
        ARRAY(SELECT c FROM unnest($3::text[]) AS c
               WHERE t IS NOT NULL
                 AND NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = t AND a.attname = c AND a.attnum > 0 AND NOT a.attisdropped)) AS missing_columns
   FROM (SELECT to_regclass(format('%I.%I', $1::text, $2::text)) AS t) AS lookup`,
-    values: [table.schema, table.name, SESSION_COLUMNS],
+    values: [table.schema, table.name, SESSION_COLUMNS, privileges],
   });
   const row = rows[0];
   return {
     present: row?.present ?? false,
-    canSelect: row?.can_select ?? false,
-    canDelete: row?.can_delete ?? false,
+    missingPrivileges: row === undefined ? privileges : privileges.filter((p) => row.missing_privileges.includes(p)),
     missingColumns: SESSION_COLUMNS.filter((c) => row?.missing_columns.includes(c) === true),
   };
 }
@@ -64,10 +67,9 @@ export function sessionTableProblem(access: SessionTableAccess, table: Qualified
   if (access.missingColumns.length > 0) {
     return `${table.schema}.${table.name} has no column ${access.missingColumns.join(', ')}: is JANITOR_SESSION_TABLE the sessions table (auth.refresh_session's shape, sql/auth.sql)?`;
   }
-  const missing = [...(access.canSelect ? [] : ['SELECT']), ...(access.canDelete ? [] : ['DELETE'])];
-  if (missing.length === 0) return null;
+  if (access.missingPrivileges.length === 0) return null;
   const user = decodeURIComponent(new URL(connectionString).username) || 'the connecting role';
-  return `${user} lacks ${missing.join(' and ')} on ${table.schema}.${table.name}: grant them (sql/roles.sql, session_janitor_worker)`;
+  return `${user} lacks ${access.missingPrivileges.join(' and ')} on ${table.schema}.${table.name}: grant them (sql/roles.sql, session_janitor_worker)`;
 }
 
 export async function createAuthTables(pool: pg.Pool): Promise<void> {

@@ -6,12 +6,13 @@
  */
 import type pg from 'pg';
 import type { Config, PurgeTable } from '../config.ts';
+import { purgeTableTask } from '../queues.ts';
 import { SQLSTATE, safeErrorMessage, sqlState } from './errors.ts';
 import type { PurgeTarget } from './sql/purge-target.ts';
 import { purgeTableCatalog, type PurgeTableCatalogRow } from './sql/purge-tables.ts';
 
-/** The grants sql/roles.sql and docs/deployment.md show for one more table. */
-const grantHint = (t: PurgeTable) => `GRANT SELECT, DELETE ON ${t.label} TO session_janitor_worker (docs/deployment.md)`;
+/** The grants sql/roles.sql and docs/deployment.md show for one more table: its task's privileges. */
+const grantHint = (t: PurgeTable) => `GRANT ${purgeTableTask(t).privileges.join(', ')} ON ${t.label} TO session_janitor_worker (docs/deployment.md)`;
 
 /** Why `row` cannot be purged: one line per mistake; none when it can. Pure, for the tests. */
 export function purgeTableProblems(t: PurgeTable, row: PurgeTableCatalogRow | undefined): string[] {
@@ -26,8 +27,7 @@ export function purgeTableProblems(t: PurgeTable, row: PurgeTableCatalogRow | un
   if (row.key_columns.length === 0) problems.push(line(`${t.label} has no primary key: the purge needs a single-column one`));
   else if (row.key_columns.length > 1)
     problems.push(line(`${t.label}'s primary key has ${row.key_columns.length} columns (${row.key_columns.join(', ')}): the purge needs a single-column one`));
-  const missing = [...(row.can_select ? [] : ['SELECT']), ...(row.can_delete ? [] : ['DELETE'])];
-  if (missing.length > 0) problems.push(line(`${row.role} lacks ${missing.join(' and ')} on ${t.label}: ${grantHint(t)}`));
+  if (row.missing_privileges.length > 0) problems.push(line(`${row.role} lacks ${row.missing_privileges.join(' and ')} on ${t.label}: ${grantHint(t)}`));
   return problems;
 }
 
@@ -40,7 +40,10 @@ export async function checkPurgeTable(client: pg.Pool | pg.ClientBase, t: PurgeT
   try {
     ({
       rows: [row],
-    } = await client.query<PurgeTableCatalogRow>({ ...purgeTableCatalog, values: [t.table.schema, t.table.name, t.expiryColumn] }));
+    } = await client.query<PurgeTableCatalogRow>({
+      ...purgeTableCatalog,
+      values: [t.table.schema, t.table.name, t.expiryColumn, purgeTableTask(t).privileges],
+    }));
   } catch (error) {
     if (sqlState(error) !== SQLSTATE.insufficientPrivilege) throw error;
     return {

@@ -19,7 +19,7 @@ import { createBoss } from '../../src/boss.ts';
 import { SQLSTATE, sqlState } from '../../src/db/errors.ts';
 import { createLogger } from '../../src/logger.ts';
 import { startWorker, type Worker } from '../../src/worker.ts';
-import { QUEUES } from '../../src/queues.ts';
+import { QUEUES, SESSION_TABLE_PRIVILEGES } from '../../src/queues.ts';
 import { closePool, databaseUrl, insertSessions, silentLogger, testConfig } from '../helpers/database.ts';
 import { runCli } from '../helpers/process.ts';
 import { until } from '../helpers/wait.ts';
@@ -330,17 +330,19 @@ describe('sql/roles.sql: least privilege, on a fresh database', { timeout: 120_0
     await db.query('SELECT id FROM auth.refresh_session WHERE id = $1', [session.id]);
     await db.query('DELETE FROM auth.refresh_session WHERE id = -1');
 
-    // Its rights in auth, as the catalogue has them: SELECT and DELETE on the table, nothing else.
+    // Its rights in auth, as the catalogue has them: on the table, what the tasks declare they need
+    // (queues.ts: SELECT and DELETE), nothing else.
     const tableRights = await superuser.query<{ object: string; privilege: string }>(
       `SELECT c.oid::regclass::text AS object, a.privilege_type AS privilege
          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace, aclexplode(c.relacl) a
         WHERE n.nspname = 'auth' AND a.grantee = $1::regrole ORDER BY 1, 2`,
       [ROLE.worker],
     );
-    assert.deepEqual(tableRights.rows, [
-      { object: 'auth.refresh_session', privilege: 'DELETE' },
-      { object: 'auth.refresh_session', privilege: 'SELECT' },
-    ]);
+    assert.deepEqual(
+      tableRights.rows,
+      [...SESSION_TABLE_PRIVILEGES].sort().map((privilege) => ({ object: 'auth.refresh_session', privilege })),
+    );
+    assert.deepEqual([...SESSION_TABLE_PRIVILEGES].sort(), ['DELETE', 'SELECT']);
     const columnRights = await superuser.query<{ object: string; privilege: string }>(
       `SELECT c.oid::regclass::text || '.' || at.attname AS object, a.privilege_type AS privilege
          FROM pg_attribute at JOIN pg_class c ON c.oid = at.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace, aclexplode(at.attacl) a

@@ -2,9 +2,10 @@
  * What the purge needs of an extra table of JANITOR_PURGE_TABLES, read from the catalog in one
  * statement (db/purge-tables.ts turns it into one line per mistake): the table, its expiry column's
  * type, a valid btree index without a predicate whose first column is the expiry column (the
- * batches walk it), its primary key's columns (held rows and ties go by key), and whether the
- * role holds SELECT and DELETE (asked one at a time: has_table_privilege is true for any one of a
- * list). $1 schema, $2 table, $3 expiry column: values, never text of the statement.
+ * batches walk it), its primary key's columns (held rows and ties go by key), and which of the
+ * privileges its task needs (queues.ts) the role lacks (asked one at a time: has_table_privilege is
+ * true for any one of a list). $1 schema, $2 table, $3 expiry column, $4 the privileges: values,
+ * never text of the statement.
  */
 import type { Statement } from './identifiers.ts';
 
@@ -12,8 +13,8 @@ export interface PurgeTableCatalogRow {
   readonly present: boolean;
   /** r (table) or p (partitioned table) are purged; anything else is refused. */
   readonly relkind: string | null;
-  readonly can_select: boolean;
-  readonly can_delete: boolean;
+  /** Of $4, those the role lacks (all when the table is absent). */
+  readonly missing_privileges: string[];
   /** null: no such column. */
   readonly expiry_type: string | null;
   /** The column is a timestamptz, whatever its precision (timestamptz(3) is one too). */
@@ -28,8 +29,7 @@ export const purgeTableCatalog: Statement = {
   name: 'sj_purge_table_catalog',
   text: `SELECT t IS NOT NULL AS present,
        (SELECT c.relkind::text FROM pg_class c WHERE c.oid = t) AS relkind,
-       t IS NOT NULL AND has_table_privilege(t, 'SELECT') AS can_select,
-       t IS NOT NULL AND has_table_privilege(t, 'DELETE') AS can_delete,
+       ARRAY(SELECT p FROM unnest($4::text[]) AS p WHERE t IS NULL OR NOT has_table_privilege(t, p)) AS missing_privileges,
        (SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
          WHERE a.attrelid = t AND a.attname = $3::text AND a.attnum > 0 AND NOT a.attisdropped) AS expiry_type,
        EXISTS (SELECT 1 FROM pg_attribute a
