@@ -151,3 +151,44 @@ export async function buildTieTemplate(adminUrl: string): Promise<number> {
     await pool.end();
   }
 }
+
+/** The scattered copy of the template (case S): the same rows in random heap order. */
+export const SCATTERED_TEMPLATE = 'sj_bench_scattered_template';
+
+/**
+ * A copy of the template whose rows lie in random heap order: a table after months of refreshes
+ * and purges, whose new rows fill the space the purged ones left, has its expired rows spread over
+ * every page rather than at the start of the heap (the template's layout, a young table's). Same
+ * rows, same ids, same indexes (rebuilt by the insert). Returns the heap pages that hold an
+ * expired row, against all pages.
+ */
+export async function buildScatteredTemplate(adminUrl: string): Promise<{ pagesWithExpired: number; pages: number }> {
+  const admin = new pg.Client({ connectionString: adminUrl });
+  await admin.connect();
+  try {
+    await admin.query(`DROP DATABASE IF EXISTS ${SCATTERED_TEMPLATE} WITH (FORCE)`);
+    await admin.query(`CREATE DATABASE ${SCATTERED_TEMPLATE} TEMPLATE ${TEMPLATE}`);
+  } finally {
+    await admin.end();
+  }
+  const client = new pg.Client({ connectionString: databaseUrlFor(adminUrl, SCATTERED_TEMPLATE) });
+  await client.connect();
+  try {
+    await client.query("SET session_replication_role = 'replica'").catch(() => undefined);
+    await client.query('CREATE TEMPORARY TABLE shuffled AS SELECT * FROM auth.refresh_session');
+    await client.query('TRUNCATE auth.refresh_session');
+    await client.query('SELECT setseed(0.42)');
+    await client.query('INSERT INTO auth.refresh_session OVERRIDING SYSTEM VALUE SELECT * FROM shuffled ORDER BY random()');
+    await client.query('RESET session_replication_role');
+    await client.query('VACUUM (ANALYZE, FREEZE) auth.refresh_session');
+    await client.query('CHECKPOINT');
+    const { rows } = await client.query<{ with_expired: number; pages: number }>(
+      `SELECT count(DISTINCT (ctid::text::point)[0]) FILTER (WHERE expires_at < now())::int AS with_expired,
+              count(DISTINCT (ctid::text::point)[0])::int AS pages
+         FROM auth.refresh_session`,
+    );
+    return { pagesWithExpired: rows[0]?.with_expired ?? 0, pages: rows[0]?.pages ?? 0 };
+  } finally {
+    await client.end();
+  }
+}

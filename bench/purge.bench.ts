@@ -5,7 +5,7 @@
  * Environment:
  *   SJ_BENCH_SESSIONS        rows of the data set (default 2000000); develop with 100000
  *   SJ_TEST_PG               the embedded server's PostgreSQL major, 13 to 18 (default 18; as for npm test)
- *   SJ_BENCH_CASES           comma list of: single, shapes, purge, tables, tie, held, workload, guard, idle, revoke, revoke-memory, payload-memory (default all)
+ *   SJ_BENCH_CASES           comma list of: single, shapes, purge, tables, tie, scattered, held, workload, guard, idle, revoke, revoke-memory, payload-memory (default all)
  *   SJ_BENCH_HELD_SECONDS    the held-rows case's time budget a run (default 20)
  *   SJ_BENCH_PURGE_VARIANTS  JSON array of extra JANITOR_* settings to run the purge with (default:
  *                            two lanes; synchronous commit; 20,000-row batches), e.g.
@@ -59,7 +59,7 @@ import {
   type Run,
   type WorkloadFigures,
 } from './cases.ts';
-import { buildTemplate, buildTieTemplate, TEMPLATE, TIE_TEMPLATE } from './dataset.ts';
+import { buildScatteredTemplate, buildTemplate, buildTieTemplate, SCATTERED_TEMPLATE, TEMPLATE, TIE_TEMPLATE } from './dataset.ts';
 import { amplifiedPayloadMemory, revocationMemory, revocationSpecs, singleUserRevocations } from './revoke.ts';
 import { markdown, writeResults, type Results, type Target } from './report.ts';
 import { serverSettings, startServer } from './server.ts';
@@ -94,6 +94,16 @@ const GUARDED = 'the purge with its latency guard alone (JANITOR_PURGE_FRESHNESS
 const PAST_OBJECTIVE = 'the purge at the worker defaults, its backlog days old (past the freshness objective)';
 const GUARDED_RISING = `${GUARDED}, the load rising and falling`;
 const GUARDED_TIE = `${GUARDED}, mass-logout tie`;
+
+/** A case run on a copy of another template (the tie's, the scattered one's), named after it. */
+const onTemplate =
+  (templateCtx: BenchContext, what: string) =>
+  (spec: CaseSpec, id: string, reference?: string): CaseSpec => ({
+    id,
+    name: `${what}: ${spec.name}`,
+    ...(reference === undefined ? {} : { reference }),
+    run: () => spec.run(templateCtx),
+  });
 /** The guard case's load-stop run: the load stops this long into the purge (long enough for the guard to have held back). */
 const RECOVERY_AFTER_SECONDS = 3;
 /** The guard case's load: a triangle from 100 to 800 refreshes a second and back, every 8 s. */
@@ -102,7 +112,9 @@ const DEFAULT_GUARD_PROFILE = { low: 100, high: 800, periodSeconds: 8 };
 const env = process.env;
 const sessions = Number(env.SJ_BENCH_SESSIONS ?? 2_000_000);
 const selected = new Set(
-  (env.SJ_BENCH_CASES ?? 'single,shapes,purge,tables,tie,held,workload,guard,idle,revoke,revoke-memory,payload-memory').split(',').map((s) => s.trim()),
+  (env.SJ_BENCH_CASES ?? 'single,shapes,purge,tables,tie,scattered,held,workload,guard,idle,revoke,revoke-memory,payload-memory')
+    .split(',')
+    .map((s) => s.trim()),
 );
 /** The worker with one change each, to show what each default is worth (docs/performance.md). */
 const DEFAULT_VARIANTS = [
@@ -226,13 +238,16 @@ try {
   const tieCtx: BenchContext = { ...ctx, template: TIE_TEMPLATE };
   if (selected.has('tie')) {
     log(`tie template: ${(await buildTieTemplate(server.adminUrl)).toLocaleString('en')} sessions on one expires_at`);
-    const onTie = (spec: CaseSpec, id: string, reference?: string): CaseSpec => ({
-      id,
-      name: `mass logout, every expired session on one instant: ${spec.name}`,
-      ...(reference === undefined ? {} : { reference }),
-      run: () => spec.run(tieCtx),
-    });
+    const onTie = onTemplate(tieCtx, 'mass logout, every expired session on one instant');
     specs.push(onTie(singleStatement, 'T-ref'), onTie(workerTask('T', 'the worker: purgeExpired()', {}, 'T-ref'), 'T', 'T-ref'));
+  }
+  if (selected.has('scattered')) {
+    // Case S: the same rows in random heap order (a table's layout after months of reuse), on a copy
+    // of its own template: the single statement, then the worker.
+    const layout = await buildScatteredTemplate(server.adminUrl);
+    log(`scattered template: expired rows on ${layout.pagesWithExpired.toLocaleString('en')} of ${layout.pages.toLocaleString('en')} heap pages`);
+    const onScattered = onTemplate({ ...ctx, template: SCATTERED_TEMPLATE }, 'rows in random heap order');
+    specs.push(onScattered(singleStatement, 'S-ref'), onScattered(workerTask('S', 'the worker: purgeExpired()', {}, 'S-ref'), 'S', 'S-ref'));
   }
   if (selected.has('held')) {
     // Case H: rows held in a savepoint, guarded against unguarded, with nobody writing and beside 25 refreshes/s.
@@ -396,6 +411,7 @@ function evaluate(cases: readonly CaseResult[], workload: readonly WorkloadFigur
       ? { target: 'mass-logout tie: purge batch p99 <= 50 ms', figure: `${tie.batches.p99.toFixed(1)} ms`, met: tie.batches.p99 <= 50 }
       : { target: 'mass-logout tie: purge batch p99 <= 50 ms', figure: 'not run', met: null },
     p99Ratio(tieAlone, tieDuring, 1.3, 'mass-logout tie: refresh p99 during the purge at its defaults <= 1.3x alone'),
+    ratio(byId('S'), 0.9, 'rows in random heap order: purge rows/s vs single statement >= 0.9'),
     ratio(byId('5'), 0.9, 'idle full pass vs one statement >= 0.9'),
     ratio(byId('6a'), 0.7, 'revoking 10,000 users vs one statement >= 0.7'),
     single?.batches
