@@ -11,10 +11,12 @@
  * A file listed below that needs the database fails loudly (SJ_TEST_ADMIN_URL is unset); a new file
  * not listed runs among the second, where everything works.
  *
- * SJ_TEST_SLOTS: parallel slots, default 3. Measured on this project's 2-core machine, quiet: the
+ * SJ_TEST_SLOTS: parallel slots, default 4. Measured on this project's 2-core machine, quiet: the
  * gates first on two slots and the files after them on three, 249 s; one queue of three, 232 s
  * (the gates' 40 s no longer wait for each other); four, 204 s. The files wait (for schedule ticks,
- * outages, processes) more than they compute. With DATABASE_URL (one server for all) it is 1.
+ * outages, processes) more than they compute: with two busy loops beside it (both cores taken),
+ * four slots took 317-348 s, where three in two lanes took 563-667 s. With DATABASE_URL (one
+ * server for all) it is 1.
  * Arguments are passed to every file's run (e.g. --test-name-pattern=...).
  */
 import { glob } from 'node:fs/promises';
@@ -58,7 +60,7 @@ const SLOWEST_FIRST = [
 const passed = process.argv.slice(2);
 const reporter = passed.some((arg) => arg.startsWith('--test-reporter')) ? [] : ['--test-reporter=spec'];
 const { DATABASE_URL: databaseUrl, SJ_TEST_PG: major, SJ_TEST_SLOTS: slotsSetting, ...env } = process.env;
-const slots = databaseUrl ? 1 : Number(slotsSetting ?? 3);
+const slots = databaseUrl ? 1 : Number(slotsSetting ?? 4);
 // Node's compile cache, for the hundreds of processes a run starts (the files, the CLI runs): the
 // src/ each one compiles is the same (measured: --version 0.65 s without, 0.40 s with).
 env.NODE_COMPILE_CACHE ??= path.join(cacheDir(), 'node-compile-cache');
