@@ -122,6 +122,18 @@ export async function buildTemplate(adminUrl: string, sessions: number, prepare?
   }
 }
 
+/** A fresh copy `name` of the template, for a case that changes its rows (the tie's, the scattered one). */
+async function copyTemplate(adminUrl: string, name: string): Promise<void> {
+  const admin = new pg.Client({ connectionString: adminUrl });
+  await admin.connect();
+  try {
+    await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+    await admin.query(`CREATE DATABASE ${name} TEMPLATE ${TEMPLATE}`);
+  } finally {
+    await admin.end();
+  }
+}
+
 /** The mass-logout copy of the template (case T): every expired session on one expires_at. */
 export const TIE_TEMPLATE = 'sj_bench_tie_template';
 
@@ -131,14 +143,7 @@ export const TIE_TEMPLATE = 'sj_bench_tie_template';
  * expires_at), then vacuumed like the template. Returns the rows on the instant.
  */
 export async function buildTieTemplate(adminUrl: string): Promise<number> {
-  const admin = new pg.Client({ connectionString: adminUrl });
-  await admin.connect();
-  try {
-    await admin.query(`DROP DATABASE IF EXISTS ${TIE_TEMPLATE} WITH (FORCE)`);
-    await admin.query(`CREATE DATABASE ${TIE_TEMPLATE} TEMPLATE ${TEMPLATE}`);
-  } finally {
-    await admin.end();
-  }
+  await copyTemplate(adminUrl, TIE_TEMPLATE);
   const pool = new pg.Pool({ connectionString: databaseUrlFor(adminUrl, TIE_TEMPLATE), max: 1 });
   try {
     const { rowCount } = await pool.query(
@@ -163,14 +168,7 @@ export const SCATTERED_TEMPLATE = 'sj_bench_scattered_template';
  * expired row, against all pages.
  */
 export async function buildScatteredTemplate(adminUrl: string): Promise<{ pagesWithExpired: number; pages: number }> {
-  const admin = new pg.Client({ connectionString: adminUrl });
-  await admin.connect();
-  try {
-    await admin.query(`DROP DATABASE IF EXISTS ${SCATTERED_TEMPLATE} WITH (FORCE)`);
-    await admin.query(`CREATE DATABASE ${SCATTERED_TEMPLATE} TEMPLATE ${TEMPLATE}`);
-  } finally {
-    await admin.end();
-  }
+  await copyTemplate(adminUrl, SCATTERED_TEMPLATE);
   const client = new pg.Client({ connectionString: databaseUrlFor(adminUrl, SCATTERED_TEMPLATE) });
   await client.connect();
   try {
