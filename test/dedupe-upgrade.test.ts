@@ -12,7 +12,7 @@ import { createAuthTables } from '../src/db/dev-bootstrap.ts';
 import { migrateOwnSchema, readVersion } from '../src/db/migrate.ts';
 import { LATEST_VERSION } from '../src/db/sql/migrations.ts';
 import { install } from '../src/install.ts';
-import { databaseUrl, silentLogger, testConfig } from './helpers/database.ts';
+import { closePool, databaseUrl, silentLogger, testConfig } from './helpers/database.ts';
 
 const suffix = randomBytes(4).toString('hex');
 const squatter = `sj_squatter_${suffix}`;
@@ -34,7 +34,7 @@ before(async () => {
   await createAuthTables(pool);
 });
 after(async () => {
-  await pool.end();
+  await closePool(pool);
   const client = new pg.Client({ connectionString: admin });
   await client.connect();
   await client.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);

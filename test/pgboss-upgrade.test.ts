@@ -10,7 +10,7 @@ import { describe, test } from 'node:test';
 import pg from 'pg';
 import { PgBoss } from 'pg-boss';
 import { buildInfo } from '../src/build-info.ts';
-import { databaseUrl } from './helpers/database.ts';
+import { closePool, databaseUrl } from './helpers/database.ts';
 import { until } from './helpers/wait.ts';
 
 interface OldBoss {
@@ -94,7 +94,7 @@ describe('a pg-boss schema upgrade under a running pod of the previous pin', { t
       await assert.rejects(restarted.start(), /requires migrations/);
     } finally {
       await running.stop({ graceful: false }).catch(() => undefined);
-      await pool.end();
+      await closePool(pool);
       await drop();
     }
   });

@@ -21,7 +21,7 @@ import { createAuthTables } from '../src/db/dev-bootstrap.ts';
 import { migrateOwnSchema, readVersion } from '../src/db/migrate.ts';
 import { LATEST_VERSION, MIGRATIONS, parseMigration, type Migration } from '../src/db/sql/migrations.ts';
 import { QUEUES } from '../src/queues.ts';
-import { createTestDatabase, databaseUrl, insertSessions, silentLogger, testConfig, type TestDatabase } from './helpers/database.ts';
+import { closePool, createTestDatabase, databaseUrl, insertSessions, silentLogger, testConfig, type TestDatabase } from './helpers/database.ts';
 import { runCli } from './helpers/process.ts';
 import { NO_SCHEDULE, proveWorkerWorks } from './helpers/release-proof.ts';
 import { ROOT, git, listedReleases, releaseCommit, versionBelow } from './helpers/releases.ts';
@@ -161,7 +161,7 @@ describe("pg-boss's schema: only pg-boss's own version runs", { timeout: 300_000
         assert.equal(migrated.code, 0, migrated.stderr);
         assert.equal(await version(), pinned);
       } finally {
-        await pool.end();
+        await closePool(pool);
       }
       await proveWorkerWorks(url);
     } finally {
@@ -256,7 +256,7 @@ describe('the forward path: a database of every earlier schema version, revocati
           [keep.id],
         );
       } finally {
-        await pool.end();
+        await closePool(pool);
         await drop();
       }
     });

@@ -24,6 +24,7 @@ import { startWorker, type Worker } from '../src/worker.ts';
 import { QUEUES } from '../src/queues.ts';
 import { MAX_IDS, type RevokeRequest } from '../src/revoke-request.ts';
 import {
+  closePool,
   createTestDatabase,
   databaseUrl,
   insertSessions,
@@ -686,7 +687,7 @@ async function createUpgradedDatabase(version: number): Promise<{ url: string; p
     url,
     pool,
     drop: async () => {
-      await pool.end();
+      await closePool(pool);
       const c = new pg.Client({ connectionString: admin });
       await c.connect();
       await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
