@@ -15,7 +15,7 @@
  * gates first on two slots and the files after them on three, 249 s; one queue of three, 232 s
  * (the gates' 40 s no longer wait for each other); four, 204 s. The files wait (for schedule ticks,
  * outages, processes) more than they compute: with two busy loops beside it (both cores taken),
- * four slots took 317-348 s, where three in two lanes took 563-667 s. With DATABASE_URL (one
+ * four slots took 317-504 s, where three in two lanes took 563-667 s. With DATABASE_URL (one
  * server for all) it is 1.
  * Arguments are passed to every file's run (e.g. --test-name-pattern=...).
  */
