@@ -2,8 +2,6 @@
  * What every batched task shares, and nothing that does I/O: the run's budget (when to stop) and
  * the adaptive batch size (how many rows the next batch takes).
  */
-import { SQLSTATE, sqlState } from '../db/errors.ts';
-import type { Metrics } from '../metrics.ts';
 import type { HeldBack } from './held-back.ts';
 
 /** How a run stopped: the job output of docs/CONTRACT.md. */
@@ -126,14 +124,3 @@ export class AdaptiveBatchSize {
 }
 
 const clamp = (value: number, min: number, max: number) => Math.min(max, Math.max(min, value));
-
-/**
- * A batch that hit statement_timeout is tried again at half the size, until the size is at its
- * minimum (then the error stands: the run fails and pg-boss retries it later). true: try again.
- */
-export function shrinkOnTimeout(error: unknown, size: AdaptiveBatchSize, metrics: Metrics): boolean {
-  if (sqlState(error) !== SQLSTATE.queryCanceled || size.atMinimum) return false;
-  metrics.errors.inc({ kind: 'batch-timeout' });
-  size.timedOut();
-  return true;
-}

@@ -45,3 +45,8 @@ export async function withConnection<T>(ctx: TaskContext, fn: (client: pg.PoolCl
     connection.release(broken);
   }
 }
+
+/** Whether pool.connect() would not wait: nobody waits, and a connection is idle or may be opened. */
+export function spareConnection(pool: pg.Pool): boolean {
+  return pool.waitingCount === 0 && (pool.idleCount > 0 || pool.totalCount < (pool.options.max ?? 10));
+}

@@ -1,10 +1,20 @@
 /**
- * The batch engine: the one loop of every scheduled deleting task (purge-expired, reap-idle). A
- * task says how to take one batch from where a lane stands (a Lane); the engine owns the rest, the
- * same for every task:
+ * The batch engine: the one batch loop of every deleting task, the scheduled ones (purge-expired,
+ * the extra tables' purges, reap-idle) and the revocations. A task says how to take one batch from
+ * where a lane stands (a Lane); the engine owns the rest.
  *
- *   - lanes: `lanes` pooled connections at once (tasks/connection.ts), each walking its own work;
- *     a lane that fails stops the others at their next batch, then the run rethrows its error;
+ * The loop itself (LaneDriver), the same for every task:
+ *   - lanes: pooled connections (tasks/connection.ts), each walking its own work, all at once
+ *     ('always': a scheduled run's pool is sized for its lanes, tasks/pool-size.ts) or, past the
+ *     first, only on connections the pool can spare and given back as soon as somebody waits for
+ *     one ('spare': a revocation never makes another job wait); a lane that fails stops the others
+ *     at their next batch, then the run rethrows its error;
+ *   - the adaptive batch size (tasks/batching.ts), halved on a statement timeout and the batch tried
+ *     again; other errors the lane may ask to try again after a delay (a revocation's lock retries);
+ *   - the lock waits a lane reports kept out of the batch duration the size and the brakes learn from;
+ *   - accounting: the batch duration and deleted-rows metrics, onBatch, onProgress.
+ *
+ * A scheduled run (runBatches) adds, from the task's descriptor (queues.ts):
  *   - the run's budget (time, rows, shutdown), checked before every batch;
  *   - the brakes (tasks/brakes.ts), consulted between batches;
  *   - the task's pause (tasks/pause.ts), read before every batch: a paused task's run stops at its
@@ -13,22 +23,21 @@
  *     delete too many rows retroactively deletes nothing (stoppedBy 'blast-radius');
  *   - the clock check (tasks/clock-check.ts): while the database's clock and the process's
  *     disagree, the run stops before its next batch (stoppedBy 'clock-skew');
- *   - the adaptive batch size (tasks/batching.ts), halved on a statement timeout and the batch
- *     tried again, and capped by the row budget;
- *   - held rows: the by-id fallback's share of the run's time, the ids left, and the lock waits
- *     kept out of the batch duration the size and the brakes learn from (tasks/held-rows.ts);
- *   - accounting: the batch duration and deleted-rows metrics, onBatch, onProgress, the held-back
- *     time (tasks/held-back.ts), and a run that deleted nothing while rows were left (tasks/stall.ts).
+ *   - held rows: the by-id fallback's share of the run's time and the ids left (tasks/held-rows.ts);
+ *   - the held-back time (tasks/held-back.ts), and a run that deleted nothing while rows were left
+ *     (tasks/stall.ts).
  *
  * A Lane moves its own position only once a batch has committed, so a batch the engine tries again
- * (after a statement timeout) starts where the failed one did.
+ * (after a statement timeout, or a lane's retry) starts where the failed one did.
  */
 import type pg from 'pg';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { tableLabel } from '../config.ts';
+import { SQLSTATE, sqlState } from '../db/errors.ts';
 import { scheduledTask, type ScheduledTaskName } from '../queues.ts';
-import { AdaptiveBatchSize, RunBudget, shrinkOnTimeout, type RunOptions, type RunOutput, type StoppedBy } from './batching.ts';
+import { AdaptiveBatchSize, RunBudget, type Progress, type RunOptions, type RunOutput, type StoppedBy } from './batching.ts';
 import { createBrakes, type BrakeDeps } from './brakes.ts';
-import { withConnection } from './connection.ts';
+import { spareConnection, withConnection } from './connection.ts';
 import type { TaskContext } from './context.ts';
 import { HeldBack } from './held-back.ts';
 import { HeldRows, type LockWaits } from './held-rows.ts';
@@ -43,6 +52,11 @@ export interface BatchStep {
   readonly covered: number;
   /** The lane has nothing left. */
   readonly done: boolean;
+  /**
+   * false: the lane ran no batch (it found its work already done, or only checked that it was):
+   * neither a batch nor its duration is counted.
+   */
+  readonly counted?: boolean;
   /** WAL positions around the delete (bytes since 0/0), for the throttle's WAL cap; NaN when not read. */
   readonly walStart?: number;
   readonly walEnd?: number;
@@ -56,19 +70,213 @@ export interface BatchStep {
   readonly fraction?: number;
 }
 
-/** Where the lane's batches take their budget and held-rows account from. */
-export interface BatchScope {
-  readonly held: HeldRows;
+/** What a lane's batches share with the engine: the lock waits to leave out of their duration. */
+export interface LaneScope {
   readonly waits: LockWaits;
 }
 
-export interface Lane {
+/** A scheduled run's scope: also the held-rows account its batches take their share from. */
+export interface BatchScope extends LaneScope {
+  readonly held: HeldRows;
+}
+
+export interface Lane<S extends LaneScope = BatchScope> {
   /** One batch of at most `limit` rows (or ids) from where the lane stands. */
-  batch(limit: number, scope: BatchScope): Promise<BatchStep>;
+  batch(limit: number, scope: S): Promise<BatchStep>;
+  /**
+   * batch() failed with `error` (not a statement timeout: the engine shrinks those itself), its
+   * `attempt`th failure in a row: the milliseconds to wait before trying the same batch again, or
+   * null to fail the run. Absent: every such error fails the run.
+   */
+  retryAfter?(error: unknown, attempt: number): number | null;
+  /** The engine halved the lane's size after a statement timeout and tries the batch again. */
+  shrunk?(): void;
   /** After the lane's last batch (not after a failure). */
   finish?(): Promise<void>;
+  /** The lane holds work it took from a list it shares with others: its connection is not given back before it is done ('spare'). */
+  readonly holding?: boolean;
   /** The fraction done when the run started (a reap resumes a pass part-way): the progress ETA counts from there. */
   readonly fractionAtStart?: number;
+}
+
+/** How the driver runs one task's lanes. */
+export interface LanePlan<S extends LaneScope> {
+  /** The batch-duration metric's task label. */
+  readonly task: string;
+  readonly lanes: number;
+  /** See the top of this file. */
+  readonly extraLanes: 'always' | 'spare';
+  /** 'spare': whether another lane would find work (no connection is taken for none). */
+  readonly moreWork?: () => boolean;
+  /** Opens lane `laneId` on its connection (or null: nothing to do on it). */
+  readonly openLane: (laneId: number, client: pg.PoolClient) => Promise<Lane<S> | null>;
+  /** A new lane's adaptive size. */
+  readonly size: () => AdaptiveBatchSize;
+  /** A new lane's scope. */
+  readonly scope: () => S;
+  /** Why the lane must stop before its next batch, or null; may wait first (the brakes). */
+  readonly before: (laneId: number, client: pg.PoolClient) => Promise<StoppedBy | null>;
+  /** The next batch's limit from the lane's size. */
+  readonly limit: (laneId: number, size: number) => number;
+  /** A counted batch of the lane worked workMs (its lock waits left out). */
+  readonly after?: (laneId: number, step: BatchStep, workMs: number) => void;
+  readonly countDeleted: (rows: number) => void;
+}
+
+type DriverOptions = Pick<RunOptions, 'signal' | 'onBatch' | 'onProgress'>;
+
+/** The one batch loop: runs a plan's lanes to their end, or to the first lane that fails. */
+export class LaneDriver<S extends LaneScope> {
+  deleted = 0;
+  batches = 0;
+  stoppedBy: StoppedBy | null = null;
+  /** Aborted when a lane fails: the others stop before their next batch. */
+  readonly failed = new AbortController();
+  readonly #clients = new Map<number, pg.PoolClient>();
+  readonly #ctx: TaskContext;
+  readonly #plan: LanePlan<S>;
+  readonly #options: DriverOptions;
+  readonly #startedAt = performance.now();
+  #failure: { error: unknown } | undefined;
+
+  constructor(ctx: TaskContext, plan: LanePlan<S>, options: DriverOptions = {}) {
+    this.#ctx = ctx;
+    this.#plan = plan;
+    this.#options = options;
+  }
+
+  /** Lane's connection while it runs (the throttle probes on it). */
+  client(lane: number): pg.PoolClient | undefined {
+    return this.#clients.get(lane);
+  }
+
+  async run(): Promise<void> {
+    const plan = this.#plan;
+    // Each lane's promise is handled the moment it exists: a helper can fail while another lane
+    // still runs, and a rejection without a handler by then would end the process.
+    const lanes: Array<Promise<void>> = [];
+    const settle = (running: Promise<void>) => {
+      lanes.push(
+        running.catch((error: unknown) => {
+          this.#failure ??= { error };
+          this.failed.abort();
+        }),
+      );
+    };
+    if (plan.extraLanes === 'always') {
+      for (let laneId = 0; laneId < plan.lanes; laneId += 1) settle(withConnection(this.#ctx, (client) => this.#lane(laneId, client)));
+    } else {
+      // The extra lanes start once the first has its connection and its work, while work is left
+      // and the pool can spare a connection now, before the first lane's first batch.
+      settle(
+        withConnection(this.#ctx, (client) =>
+          this.#lane(0, client, () => {
+            for (let laneId = 1; laneId < plan.lanes && (plan.moreWork?.() ?? true) && spareConnection(this.#ctx.pool); laneId += 1)
+              settle(this.#spareLane(laneId));
+          }),
+        ),
+      );
+    }
+    // Settled promises: none rejects. The extra lanes are in the list before the first one settles.
+    for (let i = 0; i < lanes.length; i += 1) await lanes[i];
+    if (this.#failure) throw this.#failure.error;
+  }
+
+  /** A lane on a connection the pool could spare: one it cannot open is no failure, the other lanes do its share. */
+  #spareLane(laneId: number): Promise<void> {
+    return this.#ctx.pool.connect().then(
+      (client) => withConnection(this.#ctx, () => this.#lane(laneId, client), client),
+      (error: unknown) => this.#ctx.log.debug({ err: error, lane: laneId }, 'no spare connection for another lane'),
+    );
+  }
+
+  async #lane(laneId: number, client: pg.PoolClient, opened?: () => void): Promise<void> {
+    this.#clients.set(laneId, client);
+    try {
+      if (this.#givesBack(laneId)) return;
+      const lane = await this.#plan.openLane(laneId, client);
+      if (lane === null) return;
+      opened?.();
+      await this.#drain(laneId, lane, client);
+      await lane.finish?.();
+    } finally {
+      this.#clients.delete(laneId);
+    }
+  }
+
+  /**
+   * A spare connection goes back, between two batches, to whoever waits for one; one that opened
+   * only after somebody began to wait goes before the lane takes any work.
+   */
+  #givesBack(laneId: number): boolean {
+    return laneId > 0 && this.#plan.extraLanes === 'spare' && this.#ctx.pool.waitingCount > 0;
+  }
+
+  /** The lane's batches until it is done or must stop. */
+  async #drain(laneId: number, lane: Lane<S>, client: pg.PoolClient): Promise<void> {
+    const { metrics } = this.#ctx;
+    const plan = this.#plan;
+    const size = plan.size();
+    const scope = plan.scope();
+    let failures = 0;
+    for (;;) {
+      if (this.failed.signal.aborted) return;
+      if (lane.holding !== true && this.#givesBack(laneId)) return;
+      const stop = this.stoppedBy ?? (await plan.before(laneId, client));
+      if (stop !== null) {
+        this.stoppedBy ??= stop;
+        return;
+      }
+      const limit = plan.limit(laneId, size.size);
+      const started = performance.now();
+      const waitedBefore = scope.waits.ms;
+      let step: BatchStep;
+      try {
+        step = await lane.batch(limit, scope);
+      } catch (error) {
+        metrics.batchDuration.observe({ task: plan.task }, (performance.now() - started) / 1000);
+        // A smaller batch after a statement timeout is a new batch; a retry is the same one again.
+        if (sqlState(error) === SQLSTATE.queryCanceled && !size.atMinimum) {
+          metrics.errors.inc({ kind: 'batch-timeout' });
+          size.timedOut();
+          lane.shrunk?.();
+          failures = 0;
+          continue;
+        }
+        failures += 1;
+        const delayMs = lane.retryAfter?.(error, failures) ?? null;
+        if (delayMs === null) throw error;
+        await sleep(delayMs, undefined, { signal: AbortSignal.any([this.failed.signal, ...(this.#options.signal ? [this.#options.signal] : [])]) }).catch(
+          () => {},
+        );
+        continue;
+      }
+      failures = 0;
+      const durationMs = performance.now() - started;
+      if (step.counted !== false) {
+        metrics.batchDuration.observe({ task: plan.task }, durationMs / 1000);
+        const workMs = Math.max(0, durationMs - (scope.waits.ms - waitedBefore));
+        size.record(step.covered, workMs);
+        plan.after?.(laneId, step, workMs);
+        this.deleted += step.deleted;
+        this.batches += 1;
+        plan.countDeleted(step.deleted);
+        this.#options.onBatch?.({ rows: step.deleted, durationMs });
+        this.#options.onProgress?.(this.#progress(step, lane));
+      }
+      if (step.done) return;
+    }
+  }
+
+  #progress(step: BatchStep, lane: Lane<S>): Progress {
+    return {
+      deleted: this.deleted,
+      batches: this.batches,
+      elapsedMs: performance.now() - this.#startedAt,
+      ...(step.fraction === undefined ? {} : { fraction: step.fraction }),
+      ...(lane.fractionAtStart === undefined ? {} : { fractionAtStart: lane.fractionAtStart }),
+    };
+  }
 }
 
 /** A run of a scheduled task: its reason, brakes, lanes and table are its descriptor's (queues.ts scheduledTasks). */
@@ -83,11 +291,6 @@ export interface BatchTask {
 export async function runBatches(ctx: TaskContext, spec: BatchTask, options: RunOptions = {}, deps: BrakeDeps = {}): Promise<RunOutput> {
   const { config, metrics } = ctx;
   const { reason, throttled, lanes, table } = scheduledTask(config, spec.task);
-  // An extra table's rows are no sessions: only the per-table counter has them.
-  const countDeleted = (rows: number) => {
-    if (table === undefined) metrics.sessionsDeleted.inc({ reason }, rows);
-    metrics.rowsDeleted.inc({ table: table?.label ?? tableLabel(config.sessionTable), reason }, rows);
-  };
   if (ctx.clock?.holding === true) {
     ctx.log.warn(
       { task: spec.task },
@@ -116,88 +319,46 @@ export async function runBatches(ctx: TaskContext, spec: BatchTask, options: Run
   const budget = new RunBudget(config.maxRunSeconds, config.maxRunRows, options.signal);
   const held = new HeldRows(() => budget.msLeft, config.lockTimeoutMs);
   const heldBack = options.heldBack ?? new HeldBack(metrics, spec.task);
-  const failed = new AbortController();
-  const clients: Array<pg.PoolClient | undefined> = [];
-  // Ends a brake's sleep or pause early: shutdown, a failed lane, or the end of the time budget.
-  const wake = AbortSignal.any([failed.signal, AbortSignal.timeout(Math.max(1, Math.ceil(budget.msLeft))), ...(options.signal ? [options.signal] : [])]);
-  const brakes = createBrakes(ctx, spec.task, throttled, heldBack, wake, (lane) => clients[lane], deps);
-  await brakes.start();
-  let deleted = 0;
-  let batches = 0;
-  let stoppedBy: StoppedBy | null = null;
-
-  /** Why a lane must stop before its next batch, or null. */
-  const stopReason = (): StoppedBy | null => stoppedBy ?? (failed.signal.aborted ? 'shutdown' : budget.stopReason(deleted));
-
-  const drain = async (laneId: number, lane: Lane, client: pg.PoolClient) => {
-    const size = new AdaptiveBatchSize(config.batchSize, config.batchMinSize, spec.maxSize, config.batchTargetMs);
-    const scope: BatchScope = { held, waits: { ms: 0 } };
-    for (;;) {
-      let stop = stopReason();
-      if (stop === null && ctx.clock?.holding === true) stop = 'clock-skew';
-      if (stop === null && (await pause.paused(client))) stop = 'paused';
-      // Woken early: the reason is one of the budget's, or a failed lane.
-      if (stop === null && !(await brakes.beforeBatch(laneId, wake))) stop = stopReason() ?? 'time-budget';
-      if (stop !== null) {
-        stoppedBy ??= stop;
-        return;
-      }
-      const limit = brakes.batchRows(laneId, Math.max(1, Math.min(size.size, budget.rowsLeft(deleted))), config.batchMinSize);
-      const started = performance.now();
-      const waitedBefore = scope.waits.ms;
-      let step: BatchStep;
-      try {
-        step = await lane.batch(limit, scope);
-      } catch (error) {
-        if (shrinkOnTimeout(error, size, metrics)) continue;
-        throw error;
-      } finally {
-        metrics.batchDuration.observe({ task: spec.task }, (performance.now() - started) / 1000);
-      }
-      const durationMs = performance.now() - started;
-      const workMs = Math.max(0, durationMs - (scope.waits.ms - waitedBefore));
-      size.record(step.covered, workMs);
-      brakes.afterBatch(laneId, workMs, step.deleted, step.walStart ?? Number.NaN, step.walEnd ?? Number.NaN, step.done ? null : step.oldestWaitingSeconds);
-      deleted += step.deleted;
-      batches += 1;
-      countDeleted(step.deleted);
-      options.onBatch?.({ rows: step.deleted, durationMs });
-      options.onProgress?.({
-        deleted,
-        batches,
-        elapsedMs: budget.elapsedMs,
-        ...(step.fraction === undefined ? {} : { fraction: step.fraction }),
-        ...(lane.fractionAtStart === undefined ? {} : { fractionAtStart: lane.fractionAtStart }),
-      });
-      if (step.done) return;
-    }
-  };
-
-  const runLane = (laneId: number) =>
-    withConnection(ctx, async (client) => {
-      clients[laneId] = client;
-      try {
-        const lane = await spec.openLane(laneId, client);
-        if (lane === null) return;
-        await drain(laneId, lane, client);
-        await lane.finish?.();
-      } finally {
-        clients[laneId] = undefined;
-      }
-    });
-
-  const results = await Promise.allSettled(
-    Array.from({ length: lanes(config) }, (_, laneId) =>
-      runLane(laneId).catch((error: unknown) => {
-        failed.abort();
-        throw error;
-      }),
-    ),
+  const driver: LaneDriver<BatchScope> = new LaneDriver(
+    ctx,
+    {
+      task: spec.task,
+      lanes: lanes(config),
+      extraLanes: 'always',
+      openLane: spec.openLane,
+      size: () => new AdaptiveBatchSize(config.batchSize, config.batchMinSize, spec.maxSize, config.batchTargetMs),
+      scope: () => ({ held, waits: { ms: 0 } }),
+      before: async (laneId, client) => {
+        const stop = budget.stopReason(driver.deleted);
+        if (stop !== null) return stop;
+        if (ctx.clock?.holding === true) return 'clock-skew';
+        if (await pause.paused(client)) return 'paused';
+        // Woken early: the reason is one of the budget's, or a failed lane.
+        if (!(await brakes.beforeBatch(laneId, wake))) return budget.stopReason(driver.deleted) ?? (driver.failed.signal.aborted ? 'shutdown' : 'time-budget');
+        return null;
+      },
+      limit: (laneId, size) => brakes.batchRows(laneId, Math.max(1, Math.min(size, budget.rowsLeft(driver.deleted))), config.batchMinSize),
+      after: (laneId, step, workMs) =>
+        brakes.afterBatch(laneId, workMs, step.deleted, step.walStart ?? Number.NaN, step.walEnd ?? Number.NaN, step.done ? null : step.oldestWaitingSeconds),
+      // An extra table's rows are no sessions: only the per-table counter has them.
+      countDeleted: (rows) => {
+        if (table === undefined) metrics.sessionsDeleted.inc({ reason }, rows);
+        metrics.rowsDeleted.inc({ table: table?.label ?? tableLabel(config.sessionTable), reason }, rows);
+      },
+    },
+    options,
   );
-  await brakes.finish(ctx, spec.task);
-  const failure = results.find((r) => r.status === 'rejected');
-  if (failure) throw failure.reason;
-  const output: RunOutput = { deleted, batches, stoppedBy: stoppedBy ?? 'drained' };
+  // Ends a brake's sleep or pause early: shutdown, a failed lane, or the end of the time budget.
+  const wake = AbortSignal.any([driver.failed.signal, AbortSignal.timeout(Math.max(1, Math.ceil(budget.msLeft))), ...(options.signal ? [options.signal] : [])]);
+  const brakes = createBrakes(ctx, spec.task, throttled, heldBack, wake, (lane) => driver.client(lane), deps);
+  await brakes.start();
+  try {
+    await driver.run();
+  } finally {
+    await brakes.finish(ctx, spec.task);
+  }
+  const { deleted, batches } = driver;
+  const output: RunOutput = { deleted, batches, stoppedBy: driver.stoppedBy ?? 'drained' };
   if (output.stoppedBy === 'drained' && guard !== null) await recordDrainedRun(ctx.pool, spec.task, guard.startedAt);
   if (output.stoppedBy === 'paused') ctx.log.info({ task: spec.task, deleted, batches }, `${spec.task} was paused: the run stopped at a batch boundary`);
   reportStall(ctx, spec.task, output, held);

@@ -19,28 +19,31 @@
  *
  * A statement timeout (57014) halves the chunk (or range) and retries; at one id it is thrown.
  *
+ * The statements run in the batch engine's loop (tasks/engine.ts), a statement a batch; this file
+ * says which statements, and when a failed one is tried again.
+ *
  * Connections: a revocation works on a pooled connection of its own for the job (tasks/connection.ts),
  * whose commits are asynchronous (JANITOR_PURGE_ASYNC_COMMIT, the default; why a completed
  * revocation is durable all the same: db/sql/session.ts). A request of
  * more than one statement also takes a second connection (at most LANES in all) when the pool has
- * one free at once: the two take the next chunk (or range) in turn from the same list, so they
- * never work on the same users, jtis or ids, and each statement still locks its rows in id order.
- * A single DELETE uses one core of the server; two connections on disjoint chunks use two
- * (docs/performance.md). The second connection never makes anybody wait: it is not taken when
- * another task waits for the pool, and it is given back, between two statements, as soon as one
- * does. A lane that fails (after its retries) stops the others before their next statement; the
- * job then fails with that error and pg-boss retries it (what was done stays done).
+ * one free at once (the engine's 'spare' lanes): the two take the next chunk (or range) in turn
+ * from the same list, so they never work on the same users, jtis or ids, and each statement still
+ * locks its rows in id order. A single DELETE uses one core of the server; two connections on
+ * disjoint chunks use two (docs/performance.md). The second connection never makes anybody wait:
+ * it is not taken when another task waits for the pool, and it is given back, between two
+ * statements, as soon as one does. A lane that fails (after its retries) stops the others before
+ * their next statement; the job then fails with that error and pg-boss retries it (what was done
+ * stays done).
  */
 import type pg from 'pg';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { tableLabel } from '../config.ts';
 import { SQLSTATE, sqlState } from '../db/errors.ts';
 import { revokeByJtis, revokeByUsers, revokeIdRange, sessionIdBounds } from '../db/sql/revoke.ts';
 import type { Statement } from '../db/sql/identifiers.ts';
 import type { RevokeRequest } from '../revoke-request.ts';
 import { AdaptiveBatchSize } from './batching.ts';
-import { withConnection } from './connection.ts';
 import type { TaskContext } from './context.ts';
+import { LaneDriver, type BatchStep, type Lane, type LaneScope } from './engine.ts';
 
 /** Users or jtis per statement at most (docs/performance.md: measured from 500 to 5000). */
 export const IDS_PER_STATEMENT = 2500;
@@ -89,42 +92,111 @@ export interface RevokeOutput {
 }
 
 export async function revoke(ctx: TaskContext, request: RevokeRequest, options: RevokeOptions = {}): Promise<RevokeOutput> {
-  const run = new Revocation(ctx, options);
-  if (request.userIds !== undefined) {
-    await run.byUsers(uniqueSorted(request.userIds), null, null);
-  } else if (request.jtis !== undefined) {
-    await run.byJtis(uniqueSorted(request.jtis.map((jti) => jti.toLowerCase())));
-  } else if (request.userId !== undefined) {
-    await run.byUsers([request.userId], request.exceptJti?.toLowerCase() ?? null, request.issuedBefore ?? null);
-  } else {
-    await run.byIdRanges(request.issuedBefore);
+  const { config } = ctx;
+  const table = config.sessionTable;
+  const chunks = <T extends number | string>(items: readonly T[]) =>
+    new Chunks(uniqueSorted(items), options.idsPerStatement ?? IDS_PER_STATEMENT, maxLanes(options));
+  const byUsers = (userIds: readonly number[], exceptJti: string | null, issuedBefore: string | null) => {
+    const work = chunks(userIds);
+    const values = (chunk: number[]) => [chunk, exceptJti, issuedBefore, config.batchMaxSize];
+    return run(ctx, { work, statement: revokeByUsers(table), values, untilNone: true, size: work.size }, options);
+  };
+  if (request.userIds !== undefined) return byUsers(request.userIds, null, null);
+  if (request.userId !== undefined) return byUsers([request.userId], request.exceptJti?.toLowerCase() ?? null, request.issuedBefore ?? null);
+  if (request.jtis !== undefined) {
+    const work = chunks(request.jtis.map((jti) => jti.toLowerCase()));
+    return run(ctx, { work, statement: revokeByJtis(table), values: (chunk: string[]) => [chunk], untilNone: false, size: work.size }, options);
   }
-  return { revoked: run.revoked };
+  const { issuedBefore } = request;
+  const { rows } = await ctx.pool.query<{ lo: number | null; hi: number | null }>(sessionIdBounds(table));
+  const lo = rows[0]?.lo ?? null;
+  const hi = rows[0]?.hi ?? null;
+  if (lo === null || hi === null) return { revoked: 0 };
+  const statements: RequestStatements<IdRange> = {
+    work: new IdRanges(lo, hi),
+    statement: revokeIdRange(table),
+    values: (range) => [range.lower, range.upper, issuedBefore],
+    untilNone: false,
+    size: { initial: config.batchSize, min: config.batchMinSize, max: config.batchMaxSize },
+  };
+  return run(ctx, statements, options);
 }
 
 /**
- * The statements of one request, as units of work that the lanes take in turn. A unit that hit
- * statement_timeout goes back smaller (shrink), or cannot (then the error is thrown).
+ * One request's statements: the units of work (chunks of users or jtis, or id ranges) the lanes
+ * take in turn from one list, and the statement each unit runs.
  */
+interface RequestStatements<W> {
+  readonly work: WorkList<W>;
+  readonly statement: Statement;
+  readonly values: (unit: W) => unknown[];
+  /**
+   * A unit's statement deletes at most a cap of rows (a user's sessions): it runs again until one
+   * deletes nothing. Not until one deletes fewer than the cap: rows another transaction deleted
+   * meanwhile (a purge) make a capped statement delete fewer, with more rows of the unit still there.
+   */
+  readonly untilNone: boolean;
+  /** A lane's adaptive size (users, jtis or ids a statement). */
+  readonly size: { readonly initial: number; readonly min: number; readonly max: number };
+}
+
+/** Runs the statements in the batch engine's loop, a statement a batch. */
+async function run<W>(ctx: TaskContext, statements: RequestStatements<W>, options: RevokeOptions): Promise<RevokeOutput> {
+  const { config, metrics } = ctx;
+  const { work, size } = statements;
+  const driver = new LaneDriver<LaneScope>(
+    ctx,
+    {
+      task: 'revoke',
+      lanes: maxLanes(options),
+      extraLanes: 'spare',
+      moreWork: () => work.more(),
+      // A lane takes its first unit as it opens: the first lane's, before the engine asks
+      // whether work is left for another.
+      openLane: (_laneId, client) => {
+        const first = work.take(size.initial);
+        return Promise.resolve(first === undefined ? null : new RevocationLane(ctx, client, statements, first, options));
+      },
+      size: () => new AdaptiveBatchSize(size.initial, size.min, size.max, config.batchTargetMs),
+      scope: () => ({ waits: { ms: 0 } }),
+      before: () => Promise.resolve(options.signal?.aborted === true ? 'shutdown' : null),
+      limit: (_laneId, rows) => rows,
+      countDeleted: (rows) => {
+        metrics.sessionsDeleted.inc({ reason: 'revoked' }, rows);
+        metrics.rowsDeleted.inc({ table: tableLabel(config.sessionTable), reason: 'revoked' }, rows);
+      },
+    },
+    options.onProgress ? { onProgress: (p) => options.onProgress?.({ revoked: p.deleted, batches: p.batches }) } : {},
+  );
+  await driver.run();
+  // pg-boss gave up on the job: it fails (and is retried), with what was done so far done.
+  if (driver.stoppedBy === 'shutdown') options.signal?.throwIfAborted();
+  return { revoked: driver.deleted };
+}
+
+const maxLanes = (options: RevokeOptions) => Math.max(1, options.lanes ?? LANES);
+
+/** The units of one request, which the lanes take in turn. */
 interface WorkList<W> {
-  take(): W | undefined;
+  /** The next unit of at most `limit` items (or ids), or undefined: none left. */
+  take(limit: number): W | undefined;
   /** Whether take() would return a unit now. */
   more(): boolean;
-  shrink(unit: W): boolean;
-  done(unit: W, durationMs: number): void;
+  /** The unit's first `limit` items (or ids), and the rest (undefined: none). */
+  split(unit: W, limit: number): readonly [W, W | undefined];
+  /** What a lane's adaptive size learns from a unit: 0 for a chunk, whose size only a statement timeout changes. */
+  covered(unit: W): number;
 }
 
 /**
- * Chunks of at most maxSize items, in order; halved after a statement timeout. More than one chunk:
- * their number is rounded up to a multiple of the lanes, all of (nearly) the same size, so that
- * the lanes end together rather than one of them doing the last chunk alone.
+ * Chunks of at most maxSize items, in order. More than one chunk: their number is rounded up to a
+ * multiple of the lanes, all of (nearly) the same size, so that the lanes end together rather than
+ * one of them doing the last chunk alone. A lane whose statement timed out takes smaller ones.
  */
 class Chunks<T> implements WorkList<T[]> {
   #next = 0;
-  #size: number;
-  /** Pieces of a chunk that timed out, to be taken first (the last one first). */
-  readonly #returned: T[][] = [];
   readonly #items: readonly T[];
+  readonly #size: number;
 
   constructor(items: readonly T[], maxSize: number, lanes: number) {
     this.#items = items;
@@ -133,27 +205,28 @@ class Chunks<T> implements WorkList<T[]> {
     this.#size = chunks <= 1 ? max : Math.ceil(items.length / (Math.ceil(chunks / lanes) * lanes));
   }
 
-  take(): T[] | undefined {
-    const returned = this.#returned.pop();
-    if (returned !== undefined) return returned;
+  get size() {
+    return { initial: this.#size, min: 1, max: this.#size };
+  }
+
+  take(limit: number): T[] | undefined {
     if (this.#next >= this.#items.length) return undefined;
-    const chunk = this.#items.slice(this.#next, this.#next + this.#size);
+    const chunk = this.#items.slice(this.#next, this.#next + Math.min(limit, this.#size));
     this.#next += chunk.length;
     return chunk;
   }
 
   more(): boolean {
-    return this.#returned.length > 0 || this.#next < this.#items.length;
+    return this.#next < this.#items.length;
   }
 
-  shrink(chunk: T[]): boolean {
-    if (chunk.length <= 1) return false;
-    this.#size = Math.min(this.#size, Math.floor(chunk.length / 2));
-    for (let end = chunk.length; end > 0; end -= this.#size) this.#returned.push(chunk.slice(Math.max(0, end - this.#size), end));
-    return true;
+  split(chunk: T[], limit: number): readonly [T[], T[] | undefined] {
+    return chunk.length <= limit ? [chunk, undefined] : [chunk.slice(0, limit), chunk.slice(limit)];
   }
 
-  done(): void {}
+  covered(): number {
+    return 0;
+  }
 }
 
 interface IdRange {
@@ -161,208 +234,103 @@ interface IdRange {
   readonly upper: number;
 }
 
-/** Primary-key ranges [lower, upper) from lo to hi, their width adapting (in ids, not rows). */
+/**
+ * Primary-key ranges [lower, upper) from lo to hi, as wide as the lane's size (in ids, not rows):
+ * the ids scanned, not the rows deleted, teach the width, the scan being most of the cost.
+ */
 class IdRanges implements WorkList<IdRange> {
   #lower: number;
   readonly #hi: number;
-  readonly #width: AdaptiveBatchSize;
-  readonly #returned: IdRange[] = [];
 
-  constructor(lo: number, hi: number, width: AdaptiveBatchSize) {
+  constructor(lo: number, hi: number) {
     this.#lower = lo;
     this.#hi = hi;
-    this.#width = width;
   }
 
-  take(): IdRange | undefined {
-    const returned = this.#returned.pop();
-    if (returned !== undefined) return returned;
+  take(limit: number): IdRange | undefined {
     if (this.#lower > this.#hi) return undefined;
-    const range = { lower: this.#lower, upper: Math.min(this.#lower + this.#width.size, this.#hi + 1) };
+    const range = { lower: this.#lower, upper: Math.min(this.#lower + limit, this.#hi + 1) };
     this.#lower = range.upper;
     return range;
   }
 
   more(): boolean {
-    return this.#returned.length > 0 || this.#lower <= this.#hi;
+    return this.#lower <= this.#hi;
   }
 
-  shrink(range: IdRange): boolean {
-    if (this.#width.atMinimum) return false;
-    this.#width.timedOut();
-    const step = this.#width.size;
-    for (let end = range.upper; end > range.lower; end -= step) this.#returned.push({ lower: Math.max(range.lower, end - step), upper: end });
-    return true;
+  split(range: IdRange, limit: number): readonly [IdRange, IdRange | undefined] {
+    const end = range.lower + limit;
+    return end >= range.upper
+      ? [range, undefined]
+      : [
+          { lower: range.lower, upper: end },
+          { lower: end, upper: range.upper },
+        ];
   }
 
-  done(range: IdRange, durationMs: number): void {
-    // The ids scanned, not the rows deleted, teach the width: the scan is most of the cost.
-    this.#width.record(range.upper - range.lower, durationMs);
+  covered(range: IdRange): number {
+    return range.upper - range.lower;
   }
 }
 
-class Revocation {
-  revoked = 0;
-  batches = 0;
+/**
+ * A lane of a revocation: one statement a batch, on the unit it took (or the part of it its size
+ * allows after a statement timeout), then on the next unit it takes from the request's list.
+ */
+class RevocationLane<W> implements Lane<LaneScope> {
   readonly #ctx: TaskContext;
+  readonly #client: pg.PoolClient;
+  readonly #statements: RequestStatements<W>;
   readonly #options: RevokeOptions;
   readonly #policy: LockRetryPolicy;
+  #unit: W | undefined;
+  /** The unit's last statement deleted rows (untilNone): the next one checks whether any are left. */
+  #checking = false;
 
-  constructor(ctx: TaskContext, options: RevokeOptions) {
+  constructor(ctx: TaskContext, client: pg.PoolClient, statements: RequestStatements<W>, first: W, options: RevokeOptions) {
     this.#ctx = ctx;
+    this.#client = client;
+    this.#statements = statements;
+    this.#unit = first;
     this.#options = options;
     this.#policy = options.lockRetry ?? DEFAULT_LOCK_RETRY;
   }
 
-  async byUsers(userIds: readonly number[], exceptJti: string | null, issuedBefore: string | null): Promise<void> {
-    const statement = revokeByUsers(this.#ctx.config.sessionTable);
-    const cap = this.#ctx.config.batchMaxSize;
-    await this.#lanes(this.#chunks(userIds), async (client, chunk) => {
-      // At most `cap` sessions a statement (db/sql/revoke.ts): again until one deletes nothing. Not
-      // until one deletes fewer than the cap: rows another transaction deleted meanwhile (a purge)
-      // make a capped statement delete fewer, with more sessions of the chunk still there.
-      // The statement that finds nothing is a check, not a batch.
-      const values = [chunk, exceptJti, issuedBefore, cap];
-      let revoked = await this.#statement(client, statement, values);
-      while (revoked > 0) revoked = await this.#statement(client, statement, values, false);
-    });
+  get holding(): boolean {
+    return this.#unit !== undefined;
   }
 
-  async byJtis(jtis: readonly string[]): Promise<void> {
-    const statement = revokeByJtis(this.#ctx.config.sessionTable);
-    await this.#lanes(this.#chunks(jtis), (client, chunk) => this.#statement(client, statement, [chunk]));
-  }
-
-  async byIdRanges(issuedBefore: string): Promise<void> {
-    const { pool, config } = this.#ctx;
-    const { rows } = await pool.query<{ lo: number | null; hi: number | null }>(sessionIdBounds(config.sessionTable));
-    const lo = rows[0]?.lo ?? null;
-    const hi = rows[0]?.hi ?? null;
-    if (lo === null || hi === null) return;
-    const statement = revokeIdRange(config.sessionTable);
-    const width = new AdaptiveBatchSize(config.batchSize, config.batchMinSize, config.batchMaxSize, config.batchTargetMs);
-    await this.#lanes(new IdRanges(lo, hi, width), (client, range) => this.#statement(client, statement, [range.lower, range.upper, issuedBefore]));
-  }
-
-  #chunks<T>(items: readonly T[]): Chunks<T> {
-    return new Chunks(items, this.#options.idsPerStatement ?? IDS_PER_STATEMENT, this.#maxLanes);
-  }
-
-  get #maxLanes(): number {
-    return Math.max(1, this.#options.lanes ?? LANES);
+  async batch(limit: number): Promise<BatchStep> {
+    const { work, statement, values, untilNone } = this.#statements;
+    const unit = (this.#unit ??= work.take(limit));
+    if (unit === undefined) return { deleted: 0, covered: 0, done: true, counted: false };
+    const [head, rest] = work.split(unit, limit);
+    const deleted = (await this.#client.query({ ...statement, values: values(head) })).rowCount ?? 0;
+    const checked = this.#checking;
+    this.#checking = untilNone && deleted > 0;
+    if (!this.#checking) this.#unit = rest;
+    // The check found nothing left: no batch, but a boundary (where a spare connection may go back).
+    return { deleted, covered: work.covered(head), done: false, ...(checked && !this.#checking ? { counted: false } : {}) };
   }
 
   /**
-   * Runs every unit of work on the job's connection and, while the pool can spare one, on a second
-   * (see the top of this file). A statement timeout shrinks the unit and puts it back.
+   * A lock timeout (55P03) or a deadlock (40P01): the same statement again after a short, growing,
+   * jittered sleep, up to the policy's attempts (see the top of this file); anything else fails the job.
    */
-  async #lanes<W>(work: WorkList<W>, run: (client: pg.PoolClient, unit: W) => Promise<unknown>): Promise<void> {
-    const { pool, metrics } = this.#ctx;
-    const first = work.take();
-    if (first === undefined) return;
-    // A failing lane stops the others before their next statement; the first failure is the job's.
-    const failed = new AbortController();
-    let failure: { error: unknown } | undefined;
-    // Each lane's promise is handled the moment it exists: a helper can fail while the job's own lane
-    // still runs, and a rejection without a handler by then would end the process.
-    const settle = (running: Promise<void>) =>
-      running.catch((error: unknown) => {
-        failure ??= { error };
-        failed.abort();
-      });
-
-    const lane = async (client: pg.PoolClient, initial: W | undefined, helper: boolean) => {
-      // A helper's connection can arrive after somebody began to wait (a new backend on a busy
-      // server takes a while to start): it goes to them before its first statement.
-      if (helper && pool.waitingCount > 0) return;
-      for (let unit = initial ?? work.take(); unit !== undefined; unit = work.take()) {
-        if (failed.signal.aborted) return;
-        this.#throwIfAborted();
-        const started = performance.now();
-        try {
-          await run(client, unit);
-        } catch (error) {
-          if (sqlState(error) === SQLSTATE.queryCanceled && !this.#aborted && work.shrink(unit)) {
-            metrics.errors.inc({ kind: 'batch-timeout' });
-            this.#options.onRetry?.({ cause: 'statement-timeout', attempt: 1, delayMs: 0 });
-            continue;
-          }
-          throw error;
-        }
-        work.done(unit, performance.now() - started);
-        // Somebody waits for a connection of the pool: a helper gives its own back.
-        if (helper && pool.waitingCount > 0) return;
-      }
-    };
-    // A helper that cannot connect is no failure: the job's own connection does its share.
-    const runHelper = () =>
-      pool.connect().then(
-        (client) => withConnection(this.#ctx, () => lane(client, undefined, true), client),
-        (error: unknown) => this.#ctx.log.debug({ err: error }, 'revocation: no second connection'),
-      );
-
-    // Helpers once the job has its own connection, while work is left after the first unit, and on
-    // a connection the pool can spare now; they start (synchronously) before the job's own lane
-    // runs its first statement.
-    const lanes: Array<Promise<void>> = [];
-    lanes.push(
-      settle(
-        withConnection(this.#ctx, (client) => {
-          for (let i = 1; i < this.#maxLanes && work.more() && spareConnection(pool); i += 1) lanes.push(settle(runHelper()));
-          return lane(client, first, false);
-        }),
-      ),
-    );
-    // Settled promises: none rejects. The helpers are in the list before the first one settles.
-    for (let i = 0; i < lanes.length; i += 1) await lanes[i];
-    if (failure) throw failure.error;
+  retryAfter(error: unknown, attempt: number): number | null {
+    const code = sqlState(error);
+    const cause: RetryCause | null = code === SQLSTATE.lockNotAvailable ? 'lock-timeout' : code === SQLSTATE.deadlockDetected ? 'deadlock' : null;
+    if (cause === null || attempt >= this.#policy.attempts || this.#options.signal?.aborted === true) return null;
+    this.#ctx.metrics.errors.inc({ kind: cause === 'lock-timeout' ? 'lock-timeout' : 'database' });
+    const delayMs = backoff(this.#policy, attempt);
+    this.#options.onRetry?.({ cause, attempt, delayMs });
+    this.#ctx.log.debug({ cause, attempt, delayMs }, 'revocation statement retried');
+    return delayMs;
   }
 
-  /**
-   * One delete statement, retried after lock timeouts and deadlocks; counts what it deleted, and
-   * returns it. `counted` false: a statement that deletes nothing is not a batch (the check that a
-   * capped chunk is done).
-   */
-  async #statement(client: pg.PoolClient, statement: Statement, values: unknown[], counted = true): Promise<number> {
-    const { metrics } = this.#ctx;
-    for (let attempt = 1; ; attempt += 1) {
-      const started = performance.now();
-      try {
-        const revoked = (await client.query({ ...statement, values })).rowCount ?? 0;
-        if (revoked === 0 && !counted) return 0;
-        this.revoked += revoked;
-        this.batches += 1;
-        metrics.sessionsDeleted.inc({ reason: 'revoked' }, revoked);
-        metrics.rowsDeleted.inc({ table: tableLabel(this.#ctx.config.sessionTable), reason: 'revoked' }, revoked);
-        this.#options.onProgress?.({ revoked: this.revoked, batches: this.batches });
-        return revoked;
-      } catch (error) {
-        const code = sqlState(error);
-        const cause: RetryCause | null = code === SQLSTATE.lockNotAvailable ? 'lock-timeout' : code === SQLSTATE.deadlockDetected ? 'deadlock' : null;
-        if (cause === null || attempt >= this.#policy.attempts || this.#aborted) throw error;
-        metrics.errors.inc({ kind: cause === 'lock-timeout' ? 'lock-timeout' : 'database' });
-        const delayMs = backoff(this.#policy, attempt);
-        this.#options.onRetry?.({ cause, attempt, delayMs });
-        this.#ctx.log.debug({ cause, attempt, delayMs }, 'revocation statement retried');
-        await sleep(delayMs, undefined, this.#options.signal ? { signal: this.#options.signal } : {});
-      } finally {
-        metrics.batchDuration.observe({ task: 'revoke' }, (performance.now() - started) / 1000);
-      }
-    }
+  shrunk(): void {
+    this.#options.onRetry?.({ cause: 'statement-timeout', attempt: 1, delayMs: 0 });
   }
-
-  get #aborted(): boolean {
-    return this.#options.signal?.aborted ?? false;
-  }
-
-  #throwIfAborted(): void {
-    this.#options.signal?.throwIfAborted();
-  }
-}
-
-/** Whether pool.connect() would not wait: nobody waits, and a connection is idle or may be opened. */
-function spareConnection(pool: pg.Pool): boolean {
-  return pool.waitingCount === 0 && (pool.idleCount > 0 || pool.totalCount < (pool.options.max ?? 10));
 }
 
 /** Exponential from baseDelayMs, capped, with jitter (50-100 %) so that retries do not march in step. */
