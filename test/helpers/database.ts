@@ -222,6 +222,24 @@ export async function remainingIds(pool: pg.Pool): Promise<number[]> {
 }
 
 /** Sessions still expired and still live, by the database's clock. */
+/**
+ * Every row deleted from the sessions table costs `seconds` more (a trigger that sleeps), so that
+ * a statement of many rows outlasts a short statement_timeout; undoes it.
+ */
+export async function slowDeletes(pool: pg.Pool, seconds: number): Promise<() => Promise<void>> {
+  await pool.query('CREATE TABLE public.sj_test_delete_cost (seconds float8 NOT NULL)');
+  await pool.query('INSERT INTO public.sj_test_delete_cost VALUES ($1)', [seconds]);
+  await pool.query(
+    'CREATE FUNCTION public.sj_test_slow_delete() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep((SELECT seconds FROM public.sj_test_delete_cost)); RETURN OLD; END $$',
+  );
+  await pool.query('CREATE TRIGGER sj_test_slow_delete BEFORE DELETE ON auth.refresh_session FOR EACH ROW EXECUTE FUNCTION public.sj_test_slow_delete()');
+  return async () => {
+    await pool.query('DROP TRIGGER sj_test_slow_delete ON auth.refresh_session');
+    await pool.query('DROP FUNCTION public.sj_test_slow_delete()');
+    await pool.query('DROP TABLE public.sj_test_delete_cost');
+  };
+}
+
 export async function expiredAndLive(pool: pg.Pool): Promise<{ expired: number; live: number }> {
   const { rows } = await pool.query<{ expired: number; live: number }>(
     `SELECT count(*) FILTER (WHERE expires_at < now())::int AS expired, count(*) FILTER (WHERE expires_at >= now())::int AS live FROM auth.refresh_session`,

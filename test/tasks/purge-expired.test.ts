@@ -11,6 +11,7 @@ import {
   refreshInFlight,
   releaseAll,
   remainingIds,
+  slowDeletes,
   taskContext,
   testConfig,
   useTestDatabase,
@@ -37,6 +38,7 @@ describe('purge-expired', () => {
         stalled: stalled.values.find((v) => v.labels.task === 'purge-expired')?.value ?? 0,
         counted: metric.values.find((v) => v.labels.reason === 'expired')?.value ?? 0,
         lockTimeouts: errors.values.find((v) => v.labels.kind === 'lock-timeout')?.value ?? 0,
+        batchTimeouts: errors.values.find((v) => v.labels.kind === 'batch-timeout')?.value ?? 0,
       };
     } finally {
       await ctx.pool.end();
@@ -92,6 +94,28 @@ describe('purge-expired', () => {
     assert.ok(Math.max(...batchRows) <= 5000, `batches of ${batchRows.join(', ')} rows`);
     assert.ok(output.batches >= 3, `expected at least 3 batches, got ${output.batches}`);
     assert.equal((await expiredAndLive(db.pool)).expired, 0);
+  });
+
+  test('a batch past statement_timeout is tried again at half the size, until one fits; the run drains', async () => {
+    await reset();
+    await insertBulkSessions(db.pool, 400, 0.75);
+    // 5 ms a deleted row: a batch of 200 takes 1 s, past 100 ms; one of 12 takes 60 ms.
+    const undo = await slowDeletes(db.pool, 0.005);
+    try {
+      const batchRows: number[] = [];
+      const { output, batchTimeouts } = await purge(
+        { JANITOR_STATEMENT_TIMEOUT: '100ms', JANITOR_BATCH_SIZE: '200', JANITOR_BATCH_MIN_SIZE: '10', JANITOR_PURGE_CONCURRENCY: '1' },
+        undefined,
+        undefined,
+        batchRows,
+      );
+      assert.deepEqual({ deleted: output.deleted, stoppedBy: output.stoppedBy }, { deleted: 300, stoppedBy: 'drained' });
+      assert.ok(batchTimeouts >= 1, 'no batch timed out');
+      assert.ok(Math.max(...batchRows) <= 100, `batches of ${batchRows.join(', ')} rows`);
+      assert.deepEqual(await expiredAndLive(db.pool), { expired: 0, live: 100 });
+    } finally {
+      await undo();
+    }
   });
 
   test('drains a backlog of many batches on several lanes, ties at batch edges included', async () => {

@@ -17,6 +17,7 @@ import {
   remainingIds,
   type SessionSpec,
   silentLogger,
+  slowDeletes,
   taskContext,
   testConfig,
   useTestDatabase,
@@ -388,6 +389,53 @@ describe('revoke', () => {
       await holder.end();
     }
     assert.deepEqual((await run({ userId: a, reason: 'r' })).output, { revoked: 3 });
+  });
+
+  test('a statement past statement_timeout is tried again on half as many users, until one fits; every session revoked', async () => {
+    await reset();
+    const sessions = await insertSessions(
+      db.pool,
+      Array.from({ length: 120 }, (_, i) => ({ expiresIn: 86_400, user: i })),
+    );
+    // 5 ms a deleted row: 120 users (one session each) a statement take 600 ms, past 100 ms; 15 take 75 ms.
+    const undo = await slowDeletes(db.pool, 0.005);
+    try {
+      const perStatement: number[] = [];
+      let before = 0;
+      const { output, counted, retries } = await run(
+        { userIds: usersOf(sessions), reason: 'admin' },
+        { JANITOR_STATEMENT_TIMEOUT: '100ms' },
+        {
+          lanes: 1,
+          onProgress: (p) => {
+            perStatement.push(p.revoked - before);
+            before = p.revoked;
+          },
+        },
+      );
+      assert.deepEqual({ output, counted }, { output: { revoked: 120 }, counted: 120 });
+      assert.ok(retries.includes('statement-timeout'), `retries: ${retries.join(', ')}`);
+      assert.ok(Math.max(...perStatement) <= 60, `statements of ${perStatement.join(', ')} sessions`);
+      assert.deepEqual(await remainingIds(db.pool), []);
+    } finally {
+      await undo();
+    }
+  });
+
+  test('a statement of one user past statement_timeout fails the revocation (for pg-boss to retry) and deletes nothing', async () => {
+    const sessions = await fixture();
+    const [a] = usersOf(sessions);
+    // 3 sessions of 50 ms each: one user's statement takes 150 ms, past 100 ms.
+    const undo = await slowDeletes(db.pool, 0.05);
+    try {
+      await assert.rejects(
+        run({ userId: a, reason: 'r' }, { JANITOR_STATEMENT_TIMEOUT: '100ms' }),
+        (error: unknown) => typeof error === 'object' && error !== null && 'code' in error && error.code === '57014',
+      );
+      await assertRemaining(sessions);
+    } finally {
+      await undo();
+    }
   });
 
   test('idempotent: the same request again leaves the same table and revokes 0', async () => {
