@@ -32,8 +32,9 @@
  */
 import type pg from 'pg';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { tableLabel } from '../config.ts';
+import { tableLabel, type PurgeTable } from '../config.ts';
 import { SQLSTATE, sqlState } from '../db/errors.ts';
+import type { DeleteReason } from '../metrics.ts';
 import { scheduledTask, type ScheduledTaskName } from '../queues.ts';
 import { AdaptiveBatchSize, RunBudget, type Progress, type RunOptions, type RunOutput, type StoppedBy } from './batching.ts';
 import { createBrakes, type BrakeDeps } from './brakes.ts';
@@ -279,6 +280,18 @@ export class LaneDriver<S extends LaneScope> {
   }
 }
 
+/**
+ * Counts a task's deleted rows: session_janitor_rows_deleted_total{table, reason}, and for the
+ * sessions table session_janitor_sessions_deleted_total{reason} (an extra table's rows, codes or
+ * flows, are no sessions: only the per-table counter has them).
+ */
+export function deletedRowsCounter({ config, metrics }: TaskContext, reason: DeleteReason, table?: PurgeTable): (rows: number) => void {
+  return (rows) => {
+    if (table === undefined) metrics.sessionsDeleted.inc({ reason }, rows);
+    metrics.rowsDeleted.inc({ table: table?.label ?? tableLabel(config.sessionTable), reason }, rows);
+  };
+}
+
 /** A run of a scheduled task: its reason, brakes, lanes and table are its descriptor's (queues.ts scheduledTasks). */
 export interface BatchTask {
   readonly task: ScheduledTaskName;
@@ -340,11 +353,7 @@ export async function runBatches(ctx: TaskContext, spec: BatchTask, options: Run
       limit: (laneId, size) => brakes.batchRows(laneId, Math.max(1, Math.min(size, budget.rowsLeft(driver.deleted))), config.batchMinSize),
       after: (laneId, step, workMs) =>
         brakes.afterBatch(laneId, workMs, step.deleted, step.walStart ?? Number.NaN, step.walEnd ?? Number.NaN, step.done ? null : step.oldestWaitingSeconds),
-      // An extra table's rows are no sessions: only the per-table counter has them.
-      countDeleted: (rows) => {
-        if (table === undefined) metrics.sessionsDeleted.inc({ reason }, rows);
-        metrics.rowsDeleted.inc({ table: table?.label ?? tableLabel(config.sessionTable), reason }, rows);
-      },
+      countDeleted: deletedRowsCounter(ctx, reason, table),
     },
     options,
   );

@@ -36,14 +36,13 @@
  * stays done).
  */
 import type pg from 'pg';
-import { tableLabel } from '../config.ts';
 import { SQLSTATE, sqlState } from '../db/errors.ts';
 import { revokeByJtis, revokeByUsers, revokeIdRange, sessionIdBounds } from '../db/sql/revoke.ts';
 import type { Statement } from '../db/sql/identifiers.ts';
 import type { RevokeRequest } from '../revoke-request.ts';
 import { AdaptiveBatchSize } from './batching.ts';
 import type { TaskContext } from './context.ts';
-import { LaneDriver, type BatchStep, type Lane, type LaneScope } from './engine.ts';
+import { deletedRowsCounter, LaneDriver, type BatchStep, type Lane, type LaneScope } from './engine.ts';
 
 /** Users or jtis per statement at most (docs/performance.md: measured from 500 to 5000). */
 export const IDS_PER_STATEMENT = 2500;
@@ -142,7 +141,7 @@ interface RequestStatements<W> {
 
 /** Runs the statements in the batch engine's loop, a statement a batch. */
 async function run<W>(ctx: TaskContext, statements: RequestStatements<W>, options: RevokeOptions): Promise<RevokeOutput> {
-  const { config, metrics } = ctx;
+  const { config } = ctx;
   const { work, size } = statements;
   const driver = new LaneDriver<LaneScope>(
     ctx,
@@ -161,10 +160,7 @@ async function run<W>(ctx: TaskContext, statements: RequestStatements<W>, option
       scope: () => ({ waits: { ms: 0 } }),
       before: () => Promise.resolve(options.signal?.aborted === true ? 'shutdown' : null),
       limit: (_laneId, rows) => rows,
-      countDeleted: (rows) => {
-        metrics.sessionsDeleted.inc({ reason: 'revoked' }, rows);
-        metrics.rowsDeleted.inc({ table: tableLabel(config.sessionTable), reason: 'revoked' }, rows);
-      },
+      countDeleted: deletedRowsCounter(ctx, 'revoked'),
     },
     options.onProgress ? { onProgress: (p) => options.onProgress?.({ revoked: p.deleted, batches: p.batches }) } : {},
   );
