@@ -235,8 +235,8 @@ describe('revoke', () => {
   });
 
   /** A context on url whose pool has two connections, the revocation's two lanes. */
-  const twoConnections = (url: string): TaskContext => {
-    const config = testConfig(db.url);
+  const twoConnections = (url: string, env: Record<string, string> = {}): TaskContext => {
+    const config = testConfig(db.url, env);
     const pool = createPool({ connectionString: url, max: 2, statementTimeoutMs: config.statementTimeoutMs, lockTimeoutMs: config.lockTimeoutMs });
     return { pool, config, metrics: createMetrics(), log: silentLogger() };
   };
@@ -288,6 +288,29 @@ describe('revoke', () => {
     } finally {
       await ctx.pool.end();
     }
+  });
+
+  test('a second connection given back while its user has sessions left finishes that user first: nothing is left behind', async () => {
+    await reset();
+    // 20 users of 250 sessions, one user a chunk, at most 100 sessions a statement: every chunk
+    // takes three statements and a check, so whoever waits asks while a chunk is half done.
+    const sessions = await insertSessions(
+      db.pool,
+      Array.from({ length: 5000 }, (_, i) => ({ expiresIn: 86_400, user: i % 20 })),
+    );
+    const ctx = twoConnections(db.url, { JANITOR_BATCH_SIZE: '100', JANITOR_BATCH_MAX_SIZE: '100' });
+    const waiter = anotherTaskWaits(ctx.pool, () => ctx.pool.idleCount === 0 && ctx.pool.totalCount === 2);
+    try {
+      const warm = await Promise.all([ctx.pool.connect(), ctx.pool.connect()]);
+      for (const client of warm) client.release();
+      const output = await revoke(ctx, { userIds: usersOf(sessions), reason: 'admin' }, { idsPerStatement: 1, onProgress: waiter.onProgress });
+      assert.ok(waiter.served, 'the revocation never held both connections');
+      assert.ok((await waiter.served) < 60, 'the second connection was not given back before the end');
+      assert.deepEqual(output, { revoked: 5000 });
+    } finally {
+      await ctx.pool.end();
+    }
+    assert.deepEqual(await remainingIds(db.pool), []);
   });
 
   test('a second connection that opens only after somebody began to wait goes to them before its first statement', async () => {
