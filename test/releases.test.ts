@@ -184,7 +184,7 @@ async function emptyDatabase(): Promise<{ url: string; drop: () => Promise<void>
   try {
     await createAuthTables(pool);
   } finally {
-    await pool.end();
+    await closePool(pool);
   }
   return {
     url,

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import pg from 'pg';
 import { createBoss } from '../../src/boss.ts';
 import { QUEUES } from '../../src/queues.ts';
-import { insertSessions, silentLogger, testConfig } from './database.ts';
+import { closePool, insertSessions, silentLogger, testConfig } from './database.ts';
 import { runCli } from './process.ts';
 import { until } from './wait.ts';
 
@@ -87,6 +87,7 @@ export async function proveWorkerWorks(url: string, options: { cli?: string; env
     assert.equal(finished.code, 0, `the worker did not stop cleanly:\n${finished.stdout}${finished.stderr}`);
     return { output: finished.stdout + finished.stderr };
   } finally {
-    await pool.end();
+    // Closed, not only ended: the caller drops the database WITH (FORCE) next (closePool says why).
+    await closePool(pool);
   }
 }
