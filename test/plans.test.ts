@@ -116,9 +116,13 @@ describe('plans', () => {
       const pkey = ['refresh_session_pkey'];
       const cases: Case[] = [
         ...[true, false].flatMap((from) => [
-          { statement: purgeBound(TABLE, from), values: ['-infinity', 'infinity', 0, PURGE_BATCH, tieSlack(PURGE_BATCH) + 1], indexes: expires },
+          {
+            statement: purgeBound(TABLE, from),
+            values: ['-infinity', 'infinity', 0, PURGE_BATCH, tieSlack(PURGE_BATCH) + 1, 'purge-expired'],
+            indexes: expires,
+          },
           // From the cursor on the tie: its entries are the first the bound statement reads.
-          { statement: purgeBound(TABLE, from), values: [tie.at, 'infinity', 0, PURGE_BATCH, tieSlack(PURGE_BATCH) + 1], indexes: expires },
+          { statement: purgeBound(TABLE, from), values: [tie.at, 'infinity', 0, PURGE_BATCH, tieSlack(PURGE_BATCH) + 1, 'purge-expired'], indexes: expires },
           ...[true, false].flatMap((upTo) => [
             { statement: purgeBatch(TABLE, from, upTo), values: ['-infinity', 'infinity', 0, upTo ? bound : tie.at], indexes: expires },
             { statement: purgeBatchExceptHeld(TABLE, from, upTo), values: ['-infinity', 'infinity', 0, upTo ? bound : tie.at], indexes: expires },
@@ -127,8 +131,8 @@ describe('plans', () => {
         ]),
         // The tie walked by itself: the instant's entries of the expires_at index, in heap order,
         // then deleted by id.
-        { statement: purgeTieIds(TABLE), values: [tie.at, FIRST_TID, 0, PURGE_BATCH], indexes: expires },
-        { statement: purgeTieIds(TABLE), values: [tie.at, tie.tid, 0, PURGE_BATCH], indexes: expires },
+        { statement: purgeTieIds(TABLE), values: [tie.at, FIRST_TID, 0, PURGE_BATCH, 'purge-expired'], indexes: expires },
+        { statement: purgeTieIds(TABLE), values: [tie.at, tie.tid, 0, PURGE_BATCH, 'purge-expired'], indexes: expires },
         { statement: purgeIdsExceptHeld(TABLE), values: [ids, 0], indexes: pkey },
         { statement: purgeIds(TABLE), values: [ids, 0], indexes: pkey },
         { statement: startPass(TABLE), values: [positionKey(TABLE)], indexes: pkey },

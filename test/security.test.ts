@@ -563,8 +563,9 @@ describe('SQL text is built from validated identifiers only', () => {
   const IDENTIFIERS_A = ['zz_boss_a', 'zz_schema_a', 'zz_table_a'];
   const toB = (text: string) => text.replaceAll('zz_boss_a', 'zz_boss_b').replaceAll('zz_schema_a', 'zz_schema_b').replaceAll('zz_table_a', 'zz_table_b');
   /**
-   * Helpers that build identifiers or parameter values, not SQL statements; instantText wraps an
-   * expression of the statement that calls it, whose text is checked here.
+   * Helpers that build identifiers or parameter values, not SQL statements; instantText and
+   * pausedNow wrap an expression (a parameter) of the statement that calls them, whose text is
+   * checked here.
    */
   const NOT_SQL = new Set([
     'quote',
@@ -575,6 +576,7 @@ describe('SQL text is built from validated identifiers only', () => {
     'instantText',
     'parseMigration',
     'tieSlack',
+    'pausedNow',
     'userApplicationName',
     'sessionTarget',
     'asTarget',

@@ -17,8 +17,9 @@
  * A scheduled run (runBatches) adds, from the task's descriptor (queues.ts):
  *   - the run's budget (time, rows, shutdown), checked before every batch;
  *   - the brakes (tasks/brakes.ts), consulted between batches;
- *   - the task's pause (tasks/pause.ts), read before every batch: a paused task's run stops at its
- *     next batch boundary, as on shutdown (stoppedBy 'paused');
+ *   - the task's pause (tasks/pause.ts), read before every batch (or, for a task whose batches
+ *     read it in their first statement, by the batch: the purge's): a paused task's run stops at
+ *     its next batch boundary, as on shutdown (stoppedBy 'paused');
  *   - the blast-radius guard (tasks/blast-guard.ts), before the first batch: a run that would
  *     delete too many rows retroactively deletes nothing (stoppedBy 'blast-radius');
  *   - the clock check (tasks/clock-check.ts): while the database's clock and the process's
@@ -43,7 +44,7 @@ import type { TaskContext } from './context.ts';
 import { HeldBack } from './held-back.ts';
 import { HeldRows, type LockWaits } from './held-rows.ts';
 import { checkBlastRadius, recordDrainedRun } from './blast-guard.ts';
-import { PauseCheck } from './pause.ts';
+import { PauseCheck, pauseOf } from './pause.ts';
 import { reportStall } from './stall.ts';
 
 /** What one batch did. */
@@ -69,6 +70,8 @@ export interface BatchStep {
   readonly oldestWaitingSeconds?: number | null;
   /** 0..1 of the work known at the start, when the task can tell (progress). */
   readonly fraction?: number;
+  /** The task was paused when the batch began (BatchTask.readsPause): it deleted nothing, the run stops. */
+  readonly paused?: boolean;
 }
 
 /** What a lane's batches share with the engine: the lock waits to leave out of their duration. */
@@ -253,6 +256,10 @@ export class LaneDriver<S extends LaneScope> {
         continue;
       }
       failures = 0;
+      if (step.paused === true) {
+        this.stoppedBy ??= 'paused';
+        return;
+      }
       const durationMs = performance.now() - started;
       if (step.counted !== false) {
         metrics.batchDuration.observe({ task: plan.task }, durationMs / 1000);
@@ -299,11 +306,14 @@ export interface BatchTask {
   readonly maxSize: number;
   /** Opens lane `laneId` on its connection (or null: nothing to do on it). */
   readonly openLane: (laneId: number, client: pg.PoolClient) => Promise<Lane | null>;
+  /** Every batch of the lanes reads the task's pause in its first statement (BatchStep.paused): the engine reads it only at the start. */
+  readonly readsPause?: boolean;
 }
 
 export async function runBatches(ctx: TaskContext, spec: BatchTask, options: RunOptions = {}, deps: BrakeDeps = {}): Promise<RunOutput> {
   const { config, metrics } = ctx;
-  const { reason, throttled, lanes, table } = scheduledTask(config, spec.task);
+  const descriptor = scheduledTask(config, spec.task);
+  const { reason, throttled, lanes, table } = descriptor;
   if (ctx.clock?.holding === true) {
     ctx.log.warn(
       { task: spec.task },
@@ -311,8 +321,7 @@ export async function runBatches(ctx: TaskContext, spec: BatchTask, options: Run
     );
     return { deleted: 0, batches: 0, stoppedBy: 'clock-skew' };
   }
-  // An extra table's purge is the purge: `pause purge-expired` (and `all`) pause it too.
-  const pause = new PauseCheck(table === undefined ? spec.task : 'purge-expired');
+  const pause = new PauseCheck(pauseOf(descriptor));
   // A run that starts paused opens no lane and starts no brake.
   if (await pause.paused(ctx.pool)) {
     ctx.log.info({ task: spec.task }, `${spec.task} is paused (session-janitor status says by whom, why and until when): this run deletes nothing`);
@@ -345,7 +354,7 @@ export async function runBatches(ctx: TaskContext, spec: BatchTask, options: Run
         const stop = budget.stopReason(driver.deleted);
         if (stop !== null) return stop;
         if (ctx.clock?.holding === true) return 'clock-skew';
-        if (await pause.paused(client)) return 'paused';
+        if (spec.readsPause !== true && (await pause.paused(client))) return 'paused';
         // Woken early: the reason is one of the budget's, or a failed lane.
         if (!(await brakes.beforeBatch(laneId, wake))) return budget.stopReason(driver.deleted) ?? (driver.failed.signal.aborted ? 'shutdown' : 'time-budget');
         return null;

@@ -13,7 +13,7 @@
  */
 import type pg from 'pg';
 import { activePauses, clearPause, isPaused, setPause, type PauseRow } from '../db/sql/pause.ts';
-import { SCHEDULED_TASKS, type ScheduledTaskName } from '../queues.ts';
+import { SCHEDULED_TASKS, type ScheduledTask, type ScheduledTaskName } from '../queues.ts';
 
 /** The longest pause one command sets (24 h): longer is a renewal, which the alerts count. */
 export const MAX_PAUSE_SECONDS = 86_400;
@@ -24,6 +24,9 @@ export const PAUSABLE: readonly ScheduledTaskName[] = SCHEDULED_TASKS.map((t) =>
 /** A task a pause may name: the scheduled ones, and the revocations by their own name only. */
 export type PausableTask = ScheduledTaskName | 'revoke';
 
+/** The pause a scheduled task obeys: its own; an extra table's purge is the purge, `pause purge-expired` (and `all`) pause it too. */
+export const pauseOf = (task: ScheduledTask): ScheduledTaskName => (task.table === undefined ? task.task : 'purge-expired');
+
 /** Every task a pause row may hold, `all`'s and the revocations: the gauges' closed label set. */
 export const PAUSE_TASKS: readonly PausableTask[] = [...PAUSABLE, 'revoke'];
 
@@ -31,6 +34,8 @@ export const PAUSE_TASKS: readonly PausableTask[] = [...PAUSABLE, 'revoke'];
  * How often a run reads its pause at most: 0, before every batch, so that a pause stops a run within
  * the batch in flight. The read is one primary-key lookup in a table of at most three rows, on the
  * lane's own connection, against a batch that aims at tens of milliseconds (JANITOR_BATCH_TARGET_MS).
+ * The purge's batches read it in their first statement instead (db/sql/purge-expired.ts, BoundRow.paused):
+ * as a statement of its own it was about a tenth of a 5000-row batch (docs/performance.md).
  */
 export const PAUSE_CHECK_INTERVAL_MS = 0;
 

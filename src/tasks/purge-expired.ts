@@ -44,6 +44,7 @@ import type { BrakeDeps } from './brakes.ts';
 import type { TaskContext } from './context.ts';
 import { runBatches, type BatchScope, type Lane } from './engine.ts';
 import { aroundHeldRows, deleteInHalves, type SessionId } from './held-rows.ts';
+import { pauseOf } from './pause.ts';
 
 const SLICES_PER_LANE = 4;
 
@@ -62,6 +63,8 @@ interface Cursor {
 }
 
 interface BatchResult {
+  /** The purge is paused (BoundRow.paused): nothing was deleted, the cursor stays. */
+  readonly paused?: true;
   readonly deleted: number;
   /** null: fewer rows than the batch size were left in the slice, so the slice is done. */
   readonly next: Cursor | null;
@@ -72,12 +75,16 @@ interface BatchResult {
   readonly waited?: number | null;
 }
 
+const PAUSED: BatchResult = { paused: true, deleted: 0, next: null, walStart: Number.NaN, walEnd: Number.NaN };
+
 /** For tests: the throttle's view of the database, and the latency guard's probe, instead of the real ones. */
 export type PurgeDeps = BrakeDeps;
 
 /** What one purge run deletes from: the sessions table, or an extra table of JANITOR_PURGE_TABLES. */
 interface PurgeSpec {
   readonly task: ScheduledTaskName;
+  /** The pause the run obeys (tasks/pause.ts pauseOf), read by each batch's first statement. */
+  readonly pause: ScheduledTaskName;
   readonly target: PurgeTarget;
   readonly graceSeconds: number;
   readonly lanes: number;
@@ -85,6 +92,7 @@ interface PurgeSpec {
 
 const sessionsSpec = ({ config }: TaskContext): PurgeSpec => ({
   task: 'purge-expired',
+  pause: 'purge-expired',
   target: sessionTarget(config.sessionTable),
   graceSeconds: config.expiredGraceSeconds,
   lanes: config.purgeConcurrency,
@@ -112,7 +120,13 @@ export async function purgeTable(
     const { rows } = await ctx.pool.query<{ found: boolean }>({ ...anyPurgeable(target), values: [table.graceSeconds] });
     if (rows[0]?.found !== true) return { deleted: 0, batches: 0, stoppedBy: 'drained' };
   }
-  return purge(ctx, { task: purgeTableTask(table).task, target, graceSeconds: table.graceSeconds, lanes: 1 }, options, deps);
+  return purge(ctx, tableSpec(table, target), options, deps);
+}
+
+/** An extra table's run: one lane. */
+function tableSpec(table: PurgeTable, target: PurgeTarget): PurgeSpec {
+  const task = purgeTableTask(table);
+  return { task: task.task, pause: pauseOf(task), target, graceSeconds: table.graceSeconds, lanes: 1 };
 }
 
 /** The table's purge target (its primary key), or the error whose message is its problems, one per line. */
@@ -132,6 +146,7 @@ async function purge(ctx: TaskContext, spec: PurgeSpec, options: RunOptions, dep
       task: spec.task,
       maxSize: ctx.config.purgeBatchMaxSize,
       openLane: (_laneId, client) => Promise.resolve(purgeLane(ctx, spec, client, slices)),
+      readsPause: true,
     },
     options,
     deps,
@@ -170,8 +185,9 @@ function purgeLane(ctx: TaskContext, spec: PurgeSpec, client: pg.PoolClient, sli
 
   /** The next `size` rows of the tie on `at` after the ctid `after`, deleted by id. */
   const tieBatch = async ({ held, waits }: BatchScope, at: string, after: string, size: number): Promise<BatchResult> => {
-    const { rows } = await client.query<TieIdsRow>({ ...purgeTieIds(table), values: [at, after, grace, size] });
+    const { rows } = await client.query<TieIdsRow>({ ...purgeTieIds(table), values: [at, after, grace, size, spec.pause] });
     const row = rows[0];
+    if (row?.paused === true) return PAUSED;
     const ids = row?.ids ?? [];
     const deleted =
       ids.length === 0
@@ -189,8 +205,12 @@ function purgeLane(ctx: TaskContext, spec: PurgeSpec, client: pg.PoolClient, sli
   const runBatch = async (scope: BatchScope, to: string, size: number): Promise<BatchResult> => {
     if (typeof cursor.taken === 'object') return tieBatch(scope, cursor.at, cursor.taken.tid, size);
     const lowerInclusive = cursor.taken === 'none';
-    const { rows } = await client.query<BoundRow>({ ...purgeBound(table, lowerInclusive), values: [cursor.at, to, grace, size, tieSlack(size) + 1] });
+    const { rows } = await client.query<BoundRow>({
+      ...purgeBound(table, lowerInclusive),
+      values: [cursor.at, to, grace, size, tieSlack(size) + 1, spec.pause],
+    });
     const row = rows[0];
+    if (row?.paused === true) return PAUSED;
     const bound = row?.bound ?? null;
     if (bound !== null && row?.advances !== true) {
       // Deleting up to a bound that is not after the cursor deletes nothing and leaves the
@@ -229,6 +249,7 @@ function purgeLane(ctx: TaskContext, spec: PurgeSpec, client: pg.PoolClient, sli
     batch: async (limit, scope) => {
       if (slice === undefined) return { deleted: 0, covered: 0, done: true };
       const result = await runBatch(scope, slice.to, limit);
+      if (result.paused === true) return { deleted: 0, covered: 0, done: false, counted: false, paused: true };
       if (result.next === null) {
         // The slice is done: the next one, if any is left.
         slice = slices.shift();
@@ -268,7 +289,7 @@ export async function countPurgeableSessions(ctx: TaskContext): Promise<number> 
 
 /** Purgeable rows of an extra table now (its check first, as its run's). */
 export async function countPurgeableTableRows(ctx: TaskContext, table: PurgeTable): Promise<number> {
-  return countPurgeableRows(ctx, { task: purgeTableTask(table).task, target: await purgeTableTarget(ctx, table), graceSeconds: table.graceSeconds, lanes: 1 });
+  return countPurgeableRows(ctx, tableSpec(table, await purgeTableTarget(ctx, table)));
 }
 
 async function countPurgeableRows({ pool }: TaskContext, spec: PurgeSpec): Promise<number> {

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { purgeBatch, purgeBatchExceptHeld, purgeBound, purgeCandidates } from '../../src/db/sql/purge-expired.ts';
 import { migrateOwnSchema } from '../../src/db/migrate.ts';
+import { pauseTasks, resumeTasks } from '../../src/tasks/pause.ts';
 import { purgeExpired } from '../../src/tasks/purge-expired.ts';
 import {
   expiredAndLive,
@@ -164,6 +165,38 @@ describe('purge-expired', () => {
       assert.ok(Math.max(...batchRows) <= 110, `largest batch ${Math.max(...batchRows)} rows (cap 100)`);
       assert.deepEqual({ deleted: output.deleted, counted, stoppedBy: output.stoppedBy }, { deleted: 3360, counted: 3360, stoppedBy: 'drained' });
       assert.deepEqual(await expiredAndLive(db.pool), { expired: 0, live: 840 });
+    });
+  }
+
+  // The purge reads its pause in each batch's first statement (the bound, or a tie's ids).
+  for (const shape of ['range', 'tie'] as const) {
+    test(`a pause set while a run is under way stops it at a batch boundary, the rest left: ${shape === 'range' ? 'the range path' : 'inside a tie'}`, async () => {
+      await reset();
+      await insertBulkSessions(db.pool, 1000, 0.8);
+      if (shape === 'tie') await db.pool.query(`UPDATE auth.refresh_session SET expires_at = now() - interval '1 day' WHERE expires_at < now()`);
+      // 2 ms a deleted row: a batch of 50 takes 100 ms, and the pause commits during the second.
+      const undo = await slowDeletes(db.pool, 0.002);
+      let pausing: Promise<unknown> | undefined;
+      try {
+        const batchRows: number[] = [];
+        const { output } = await purge(
+          { JANITOR_BATCH_SIZE: '50', JANITOR_BATCH_MIN_SIZE: '50', JANITOR_PURGE_BATCH_MAX_SIZE: '50', JANITOR_PURGE_CONCURRENCY: '1' },
+          undefined,
+          (batches) => {
+            if (batches === 1) pausing = pauseTasks(db.pool, ['purge-expired'], 60, 'a test');
+          },
+          batchRows,
+        );
+        assert.ok(pausing, 'no batch ran');
+        await pausing;
+        assert.equal(output.stoppedBy, 'paused');
+        assert.ok(output.batches >= 1 && output.batches <= 4, `${output.batches} batches of ${batchRows.join(', ')} rows`);
+        assert.equal((await expiredAndLive(db.pool)).expired, 800 - output.deleted);
+      } finally {
+        await pausing?.catch(() => {});
+        await resumeTasks(db.pool, ['purge-expired']);
+        await undo();
+      }
     });
   }
 
@@ -438,8 +471,8 @@ describe('purge-expired', () => {
     // The bound statement takes the batch size as $4, the deletes the bound it read.
     const bound = (await db.pool.query<{ b: string }>("SELECT (now() - interval '1 hour')::text AS b")).rows[0]?.b;
     const cases = [
-      { statement: purgeBound(table, true), values: ['-infinity', 'infinity', 0, 5000, 501] },
-      { statement: purgeBound(table, false), values: ['-infinity', 'infinity', 0, 5000, 501] },
+      { statement: purgeBound(table, true), values: ['-infinity', 'infinity', 0, 5000, 501, 'purge-expired'] },
+      { statement: purgeBound(table, false), values: ['-infinity', 'infinity', 0, 5000, 501, 'purge-expired'] },
       { statement: purgeBatch(table, true), values: ['-infinity', 'infinity', 0, bound] },
       { statement: purgeBatch(table, false), values: ['-infinity', 'infinity', 0, bound] },
       { statement: purgeBatchExceptHeld(table, true), values: ['-infinity', 'infinity', 0, bound] },

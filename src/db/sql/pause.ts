@@ -38,10 +38,13 @@ export const activePauses: Statement = {
   text: `SELECT ${COLUMNS} FROM ${PAUSE_TABLE} WHERE until > now() ORDER BY task`,
 };
 
+/** Whether the task named by the parameter `task` ($n) is paused now: a boolean expression. */
+export const pausedNow = (task: string): string => `EXISTS (SELECT 1 FROM ${PAUSE_TABLE} WHERE task = ${task}::text AND until > now())`;
+
 /** $1 task: whether it is paused now (what a run reads between batches). */
 export const isPaused: Statement = {
   name: 'sj_pause_is_paused',
-  text: `SELECT EXISTS (SELECT 1 FROM ${PAUSE_TABLE} WHERE task = $1::text AND until > now()) AS paused`,
+  text: `SELECT ${pausedNow('$1')} AS paused`,
 };
 
 export interface PauseRow {

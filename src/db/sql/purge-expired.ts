@@ -42,10 +42,11 @@
  * The cutoff is the database's: `now() - grace`, evaluated per statement, so per batch.
  *
  * Parameters: $1 lower bound (timestamptz text; the cursor), $2 upper bound of the slice
- * ('infinity' for the last one), $3 grace in seconds, then $4 the batch size and $5 tieSlack($4) + 1
- * (purgeBound) or the bound (purgeBatch, purgeBatchExceptHeld, purgeCandidates; 'infinity' when
- * purgeBound found none: the rest of the slice). purgeTieIds: $1 the instant, $2 the ctid after
- * which the batch starts (FIRST_TID at first), $3 grace, $4 the batch size. The bound and the
+ * ('infinity' for the last one), $3 grace in seconds, then $4 the batch size, $5 tieSlack($4) + 1
+ * and $6 the pause's task name (purgeBound) or the bound (purgeBatch, purgeBatchExceptHeld,
+ * purgeCandidates; 'infinity' when purgeBound found none: the rest of the slice). purgeTieIds: $1
+ * the instant, $2 the ctid after which the batch starts (FIRST_TID at first), $3 grace, $4 the
+ * batch size, $5 the pause's task name. The bound and the
  * slice boundaries travel as instantText (timestamps.ts), never in the session's DateStyle.
  *
  * ±infinity: a '-infinity' expires_at is purgeable and sorts first: it falls in the first slice,
@@ -55,6 +56,7 @@
 import type { QualifiedName } from '../../config.ts';
 import { asTarget, type PurgeTarget } from './purge-target.ts';
 import { NOT_HELD } from './held-rows.ts';
+import { pausedNow } from './pause.ts';
 import { qualified, quote, statementName, type Statement } from './identifiers.ts';
 import { instantText } from './timestamps.ts';
 
@@ -99,6 +101,12 @@ export interface BoundRow {
    * the database's clock (the freshness floor, tasks/freshness.ts); null for -infinity or no bound.
    */
   readonly waited: number | null;
+  /**
+   * The task ($6, the pause's name: 'purge-expired' for an extra table too) is paused now: the
+   * batch deletes nothing and the run stops. Read here, not in a statement of its own before every
+   * batch: one round trip less a batch (docs/performance.md).
+   */
+  readonly paused: boolean;
 }
 
 /** The batch's bound and the WAL position before its delete. */
@@ -112,7 +120,7 @@ export function purgeBound(target: Target, lowerInclusive: boolean): Statement {
     // the subquery into each of the rendering's references (one index scan, not three).
     // $5: tieSlack($4) + 1 entries from the bound on; all equal, the tie goes past the slack.
     text: `SELECT r.bound, r.bound::timestamptz ${lower} $1::timestamptz AS advances, r.bound::timestamptz = $1::timestamptz AS at_cursor,
-       r.tied, r.wal, r.waited
+       r.tied, r.wal, r.waited, ${pausedNow('$6')} AS paused
   FROM (SELECT ${instantText('b.expires_at')} AS bound, b.tied, ${walPosition} AS wal,
                CASE WHEN isfinite(b.expires_at) THEN extract(epoch FROM now() - b.expires_at)::float8 - $3::float8 END AS waited
           FROM (SELECT min(w.expires_at) AS expires_at, count(*) = $5::int AND min(w.expires_at) = max(w.expires_at) AS tied
@@ -186,7 +194,8 @@ export function purgeTieIds(target: Target): Statement {
   const { table, q, e, k } = parts(target);
   return {
     name: statementName('purge_tie_ids', table),
-    text: `SELECT array_agg(s.id) AS ids, (array_agg(s.ctid ORDER BY s.ctid DESC))[1]::text AS tid, count(*)::int AS n, ${walPosition} AS wal
+    text: `SELECT array_agg(s.id) AS ids, (array_agg(s.ctid ORDER BY s.ctid DESC))[1]::text AS tid, count(*)::int AS n, ${walPosition} AS wal,
+       ${pausedNow('$5')} AS paused
   FROM (SELECT ${k} AS id, ctid FROM ${q}
          WHERE ${inTie(e)}
          ORDER BY ${e}
@@ -200,6 +209,8 @@ export interface TieIdsRow {
   readonly tid: string | null;
   readonly n: number;
   readonly wal: number;
+  /** BoundRow.paused. */
+  readonly paused: boolean;
 }
 
 /** A key as node-pg returns it in an array (a bigint or a uuid as text). */
