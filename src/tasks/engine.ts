@@ -120,8 +120,8 @@ export interface LanePlan<S extends LaneScope> {
   readonly scope: () => S;
   /** Why the lane must stop before its next batch, or null; may wait first (the brakes). */
   readonly before: (laneId: number, client: pg.PoolClient) => Promise<StoppedBy | null>;
-  /** The next batch's limit from the lane's size. */
-  readonly limit: (laneId: number, size: number) => number;
+  /** The next batch's limit from the lane's size (absent: the size). */
+  readonly limit?: (laneId: number, size: number) => number;
   /** A counted batch of the lane worked workMs (its lock waits left out). */
   readonly after?: (laneId: number, step: BatchStep, workMs: number) => void;
   readonly countDeleted: (rows: number) => void;
@@ -231,7 +231,7 @@ export class LaneDriver<S extends LaneScope> {
         this.stoppedBy ??= stop;
         return;
       }
-      const limit = plan.limit(laneId, size.size);
+      const limit = plan.limit?.(laneId, size.size) ?? size.size;
       const started = performance.now();
       const waitedBefore = scope.waits.ms;
       let step: BatchStep;

@@ -38,7 +38,7 @@ import {
   type BoundRow,
   type TieIdsRow,
 } from '../db/sql/purge-expired.ts';
-import { purgeTableTask, type ScheduledTaskName } from '../queues.ts';
+import { purgeTableTask, scheduledTask, type ScheduledTaskName } from '../queues.ts';
 import type { RunOptions, RunOutput } from './batching.ts';
 import type { BrakeDeps } from './brakes.ts';
 import type { TaskContext } from './context.ts';
@@ -83,8 +83,6 @@ export type PurgeDeps = BrakeDeps;
 /** What one purge run deletes from: the sessions table, or an extra table of JANITOR_PURGE_TABLES. */
 interface PurgeSpec {
   readonly task: ScheduledTaskName;
-  /** The pause the run obeys (tasks/pause.ts pauseOf), read by each batch's first statement. */
-  readonly pause: ScheduledTaskName;
   readonly target: PurgeTarget;
   readonly graceSeconds: number;
   readonly lanes: number;
@@ -92,7 +90,6 @@ interface PurgeSpec {
 
 const sessionsSpec = ({ config }: TaskContext): PurgeSpec => ({
   task: 'purge-expired',
-  pause: 'purge-expired',
   target: sessionTarget(config.sessionTable),
   graceSeconds: config.expiredGraceSeconds,
   lanes: config.purgeConcurrency,
@@ -125,8 +122,7 @@ export async function purgeTable(
 
 /** An extra table's run: one lane. */
 function tableSpec(table: PurgeTable, target: PurgeTarget): PurgeSpec {
-  const task = purgeTableTask(table);
-  return { task: task.task, pause: pauseOf(task), target, graceSeconds: table.graceSeconds, lanes: 1 };
+  return { task: purgeTableTask(table).task, target, graceSeconds: table.graceSeconds, lanes: 1 };
 }
 
 /** The table's purge target (its primary key), or the error whose message is its problems, one per line. */
@@ -159,6 +155,8 @@ function purgeLane(ctx: TaskContext, spec: PurgeSpec, client: pg.PoolClient, sli
   const grace = spec.graceSeconds;
   const table = spec.target;
   const measureWal = config.purgeMaxWalBytesPerSecond !== null;
+  // Read by each batch's first statement (BoundRow.paused).
+  const pause = pauseOf(scheduledTask(config, spec.task));
   let slice = slices.shift();
   if (slice === undefined) return null;
   let cursor: Cursor = { at: slice.from, taken: 'none' };
@@ -185,7 +183,7 @@ function purgeLane(ctx: TaskContext, spec: PurgeSpec, client: pg.PoolClient, sli
 
   /** The next `size` rows of the tie on `at` after the ctid `after`, deleted by id. */
   const tieBatch = async ({ held, waits }: BatchScope, at: string, after: string, size: number): Promise<BatchResult> => {
-    const { rows } = await client.query<TieIdsRow>({ ...purgeTieIds(table), values: [at, after, grace, size, spec.pause] });
+    const { rows } = await client.query<TieIdsRow>({ ...purgeTieIds(table), values: [at, after, grace, size, pause] });
     const row = rows[0];
     if (row?.paused === true) return PAUSED;
     const ids = row?.ids ?? [];
@@ -207,7 +205,7 @@ function purgeLane(ctx: TaskContext, spec: PurgeSpec, client: pg.PoolClient, sli
     const lowerInclusive = cursor.taken === 'none';
     const { rows } = await client.query<BoundRow>({
       ...purgeBound(table, lowerInclusive),
-      values: [cursor.at, to, grace, size, tieSlack(size) + 1, spec.pause],
+      values: [cursor.at, to, grace, size, tieSlack(size) + 1, pause],
     });
     const row = rows[0];
     if (row?.paused === true) return PAUSED;

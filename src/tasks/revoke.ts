@@ -159,7 +159,6 @@ async function run<W>(ctx: TaskContext, statements: RequestStatements<W>, option
       size: () => new AdaptiveBatchSize(size.initial, size.min, size.max, config.batchTargetMs),
       scope: () => ({ waits: { ms: 0 } }),
       before: () => Promise.resolve(options.signal?.aborted === true ? 'shutdown' : null),
-      limit: (_laneId, rows) => rows,
       countDeleted: deletedRowsCounter(ctx, 'revoked'),
     },
     options.onProgress ? { onProgress: (p) => options.onProgress?.({ revoked: p.deleted, batches: p.batches }) } : {},
