@@ -334,7 +334,10 @@ const variable = <T>(schema: z.ZodType<T, string>, fallback: string | undefined,
  *   auth service's refreshes, whose commits wait on that WAL's flush (LWLock:WALWrite and
  *   IO:WalSync, sampled from pg_stat_activity), 20,000-row batches raised the refreshes' p99 4-7
  *   fold in three of four runs, 5000-row batches 1.7-2.5 fold, at 0.80-0.94 of the single
- *   statement's rows/s instead of 0.87-1.12 (docs/performance.md).
+ *   statement's rows/s instead of 0.87-1.12 (docs/performance.md). So it caps them only while
+ *   someone writes: while the latency guard sees nobody writing on the server, nobody's commit
+ *   waits on that WAL, and the purge's batches go up to JANITOR_BATCH_MAX_SIZE (tasks/engine.ts,
+ *   BatchTask.idleMaxSize; docs/performance.md, "Target 1: larger batches while nobody writes").
  * - JANITOR_BATCH_TARGET_MS 25: half the 50 ms the issue allows a batch, so a batch twice as slow
  *   as the last one (a checkpoint, CPU contention) still stays within it.
  * - JANITOR_PURGE_CONCURRENCY 1: one lane, one core like the single statement it replaces, already

@@ -65,7 +65,7 @@ describe('the clock check', () => {
     await insertBulkSessions(db.pool, 3000, 1);
     const BATCH = 10;
     const base = taskContext(
-      testConfig(db.url, { JANITOR_BATCH_SIZE: String(BATCH), JANITOR_BATCH_MIN_SIZE: String(BATCH), JANITOR_PURGE_BATCH_MAX_SIZE: String(BATCH) }),
+      testConfig(db.url, { JANITOR_BATCH_SIZE: String(BATCH), JANITOR_BATCH_MIN_SIZE: String(BATCH), JANITOR_BATCH_MAX_SIZE: String(BATCH) }),
     );
     let offsetMs = 0;
     const clock = new ClockCheck(60, silentLogger(), base.metrics, () => Date.now() + offsetMs);

@@ -220,7 +220,7 @@ describe('pause and resume', () => {
       const config = testConfig(db.url, {
         JANITOR_BATCH_SIZE: String(BATCH),
         JANITOR_BATCH_MIN_SIZE: String(BATCH),
-        JANITOR_PURGE_BATCH_MAX_SIZE: String(BATCH),
+        JANITOR_BATCH_MAX_SIZE: String(BATCH),
         JANITOR_PURGE_CRON: '0 0 1 1 *',
         JANITOR_REAP_CRON: '0 0 1 1 *',
         JANITOR_GAUGE_REFRESH_CRON: '* * * * * *',

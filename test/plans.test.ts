@@ -30,8 +30,8 @@ import { sessionIndexes, sessionScans } from './helpers/plans.ts';
 
 const TABLE = { schema: 'auth', name: 'refresh_session' };
 const HOUR = 3600;
-/** The largest batches the defaults allow: JANITOR_PURGE_BATCH_MAX_SIZE rows, JANITOR_BATCH_MAX_SIZE ids. */
-const PURGE_BATCH = 5000;
+/** The largest batches the defaults allow: JANITOR_BATCH_MAX_SIZE rows (a purge while nobody writes) or ids. */
+const PURGE_BATCH = 20_000;
 const RANGE_IDS = 20_000;
 
 const SIZES = [

@@ -92,11 +92,14 @@ export class AdaptiveBatchSize {
   #size: number;
   readonly #min: number;
   readonly #max: number;
+  /** The upper bound for now (capAt), within [min, max]. */
+  #cap: number;
   readonly #targetMs: number;
 
   constructor(initial: number, min: number, max: number, targetMs: number) {
     this.#min = min;
     this.#max = max;
+    this.#cap = max;
     this.#targetMs = targetMs;
     this.#size = clamp(initial, min, max);
   }
@@ -105,17 +108,26 @@ export class AdaptiveBatchSize {
     return this.#size;
   }
 
+  /**
+   * Bounds the size by `cap` (within [min, max]) until the next call: at once when it is above, and
+   * as it grows. The purge's lower cap while the auth service writes (tasks/engine.ts, BatchTask).
+   */
+  capAt(cap: number): void {
+    this.#cap = clamp(cap, this.#min, this.#max);
+    this.#size = Math.min(this.#size, this.#cap);
+  }
+
   /** A batch of `rows` rows took `durationMs`. Short batches (the tail of a range) teach nothing. */
   record(rows: number, durationMs: number): void {
     if (rows < this.#size / 2 || durationMs <= 0) return;
     const ideal = (rows * this.#targetMs) / durationMs;
     const next = this.#size + (ideal - this.#size) / 2;
-    this.#size = clamp(Math.round(clamp(next, this.#size / 2, this.#size * 2)), this.#min, this.#max);
+    this.#size = clamp(Math.round(clamp(next, this.#size / 2, this.#size * 2)), this.#min, this.#cap);
   }
 
   /** The batch hit statement_timeout. */
   timedOut(): void {
-    this.#size = clamp(Math.floor(this.#size / 2), this.#min, this.#max);
+    this.#size = clamp(Math.floor(this.#size / 2), this.#min, this.#cap);
   }
 
   get atMinimum(): boolean {

@@ -42,14 +42,31 @@ export class RunBrakes {
     return this.throttle !== null || this.guard !== null;
   }
 
-  async start(): Promise<void> {
-    await this.guard?.start();
+  /** The guard's baseline, learnt (LatencyGuard.start) while the lanes open and the throttle takes its first reading. */
+  #started: Promise<void> = Promise.resolve();
+
+  /**
+   * Starts learning the guard's baseline; the first batch waits for it (beforeBatch). Not awaited
+   * here: its five probes (5-15 ms) run on the guard's connection beside what a lane does before
+   * its first batch (its connection's settings, the throttle's first probe), a few percent of a
+   * small run saved (docs/performance.md).
+   */
+  start(): void {
+    this.#started = this.guard?.start() ?? Promise.resolve();
+    // Awaited by the first batch, maybe later than it settles: never an unhandled rejection meanwhile.
+    this.#started.catch(() => {});
   }
 
   /** Waits as the brakes require before lane's next batch. false: woken early, the run must stop. */
   async beforeBatch(lane: number, wake: AbortSignal): Promise<boolean> {
     if (this.throttle !== null && !(await this.throttle.beforeBatch(lane, wake))) return false;
+    await this.#started;
     return this.guard === null || (await this.guard.beforeBatch(lane));
+  }
+
+  /** A batch's upper bound: `idle` while the latency guard sees nobody writing, `busy` otherwise (no guard: unknown). */
+  ceiling(busy: number, idle: number): number {
+    return this.guard?.nobodyWrites === true ? idle : busy;
   }
 
   /** The next batch's size: `unguarded` as the guard scales it (not below min), counted as held back when smaller. */
@@ -73,6 +90,9 @@ export class RunBrakes {
   }
 
   async finish(ctx: TaskContext, task: ScheduledTaskName): Promise<void> {
+    // A run whose lanes ended before the baseline did (nothing to open, a failure): the guard's
+    // connection goes back only once its probes are done.
+    await this.#started;
     this.throttle?.finish();
     this.#freshness?.finish();
     await this.guard?.finish();

@@ -120,6 +120,8 @@ export interface LanePlan<S extends LaneScope> {
   readonly scope: () => S;
   /** Why the lane must stop before its next batch, or null; may wait first (the brakes). */
   readonly before: (laneId: number, client: pg.PoolClient) => Promise<StoppedBy | null>;
+  /** The lane's size's upper bound for its next batch (AdaptiveBatchSize.capAt; absent: the size's own). */
+  readonly ceiling?: (laneId: number) => number;
   /** The next batch's limit from the lane's size (absent: the size). */
   readonly limit?: (laneId: number, size: number) => number;
   /** A counted batch of the lane worked workMs (its lock waits left out). */
@@ -231,6 +233,7 @@ export class LaneDriver<S extends LaneScope> {
         this.stoppedBy ??= stop;
         return;
       }
+      if (plan.ceiling) size.capAt(plan.ceiling(laneId));
       const limit = plan.limit?.(laneId, size.size) ?? size.size;
       const started = performance.now();
       const waitedBefore = scope.waits.ms;
@@ -304,6 +307,12 @@ export interface BatchTask {
   readonly task: ScheduledTaskName;
   /** The adaptive size's upper bound (rows or ids a batch). */
   readonly maxSize: number;
+  /**
+   * A higher bound while nobody writes, as the latency guard sees it (LatencyGuard.nobodyWrites),
+   * for a task whose maxSize is there for the auth service's commits (the purge's): with nobody
+   * to slow down, fewer and larger batches are faster (docs/performance.md). Absent: maxSize.
+   */
+  readonly idleMaxSize?: number;
   /** Opens lane `laneId` on its connection (or null: nothing to do on it). */
   readonly openLane: (laneId: number, client: pg.PoolClient) => Promise<Lane | null>;
   /** Every batch of the lanes reads the task's pause in its first statement (BatchStep.paused): the engine reads it only at the start. */
@@ -339,6 +348,7 @@ export async function runBatches(ctx: TaskContext, spec: BatchTask, options: Run
     return { deleted: 0, batches: 0, stoppedBy: 'blast-radius' };
   }
   const budget = new RunBudget(config.maxRunSeconds, config.maxRunRows, options.signal);
+  const idleMaxSize = spec.idleMaxSize;
   const held = new HeldRows(() => budget.msLeft, config.lockTimeoutMs);
   const heldBack = options.heldBack ?? new HeldBack(metrics, spec.task);
   const driver: LaneDriver<BatchScope> = new LaneDriver(
@@ -348,7 +358,8 @@ export async function runBatches(ctx: TaskContext, spec: BatchTask, options: Run
       lanes: lanes(config),
       extraLanes: 'always',
       openLane: spec.openLane,
-      size: () => new AdaptiveBatchSize(config.batchSize, config.batchMinSize, spec.maxSize, config.batchTargetMs),
+      size: () => new AdaptiveBatchSize(config.batchSize, config.batchMinSize, Math.max(spec.maxSize, idleMaxSize ?? spec.maxSize), config.batchTargetMs),
+      ...(idleMaxSize === undefined ? {} : { ceiling: () => brakes.ceiling(spec.maxSize, idleMaxSize) }),
       scope: () => ({ held, waits: { ms: 0 } }),
       before: async (laneId, client) => {
         const stop = budget.stopReason(driver.deleted);
@@ -369,7 +380,7 @@ export async function runBatches(ctx: TaskContext, spec: BatchTask, options: Run
   // Ends a brake's sleep or pause early: shutdown, a failed lane, or the end of the time budget.
   const wake = AbortSignal.any([driver.failed.signal, AbortSignal.timeout(Math.max(1, Math.ceil(budget.msLeft))), ...(options.signal ? [options.signal] : [])]);
   const brakes = createBrakes(ctx, spec.task, throttled, heldBack, wake, (lane) => driver.client(lane), deps);
-  await brakes.start();
+  brakes.start();
   try {
     await driver.run();
   } finally {

@@ -343,6 +343,8 @@ export class LatencyGuard {
   #policy: LatencyPolicy | null = null;
   #probedAt = Number.NEGATIVE_INFINITY;
   #probing: Promise<void> | null = null;
+  /** A reading of who writes while the guard stands aside (#watchWriters). */
+  #watching: Promise<void> | null = null;
   #finished = false;
   #hold: Promise<void> | null = null;
   #probes = 0;
@@ -396,8 +398,20 @@ export class LatencyGuard {
   }
 
   /**
+   * Whether the guard has its baseline and nobody on the server writes, as the transaction ids tell
+   * (XidWindow): the purge's larger batches (BatchTask.idleMaxSize). The ids alone, not the write
+   * counter with them: a batch's WAL delays every commit of the server, the auth service's or not,
+   * and the counter lags a writer's arrival by a second or two (a first rate of 0 let full-size
+   * batches run beside a writer that had just come).
+   */
+  get nobodyWrites(): boolean {
+    return this.#policy !== null && this.#xids.present(this.#lanes.size) === false;
+  }
+
+  /**
    * Whether the guard stands aside (tasks/freshness.ts: the purge is past its freshness objective):
-   * full speed at once, and no probe runs, holds it back or shrinks it until it guards again.
+   * full speed at once, and no probe runs, holds it back or shrinks it until it guards again (it
+   * still reads who writes: #watchWriters).
    */
   standAside(aside: boolean): void {
     if (aside && !this.#standingAside) {
@@ -426,7 +440,11 @@ export class LatencyGuard {
     // Standing aside (the freshness floor): no probe to start or wait for, no hold. A probe past
     // the threshold still held every batch until it ended (PostgreSQL 15 beside 500 refreshes/s:
     // the floor ran at 0.74 of the unguarded purge).
-    if (policy === null || this.#standingAside) return !this.#signal.aborted;
+    if (policy === null) return !this.#signal.aborted;
+    if (this.#standingAside) {
+      this.#watchWriters();
+      return !this.#signal.aborted;
+    }
     const owed = this.#owed.get(lane) ?? 0;
     this.#owed.set(lane, 0);
     if (owed > 0) {
@@ -456,10 +474,27 @@ export class LatencyGuard {
     return !this.#signal.aborted;
   }
 
+  /**
+   * Standing aside, the guard probes no commit, but still reads who writes (the transaction ids and
+   * the write counter, at most every probe interval, never waited for): the batches' ceiling
+   * (nobodyWrites) follows the auth service arriving or leaving during a long catch-up.
+   */
+  #watchWriters(): void {
+    if (this.#watching !== null || this.#now() - this.#probedAt < this.#probeIntervalMs) return;
+    this.#probedAt = this.#now();
+    this.#watching = (async () => {
+      await this.#readXids();
+      await this.#readActivity();
+    })().finally(() => {
+      this.#watching = null;
+    });
+  }
+
   /** After the last batch: ends a hold at once, waits for a probe in flight (milliseconds), starts none. */
   async finish(): Promise<void> {
     this.#finished = true;
     this.#finishing.abort();
+    await this.#watching;
     await this.#probing;
     await this.#hold;
     await this.#onFinish();

@@ -140,7 +140,10 @@ async function purge(ctx: TaskContext, spec: PurgeSpec, options: RunOptions, dep
     ctx,
     {
       task: spec.task,
+      // JANITOR_PURGE_BATCH_MAX_SIZE while anyone writes (the auth service's commits wait for the
+      // WAL a batch writes), JANITOR_BATCH_MAX_SIZE while nobody does (config.ts).
       maxSize: ctx.config.purgeBatchMaxSize,
+      idleMaxSize: ctx.config.batchMaxSize,
       openLane: (_laneId, client) => Promise.resolve(purgeLane(ctx, spec, client, slices)),
       readsPause: true,
     },

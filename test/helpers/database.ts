@@ -224,15 +224,18 @@ export async function remainingIds(pool: pg.Pool): Promise<number[]> {
 /** Sessions still expired and still live, by the database's clock. */
 /**
  * Every row deleted from the sessions table costs `seconds` more (a trigger that sleeps), so that
- * a statement of many rows outlasts a short statement_timeout; undoes it.
+ * a statement of many rows outlasts a short statement_timeout; or, `per` 'statement', every delete
+ * statement whatever its rows (a batch that lasts that long). Returns what undoes it.
  */
-export async function slowDeletes(pool: pg.Pool, seconds: number): Promise<() => Promise<void>> {
+export async function slowDeletes(pool: pg.Pool, seconds: number, per: 'row' | 'statement' = 'row'): Promise<() => Promise<void>> {
   await pool.query('CREATE TABLE public.sj_test_delete_cost (seconds float8 NOT NULL)');
   await pool.query('INSERT INTO public.sj_test_delete_cost VALUES ($1)', [seconds]);
   await pool.query(
     'CREATE FUNCTION public.sj_test_slow_delete() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep((SELECT seconds FROM public.sj_test_delete_cost)); RETURN OLD; END $$',
   );
-  await pool.query('CREATE TRIGGER sj_test_slow_delete BEFORE DELETE ON auth.refresh_session FOR EACH ROW EXECUTE FUNCTION public.sj_test_slow_delete()');
+  await pool.query(
+    `CREATE TRIGGER sj_test_slow_delete BEFORE DELETE ON auth.refresh_session FOR EACH ${per === 'row' ? 'ROW' : 'STATEMENT'} EXECUTE FUNCTION public.sj_test_slow_delete()`,
+  );
   return async () => {
     await pool.query('DROP TRIGGER sj_test_slow_delete ON auth.refresh_session');
     await pool.query('DROP FUNCTION public.sj_test_slow_delete()');
@@ -262,6 +265,35 @@ export async function refreshInFlight(url: string, sessionId: number): Promise<p
     await client.end();
     throw error;
   }
+}
+
+/**
+ * The auth service refreshing a live session about every 5 ms, on a connection of its own, from now
+ * until the returned stop(), which waits for the last refresh (and throws what failed one).
+ */
+export function startRefreshes(url: string): () => Promise<void> {
+  const auth = new pg.Client({ connectionString: url });
+  let stopping = false;
+  const running = (async () => {
+    await auth.connect();
+    while (!stopping) {
+      await auth.query(
+        `UPDATE auth.refresh_session SET refresh_version = refresh_version + 1 WHERE id = (SELECT max(id) FROM auth.refresh_session WHERE expires_at > now() + interval '1 hour' AND last_used_at > now() - interval '10 minutes')`,
+      );
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+  })();
+  // Rethrown by stop(): never an unhandled rejection before it.
+  const outcome = running.then(
+    () => null,
+    (error: unknown) => ({ error }),
+  );
+  return async () => {
+    stopping = true;
+    const failed = await outcome;
+    await auth.end();
+    if (failed !== null) throw failed.error;
+  };
 }
 
 /**

@@ -29,6 +29,26 @@ describe('AdaptiveBatchSize', () => {
     assert.equal(size.size, 100);
     assert.ok(size.atMinimum);
   });
+
+  test('a cap (capAt) bounds the size at once and as it grows, within its bounds; lifted, the size grows past it', () => {
+    const size = new AdaptiveBatchSize(5000, 100, 20_000, 25);
+    size.record(5000, 1); // fast: 10000
+    assert.equal(size.size, 10_000);
+    size.capAt(5000); // someone writes: the purge's own cap
+    assert.equal(size.size, 5000);
+    size.record(5000, 1);
+    assert.equal(size.size, 5000);
+    size.timedOut(); // halves from the size it tried
+    assert.equal(size.size, 2500);
+    size.capAt(50_000); // nobody writes: up to the size's own bound, not beyond
+    size.record(2500, 1);
+    size.record(5000, 1);
+    size.record(10_000, 1);
+    size.record(20_000, 1);
+    assert.equal(size.size, 20_000);
+    size.capAt(10); // below the minimum: the minimum
+    assert.equal(size.size, 100);
+  });
 });
 
 describe('RunBudget', () => {

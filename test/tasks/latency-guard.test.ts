@@ -31,6 +31,8 @@ import {
   insertBulkSessions,
   insertSessions,
   remainingIds,
+  slowDeletes,
+  startRefreshes,
   taskContext,
   testConfig,
   useTestDatabase,
@@ -515,25 +517,13 @@ describe('latency guard: on a real database', () => {
    * watched it write: primeActivity, then ACTIVITY_SPAN_MS).
    */
   const besideRefreshes = async <T>(ctx: ReturnType<typeof taskContext>, fn: () => Promise<T>): Promise<T> => {
-    const auth = new pg.Client({ connectionString: db.url });
-    await auth.connect();
-    let stop = false;
-    const refreshes = (async () => {
-      while (!stop) {
-        await auth.query(
-          `UPDATE auth.refresh_session SET refresh_version = refresh_version + 1 WHERE id = (SELECT max(id) FROM auth.refresh_session WHERE expires_at > now() + interval '1 hour' AND last_used_at > now() - interval '10 minutes')`,
-        );
-        await new Promise((resolve) => setTimeout(resolve, 5));
-      }
-    })();
+    const stop = startRefreshes(db.url);
     try {
       await primeActivity(ctx);
       await new Promise((resolve) => setTimeout(resolve, ACTIVITY_SPAN_MS + 250));
       return await fn();
     } finally {
-      stop = true;
-      await refreshes;
-      await auth.end();
+      await stop();
     }
   };
 
@@ -742,7 +732,7 @@ describe('latency guard: on a real database', () => {
       await insertBulkSessions(db.pool, 4000, 0.75);
       const hot = hotAfterBaseline();
       // A new pool: no reading of the write counter yet, as in every CLI run and a pod's first tick.
-      const ctx = taskContext(testConfig(db.url, { JANITOR_BATCH_SIZE: '1000', JANITOR_BATCH_MIN_SIZE: '100', JANITOR_PURGE_BATCH_MAX_SIZE: '1000' }));
+      const ctx = taskContext(testConfig(db.url, { JANITOR_BATCH_SIZE: '1000', JANITOR_BATCH_MIN_SIZE: '100', JANITOR_BATCH_MAX_SIZE: '1000' }));
       const rows: number[] = [];
       try {
         const output = await purgeExpired(ctx, { onBatch: (b) => rows.push(b.rows) }, { latencyProbe: hot.probe });
@@ -759,6 +749,120 @@ describe('latency guard: on a real database', () => {
     }
     assert.fail(`every run was held back:\n${attempts.join('\n')}`);
   });
+
+  /** A first run's batch sizes (a new pool: no reading of the write counter, the transaction ids decide), with `during` given each batch. */
+  const firstRun = async (env: Record<string, string>, during: (rows: number, batchesSoFar: number) => void = () => {}) => {
+    const ctx = taskContext(testConfig(db.url, { JANITOR_BATCH_TARGET_MS: '10000', ...env }));
+    const rows: number[] = [];
+    try {
+      const output = await purgeExpired(ctx, {
+        onBatch: (b) => {
+          rows.push(b.rows);
+          during(b.rows, rows.length);
+        },
+      });
+      return { output, rows: rows.filter((n) => n > 0), heldBack: await heldBackSeconds(ctx, 'purge-expired') };
+    } finally {
+      await ctx.pool.end();
+    }
+  };
+
+  test("nobody writing: the purge's batches grow past JANITOR_PURGE_BATCH_MAX_SIZE up to JANITOR_BATCH_MAX_SIZE; beside the refreshes they stay within it", async () => {
+    // Nobody: the whole server's transaction ids (see the first-run test above); up to three runs.
+    const env = { JANITOR_BATCH_SIZE: '1000', JANITOR_BATCH_MIN_SIZE: '100', JANITOR_PURGE_BATCH_MAX_SIZE: '1000', JANITOR_BATCH_MAX_SIZE: '4000' };
+    const attempts: string[] = [];
+    let grew = false;
+    for (let attempt = 0; attempt < 3 && !grew; attempt++) {
+      await reset();
+      await insertBulkSessions(db.pool, 12_000, 0.75);
+      const { output, rows } = await firstRun(env);
+      assert.deepEqual({ deleted: output.deleted, stoppedBy: output.stoppedBy }, { deleted: 9000, stoppedBy: 'drained' });
+      assert.deepEqual(await expiredAndLive(db.pool), { expired: 0, live: 3000 });
+      assert.ok(Math.max(...rows) <= 4000, `batches ${rows.join(', ')}`);
+      grew = rows.some((n) => n > 1000);
+      attempts.push(`batches ${rows.join(', ')}`);
+    }
+    assert.ok(grew, `no batch above 1000 rows with nobody writing:\n${attempts.join('\n')}`);
+
+    await reset();
+    await insertBulkSessions(db.pool, 12_000, 0.75);
+    const ctx = taskContext(testConfig(db.url, { ...env, JANITOR_BATCH_TARGET_MS: '10000' }));
+    const rows: number[] = [];
+    try {
+      const output = await besideRefreshes(ctx, () => purgeExpired(ctx, { onBatch: (b) => rows.push(b.rows) }));
+      assert.equal(output.deleted, 9000);
+      assert.deepEqual(await expiredAndLive(db.pool), { expired: 0, live: 3000 });
+      assert.ok(
+        rows.every((n) => n <= 1000),
+        `batches ${rows.join(', ')}`,
+      );
+    } finally {
+      await ctx.pool.end();
+    }
+  });
+
+  for (const objective of ['off', '1m'] as const) {
+    test(`the auth service starts writing during a purge at full size${objective === 'off' ? '' : ', the guard standing aside (the freshness floor: no probe)'}: the batches are back within JANITOR_PURGE_BATCH_MAX_SIZE at the next reading of who writes, and the run drains exactly`, async () => {
+      // 300 ms a delete statement, whatever its rows: more than a probe interval (200 ms), so the guard
+      // reads who writes at the start of every batch, and the next batch's ceiling knows what it
+      // read. A calm probe: only the ceiling moves, no hold or scale. JANITOR_PURGE_FRESHNESS_OBJECTIVE=1m:
+      // every row is past it (insertBulkSessions), the guard stands aside for the whole run.
+      const env = {
+        JANITOR_BATCH_SIZE: '250',
+        JANITOR_BATCH_MIN_SIZE: '50',
+        JANITOR_PURGE_BATCH_MAX_SIZE: '250',
+        JANITOR_BATCH_MAX_SIZE: '1000',
+        JANITOR_BATCH_TARGET_MS: '10000',
+        JANITOR_PURGE_FRESHNESS_OBJECTIVE: objective,
+      };
+      const attempts: string[] = [];
+      for (let attempt = 0; attempt < 3; attempt++) {
+        await reset();
+        await insertBulkSessions(db.pool, 4800, 0.75);
+        const undo = await slowDeletes(db.pool, 0.3, 'statement');
+        const ctx = taskContext(testConfig(db.url, env));
+        const rows: number[] = [];
+        // Set by the batch callback: the batches done when the auth service began to write.
+        const writer: { from: number | null; stop: (() => Promise<void>) | null } = { from: null, stop: null };
+        try {
+          const output = await purgeExpired(
+            ctx,
+            {
+              onBatch: (b) => {
+                rows.push(b.rows);
+                // The first batch above the busy cap: the auth service starts writing before the next one.
+                if (writer.from === null && b.rows > 250) {
+                  writer.from = rows.length;
+                  writer.stop = startRefreshes(db.url);
+                }
+              },
+            },
+            { latencyProbe: () => Promise.resolve(1) },
+          );
+          assert.deepEqual({ deleted: output.deleted, stoppedBy: output.stoppedBy }, { deleted: 3600, stoppedBy: 'drained' });
+          assert.deepEqual(await expiredAndLive(db.pool), { expired: 0, live: 1200 });
+          if (writer.from === null) {
+            attempts.push(`never above 250 (someone else wrote?): ${rows.join(', ')}`);
+            continue;
+          }
+          // The batch that started with the writer (the guard's reading at its start saw no write yet)
+          // and the next (sized by that reading) may be full size; every later one is within the busy cap.
+          const later = rows.slice(writer.from + 2).filter((n) => n > 0);
+          assert.ok(later.length >= 3, `batches ${rows.join(', ')} (writer from batch ${writer.from})`);
+          assert.ok(
+            later.every((n) => n <= 250),
+            `batches ${rows.join(', ')} (writer from batch ${writer.from})`,
+          );
+          return;
+        } finally {
+          await writer.stop?.();
+          await ctx.pool.end();
+          await undo();
+        }
+      }
+      assert.fail(`no run grew its batches with nobody writing:\n${attempts.join('\n')}`);
+    });
+  }
 
   test("the server's next transaction id moves with another session's write, not with reads", async () => {
     // The transaction id is the cluster's, and the other test files write in their own databases of
