@@ -105,12 +105,14 @@ describe('purge-expired', () => {
   test('a batch past statement_timeout is tried again at half the size, until one fits; the run drains', async () => {
     await reset();
     await insertBulkSessions(db.pool, 400, 0.75);
-    // 5 ms a deleted row: a batch of 200 takes 1 s, past 100 ms; one of 12 takes 60 ms.
+    // 5 ms a deleted row: a batch of 200 takes 1 s, past 250 ms; one of 25 takes 125 ms, and the
+    // smallest (10) 50 ms, a fifth of the timeout on a loaded machine (at 100 ms, a 10-row batch
+    // once timed out in CI, and the run failed at the minimum size).
     const undo = await slowDeletes(db.pool, 0.005);
     try {
       const batchRows: number[] = [];
       const { output, batchTimeouts } = await purge(
-        { JANITOR_STATEMENT_TIMEOUT: '100ms', JANITOR_BATCH_SIZE: '200', JANITOR_BATCH_MIN_SIZE: '10', JANITOR_PURGE_CONCURRENCY: '1' },
+        { JANITOR_STATEMENT_TIMEOUT: '250ms', JANITOR_BATCH_SIZE: '200', JANITOR_BATCH_MIN_SIZE: '10', JANITOR_PURGE_CONCURRENCY: '1' },
         undefined,
         undefined,
         batchRows,
