@@ -269,13 +269,18 @@ export async function refreshInFlight(url: string, sessionId: number): Promise<p
 
 /**
  * The auth service refreshing a live session about every 5 ms, on a connection of its own, from now
- * until the returned stop(), which waits for the last refresh (and throws what failed one).
+ * (or, connected already, from when `begin` resolves) until the returned stop(), which waits for
+ * the last refresh (and throws what failed one).
  */
-export function startRefreshes(url: string): () => Promise<void> {
+export function startRefreshes(url: string, begin: Promise<void> = Promise.resolve()): () => Promise<void> {
   const auth = new pg.Client({ connectionString: url });
   let stopping = false;
+  // stop() before `begin`: the loop ends without a refresh.
+  let release = () => {};
+  const stopped = new Promise<void>((resolve) => (release = resolve));
   const running = (async () => {
     await auth.connect();
+    await Promise.race([begin, stopped]);
     while (!stopping) {
       await auth.query(
         `UPDATE auth.refresh_session SET refresh_version = refresh_version + 1 WHERE id = (SELECT max(id) FROM auth.refresh_session WHERE expires_at > now() + interval '1 hour' AND last_used_at > now() - interval '10 minutes')`,
@@ -290,6 +295,7 @@ export function startRefreshes(url: string): () => Promise<void> {
   );
   return async () => {
     stopping = true;
+    release();
     const failed = await outcome;
     await auth.end();
     if (failed !== null) throw failed.error;

@@ -822,8 +822,10 @@ describe('latency guard: on a real database', () => {
         const undo = await slowDeletes(db.pool, 0.3, 'statement');
         const ctx = taskContext(testConfig(db.url, env));
         const rows: number[] = [];
-        // Set by the batch callback: the batches done when the auth service began to write.
-        const writer: { from: number | null; stop: (() => Promise<void>) | null } = { from: null, stop: null };
+        // Connected before the run; the batch callback lets it write and notes the batches done then.
+        let begin = () => {};
+        const stopWriter = startRefreshes(db.url, new Promise<void>((resolve) => (begin = resolve)));
+        const writer: { from: number | null } = { from: null };
         try {
           const output = await purgeExpired(
             ctx,
@@ -833,7 +835,7 @@ describe('latency guard: on a real database', () => {
                 // The first batch above the busy cap: the auth service starts writing before the next one.
                 if (writer.from === null && b.rows > 250) {
                   writer.from = rows.length;
-                  writer.stop = startRefreshes(db.url);
+                  begin();
                 }
               },
             },
@@ -855,7 +857,7 @@ describe('latency guard: on a real database', () => {
           );
           return;
         } finally {
-          await writer.stop?.();
+          await stopWriter();
           await ctx.pool.end();
           await undo();
         }
