@@ -46,6 +46,27 @@ export async function withConnection<T>(ctx: TaskContext, fn: (client: pg.PoolCl
   }
 }
 
+/**
+ * Runs fn on a connection borrowed from the pool for it alone (without the task's session
+ * settings), and gives it back; one whose statement failed is closed (the rule above). For a read
+ * on the side of a task's own connection.
+ */
+export async function borrowed<T>(pool: pg.Pool, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  const onError = () => {};
+  client.on('error', onError);
+  let broken: Error | undefined;
+  try {
+    return await fn(client);
+  } catch (error) {
+    broken = error instanceof Error ? error : new Error(String(error));
+    throw error;
+  } finally {
+    if (broken === undefined) client.off('error', onError);
+    client.release(broken);
+  }
+}
+
 /** Whether pool.connect() would not wait: nobody waits, and a connection is idle or may be opened. */
 export function spareConnection(pool: pg.Pool): boolean {
   return pool.waitingCount === 0 && (pool.idleCount > 0 || pool.totalCount < (pool.options.max ?? 10));

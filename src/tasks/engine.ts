@@ -82,6 +82,8 @@ export interface LaneScope {
 /** A scheduled run's scope: also the held-rows account its batches take their share from. */
 export interface BatchScope extends LaneScope {
   readonly held: HeldRows;
+  /** Nobody writes on the server now, as the latency guard reads it (LatencyGuard.nobodyWrites; no guard: false). */
+  readonly idle: () => boolean;
 }
 
 export interface Lane<S extends LaneScope = BatchScope> {
@@ -360,7 +362,7 @@ export async function runBatches(ctx: TaskContext, spec: BatchTask, options: Run
       openLane: spec.openLane,
       size: () => new AdaptiveBatchSize(config.batchSize, config.batchMinSize, Math.max(spec.maxSize, idleMaxSize ?? spec.maxSize), config.batchTargetMs),
       ...(idleMaxSize === undefined ? {} : { ceiling: () => brakes.ceiling(spec.maxSize, idleMaxSize) }),
-      scope: () => ({ held, waits: { ms: 0 } }),
+      scope: () => ({ held, waits: { ms: 0 }, idle: () => brakes.guard?.nobodyWrites === true }),
       before: async (laneId, client) => {
         const stop = budget.stopReason(driver.deleted);
         if (stop !== null) return stop;

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import pg from 'pg';
 import { purgeBatch, purgeBatchExceptHeld, purgeBound, purgeCandidates } from '../../src/db/sql/purge-expired.ts';
 import { migrateOwnSchema } from '../../src/db/migrate.ts';
 import { pauseTasks, resumeTasks } from '../../src/tasks/pause.ts';
@@ -102,6 +103,43 @@ describe('purge-expired', () => {
     assert.equal((await expiredAndLive(db.pool)).expired, 0);
   });
 
+  test("nobody writing, the next batch's bound is read on a spare connection while a batch deletes (the guard off: on the lane's own); the same rows go", async () => {
+    // The backends that ran the purge's bound statements and its deletes. "Nobody" is the whole
+    // server's (tasks/latency-guard.ts): up to three runs.
+    const original = Reflect.get(pg.Client.prototype, 'query') as (...args: unknown[]) => unknown;
+    const bounds = new Set<number>();
+    const deletes = new Set<number>();
+    pg.Client.prototype.query = function (this: pg.Client & { processID: number | null }, ...args: unknown[]) {
+      const name = (args[0] as { name?: string } | undefined)?.name ?? '';
+      if (this.processID !== null && name.startsWith('sj_purge_bound_')) bounds.add(this.processID);
+      if (this.processID !== null && /^sj_purge_(from|after)_/.test(name)) deletes.add(this.processID);
+      return original.apply(this, args);
+    } as typeof pg.Client.prototype.query;
+    const aside = () => [...bounds].filter((pid) => !deletes.has(pid)).length;
+    const env = { JANITOR_BATCH_SIZE: '500', JANITOR_BATCH_MIN_SIZE: '500', JANITOR_BATCH_MAX_SIZE: '500', JANITOR_PURGE_CONCURRENCY: '1' };
+    const run = async (extra: Record<string, string> = {}) => {
+      await reset();
+      await insertBulkSessions(db.pool, 10_000, 0.8);
+      bounds.clear();
+      deletes.clear();
+      const { output } = await purge({ ...env, ...extra });
+      assert.deepEqual({ deleted: output.deleted, stoppedBy: output.stoppedBy }, { deleted: 8000, stoppedBy: 'drained' });
+      assert.deepEqual(await expiredAndLive(db.pool), { expired: 0, live: 2000 });
+    };
+    try {
+      const seen: number[] = [];
+      for (let attempt = 0; attempt < 3 && (seen.at(-1) ?? 0) === 0; attempt++) {
+        await run();
+        seen.push(aside());
+      }
+      assert.ok((seen.at(-1) ?? 0) > 0, `bounds read beside the deletes' connection: ${seen.join(', ')} backends a run`);
+      await run({ JANITOR_LATENCY_GUARD: 'off' });
+      assert.deepEqual({ aside: aside(), deletes: deletes.size }, { aside: 0, deletes: 1 });
+    } finally {
+      Reflect.set(pg.Client.prototype, 'query', original);
+    }
+  });
+
   test('a batch past statement_timeout is tried again at half the size, until one fits; the run drains', async () => {
     await reset();
     await insertBulkSessions(db.pool, 400, 0.75);
@@ -186,11 +224,15 @@ describe('purge-expired', () => {
       let pausing: Promise<unknown> | undefined;
       try {
         const batchRows: number[] = [];
+        // Rows the run had deleted when the pause committed: after it, only the batch in flight may
+        // delete, even when the next batch's bound was read ahead before the pause (nobody writes).
+        let deletedAtPause = Number.NaN;
         const { output } = await purge(
           { JANITOR_BATCH_SIZE: '50', JANITOR_BATCH_MIN_SIZE: '50', JANITOR_BATCH_MAX_SIZE: '50', JANITOR_PURGE_CONCURRENCY: '1' },
           undefined,
           (batches) => {
-            if (batches === 1) pausing = pauseTasks(db.pool, ['purge-expired'], 60, 'a test');
+            if (batches === 1)
+              pausing = pauseTasks(db.pool, ['purge-expired'], 60, 'a test').then(() => (deletedAtPause = batchRows.reduce((a, b) => a + b, 0)));
           },
           batchRows,
         );
@@ -198,6 +240,10 @@ describe('purge-expired', () => {
         await pausing;
         assert.equal(output.stoppedBy, 'paused');
         assert.ok(output.batches >= 1 && output.batches <= 4, `${output.batches} batches of ${batchRows.join(', ')} rows`);
+        assert.ok(
+          output.deleted - deletedAtPause <= 50,
+          `${output.deleted - deletedAtPause} rows went after the pause committed (batches ${batchRows.join(', ')})`,
+        );
         assert.equal((await expiredAndLive(db.pool)).expired, 800 - output.deleted);
       } finally {
         await pausing?.catch(() => {});

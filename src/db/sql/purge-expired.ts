@@ -1,6 +1,7 @@
 /**
  * The purge's SQL. One batch is two statements on the lane's own connection, the delete in
- * autocommit, so one short transaction:
+ * autocommit, so one short transaction (while nobody writes, the bound is read ahead on a spare
+ * connection as the batch before deletes, and the pause read again: tasks/purge-expired.ts, BoundAhead):
  *
  *   1. purgeBound: the expires_at of the batch-size-th purgeable row after the cursor, read through
  *      the expires_at index (an index-only scan that stops after N entries), and the WAL position;
