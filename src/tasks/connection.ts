@@ -48,10 +48,10 @@ export async function withConnection<T>(ctx: TaskContext, fn: (client: pg.PoolCl
 
 /**
  * Runs fn on a connection borrowed from the pool for it alone (without the task's session
- * settings), and gives it back; one whose statement failed is closed (the rule above). For a read
- * on the side of a task's own connection.
+ * settings), and gives it back; one whose statement failed is closed (the rule above), unless
+ * `sound` says the error leaves it usable. For a read on the side of a task's own connection.
  */
-export async function borrowed<T>(pool: pg.Pool, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+export async function borrowed<T>(pool: pg.Pool, fn: (client: pg.PoolClient) => Promise<T>, sound: (error: unknown) => boolean = () => false): Promise<T> {
   const client = await pool.connect();
   const onError = () => {};
   client.on('error', onError);
@@ -59,7 +59,7 @@ export async function borrowed<T>(pool: pg.Pool, fn: (client: pg.PoolClient) => 
   try {
     return await fn(client);
   } catch (error) {
-    broken = error instanceof Error ? error : new Error(String(error));
+    if (!sound(error)) broken = error instanceof Error ? error : new Error(String(error));
     throw error;
   } finally {
     if (broken === undefined) client.off('error', onError);

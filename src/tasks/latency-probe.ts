@@ -14,6 +14,7 @@ import { qualified } from '../db/sql/identifiers.ts';
 import { latencyProbe, nextTransactionId, sessionWrites } from '../db/sql/latency-guard.ts';
 import { tableLabel, type QualifiedName } from '../config.ts';
 import { scheduledTask, type ScheduledTaskName } from '../queues.ts';
+import { borrowed } from './connection.ts';
 import type { TaskContext } from './context.ts';
 import type { HeldBack } from './held-back.ts';
 import { ActivityTracker, LatencyGuard, XidWindow, type LatencyGuardEvent } from './latency-guard.ts';
@@ -73,23 +74,12 @@ export class RunProbeConnection implements ProbeConnection {
   }
 }
 
-/** A connection from the pool for each statement (the benchmark's and the tests' probes outside a run). */
+/**
+ * A connection from the pool for each statement (the benchmark's and the tests' probes outside a
+ * run). The probe's row locked (NOWAIT) leaves the connection sound.
+ */
 const perStatement = (pool: pg.Pool): ProbeConnection => ({
-  use: async (fn) => {
-    const client = await pool.connect();
-    const onError = () => {};
-    client.on('error', onError);
-    let broken: Error | undefined;
-    try {
-      return await fn(client);
-    } catch (error) {
-      if (sqlState(error) !== SQLSTATE.lockNotAvailable) broken = error instanceof Error ? error : new Error(String(error));
-      throw error;
-    } finally {
-      if (broken === undefined) client.off('error', onError);
-      client.release(broken);
-    }
-  },
+  use: (fn) => borrowed(pool, fn, (error) => sqlState(error) === SQLSTATE.lockNotAvailable),
 });
 
 const connectionOf = (source: pg.Pool | ProbeConnection): ProbeConnection => ('use' in source ? source : perStatement(source));
