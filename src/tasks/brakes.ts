@@ -64,9 +64,9 @@ export class RunBrakes {
     return this.guard === null || (await this.guard.beforeBatch(lane));
   }
 
-  /** A batch's upper bound: `idle` while the latency guard sees nobody writing, `busy` otherwise (no guard: unknown). */
-  ceiling(busy: number, idle: number): number {
-    return this.guard?.nobodyWrites === true ? idle : busy;
+  /** Nobody writes on the server now, as the latency guard reads it (LatencyGuard.nobodyWrites); no guard: unknown, false. */
+  get nobodyWrites(): boolean {
+    return this.guard?.nobodyWrites === true;
   }
 
   /** The next batch's size: `unguarded` as the guard scales it (not below min), counted as held back when smaller. */

@@ -82,7 +82,7 @@ export interface LaneScope {
 /** A scheduled run's scope: also the held-rows account its batches take their share from. */
 export interface BatchScope extends LaneScope {
   readonly held: HeldRows;
-  /** Nobody writes on the server now, as the latency guard reads it (LatencyGuard.nobodyWrites; no guard: false). */
+  /** Nobody writes on the server now (RunBrakes.nobodyWrites). */
   readonly idle: () => boolean;
 }
 
@@ -361,8 +361,8 @@ export async function runBatches(ctx: TaskContext, spec: BatchTask, options: Run
       extraLanes: 'always',
       openLane: spec.openLane,
       size: () => new AdaptiveBatchSize(config.batchSize, config.batchMinSize, Math.max(spec.maxSize, idleMaxSize ?? spec.maxSize), config.batchTargetMs),
-      ...(idleMaxSize === undefined ? {} : { ceiling: () => brakes.ceiling(spec.maxSize, idleMaxSize) }),
-      scope: () => ({ held, waits: { ms: 0 }, idle: () => brakes.guard?.nobodyWrites === true }),
+      ...(idleMaxSize === undefined ? {} : { ceiling: () => (brakes.nobodyWrites ? idleMaxSize : spec.maxSize) }),
+      scope: () => ({ held, waits: { ms: 0 }, idle: () => brakes.nobodyWrites }),
       before: async (laneId, client) => {
         const stop = budget.stopReason(driver.deleted);
         if (stop !== null) return stop;

@@ -379,8 +379,7 @@ export class LatencyGuard {
 
   /** Learns the baseline before the first batch. A probe that fails leaves the guard off for the run. */
   async start(): Promise<void> {
-    await this.#readXids();
-    await this.#readActivity();
+    await this.#readWriters();
     const samples: number[] = [];
     for (let i = 0; i < BASELINE_PROBES && !this.#signal.aborted; i++) {
       const latency = await this.#measure();
@@ -482,10 +481,7 @@ export class LatencyGuard {
   #watchWriters(): void {
     if (this.#watching !== null || this.#now() - this.#probedAt < this.#probeIntervalMs) return;
     this.#probedAt = this.#now();
-    this.#watching = (async () => {
-      await this.#readXids();
-      await this.#readActivity();
-    })().finally(() => {
+    this.#watching = this.#readWriters().finally(() => {
       this.#watching = null;
     });
   }
@@ -503,8 +499,7 @@ export class LatencyGuard {
   async #check(policy: LatencyPolicy): Promise<void> {
     const latency = await this.#measure();
     if (latency === null || this.#finished) return;
-    await this.#readXids();
-    await this.#readActivity();
+    await this.#readWriters();
     const atFloor = policy.atFloor;
     // Standing aside is as if nobody wrote: never hot, full speed.
     if (!policy.busy(latency, this.#foreground() && !this.#standingAside)) return;
@@ -535,6 +530,12 @@ export class LatencyGuard {
    */
   #foreground(): boolean {
     return (this.#activity?.tracker.present ?? true) && (this.#xids.present(this.#lanes.size) ?? true);
+  }
+
+  /** Who writes: the server's next transaction id, then the write counter (at most once per ACTIVITY_SPAN_MS). */
+  async #readWriters(): Promise<void> {
+    await this.#readXids();
+    await this.#readActivity();
   }
 
   /** Reads the server's next transaction id into the window. A failed read is unknown. */
